@@ -1,0 +1,107 @@
+# bt-lua: a BitTorrent engine with a C core and Lua policies.
+# `make help` lists the targets. Every target that needs a package installs it first (deps).
+
+LUA_PC    ?= lua5.4
+LUA       ?= lua5.4
+BUSTED    ?= busted
+CC        ?= gcc
+CXX       ?= g++
+CFLAGS    ?= -O2 -g
+WARN      := -Wall -Wextra -Werror
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+
+# Debian packages the build, the tests, the benchmarks and the demo use.
+DEB_PKGS := make gcc g++ pkg-config lua5.4 liblua5.4-dev libev-dev libcurl4-openssl-dev libssl-dev \
+            lua-busted lua-argparse lua-cjson lua-socket lua-term luarocks \
+            clang libclang-rt-14-dev opentracker aria2 transmission-cli transmission-daemon \
+            mktorrent python3-libtorrent libtorrent-rasterbar-dev hyperfine time ca-certificates
+
+# Evaluated when a recipe runs (after deps), not when the Makefile is read.
+PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libcurl libcrypto)
+PKG_LIBS   = $(shell pkg-config --libs libcurl libcrypto) -lev
+
+SRCS    := $(wildcard csrc/*.c)
+HDRS    := $(wildcard csrc/*.h)
+# The pure C layer (no Lua, no libev): what the fuzzers link.
+PURE    := csrc/buf.c csrc/bencode.c csrc/ranges.c csrc/wire.c csrc/metainfo.c
+MODULE  := lua/bt/core.so
+ASAN_MODULE := build/asan/bt/core.so
+FUZZERS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*_fuzz.c))
+BENCH_BINS := $(patsubst bench/%.cpp,build/bench/%,$(wildcard bench/*.cpp))
+
+SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
+
+export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
+export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
+
+.PHONY: all help deps test unit fuzz-smoke asan fuzz bench demo clean
+
+all: deps $(MODULE)
+
+help:
+	@echo "make          build the Lua module lua/bt/core.so"
+	@echo "make test     build, run every spec with busted on Lua 5.4, then a short fuzz smoke"
+	@echo "make asan     the specs again with the module built under ASan+UBSan; fails on any report"
+	@echo "make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)"
+	@echo "make bench    benchmarks, each against a reference measured in the same run"
+	@echo "make demo     the main job: a local demo swarm downloaded with examples/rarest_first.lua"
+	@echo "make deps     install missing Debian packages (apt-get; sudo when not root)"
+	@echo "make clean    remove build products"
+
+# Installs only what is missing, so it costs one dpkg-query when all is there.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(MODULE): $(SRCS) $(HDRS)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
+
+$(ASAN_MODULE): $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -g $(SANITIZE) $(WARN) -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
+
+test: all
+	$(MAKE) --no-print-directory fuzz-smoke unit
+
+unit:
+	$(BUSTED) --lua=$(LUA) spec
+
+asan: deps $(ASAN_MODULE)
+	BT_CPATH='$(CURDIR)/build/asan/?.so' LD_PRELOAD='$(ASAN_PRELOAD)' \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(BUSTED) --lua=$(LUA) spec
+
+build/fuzz/%: fuzz/%.c $(PURE) $(HDRS)
+	@mkdir -p $(dir $@)
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc -o $@ $< $(PURE) -lcrypto
+
+# Each fuzzer starts from its seed corpus in fuzz/corpus/NAME; new inputs go to build/.
+fuzz-smoke: deps $(FUZZERS)
+	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
+	  echo "fuzz smoke: $$n ($(FUZZ_SMOKE_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=0 build/corpus/$$n fuzz/corpus/$$n 2>build/fuzz/$$n.log \
+	    || { tail -40 build/fuzz/$$n.log; exit 1; }; done
+
+fuzz: deps $(FUZZERS)
+	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
+	  echo "fuzz: $$n ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) build/corpus/$$n fuzz/corpus/$$n || exit 1; done
+
+build/bench/%: bench/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) -O2 -std=c++17 -o $@ $< $$(pkg-config --cflags --libs libtorrent-rasterbar)
+
+bench: all $(BENCH_BINS)
+	@for f in bench/*_bench.lua; do BT_BENCH_BIN=$(CURDIR)/build/bench $(LUA) $$f || exit 1; done
+
+demo: all
+	$(LUA) scripts/demo.lua
+
+clean:
+	rm -rf build $(MODULE)

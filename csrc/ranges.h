@@ -1,0 +1,55 @@
+/* ranges.h: a set of piece indices stored as a sorted array of disjoint,
+ * non-adjacent half-open ranges [start, end): the sparse bitfield.
+ * An empty or a complete set is at most one range whatever the piece count.
+ * Pure C: no I/O, no Lua. Invariant, checked by bt_ranges_check():
+ *   r[i].start < r[i].end <= size, and r[i].end < r[i+1].start.
+ */
+#ifndef BT_RANGES_H
+#define BT_RANGES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_RANGES_MAX_SIZE (1u << 31)  /* piece indices are 32-bit in the wire protocol */
+
+typedef struct bt_range { uint32_t start, end; } bt_range;
+
+typedef struct bt_ranges {
+    bt_range *r;
+    uint32_t n;      /* ranges in use */
+    uint32_t cap;    /* ranges allocated */
+    uint32_t size;   /* the universe: valid indices are [0, size) */
+    uint32_t count;  /* number of set indices, kept up to date */
+} bt_ranges;
+
+/* Functions returning int give 0 on success, -1 when memory runs out (set unchanged).
+ * Indices and bounds must lie in [0, size]; callers (the binding) check them. */
+void bt_ranges_init(bt_ranges *s, uint32_t size);       /* empty set; allocates nothing */
+void bt_ranges_free(bt_ranges *s);
+int  bt_ranges_copy(bt_ranges *dst, const bt_ranges *src);  /* dst must be initialized */
+int  bt_ranges_set(bt_ranges *s, uint32_t i);
+int  bt_ranges_clear(bt_ranges *s, uint32_t i);
+int  bt_ranges_set_range(bt_ranges *s, uint32_t a, uint32_t b);    /* [a, b) */
+int  bt_ranges_clear_range(bt_ranges *s, uint32_t a, uint32_t b);
+void bt_ranges_set_all(bt_ranges *s);
+void bt_ranges_clear_all(bt_ranges *s);
+bool bt_ranges_has(const bt_ranges *s, uint32_t i);
+static inline uint32_t bt_ranges_count(const bt_ranges *s) { return s->count; }
+static inline bool bt_ranges_full(const bt_ranges *s) { return s->count == s->size; }
+/* out = a op b; a and b have the same size; out must be initialized and may alias neither. */
+int  bt_ranges_union(bt_ranges *out, const bt_ranges *a, const bt_ranges *b);
+int  bt_ranges_intersect(bt_ranges *out, const bt_ranges *a, const bt_ranges *b);
+int  bt_ranges_diff(bt_ranges *out, const bt_ranges *a, const bt_ranges *b);   /* a \ b */
+/* First set (clear) index >= from, or -1 if none. */
+int64_t bt_ranges_next_set(const bt_ranges *s, uint32_t from);
+int64_t bt_ranges_next_clear(const bt_ranges *s, uint32_t from);
+bool bt_ranges_equal(const bt_ranges *a, const bt_ranges *b);
+/* Wire bitfield: ceil(size/8) bytes, high bit first. */
+static inline size_t bt_ranges_wire_len(const bt_ranges *s) { return ((size_t)s->size + 7) / 8; }
+/* Replace s's content. Returns 0, -1 out of memory, -2 wrong length, -3 spare bits set. */
+int  bt_ranges_from_wire(bt_ranges *s, const uint8_t *bits, size_t len);
+void bt_ranges_to_wire(const bt_ranges *s, uint8_t *out);   /* out has wire_len bytes */
+bool bt_ranges_check(const bt_ranges *s);                   /* the invariant holds */
+
+#endif

@@ -1,0 +1,96 @@
+/* wire.h: BitTorrent peer-wire framing (BEP 3, 5, 6, 10). Pure C: no I/O, no Lua.
+ *
+ * The decoder works in place over a caller's buffer: bt_wire_parse looks at the
+ * bytes at hand and returns one whole message, or says how many bytes it still
+ * needs, or rejects the stream. The length prefix is checked against the limits
+ * as soon as it and the id are visible, before anything is buffered, so a peer
+ * cannot make us hold a 4 GiB "message". The engine parses its socket read buffer
+ * with it; the Lua decoder object (bt.wire.decoder) wraps it with a buffer.
+ */
+#ifndef BT_WIRE_H
+#define BT_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BT_HANDSHAKE_LEN   68
+#define BT_BLOCK_SIZE      16384u          /* the block size every client requests */
+#define BT_WIRE_MAX_BLOCK  (128u * 1024)   /* largest block a limit may be raised to */
+
+/* Message ids; KEEPALIVE has no id on the wire (length 0). */
+enum bt_msg_type {
+    BT_MSG_KEEPALIVE      = -1,
+    BT_MSG_CHOKE          = 0,
+    BT_MSG_UNCHOKE        = 1,
+    BT_MSG_INTERESTED     = 2,
+    BT_MSG_NOT_INTERESTED = 3,
+    BT_MSG_HAVE           = 4,
+    BT_MSG_BITFIELD       = 5,
+    BT_MSG_REQUEST        = 6,
+    BT_MSG_PIECE          = 7,
+    BT_MSG_CANCEL         = 8,
+    BT_MSG_PORT           = 9,    /* BEP 5 */
+    BT_MSG_SUGGEST        = 13,   /* BEP 6 */
+    BT_MSG_HAVE_ALL       = 14,
+    BT_MSG_HAVE_NONE      = 15,
+    BT_MSG_REJECT         = 16,
+    BT_MSG_ALLOWED_FAST   = 17,
+    BT_MSG_EXTENDED       = 20,   /* BEP 10 */
+};
+
+typedef struct bt_msg {
+    int type;                 /* enum bt_msg_type */
+    uint32_t index;           /* have, request, cancel, piece, suggest, reject, allowed_fast */
+    uint32_t begin;           /* request, cancel, reject, piece */
+    uint32_t length;          /* request, cancel, reject */
+    uint16_t port;            /* port */
+    uint8_t ext_id;           /* extended */
+    const uint8_t *payload;   /* bitfield bits, piece block, extended payload: points into the input */
+    size_t payload_len;
+} bt_msg;
+
+typedef struct bt_wire_limits {
+    uint32_t max_block;       /* largest piece payload accepted; default BT_BLOCK_SIZE */
+    uint32_t max_bitfield;    /* largest bitfield payload in bytes; 0: ceil(pieces/8) exact is checked by the caller */
+    uint32_t max_extended;    /* largest extended payload; default 1 MiB (ut_metadata pieces are 16 KiB) */
+    uint32_t max_message;     /* overall cap on any length prefix; default 1 MiB + 16 */
+} bt_wire_limits;
+
+void bt_wire_limits_default(bt_wire_limits *lim);
+
+/* Parse one message from buf[0..len).
+ * Returns  1: *msg filled, *used = bytes it took (prefix included);
+ *          0: need more bytes, *used = total bytes the message needs when known, else 0;
+ *         -1: the stream is invalid, *err = static message (unknown ids are not an
+ *             error: they come back as their id with the raw payload, for the caller to skip). */
+int bt_wire_parse(const uint8_t *buf, size_t len, const bt_wire_limits *lim,
+                  bt_msg *msg, size_t *used, const char **err);
+
+/* Handshake */
+#define BT_RESERVED_EXTENSION_BYTE 5      /* BEP 10: reserved[5] & 0x10 */
+#define BT_RESERVED_EXTENSION_BIT  0x10
+#define BT_RESERVED_FAST_BYTE      7      /* BEP 6: reserved[7] & 0x04 */
+#define BT_RESERVED_FAST_BIT       0x04
+#define BT_RESERVED_DHT_BYTE       7      /* BEP 5: reserved[7] & 0x01 */
+#define BT_RESERVED_DHT_BIT        0x01
+
+typedef struct bt_handshake {
+    uint8_t reserved[8];
+    uint8_t info_hash[20];
+    uint8_t peer_id[20];
+} bt_handshake;
+
+/* Returns 1 parsed (68 bytes), 0 need more, -1 not a BitTorrent handshake (*err set).
+ * The protocol string is checked as soon as its bytes arrive. */
+int bt_wire_parse_handshake(const uint8_t *buf, size_t len, bt_handshake *hs, const char **err);
+void bt_wire_write_handshake(const bt_handshake *hs, uint8_t out[BT_HANDSHAKE_LEN]);
+
+/* Encode msg into out (cap bytes). For PIECE, BITFIELD and EXTENDED the payload is
+ * copied too when msg->payload is set; with payload == NULL only the header is
+ * written (length prefix counting payload_len) so the engine can send the data
+ * itself. Returns bytes written, or 0 if cap is too small or the type is unknown. */
+size_t bt_wire_encode(const bt_msg *msg, uint8_t *out, size_t cap);
+/* Bytes bt_wire_encode needs for msg's header (plus payload when payload is set). */
+size_t bt_wire_encoded_len(const bt_msg *msg);
+
+#endif

@@ -1,0 +1,47 @@
+--- The bt-lua command line. Each command lives in lua/bt/cmd/NAME.lua and exports
+-- `setup(cmd)` (declare its arguments on an argparse command) and `run(args)`,
+-- which returns an exit code or raises an error message for stderr.
+local argparse = require "argparse"
+
+local COMMANDS = {
+  { "info",   "Show what a .torrent file holds." },
+  { "create", "Make a .torrent file from a file or a folder." },
+  { "run",    "Download a torrent with a Lua policy." },
+}
+
+local M = {}
+
+function M.main(argv)
+  local parser = argparse("bt-lua", "A BitTorrent client whose strategy is a Lua script.")
+    :command_target("command")
+  parser:epilog("Run 'bt-lua COMMAND --help' for a command's options.")
+  local mods = {}
+  for _, c in ipairs(COMMANDS) do
+    local ok, mod = pcall(require, "bt.cmd." .. c[1])
+    if ok then
+      mods[c[1]] = mod
+      mod.setup(parser:command(c[1], c[2]))
+    elseif not tostring(mod):find("module 'bt.cmd." .. c[1] .. "' not found", 1, true) then
+      error(mod, 0)
+    end
+  end
+  local args = parser:parse(argv)
+  local ok, res = xpcall(mods[args.command].run, function(e)
+    if type(e) == "table" and e.exit then return e end
+    return e
+  end, args)
+  if ok then return res or 0 end
+  if type(res) == "table" then
+    if res.message then io.stderr:write("bt-lua: ", res.message, "\n") end
+    return res.exit
+  end
+  io.stderr:write("bt-lua: ", tostring(res), "\n")
+  return 1
+end
+
+--- Raise a clean failure from a command: message to stderr, exit code `code` (default 1).
+function M.fail(message, code)
+  error({ message = message, exit = code or 1 }, 0)
+end
+
+return M
