@@ -28,7 +28,8 @@ PURE    := csrc/buf.c csrc/bencode.c csrc/ranges.c csrc/wire.c csrc/metainfo.c
 MODULE  := lua/bt/core.so
 ASAN_MODULE := build/asan/bt/core.so
 FUZZERS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*_fuzz.c))
-BENCH_BINS := $(patsubst bench/%.cpp,build/bench/%,$(wildcard bench/*.cpp))
+BENCH_BINS := $(patsubst bench/%.cpp,build/bench/%,$(wildcard bench/*.cpp)) \
+              $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
 
 SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
@@ -96,6 +97,11 @@ fuzz: deps $(FUZZERS)
 build/bench/%: bench/%.cpp
 	@mkdir -p $(dir $@)
 	$(CXX) -O2 -std=c++17 -o $@ $< $$(pkg-config --cflags --libs libtorrent-rasterbar)
+
+# C benchmark programs link the pure layer directly.
+build/bench/%: bench/%.c $(PURE) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g $(WARN) -Icsrc -o $@ $< $(PURE) -lcrypto
 
 bench: all $(BENCH_BINS)
 	@for f in bench/*_bench.lua; do BT_BENCH_BIN=$(CURDIR)/build/bench $(LUA) $$f || exit 1; done
