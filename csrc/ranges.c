@@ -233,6 +233,11 @@ bool bt_ranges_has(const bt_ranges *s, uint32_t i)
     return k < s->n && s->r[k].start <= i;
 }
 
+uint32_t bt_ranges_find(const bt_ranges *s, uint32_t i)
+{
+    return first_end_after(s->r, s->n, i);
+}
+
 int64_t bt_ranges_next_set(const bt_ranges *s, uint32_t from)
 {
     uint32_t k = first_end_after(s->r, s->n, from);
