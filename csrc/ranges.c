@@ -269,6 +269,60 @@ int64_t bt_ranges_next_clear(const bt_ranges *s, uint32_t from)
     return c < s->size ? (int64_t)c : -1;
 }
 
+int64_t bt_ranges_next_diff(const bt_ranges *a, const bt_ranges *b, uint32_t from)
+{
+    /* Alternate: the next index of a, then the next hole of b from there;
+     * done when that hole is still inside the range of a. Every round moves
+     * past at least one range of a or of b. */
+    uint64_t i = from;
+    while (i < a->size) {
+        uint32_t k = first_end_after(a->r, a->n, (uint32_t)i);
+        if (k == a->n)
+            return -1;
+        if (a->r[k].start > i)
+            i = a->r[k].start;
+        int64_t c = bt_ranges_next_clear(b, (uint32_t)i);
+        if (c < 0)
+            return -1;
+        if ((uint64_t)c < a->r[k].end)
+            return c;
+        i = (uint64_t)c;
+    }
+    return -1;
+}
+
+int64_t bt_ranges_next_common(const bt_ranges *a, const bt_ranges *b, uint32_t from)
+{
+    uint64_t i = from;
+    while (i < a->size) {
+        uint32_t k = first_end_after(a->r, a->n, (uint32_t)i);
+        if (k == a->n)
+            return -1;
+        if (a->r[k].start > i)
+            i = a->r[k].start;
+        int64_t c = bt_ranges_next_set(b, (uint32_t)i);
+        if (c < 0)
+            return -1;
+        if ((uint64_t)c < a->r[k].end)
+            return c;
+        i = (uint64_t)c;
+    }
+    return -1;
+}
+
+uint32_t bt_ranges_count_range(const bt_ranges *s, uint32_t a, uint32_t b)
+{
+    if (a >= b)
+        return 0;
+    uint64_t c = 0;
+    for (uint32_t k = first_end_after(s->r, s->n, a); k < s->n && s->r[k].start < b; k++) {
+        uint32_t x = s->r[k].start > a ? s->r[k].start : a;
+        uint32_t y = s->r[k].end < b ? s->r[k].end : b;
+        c += y - x;
+    }
+    return (uint32_t)c;
+}
+
 bool bt_ranges_equal(const bt_ranges *a, const bt_ranges *b)
 {
     return a->size == b->size && a->n == b->n && a->count == b->count

@@ -194,6 +194,43 @@ describe("bt.Ranges", function()
     end)
   end)
 
+  describe("count(a, b), next_diff, next_common", function()
+    it("count the set pieces of a half-open range", function()
+      local s = bt.bitfield(100)
+      s:set_range(10, 20); s:set_range(30, 40)
+      assert.are.equal(20, s:count(0, 100))
+      assert.are.equal(5, s:count(15, 25))
+      assert.are.equal(10, s:count(15, 35))
+      assert.are.equal(0, s:count(20, 30))
+      assert.are.equal(0, s:count(50, 50))
+      assert.are.equal(20, s:count())
+      assert.matches("bad argument #2 to 'count' %(range %[5, 3%) is reversed%)",
+        err(function() return s:count(5, 3) end))
+      assert.matches("index 101 out of range %[0, 100%]", err(function() return s:count(0, 101) end))
+      assert.matches("number expected, got no value", err(function() return s:count(1) end))
+    end)
+
+    it("find the next piece in one set and not (or also) in the other", function()
+      local peer, have = bt.bitfield(50), bt.bitfield(50)
+      peer:set_range(0, 20)
+      have:set_range(0, 10); have:set(12)
+      assert.are.equal(10, peer:next_diff(have))
+      assert.are.equal(11, peer:next_diff(have, 11))
+      assert.are.equal(13, peer:next_diff(have, 12))
+      assert.is_nil(peer:next_diff(have, 20))
+      assert.is_nil(peer:next_diff(have, 50))
+      assert.are.equal(0, peer:next_common(have))
+      assert.are.equal(12, peer:next_common(have, 10))
+      assert.is_nil(peer:next_common(have, 13))
+      have:set_range(0, 50)
+      assert.is_nil(peer:next_diff(have))   -- nothing to be interested in
+      assert.matches("bad argument #1 to 'next_diff' %(size 49 differs from 50%)",
+        err(function() return peer:next_diff(bt.bitfield(49)) end))
+      assert.matches("index 51 out of range %[0, 50%]",
+        err(function() return peer:next_common(have, 51) end))
+    end)
+  end)
+
   describe("union, intersect, diff", function()
     it("return new sets and leave the operands alone", function()
       local a = bt.bitfield(20); a:set_range(0, 10)
@@ -452,6 +489,7 @@ describe("bt.Ranges", function()
     local n = m.n
     assert(s:count() == m.count, ctx .. ": count " .. s:count() .. " ~= " .. m.count)
     assert(#s == m.count, ctx .. ": #s")
+    assert(s:count(0, n) == m.count, ctx .. ": count(0, n)")
     assert(s:size() == n, ctx .. ": size")
     assert(s:full() == (m.count == n) and s:empty() == (m.count == 0), ctx .. ": full/empty")
     local r = mranges(m)
@@ -569,6 +607,21 @@ describe("bt.Ranges", function()
           { s:diff(o), mcombine(m, om, function(x, y) return x and not y end), "diff" },
         }
         for _, res in ipairs(results) do check(res[1], res[2], ctx .. " " .. res[3]) end
+        -- next_diff / next_common: the next_set of the model's diff and
+        -- intersection, at random points and every range bound.
+        local rd, ri = mranges(results[3][2]), mranges(results[2][2])
+        local pts = { 0, n }
+        for _ = 1, 20 do pts[#pts + 1] = math.random(0, n) end
+        for k = 1, math.min(#rd, 100) do pts[#pts + 1] = rd[k] end
+        for k = 1, math.min(#ri, 100) do pts[#pts + 1] = ri[k] end
+        for _, i in ipairs(pts) do
+          ok(s:next_diff(o, i) == mnext_set(rd, i), ctx, "next_diff(%d)", i)
+          ok(s:next_common(o, i) == mnext_set(ri, i), ctx, "next_common(%d)", i)
+          local j = math.random(i, math.min(n, i + 3000))
+          local c = 0
+          for q = i + 1, j do if m.bits[q] then c = c + 1 end end
+          ok(s:count(i, j) == c, ctx, "count(%d, %d)", i, j)
+        end
         local same = true
         for i = 1, n do
           if m.bits[i] ~= om.bits[i] then same = false; break end
