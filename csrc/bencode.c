@@ -130,6 +130,7 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_ber
     }
     if (len > BT_BENC_MAX_INPUT) {
         msg = "input too large";
+        pos = BT_BENC_MAX_INPUT;   /* the first byte past the limit */
         goto fail;
     }
     const uint32_t limit = max_tokens(len);
