@@ -71,7 +71,8 @@ typedef struct bt_berr {
  * err->offset is the 0-based offset of the offending byte: the first byte that
  * cannot belong to a valid document, except for whole-value errors, which name
  * the value's first byte: a string whose length runs past the end, an
- * out-of-order or duplicate key (the later key), "-0" (its '-').
+ * out-of-order or duplicate key (the later key), "-0" (its '-'), a leading zero
+ * (the '0' itself, in integers and string lengths).
  *
  * Memory: the token array grows geometrically and never exceeds len / 2 + 1
  * tokens (every value takes at least 2 bytes), i.e. ~10 bytes per input byte;
