@@ -11,6 +11,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -523,9 +525,25 @@ static int l_fs_stat(lua_State *L)
     return 1;
 }
 
+/* bt.fs.realpath(path) -> absolute path with no symlink, "." or ".." | nil, message
+ * (torrent creation names a torrent after the folder "." really is).  [-0, +1|2, m] */
+static int l_fs_realpath(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    char out[PATH_MAX];
+    if (!realpath(path, out)) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
+        return 2;
+    }
+    lua_pushstring(L, out);
+    return 1;
+}
+
 static const luaL_Reg fs_funcs[] = {
     { "list", l_fs_list },
     { "stat", l_fs_stat },
+    { "realpath", l_fs_realpath },
     { NULL, NULL },
 };
 
