@@ -453,7 +453,7 @@ describe("bt.fs", function()
   it("lists a folder and lstats entries", function()
     local d = H.tmpdir()
     H.writefile(d .. "/f", "12345")
-    os.execute("mkdir " .. H.q(d .. "/sub") .. " && ln -s f " .. H.q(d .. "/l"))
+    H.sh("mkdir " .. H.q(d .. "/sub") .. " && ln -s f " .. H.q(d .. "/l"))
     local names = assert(bt.fs.list(d))
     table.sort(names)
     assert.are.same({ "f", "l", "sub" }, names)
@@ -477,7 +477,7 @@ end)
 -- Foreign tools: the payload has a nested folder, sizes that are not piece
 -- aligned, a zero-length file and a hidden file.
 local function make_payload(d)
-  os.execute("mkdir -p " .. H.q(d .. "/multi/sub/deeper"))
+  H.sh("mkdir -p " .. H.q(d .. "/multi/sub/deeper"))
   local function rnd(n, seed)
     local t, x = {}, seed
     for i = 1, n do x = (x * 1103515245 + 12345) % 2147483648; t[i] = string.char(x % 256) end
@@ -576,7 +576,7 @@ describe("bt.torrent.create", function()
   after_each(function() H.rmtree(d) end)
 
   it("orders files by path bytes, includes hidden and empty files, fills the fields", function()
-    os.execute("mkdir -p " .. H.q(d .. "/p/B") .. " " .. H.q(d .. "/p/a"))
+    H.sh("mkdir -p " .. H.q(d .. "/p/B") .. " " .. H.q(d .. "/p/a"))
     H.writefile(d .. "/p/a/x", "xx")
     H.writefile(d .. "/p/a-", "dash")
     H.writefile(d .. "/p/B/y", "yyy")
@@ -604,7 +604,7 @@ describe("bt.torrent.create", function()
   end)
 
   it("hashes across file boundaries and chunk boundaries", function()
-    os.execute("mkdir " .. H.q(d .. "/q"))
+    H.sh("mkdir " .. H.q(d .. "/q"))
     local parts = {}
     for i = 1, 5 do
       parts[i] = string.rep(string.char(64 + i), 10000 * i + 7)
@@ -639,9 +639,9 @@ describe("bt.torrent.create", function()
   end)
 
   it("refuses symlinks, empty folders, zero-size payloads and bad names", function()
-    os.execute("mkdir -p " .. H.q(d .. "/s") .. " " .. H.q(d .. "/e/empty"))
+    H.sh("mkdir -p " .. H.q(d .. "/s") .. " " .. H.q(d .. "/e/empty"))
     H.writefile(d .. "/s/f", "data")
-    os.execute("ln -s f " .. H.q(d .. "/s/link"))
+    H.sh("ln -s f " .. H.q(d .. "/s/link"))
     local r, err = bt.torrent.create { path = d .. "/s" }
     assert.is_nil(r)
     assert.truthy(err:find("symbolic links are not supported", 1, true), err)
