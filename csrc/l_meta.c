@@ -408,7 +408,11 @@ static const luaL_Reg meta_methods[] = {
 static int l_meta_index(lua_State *L)
 {
     const bt_meta *m = &check_lmeta(L, 1)->m;
-    const char *k = luaL_checkstring(L, 2);
+    if (lua_type(L, 2) != LUA_TSTRING) {
+        lua_pushnil(L);   /* like a table: m[1] or m[{}] is just absent */
+        return 1;
+    }
+    const char *k = lua_tostring(L, 2);
     if (strcmp(k, "info_hash") == 0)
         lua_pushlstring(L, (const char *)m->info_hash, 20);
     else if (strcmp(k, "info_hash_hex") == 0)
