@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include "sha1.h"
 
 typedef struct st_file {
     int64_t offset;     /* first byte in the torrent's stream */
@@ -33,7 +33,7 @@ struct bt_storage {
     st_file *files;
     uint32_t nfiles;
     uint8_t *chunk;             /* BT_STORAGE_HASH_CHUNK bytes, allocated on first hash */
-    EVP_MD_CTX *md;
+    bt_sha1_ctx md;             /* initialized on first hash */
     uint8_t zero_hash[2][20];   /* SHA-1 of a full / the last piece of zeros */
     int zero_hash_ok[2];
     char err[BT_STORAGE_ERRLEN];
@@ -96,17 +96,6 @@ static int safe_component(const char *p, size_t n)
     return 1;
 }
 
-/* Component k of file f (same as bt_meta_path_comp: strings of a list are
- * consecutive leaf tokens). */
-static bt_str meta_comp(const bt_meta *m, uint32_t f, uint32_t k)
-{
-    const bt_meta_file *file = &m->files[f];
-    if (file->path_tok == 0)
-        return m->name;
-    bt_str s;
-    s.p = bt_bstr(&m->doc, file->path_tok + 1 + k, &s.n);
-    return s;
-}
 
 /* Relative path of file f: NAME for a single file, NAME/c1/.../cn otherwise. */
 static char *build_path(const bt_meta *m, uint32_t f, char *err, size_t errlen)
@@ -126,7 +115,7 @@ static char *build_path(const bt_meta *m, uint32_t f, char *err, size_t errlen)
         total += m->name.n + 1;
     }
     for (uint32_t k = 0; k < ncomp; k++) {
-        bt_str c = meta_comp(m, f, k);
+        bt_str c = bt_meta_path_comp(m, f, k);
         if (!safe_component(c.p, c.n)) {
             snprintf(err, errlen, "file %u: unsafe path component %u", f, k);
             return NULL;
@@ -145,7 +134,7 @@ static char *build_path(const bt_meta *m, uint32_t f, char *err, size_t errlen)
         p[at++] = '/';
     }
     for (uint32_t k = 0; k < ncomp; k++) {
-        bt_str c = meta_comp(m, f, k);
+        bt_str c = bt_meta_path_comp(m, f, k);
         memcpy(p + at, c.p, c.n);
         at += c.n;
         p[at++] = '/';
@@ -445,7 +434,7 @@ void bt_storage_close(bt_storage *s)
     free(s->hashes);
     free(s->files);
     free(s->chunk);
-    EVP_MD_CTX_free(s->md);
+    bt_sha1_free(&s->md);
     free(s);
 }
 
@@ -604,7 +593,7 @@ static int hash_ready(bt_storage *s)
         bt_storage_seterr(s, "out of memory");
         return -1;
     }
-    if (!s->md && !(s->md = EVP_MD_CTX_new())) {
+    if (!s->md.md && bt_sha1_init(&s->md) < 0) {
         bt_storage_seterr(s, "out of memory (SHA-1)");
         return -1;
     }
@@ -618,7 +607,7 @@ int bt_storage_hash_piece(bt_storage *s, uint32_t piece, uint8_t out[20])
     if (locate(s, piece, 0, 0, &pos) < 0 || hash_ready(s) < 0)
         return -1;
     int64_t size = bt_storage_piece_size(s, piece);
-    if (!EVP_DigestInit_ex(s->md, EVP_sha1(), NULL)) {
+    if (bt_sha1_reset(&s->md) < 0) {
         bt_storage_seterr(s, "SHA-1 init failed");
         return -1;
     }
@@ -628,11 +617,10 @@ int bt_storage_hash_piece(bt_storage *s, uint32_t piece, uint8_t out[20])
             n = (size_t)(size - done);
         if (span_io(s, OP_READ, pos + done, s->chunk, n) < 0)
             return -1;
-        EVP_DigestUpdate(s->md, s->chunk, n);
+        bt_sha1_update(&s->md, s->chunk, n);
         done += (int64_t)n;
     }
-    unsigned int hl = 0;
-    if (!EVP_DigestFinal_ex(s->md, out, &hl) || hl != 20) {
+    if (bt_sha1_final(&s->md, out) < 0) {
         bt_storage_seterr(s, "SHA-1 failed");
         memset(out, 0, 20);
         return -1;
@@ -653,7 +641,7 @@ static int zero_hash(bt_storage *s, uint32_t piece, const uint8_t **out)
 {
     int k = piece + 1 == s->num_pieces;
     if (!s->zero_hash_ok[k]) {
-        if (hash_ready(s) < 0 || !EVP_DigestInit_ex(s->md, EVP_sha1(), NULL)) {
+        if (hash_ready(s) < 0 || bt_sha1_reset(&s->md) < 0) {
             bt_storage_seterr(s, "SHA-1 init failed");
             return -1;
         }
@@ -663,11 +651,10 @@ static int zero_hash(bt_storage *s, uint32_t piece, const uint8_t **out)
             size_t n = BT_STORAGE_HASH_CHUNK;
             if ((int64_t)n > size - done)
                 n = (size_t)(size - done);
-            EVP_DigestUpdate(s->md, s->chunk, n);
+            bt_sha1_update(&s->md, s->chunk, n);
             done += (int64_t)n;
         }
-        unsigned int hl = 0;
-        if (!EVP_DigestFinal_ex(s->md, s->zero_hash[k], &hl)) {
+        if (bt_sha1_final(&s->md, s->zero_hash[k]) < 0) {
             bt_storage_seterr(s, "SHA-1 failed");
             return -1;
         }
