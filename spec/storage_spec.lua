@@ -182,6 +182,28 @@ describe("bt.storage", function()
       st:close()
     end)
 
+    it("check() treats holes as zeros without reading them", function()
+      -- second open: files are full size but wholly sparse (holes), so nothing
+      -- is "too short"; a hole is good only when the piece hash is that of zeros.
+      local m = make_torrent("multi", 16384, files)
+      assert(bt.storage.open(m, dir)):close()
+      local st = assert(bt.storage.open(m, dir))
+      assert.are.equal(0, assert(st:check()):count())
+      st:close()
+
+      local zeros = {
+        { path = { "z1" }, data = string.rep("\0", 20000) },
+        { path = { "z2" }, data = string.rep("\0", 30000) },
+      }
+      local mz = make_torrent("zeros", 16384, zeros)
+      assert(bt.storage.open(mz, dir)):close()
+      st = assert(bt.storage.open(mz, dir))
+      local have = assert(st:check())
+      assert.is_true(have:full())
+      assert.are.equal(4, have:count())
+      st:close()
+    end)
+
     it("a progress function returning false stops the check", function()
       local m = make_torrent("multi", 16384, files)
       local st = assert(bt.storage.open(m, dir))
