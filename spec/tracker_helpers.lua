@@ -25,7 +25,7 @@ function T.spawn(cmd, log)
 end
 
 function T.kill(pid)
-  if pid then os.execute("kill " .. math.tointeger(pid) .. " 2>/dev/null") end
+  if pid then H.sh("kill " .. math.tointeger(pid)) end
 end
 
 function T.sleep(s) socket.sleep(s) end
@@ -47,15 +47,21 @@ end
 --- opentracker on 127.0.0.1 serving the given info-hashes (raw 20-byte strings).
 -- Returns {pid=, port=, url=, dir=}. The whitelist is read by user nobody a moment
 -- after start: folder and file are world-readable, and we probe with announces
--- until the reply has no failure reason (bounded to ~10 s).
+-- until the reply has no failure reason (bounded to ~10 s). The probe uses a
+-- torrent of its own (T.PROBE_HASH, added to the whitelist) so it leaves no peer
+-- in the caller's swarms, and no event: opentracker answers a "stopped" without
+-- looking at the whitelist.
+T.PROBE_HASH = string.rep("\255", 20)
+
 function T.start_opentracker(hashes)
   local bt = require "bt"
   local dir = H.tmpdir()
-  os.execute("chmod 755 " .. H.q(dir))
+  H.sh("chmod 755 " .. H.q(dir))
   local hex = {}
   for i, h in ipairs(hashes) do hex[i] = (h:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+  hex[#hex + 1] = string.rep("ff", 20)
   H.writefile(dir .. "/whitelist", table.concat(hex, "\n") .. "\n")
-  os.execute("chmod 644 " .. H.q(dir .. "/whitelist"))
+  H.sh("chmod 644 " .. H.q(dir .. "/whitelist"))
   local port = T.free_port()
   local pid = T.spawn(string.format("cd %s && exec opentracker -i 127.0.0.1 -p %d -P %d -w %s",
     H.q(dir), port, port, H.q(dir .. "/whitelist")), dir .. "/log")
@@ -63,8 +69,8 @@ function T.start_opentracker(hashes)
   local deadline = socket.gettime() + 10
   local probe_id = bt.peer_id()
   while true do
-    local r = bt.tracker.announce({ url = o.url, info_hash = hashes[1], peer_id = probe_id,
-                                    port = 1, event = "stopped" }, 1)
+    local r = bt.tracker.announce({ url = o.url, info_hash = T.PROBE_HASH, peer_id = probe_id,
+                                    port = 1 }, 1)
     if r and not r.failure_reason then break end
     if socket.gettime() > deadline then
       T.stop(o)
