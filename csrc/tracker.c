@@ -177,8 +177,9 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     t->depth++;
     curl_multi_socket_action(t->multi, w->fd, action, &running);
     check_multi_info(t);
-    if (!t->dead && running <= 0)
-        ev_timer_stop(t->loop, &t->timer);
+    /* No "stop the timer when nothing runs" here (evhiperfifo does it): a
+     * callback may just have started an announce whose timer curl armed. curl
+     * disarms the timer itself through multi_timer_cb(-1). */
     leave(t);
 }
 

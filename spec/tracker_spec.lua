@@ -236,6 +236,20 @@ describe("announce against a fake tracker", function()
     assert.is_true(dt >= 0.45 and dt < 3, "took " .. dt)
   end)
 
+  it("the C API: concurrent announces, cancel, free and announce from a callback", function()
+    -- Built here with ASan+UBSan: the engine drives bt_tracker this way on its loop.
+    local H = require "spec.helpers"
+    local exe = os.tmpname()
+    local out, ok = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+      .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/tracker_c_test.c csrc/tracker.c"
+      .. " csrc/tracker_parse.c csrc/bencode.c csrc/buf.c -lcurl -lev")
+    assert(ok, out)
+    out, ok = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " " .. H.q(f.base))
+    os.remove(exe)
+    assert.are.equal("all passed\n", out)
+    assert.is_true(ok)
+  end)
+
   it("a refused port", function()
     local port = T.free_port()
     local r, msg = bt.tracker.announce(params("http://127.0.0.1:" .. port .. "/announce"), 5)
