@@ -138,6 +138,26 @@ describe("announce against opentracker", function()
   end)
 end)
 
+describe("announce over HTTPS", function()
+  it("verifies certificates: a self-signed server is refused", function()
+    local H = require "spec.helpers"
+    local dir = H.tmpdir()
+    local out, ok = H.sh("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
+      .. " -keyout " .. H.q(dir .. "/k.pem") .. " -out " .. H.q(dir .. "/c.pem"))
+    assert(ok, out)
+    local port = T.free_port()
+    local pid = T.spawn(string.format("exec openssl s_server -quiet -www -accept %d -cert %s -key %s",
+      port, H.q(dir .. "/c.pem"), H.q(dir .. "/k.pem")), dir .. "/log")
+    local up = T.wait_port(port, 5)
+    local r, msg = bt.tracker.announce(params("https://127.0.0.1:" .. port .. "/announce"), 5)
+    T.kill(pid)
+    H.rmtree(dir)
+    assert.is_true(up)
+    assert.is_nil(r)
+    assert.matches("^TLS certificate not trusted: ", msg)
+  end)
+end)
+
 describe("announce against a fake tracker", function()
   local f
   lazy_setup(function() f = T.start_fake() end)
