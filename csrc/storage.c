@@ -498,6 +498,38 @@ bt_storage *bt_storage_open(const bt_meta *m, const char *dir, char *err, size_t
     return s;
 }
 
+bt_storage *bt_storage_new(const bt_meta *m, const bt_storage_ops *ops, void *impl, char *err,
+                           size_t errlen)
+{
+    bt_storage *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        if (ops && ops->close) {   /* close() takes a storage: lend it a stack one */
+            bt_storage tmp;
+            memset(&tmp, 0, sizeof tmp);
+            tmp.impl = impl;
+            ops->close(&tmp);
+        }
+        return NULL;
+    }
+    s->ops = ops;
+    s->impl = impl;
+    if (copy_geometry(s, m) < 0) {
+        snprintf(err, errlen, "%s", s->err);
+        bt_storage_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+void *bt_storage_impl(const bt_storage *s) { return s->impl; }
+uint32_t bt_storage_num_files(const bt_storage *s) { return s->nfiles; }
+int64_t bt_storage_file_length(const bt_storage *s, uint32_t f)
+{
+    return f < s->nfiles ? s->files[f].length : 0;
+}
+int bt_storage_file_is_pad(const bt_storage *s, uint32_t f) { return f < s->nfiles && s->files[f].pad; }
+
 /* Index of the file holding stream byte `pos` (< total_length): the last file
  * whose offset is <= pos; zero-length files share their offset with the next one
  * and lose to it. */

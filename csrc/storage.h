@@ -61,6 +61,16 @@ typedef struct bt_storage_ops {
  * storage copies what it needs). Returns NULL with a message in err on failure. */
 bt_storage *bt_storage_open(const bt_meta *m, const char *dir, char *err, size_t errlen);
 
+/* For other backends (issue 4: in memory): a storage with the geometry of m whose
+ * per-file I/O goes to ops; impl is the backend's state, reached from the ops with
+ * bt_storage_impl, and freed by ops->close (also when this call fails). */
+bt_storage *bt_storage_new(const bt_meta *m, const bt_storage_ops *ops, void *impl, char *err,
+                           size_t errlen);
+void *bt_storage_impl(const bt_storage *s);
+uint32_t bt_storage_num_files(const bt_storage *s);
+int64_t  bt_storage_file_length(const bt_storage *s, uint32_t f);   /* 0 for f out of range */
+int      bt_storage_file_is_pad(const bt_storage *s, uint32_t f);
+
 /* Write/read len bytes at byte `begin` of `piece`, spanning files as needed.
  * Bounds are checked (piece < num_pieces, begin + len <= piece size). Loops on
  * short writes and EINTR. Return 0, or -1 with bt_storage_error() set. */

@@ -231,6 +231,29 @@ describe("bt.storage", function()
     end)
   end)
 
+  describe("the backend vtable", function()
+    it("drives an in-memory backend (C, ASan+UBSan)", function()
+      local _, torrent, stream = make_torrent("multi", 16384, {
+        { path = { "a" }, data = bytes(10000, 11) },
+        { path = { "e" }, data = "" },
+        { path = { "d", "b" }, data = bytes(30000, 12) },
+        { path = { ".pad", "1" }, data = string.rep("\0", 1000), pad = true },
+        { path = { "c" }, data = bytes(7, 13) },
+      })
+      H.writefile(dir .. "/t.torrent", torrent)
+      H.writefile(dir .. "/stream", stream)
+      local exe = dir .. "/storage_c_test"
+      local out, ok = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+        .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/storage_c_test.c csrc/storage.c"
+        .. " csrc/metainfo.c csrc/sha1.c csrc/bencode.c csrc/buf.c csrc/ranges.c -lcrypto")
+      assert(ok, out)
+      out, ok = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " " .. H.q(dir .. "/t.torrent")
+        .. " " .. H.q(dir .. "/stream"))
+      assert.are.equal("all passed\n", out)
+      assert.is_true(ok)
+    end)
+  end)
+
   describe("hostile layouts", function()
     it("refuses to follow a symlink planted in the download folder", function()
       local outside = H.tmpdir()
