@@ -27,7 +27,7 @@ build = {
   modules = {
     ["bt.core"] = {
       sources = {
-        "csrc/buf.c", "csrc/lbt.c",
+        "csrc/buf.c", "csrc/lbt.c", "csrc/wire.c",
         "csrc/l_bencode.c", "csrc/l_ranges.c", "csrc/l_wire.c", "csrc/l_meta.c",
         "csrc/l_storage.c", "csrc/l_tracker.c", "csrc/l_session.c",
       },
