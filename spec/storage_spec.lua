@@ -179,6 +179,7 @@ describe("bt.storage", function()
       assert.is_false(have:has(n - 1))
       assert.is_false(st:verify(1))
       assert.are.equal(n - 3, have:count())   -- piece n-2 also touches z.bin
+      for i = 0, n - 1 do assert.are.equal(have:has(i), st:check_piece(i)) end
       st:close()
     end)
 
