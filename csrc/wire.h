@@ -60,7 +60,9 @@ void bt_wire_limits_default(bt_wire_limits *lim);
 
 /* Parse one message from buf[0..len).
  * Returns  1: *msg filled, *used = bytes it took (prefix included);
- *          0: need more bytes, *used = total bytes the message needs when known, else 0;
+ *          0: need more bytes, *used = total bytes the message needs when known
+ *             (from 4 bytes on), else 0. The id's length rule is applied once the
+ *             5th byte is there: call again as bytes arrive, not only at *used;
  *         -1: the stream is invalid, *err = static message (unknown ids are not an
  *             error: they come back as their id with the raw payload, for the caller to skip). */
 int bt_wire_parse(const uint8_t *buf, size_t len, const bt_wire_limits *lim,
@@ -88,7 +90,10 @@ void bt_wire_write_handshake(const bt_handshake *hs, uint8_t out[BT_HANDSHAKE_LE
 /* Encode msg into out (cap bytes). For PIECE, BITFIELD and EXTENDED the payload is
  * copied too when msg->payload is set; with payload == NULL only the header is
  * written (length prefix counting payload_len) so the engine can send the data
- * itself. Returns bytes written, or 0 if cap is too small or the type is unknown. */
+ * itself. Any other type in 0..255 is framed as id + payload, the way
+ * bt_wire_parse returns unknown ids (so decoded messages always re-encode).
+ * Returns bytes written, or 0 if cap is too small, the type is outside
+ * -1..255, or the length prefix would not fit in 32 bits. */
 size_t bt_wire_encode(const bt_msg *msg, uint8_t *out, size_t cap);
 /* Bytes bt_wire_encode needs for msg's header (plus payload when payload is set). */
 size_t bt_wire_encoded_len(const bt_msg *msg);
