@@ -389,6 +389,24 @@ describe("bt.Ranges", function()
     end)
   end)
 
+  describe("out of memory (C)", function()
+    it("leaves every set unchanged when malloc or realloc fails", function()
+      -- spec/ranges_oom_test.c includes ranges.c with an allocator failing
+      -- every 2nd..6th call, and checks each -1 left the set as it was.
+      local H = require "spec.helpers"
+      local dir = H.tmpdir()
+      local exe = dir .. "/ranges_oom_test"
+      local out, built = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+        .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/ranges_oom_test.c")
+      assert(built, out)
+      local res, ran = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " 300")
+      H.rmtree(dir)
+      assert.is_true(ran, res)
+      local injected = tonumber(res:match("^ok (%d+)\n$"))
+      assert(injected and injected > 100, res)
+    end)
+  end)
+
   ---------------------------------------------------------------------------
   -- Property test: random operation sequences against a naive model.
   ---------------------------------------------------------------------------
