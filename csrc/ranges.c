@@ -117,7 +117,11 @@ int bt_ranges_copy(bt_ranges *dst, const bt_ranges *src)
 
 int bt_ranges_set_range(bt_ranges *s, uint32_t a, uint32_t b)
 {
-    if (a >= b)
+    /* A bound past the universe is the caller's bug, but a range past size
+     * would later make to_wire write past its buffer: refuse it here. */
+    if (a > b || b > s->size)
+        return -2;
+    if (a == b)
         return 0;
     uint32_t n = s->n;
     /* Fast paths at the end of the array: append, or grow the last range. */
@@ -168,7 +172,9 @@ int bt_ranges_set_range(bt_ranges *s, uint32_t a, uint32_t b)
 
 int bt_ranges_clear_range(bt_ranges *s, uint32_t a, uint32_t b)
 {
-    if (a >= b || s->n == 0)
+    if (a > b || b > s->size)
+        return -2;
+    if (a == b || s->n == 0)
         return 0;
     uint32_t n = s->n;
     bt_range *r = s->r;
@@ -209,11 +215,15 @@ int bt_ranges_clear_range(bt_ranges *s, uint32_t a, uint32_t b)
 
 int bt_ranges_set(bt_ranges *s, uint32_t i)
 {
+    if (i >= s->size)   /* also keeps i + 1 from wrapping */
+        return -2;
     return bt_ranges_set_range(s, i, i + 1);
 }
 
 int bt_ranges_clear(bt_ranges *s, uint32_t i)
 {
+    if (i >= s->size)
+        return -2;
     return bt_ranges_clear_range(s, i, i + 1);
 }
 

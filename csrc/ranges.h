@@ -23,8 +23,11 @@ typedef struct bt_ranges {
     uint32_t count;  /* number of set indices, kept up to date */
 } bt_ranges;
 
-/* Functions returning int give 0 on success, -1 when memory runs out (set unchanged).
- * Indices and bounds must lie in [0, size]; callers (the binding) check them. */
+/* Functions returning int give 0 on success, -1 when memory runs out (set
+ * unchanged). Indices lie in [0, size) and bounds in [0, size]: the binding
+ * checks them with a clear message; set/clear (and their _range forms) also
+ * refuse anything else with -2, set unchanged, since a peer's piece index is
+ * hostile input. Queries take any value: has() is false, next_* give -1. */
 void bt_ranges_init(bt_ranges *s, uint32_t size);       /* empty set; allocates nothing */
 void bt_ranges_free(bt_ranges *s);
 int  bt_ranges_copy(bt_ranges *dst, const bt_ranges *src);  /* dst must be initialized */

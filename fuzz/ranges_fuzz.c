@@ -104,6 +104,13 @@ static void apply(pair *p, int op, uint32_t x, uint32_t y)
     default:
         break;
     }
+    /* Out-of-range arguments are refused with -2 and change nothing (verify
+     * compares with the model right after). */
+    CHECK(bt_ranges_set(&p->s, n + (x & 3)) == -2);
+    CHECK(bt_ranges_clear(&p->s, UINT32_MAX - (y & 3)) == -2);
+    CHECK(bt_ranges_set_range(&p->s, a, n + 1 + (y & 7)) == -2);
+    if (a < b)
+        CHECK(bt_ranges_clear_range(&p->s, b, a) == -2);
 }
 
 static void binops(const pair *p, const pair *q)
