@@ -125,3 +125,10 @@ double bt_bucket_wait_chain(bt_bucket *const *bs, int k, int64_t n)
     }
     return w;
 }
+
+void bt_bucket_spend_chain(bt_bucket *const *bs, int k, int64_t n)
+{
+    for (int i = 0; i < k; i++)
+        if (bs[i])
+            bt_bucket_spend(bs[i], n);
+}

@@ -58,5 +58,6 @@ int64_t bt_bucket_available(const bt_bucket *b);
  * it from each; wait the longest. Refill each first. */
 int64_t bt_bucket_take_chain(bt_bucket *const *bs, int k, int64_t n);
 double  bt_bucket_wait_chain(bt_bucket *const *bs, int k, int64_t n);
+void    bt_bucket_spend_chain(bt_bucket *const *bs, int k, int64_t n);
 
 #endif

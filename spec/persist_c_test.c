@@ -133,9 +133,11 @@ static void test_buckets(void)
     CHECK(fabs(bt_bucket_wait_chain(chain, 3, 500) - 0.5) < 1e-9, "chain wait is the longest: %f",
           bt_bucket_wait_chain(chain, 3, 500));
     CHECK(fabs(bt_bucket_wait(&a, 1 << 30) - 5) < 1e-9, "wait above the burst waits for a full bucket");
+    bt_bucket_spend_chain(chain, 3, 100);
+    CHECK(bt_bucket_available(&a) == 400 && bt_bucket_available(&b) == -100, "spend chain");
     bt_bucket_refill(&a, NAN);
     bt_bucket_refill(&a, INFINITY);
-    CHECK(bt_bucket_available(&a) == 500, "non-finite times ignored");
+    CHECK(bt_bucket_available(&a) == 400, "non-finite times ignored");
     bt_bucket_spend(&a, INT64_MAX);
     CHECK(bt_bucket_available(&a) < 0 && isfinite(a.tokens), "debt bounded and finite");
 }

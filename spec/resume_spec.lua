@@ -387,9 +387,18 @@ describe("bt.fs.write_atomic", function()
     local progressed = 0
     for _, k in ipairs(versions) do if k > 1 then progressed = progressed + 1 end end
     assert.is_true(progressed >= 10, "the child wrote several versions before being killed")
-    -- only the file and leftover temporaries of killed writers
+    -- only the file and leftover temporaries of killed writers, which cleanup removes
+    local leftovers = 0   -- (usually several: kills do land mid-write)
     for _, name in ipairs(bt.fs.list(dir)) do
       assert.is_truthy(name == "state" or name == "child.lua" or name:match("^state%.tmp%.%d+%.%d+$"), name)
+      if name:match("%.tmp%.") then leftovers = leftovers + 1 end
     end
+    H.writefile(dir .. "/state.tmp.x", "not ours")   -- does not match the pattern: kept
+    assert.are.equal(leftovers, resume.cleanup(p))
+    if os.getenv("BT_SPEC_VERBOSE") then print("\nkills", kills, "leftovers", leftovers, table.concat(versions, " ")) end
+    table.sort(versions)
+    local names = bt.fs.list(dir)
+    table.sort(names)
+    assert.are.same({ "child.lua", "state", "state.tmp.x" }, names)
   end)
 end)

@@ -160,6 +160,29 @@ function M.save(path, torrent, have, dir, extra)
   return core.fs.write_atomic(path, core.bencode(doc))
 end
 
+--- resume.cleanup(path) -> number of files removed
+-- Removes the temporaries "<path>.tmp.<pid>.<n>" that writers killed mid-save
+-- left beside path (bt.fs.write_atomic never reuses them). Call it at start-up,
+-- before the first save: a concurrent writer of the same path (which would be
+-- a bug) would only see its rename fail.
+function M.cleanup(path)
+  assert(type(path) == "string", "path expected")
+  local parent, base = path:match("^(.*)/([^/]+)$")
+  if not parent then parent, base = ".", path end
+  if parent == "" then parent = "/" end
+  local names = core.fs.list(parent)
+  if not names then return 0 end
+  local prefix, n = base .. ".tmp.", 0
+  for _, name in ipairs(names) do
+    if name:sub(1, #prefix) == prefix and name:sub(#prefix + 1):match("^%d+%.%d+$") then
+      local full = parent .. "/" .. name
+      local st = core.fs.stat(full)
+      if st and st.type == "file" and os.remove(full) then n = n + 1 end
+    end
+  end
+  return n
+end
+
 -- ---------------------------------------------------------------------------
 -- load
 
