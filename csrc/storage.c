@@ -66,6 +66,8 @@ typedef struct disk_file {
     char *path;        /* relative to dir: components joined by '/' (each one checked) */
     int64_t orig_size; /* size when opened (-1 missing); INT64_MAX once written past it */
     int slot;          /* index in the descriptor cache, or -1 */
+    unsigned dirty : 1;   /* written since the last sync: a descriptor evicted from the
+                           * cache is closed without fsync, so sync must reopen it */
 } disk_file;
 
 typedef struct disk_slot {
@@ -322,6 +324,7 @@ static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int6
         p += w;
         n -= (size_t)w;
         off += w;
+        d->f[f].dirty = 1;
     }
     return 0;
 }
@@ -343,14 +346,24 @@ static int disk_present(bt_storage *s, uint32_t f, int64_t off, int64_t n)
     return data >= off + n ? BT_SPAN_HOLE : BT_SPAN_DATA;
 }
 
+/* fsync every file written since the last sync, reopening those whose
+ * descriptor was evicted (close() does not make data durable). Resume data
+ * relies on this: what it claims must be on disk before the claim is. */
 static int disk_sync(bt_storage *s)
 {
     disk *d = s->impl;
-    for (int k = 0; k < d->nslots; k++)
-        if (fsync(d->slot[k].fd) < 0) {
-            bt_storage_seterr(s, "%s: fsync: %s", d->f[d->slot[k].file].path, strerror(errno));
+    for (uint32_t i = 0; i < s->nfiles; i++) {
+        if (!d->f[i].dirty)
+            continue;
+        int fd = disk_fd(s, i);
+        if (fd < 0)
+            return -1;
+        if (fsync(fd) < 0) {
+            bt_storage_seterr(s, "%s: fsync: %s", d->f[i].path, strerror(errno));
             return -1;
         }
+        d->f[i].dirty = 0;
+    }
     return 0;
 }
 

@@ -100,7 +100,8 @@ int bt_storage_check_cb(bt_storage *s, bt_ranges *have, bt_storage_progress_cb c
  * zeros, or bad data), -1 error. Reads only when the spans hold data. */
 int bt_storage_check_piece(bt_storage *s, uint32_t piece);
 
-/* fsync every open file. 0 / -1. */
+/* fsync every file written since the last sync (also those whose descriptor
+ * was evicted from the cache: they are reopened). 0 / -1. */
 int bt_storage_sync(bt_storage *s);
 
 /* The last error's message ("" if none). Valid until the next call on s. */
