@@ -3,8 +3,9 @@
 --
 --   local resume = require "bt.resume"
 --   local path = resume.path(dir, t.info_hash_hex)       -- <dir>/.bt-lua/<hex>.resume
---   assert(st:sync())                                     -- data first, then the claim
---   assert(resume.save(path, t, have, dir, { uploaded = up, downloaded = down }))
+--   local have = verified:copy()                          -- 1. snapshot the claim
+--   assert(st:sync())                                     -- 2. make it durable
+--   assert(resume.save(path, t, have, dir, { uploaded = up, downloaded = down }))  -- 3.
 --   ...
 --   local r = resume.load(path, t, dir)
 --   -- r.have: trusted without hashing; r.check: hash these (st:check_piece);
@@ -81,9 +82,11 @@ end
 --- resume.save(path, torrent, have, dir [, extra]) -> true | nil, message
 -- have: bt.Ranges of the VERIFIED pieces; dir: the download folder given to
 -- bt.storage.open. extra: { uploaded =, downloaded =, partial = {[piece] =
--- {block indices}}, now = seconds (default os.time()) }. The caller must have
--- synced the storage first (st:sync / bt_storage_sync): the file times recorded
--- here vouch for the data, so the data must be on disk before the claim is.
+-- {block indices}}, now = seconds (default os.time()) }. Order matters: take
+-- `have` as it is, THEN sync the storage (st:sync / bt_storage_sync), THEN
+-- save. The file times recorded here vouch for the data, so every piece
+-- claimed must be on disk before the claim is; a piece verified after the
+-- snapshot may still be in the page cache and must wait for the next save.
 -- The parent folder is created if missing (one level: <dir>/.bt-lua).
 function M.save(path, torrent, have, dir, extra)
   assert(type(path) == "string", "path expected")
