@@ -290,6 +290,47 @@ describe("bt.resume", function()
     assert.is_true(r.have:full())
   end)
 
+  it("saver: saves every interval while pieces arrive, syncing before each save", function()
+    local st = assert(bt.storage.open(t, dir))
+    local log = {}
+    local saver = resume.saver { path = rpath, torrent = t, dir = dir, interval = 5,
+      sync = function() log[#log + 1] = "sync"; return st:sync() end }
+    local have = bt.bitfield(t.num_pieces)
+    local function piece(p)
+      assert(st:write(p, 0, stream:sub(p * 16384 + 1, p * 16384 + st:piece_size(p))))
+      have:set(p)
+    end
+    assert.is_false(saver:tick(0, have))          -- starts the clock
+    piece(0)
+    assert.is_false(saver:tick(4.9, have))        -- too soon
+    assert.is_true(saver:tick(5, have))
+    assert.are.same({ "sync" }, log)
+    assert.are.equal("0", set_of(resume.load(rpath, t, dir).have))
+    assert.is_false(saver:tick(20, have))         -- no progress: no save
+    piece(1)
+    piece(2)
+    assert.is_true(saver:tick(21, have, { downloaded = 3 * 16384 }))
+    local r = resume.load(rpath, t, dir)
+    assert.are.equal("0,1,2", set_of(r.have))
+    assert.are.equal(3 * 16384, r.downloaded)
+    piece(3)
+    assert.is_false(saver:tick(22, have))         -- interval again
+    assert.is_true(saver:flush(have))             -- clean shutdown: now
+    assert.are.equal("0,1,2,3", set_of(resume.load(rpath, t, dir).have))
+    assert.are.equal(3, saver.saves)
+    assert.are.same({ "sync", "sync", "sync" }, log)
+    st:close()
+    -- a failing sync means no save
+    local bad = resume.saver { path = rpath, torrent = t, dir = dir, interval = 0,
+      sync = function() return nil, "disk on fire" end }
+    have:set(4)
+    local ok, err = bad:tick(100, have)
+    assert.is_nil(ok)
+    assert.matches("sync: disk on fire", err)
+    assert.are.equal("0,1,2,3", set_of(resume.load(rpath, t, dir).have))
+    assert.has_error(function() resume.saver { path = rpath, torrent = t, dir = dir } end)
+  end)
+
   it("save raises on misuse", function()
     assert.has_error(function() resume.save(rpath, t, bt.bitfield(3), dir) end)
     assert.has_error(function() resume.save(rpath, t, "x", dir) end)
