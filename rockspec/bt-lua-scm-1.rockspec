@@ -31,7 +31,7 @@ build = {
         "csrc/metainfo.c", "csrc/sha1.c", "csrc/storage.c", "csrc/storage_mem.c", "csrc/tracker.c",
         "csrc/ratelimit.c",
         "csrc/tracker_parse.c",
-        "csrc/l_bencode.c", "csrc/l_ranges.c", "csrc/l_wire.c", "csrc/l_meta.c",
+        "csrc/l_bencode.c", "csrc/l_ranges.c", "csrc/l_wire.c", "csrc/l_meta.c", "csrc/l_fs.c", "csrc/l_ratelimit.c",
         "csrc/l_storage.c", "csrc/l_tracker.c", "csrc/l_session.c",
       },
       libraries = { "ev", "curl", "crypto" },
