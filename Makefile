@@ -25,7 +25,7 @@ SRCS    := $(wildcard csrc/*.c)
 HDRS    := $(wildcard csrc/*.h)
 # The pure C layer (no Lua, no libev): what the fuzzers link.
 PURE    := csrc/buf.c csrc/bencode.c csrc/ranges.c csrc/wire.c csrc/metainfo.c
-MODULE  := lua/bt/core.so
+MODULE  := build/bt/core.so
 ASAN_MODULE := build/asan/bt/core.so
 FUZZERS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*_fuzz.c))
 BENCH_BINS := $(patsubst bench/%.cpp,build/bench/%,$(wildcard bench/*.cpp)) \
@@ -35,14 +35,14 @@ SANITIZE := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-file-name=libubsan.so)
 
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
-export LUA_CPATH_5_4 := $(CURDIR)/lua/?.so;;
+export LUA_CPATH_5_4 := $(CURDIR)/build/?.so;;
 
 .PHONY: all help deps test unit fuzz-smoke asan fuzz bench demo clean
 
 all: deps $(MODULE)
 
 help:
-	@echo "make          build the Lua module lua/bt/core.so"
+	@echo "make          build the Lua module build/bt/core.so"
 	@echo "make test     build, run every spec with busted on Lua 5.4, then a short fuzz smoke"
 	@echo "make asan     the specs again with the module built under ASan+UBSan; fails on any report"
 	@echo "make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)"
@@ -61,6 +61,7 @@ deps:
 	fi
 
 $(MODULE): $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
 $(ASAN_MODULE): $(SRCS) $(HDRS)

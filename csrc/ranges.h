@@ -32,9 +32,12 @@ int  bt_ranges_set(bt_ranges *s, uint32_t i);
 int  bt_ranges_clear(bt_ranges *s, uint32_t i);
 int  bt_ranges_set_range(bt_ranges *s, uint32_t a, uint32_t b);    /* [a, b) */
 int  bt_ranges_clear_range(bt_ranges *s, uint32_t a, uint32_t b);
-void bt_ranges_set_all(bt_ranges *s);
-void bt_ranges_clear_all(bt_ranges *s);
+int  bt_ranges_set_all(bt_ranges *s);      /* one range [0, size); may allocate, so int */
+void bt_ranges_clear_all(bt_ranges *s);    /* frees the array: an empty set owns nothing */
 bool bt_ranges_has(const bt_ranges *s, uint32_t i);
+/* Index in s->r of the first range whose end is > i: the range holding i, or
+ * the first one after i; s->n if none. O(log n). For iterating from a point. */
+uint32_t bt_ranges_find(const bt_ranges *s, uint32_t i);
 static inline uint32_t bt_ranges_count(const bt_ranges *s) { return s->count; }
 static inline bool bt_ranges_full(const bt_ranges *s) { return s->count == s->size; }
 /* out = a op b; a and b have the same size; out must be initialized and may alias neither. */

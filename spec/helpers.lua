@@ -1,8 +1,10 @@
 --- Shared helpers for the specs. Loaded by busted before every spec file (.busted).
 -- BT_CPATH (set by `make asan`) puts the sanitizer build of the module first.
-package.cpath = (os.getenv("BT_CPATH") or "lua/?.so") .. ";" .. package.cpath
+package.cpath = (os.getenv("BT_CPATH") or "build/?.so") .. ";" .. package.cpath
 
 local H = {}
+package.loaded["spec.helpers"] = H  -- one copy whichever name a spec requires
+package.loaded["helpers"] = H
 
 --- Directory of the checkout (specs run from it).
 H.root = os.getenv("PWD")

@@ -1,0 +1,40 @@
+-- Installs the bt module (C core + Lua parts) and the bt-lua command.
+-- LuaRocks here cannot reach a rocks server, so the only rock dependency is Lua itself;
+-- the Debian packages lua-argparse, lua-cjson and lua-term provide the rest (`make deps`).
+-- From a checkout: luarocks --lua-version=5.4 make rockspec/bt-lua-scm-1.rockspec
+rockspec_format = "3.0"
+package = "bt-lua"
+version = "scm-1"
+source = { url = "git+file:///dev/null" }  -- built from the checkout with `luarocks make`
+description = {
+  summary = "BitTorrent engine with a C core and Lua request strategies",
+  detailed = [[
+    A C core (bencode, peer wire, sparse bitfields, libev sockets, libcurl trackers)
+    exported as the Lua 5.4 module `bt`; piece selection, endgame, timeouts and choking
+    are replaceable Lua policies. `bt-lua run policy.lua file.torrent` downloads.
+  ]],
+  license = "MIT",
+}
+dependencies = { "lua >= 5.4" }
+external_dependencies = {
+  LIBEV = { header = "ev.h", library = "ev" },
+  -- Debian puts curl.h under the multiarch include folder, which the compiler searches by itself.
+  LIBCURL = { library = "curl" },
+  OPENSSL = { header = "openssl/evp.h", library = "crypto" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["bt.core"] = {
+      sources = {
+        "csrc/buf.c", "csrc/lbt.c",
+        "csrc/l_bencode.c", "csrc/l_ranges.c", "csrc/l_wire.c", "csrc/l_meta.c",
+        "csrc/l_storage.c", "csrc/l_tracker.c", "csrc/l_session.c",
+      },
+      libraries = { "ev", "curl", "crypto" },
+      incdirs = { "$(LIBEV_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(LIBEV_LIBDIR)", "$(LIBCURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+    },
+  },
+  install = { bin = { ["bt-lua"] = "scripts/bt-lua" } },
+}
