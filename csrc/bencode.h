@@ -72,13 +72,16 @@ static inline const char *bt_bstr(const bt_bdoc *d, uint32_t t, size_t *len)
 }
 /* Integer value (already validated by the decoder). */
 int64_t bt_bint(const bt_bdoc *d, uint32_t t);
-/* Value of `key` in dict `t`, or 0 when absent (token 0 is never a child). */
+/* Value of `key` in dict `t`, or 0 when absent or `t` is not a dict (token 0 is
+ * never a child). Linear scan: dicts in torrents have a handful of keys. */
 uint32_t bt_bdict_get(const bt_bdoc *d, uint32_t t, const char *key);
 uint32_t bt_bdict_getn(const bt_bdoc *d, uint32_t t, const char *key, size_t klen);
 /* Iteration: for (uint32_t c = bt_bfirst(d, t); c; c = bt_bnext(d, t, c)) ... */
+/* bt_bfirst of a string or integer is 0 (no children), so a caller that got
+ * the type wrong iterates nothing instead of wandering into sibling tokens. */
 static inline uint32_t bt_bfirst(const bt_bdoc *d, uint32_t t)
 {
-    return d->tok[t].aux ? t + 1 : 0;
+    return d->tok[t].type >= BT_BLIST && d->tok[t].aux ? t + 1 : 0;
 }
 static inline uint32_t bt_bnext(const bt_bdoc *d, uint32_t parent, uint32_t child)
 {
