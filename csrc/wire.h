@@ -88,7 +88,10 @@ void bt_wire_write_handshake(const bt_handshake *hs, uint8_t out[BT_HANDSHAKE_LE
 /* Encode msg into out (cap bytes). For PIECE, BITFIELD and EXTENDED the payload is
  * copied too when msg->payload is set; with payload == NULL only the header is
  * written (length prefix counting payload_len) so the engine can send the data
- * itself. Returns bytes written, or 0 if cap is too small or the type is unknown. */
+ * itself. Any other type in 0..255 is framed as id + payload, the way
+ * bt_wire_parse returns unknown ids (so decoded messages always re-encode).
+ * Returns bytes written, or 0 if cap is too small, the type is outside
+ * -1..255, or the length prefix would not fit in 32 bits. */
 size_t bt_wire_encode(const bt_msg *msg, uint8_t *out, size_t cap);
 /* Bytes bt_wire_encode needs for msg's header (plus payload when payload is set). */
 size_t bt_wire_encoded_len(const bt_msg *msg);
