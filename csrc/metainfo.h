@@ -1,9 +1,33 @@
-/* metainfo.h: .torrent parsing and validation (BEP 3, 12, 19). Pure C over
- * bencode.h and OpenSSL's SHA-1: no I/O, no Lua.
+/* metainfo.h: .torrent parsing and validation (BEP 3, 47 pad files). Pure C
+ * over bencode.h and sha1.h: no I/O, no Lua. Top-level optional keys (announce,
+ * announce-list, url-list, comment...) are not interpreted here; callers read
+ * them from m->doc (lua/bt/torrent.lua does, and checks their types).
  *
  * The info-hash is SHA-1 over the exact original bytes of the info dictionary.
  * Every string in the result points into the caller's buffer (lengths given), or
  * into the meta's own allocations; nothing is NUL-terminated unless noted.
+ *
+ * What bt_meta_parse accepts (everything else is an error with an offset):
+ * - keys in any order (real torrents have unsorted keys), no duplicates;
+ * - name: a non-empty string that is a safe path component (see below);
+ * - piece length: 1 .. BT_META_MAX_PIECE_LEN (not necessarily a power of two);
+ * - pieces: a string of 20-byte hashes, exactly ceil(total / piece length) of them;
+ * - exactly one of `length` (single file) and `files` (multi-file, at least one);
+ * - every length >= 0, the sum fits in int64 and is > 0: a torrent with no data
+ *   has nothing to download or verify and zero pieces, so it is refused (as
+ *   libtorrent does), which spares the engine a zero-piece special case;
+ * - every path: a list of 1 .. BT_META_MAX_PATH_DEPTH safe components;
+ * - a safe component is a non-empty string that is not "." or "..", and contains
+ *   no '/', no '\' (a separator on Windows: a torrent made there must not climb
+ *   out of the folder when moved to a system that honours it) and no NUL; so no
+ *   path is absolute and none climbs out of the download folder;
+ * - no two non-pad files with the same path, and no file whose path is a folder
+ *   of another file ("a" and "a/b"): storage could not lay them out. Pad files
+ *   (BEP 47, `attr` containing 'p') are exempt: they are never written, and pad
+ *   files of equal size share one name by convention;
+ * - `private`, when present, is an integer (non-zero means private);
+ *   `attr`, when present, is a string. Other keys are ignored, including BEP 52
+ *   (v2) keys: a v2-only torrent fails for lack of `pieces`.
  */
 #ifndef BT_METAINFO_H
 #define BT_METAINFO_H
@@ -37,18 +61,22 @@ typedef struct bt_meta {
     uint32_t num_pieces;
     const uint8_t *pieces;    /* num_pieces * 20 bytes of SHA-1 */
     int64_t total_length;
-    int is_private;
-    int multi_file;
+    int is_private;           /* info.private is a non-zero integer (BEP 27) */
+    int multi_file;           /* `files` list (1) or single `length` (0) */
     bt_meta_file *files;
-    uint32_t num_files;
+    uint32_t num_files;       /* 1 for a single-file torrent */
 } bt_meta;
 
 /* Parse and validate. Returns 0, or -1 with *err (static message) and *err_off
- * (byte offset of the offending value, or of the bencode error). buf must outlive m. */
+ * (byte offset of the offending value, or of the bencode error; for a missing
+ * key, the offset of the dictionary that lacks it). buf must outlive m. On
+ * failure m is left empty (bt_meta_free is still safe to call). */
 int  bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, size_t *err_off);
 void bt_meta_free(bt_meta *m);
 
-/* Component k of file f's path (for a single-file torrent: the name). */
+/* Component k (< files[f].ncomp) of file f's path, O(1). For a single-file
+ * torrent, the one component is the name. For a multi-file torrent the name is
+ * the folder holding the paths and is not a component. */
 bt_str bt_meta_path_comp(const bt_meta *m, uint32_t f, uint32_t k);
 /* Length of piece i (the last one may be short). */
 int64_t bt_meta_piece_size(const bt_meta *m, uint32_t i);

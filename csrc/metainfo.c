@@ -1,0 +1,341 @@
+/* metainfo.c: .torrent parsing and validation; what is accepted is listed in
+ * metainfo.h. One pass over the bencode tokens, then one sort of the file paths
+ * to find duplicates. */
+#include "metainfo.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+/* Called directly rather than through sha1.c so the fuzzers, which link only
+ * the pure layer (Makefile PURE), need no extra file. */
+static int info_hash(const char *p, size_t n, uint8_t out[20])
+{
+    unsigned int len = 0;
+    return EVP_Digest(p, n, out, &len, EVP_sha1(), NULL) == 1 && len == 20 ? 0 : -1;
+}
+
+typedef struct parse_err {
+    const char *msg;
+    size_t off;
+} parse_err;
+
+static int fail(parse_err *e, const char *msg, size_t off)
+{
+    e->msg = msg;
+    e->off = off;
+    return -1;
+}
+
+static size_t tok_off(const bt_bdoc *d, uint32_t t) { return d->tok[t].start; }
+
+/* A path component that cannot climb out of the download folder nor be absolute. */
+static const char *component_problem(const char *p, size_t n)
+{
+    if (n == 0)
+        return "empty path component";
+    if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+        return "path component is '.' or '..'";
+    if (memchr(p, '/', n))
+        return "path component contains '/'";
+    if (memchr(p, '\\', n))
+        return "path component contains '\\'";
+    if (memchr(p, '\0', n))
+        return "path component contains a NUL byte";
+    return NULL;
+}
+
+/* ---- duplicate paths ------------------------------------------------------
+ * Paths compare component by component, each component bytewise, a shorter
+ * component first on a tie. In that order a path sorts right before the paths
+ * it is a folder of, so comparing neighbours finds both kinds of clash. */
+
+static int comp_cmp(const bt_bdoc *d, uint32_t a, uint32_t b)
+{
+    size_t na, nb;
+    const char *pa = bt_bstr(d, a, &na), *pb = bt_bstr(d, b, &nb);
+    int c = memcmp(pa, pb, na < nb ? na : nb);
+    if (c)
+        return c;
+    return na < nb ? -1 : na > nb;
+}
+
+/* < 0, 0, > 0 as usual; *prefix set when the shorter path is a prefix of the other. */
+static int path_cmp(const bt_meta *m, uint32_t fa, uint32_t fb, int *prefix)
+{
+    const bt_meta_file *a = &m->files[fa], *b = &m->files[fb];
+    uint32_t n = a->ncomp < b->ncomp ? a->ncomp : b->ncomp;
+    *prefix = 0;
+    /* Components of a validated path are consecutive string tokens. */
+    for (uint32_t k = 0; k < n; k++) {
+        int c = comp_cmp(&m->doc, a->path_tok + 1 + k, b->path_tok + 1 + k);
+        if (c)
+            return c;
+    }
+    *prefix = 1;
+    return a->ncomp < b->ncomp ? -1 : a->ncomp > b->ncomp;
+}
+
+/* Bottom-up merge sort of file indices (stable, O(n log n) worst case, no
+ * recursion, and a context pointer, which qsort lacks). */
+static void sort_paths(const bt_meta *m, uint32_t *idx, uint32_t *tmp, uint32_t n)
+{
+    uint32_t *src = idx, *dst = tmp;
+    for (uint32_t width = 1; width < n; width = width > n / 2 ? n : width * 2) {
+        for (uint32_t lo = 0; lo < n; lo += 2 * width) {
+            uint32_t mid = lo + width < n ? lo + width : n;
+            uint32_t hi = mid + width < n ? mid + width : n;
+            uint32_t i = lo, j = mid, k = lo;
+            int prefix;
+            while (i < mid && j < hi)
+                dst[k++] = path_cmp(m, src[j], src[i], &prefix) < 0 ? src[j++] : src[i++];
+            while (i < mid)
+                dst[k++] = src[i++];
+            while (j < hi)
+                dst[k++] = src[j++];
+        }
+        uint32_t *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != idx)
+        memcpy(idx, src, (size_t)n * sizeof *idx);
+}
+
+static int check_duplicates(bt_meta *m, parse_err *e)
+{
+    uint32_t n = 0;
+    uint32_t *idx = malloc((size_t)m->num_files * 2 * sizeof *idx);
+    if (!idx)
+        return fail(e, "out of memory", 0);
+    for (uint32_t f = 0; f < m->num_files; f++)
+        if (!m->files[f].pad)
+            idx[n++] = f;
+    sort_paths(m, idx, idx + m->num_files, n);
+    for (uint32_t i = 1; i < n; i++) {
+        int prefix;
+        int c = path_cmp(m, idx[i - 1], idx[i], &prefix);
+        if (prefix) {
+            /* Report the later file in the torrent: the first one was fine alone. */
+            uint32_t f = idx[i - 1] > idx[i] ? idx[i - 1] : idx[i];
+            size_t off = tok_off(&m->doc, m->files[f].path_tok);
+            free(idx);
+            return fail(e, c == 0 ? "duplicate file path"
+                                  : "file path is also a folder of another file", off);
+        }
+    }
+    free(idx);
+    return 0;
+}
+
+/* ---- fields ---------------------------------------------------------------- */
+
+/* Value of `key` in dict `d`, which must have type `type`; 0 when absent. */
+static int get_typed(const bt_bdoc *doc, uint32_t d, const char *key, bt_btype type,
+                     const char *wrong, uint32_t *out, parse_err *e)
+{
+    uint32_t t = bt_bdict_get(doc, d, key);
+    if (t && bt_btype_of(doc, t) != type)
+        return fail(e, wrong, tok_off(doc, t));
+    *out = t;
+    return 0;
+}
+
+static int parse_file(bt_meta *m, uint32_t ft, bt_meta_file *f, parse_err *e)
+{
+    const bt_bdoc *d = &m->doc;
+    uint32_t lt, pt, at;
+    if (bt_btype_of(d, ft) != BT_BDICT)
+        return fail(e, "file entry is not a dictionary", tok_off(d, ft));
+    if (get_typed(d, ft, "length", BT_BINT, "file length is not an integer", &lt, e)
+        || get_typed(d, ft, "path", BT_BLIST, "file path is not a list", &pt, e)
+        || get_typed(d, ft, "attr", BT_BSTR, "file attr is not a string", &at, e))
+        return -1;
+    if (!lt)
+        return fail(e, "file has no length", tok_off(d, ft));
+    if (!pt)
+        return fail(e, "file has no path", tok_off(d, ft));
+    f->length = bt_bint(d, lt);
+    if (f->length < 0)
+        return fail(e, "file length is negative", tok_off(d, lt));
+    uint32_t ncomp = d->tok[pt].aux;
+    if (ncomp == 0)
+        return fail(e, "file path is empty", tok_off(d, pt));
+    if (ncomp > BT_META_MAX_PATH_DEPTH)
+        return fail(e, "file path has too many components", tok_off(d, pt));
+    for (uint32_t c = bt_bfirst(d, pt); c; c = bt_bnext(d, pt, c)) {
+        if (bt_btype_of(d, c) != BT_BSTR)
+            return fail(e, "path component is not a string", tok_off(d, c));
+        size_t n;
+        const char *p = bt_bstr(d, c, &n);
+        const char *why = component_problem(p, n);
+        if (why)
+            return fail(e, why, tok_off(d, c));
+    }
+    f->path_tok = pt;
+    f->ncomp = ncomp;
+    f->pad = 0;
+    if (at) {
+        size_t n;
+        const char *p = bt_bstr(d, at, &n);
+        f->pad = memchr(p, 'p', n) != NULL;
+    }
+    return 0;
+}
+
+static int parse_files(bt_meta *m, uint32_t info, parse_err *e)
+{
+    const bt_bdoc *d = &m->doc;
+    uint32_t lt, ft;
+    if (get_typed(d, info, "length", BT_BINT, "length is not an integer", &lt, e)
+        || get_typed(d, info, "files", BT_BLIST, "files is not a list", &ft, e))
+        return -1;
+    if (lt && ft)
+        return fail(e, "info has both length and files", tok_off(d, ft));
+    if (!lt && !ft)
+        return fail(e, "info has neither length nor files", tok_off(d, info));
+
+    if (lt) {
+        int64_t len = bt_bint(d, lt);
+        if (len < 0)
+            return fail(e, "length is negative", tok_off(d, lt));
+        m->files = calloc(1, sizeof *m->files);
+        if (!m->files)
+            return fail(e, "out of memory", 0);
+        m->num_files = 1;
+        m->files[0] = (bt_meta_file){ .path_tok = 0, .ncomp = 1, .length = len, .offset = 0 };
+        m->total_length = len;
+        return 0;
+    }
+
+    uint32_t n = d->tok[ft].aux;
+    if (n == 0)
+        return fail(e, "files list is empty", tok_off(d, ft));
+    if (n > BT_META_MAX_FILES)
+        return fail(e, "too many files", tok_off(d, ft));
+    m->files = calloc(n, sizeof *m->files);
+    if (!m->files)
+        return fail(e, "out of memory", 0);
+    m->multi_file = 1;
+    int64_t total = 0;
+    uint32_t i = 0;
+    for (uint32_t c = bt_bfirst(d, ft); c; c = bt_bnext(d, ft, c), i++) {
+        bt_meta_file *f = &m->files[i];
+        if (parse_file(m, c, f, e))
+            return -1;
+        m->num_files = i + 1;   /* files[0..i] are valid from here on */
+        if (f->length > INT64_MAX - total)
+            return fail(e, "total length overflows", tok_off(d, c));
+        f->offset = total;
+        total += f->length;
+    }
+    m->total_length = total;
+    return check_duplicates(m, e);
+}
+
+static int parse(bt_meta *m, parse_err *e)
+{
+    const bt_bdoc *d = &m->doc;
+    if (bt_btype_of(d, 0) != BT_BDICT)
+        return fail(e, "torrent is not a dictionary", 0);
+    uint32_t info = bt_bdict_get(d, 0, "info");
+    if (!info)
+        return fail(e, "missing info dictionary", 0);
+    if (bt_btype_of(d, info) != BT_BDICT)
+        return fail(e, "info is not a dictionary", tok_off(d, info));
+    m->info_tok = info;
+    const bt_btok *it = &d->tok[info];
+    if (info_hash(d->buf + it->start, it->end - it->start, m->info_hash))
+        return fail(e, "SHA-1 failed", 0);
+
+    uint32_t nt, plt, pt, prt;
+    if (get_typed(d, info, "name", BT_BSTR, "name is not a string", &nt, e)
+        || get_typed(d, info, "piece length", BT_BINT, "piece length is not an integer", &plt, e)
+        || get_typed(d, info, "pieces", BT_BSTR, "pieces is not a string", &pt, e)
+        || get_typed(d, info, "private", BT_BINT, "private is not an integer", &prt, e))
+        return -1;
+    if (!nt)
+        return fail(e, "info has no name", tok_off(d, info));
+    m->name.p = bt_bstr(d, nt, &m->name.n);
+    if (m->name.n == 0)
+        return fail(e, "name is empty", tok_off(d, nt));
+    const char *why = component_problem(m->name.p, m->name.n);
+    if (why)
+        return fail(e, why, tok_off(d, nt));
+
+    if (!plt)
+        return fail(e, "info has no piece length", tok_off(d, info));
+    m->piece_length = bt_bint(d, plt);
+    if (m->piece_length <= 0)
+        return fail(e, "piece length is not positive", tok_off(d, plt));
+    if (m->piece_length > (int64_t)BT_META_MAX_PIECE_LEN)
+        return fail(e, "piece length too large", tok_off(d, plt));
+
+    if (!pt)
+        return fail(e, "info has no pieces", tok_off(d, info));
+    size_t plen;
+    m->pieces = (const uint8_t *)bt_bstr(d, pt, &plen);
+    if (plen % 20)
+        return fail(e, "pieces length is not a multiple of 20", tok_off(d, pt));
+    if (plen / 20 > BT_META_MAX_PIECES)
+        return fail(e, "too many pieces", tok_off(d, pt));
+    m->num_pieces = (uint32_t)(plen / 20);
+
+    m->is_private = prt && bt_bint(d, prt) != 0;
+
+    if (parse_files(m, info, e))
+        return -1;
+    if (m->total_length == 0)
+        return fail(e, "torrent has no data (total length 0)", tok_off(d, info));
+    /* total > 0 here, so the division cannot overflow the way total + pl - 1 could. */
+    int64_t want = (m->total_length - 1) / m->piece_length + 1;
+    if (want != (int64_t)m->num_pieces)
+        return fail(e, "number of pieces does not match total length", tok_off(d, pt));
+    return 0;
+}
+
+int bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, size_t *err_off)
+{
+    memset(m, 0, sizeof *m);
+    bt_berr be = { 0 };
+    if (bt_bdecode(&m->doc, buf, len, BT_BDEC_ALLOW_UNSORTED, &be)) {
+        *err = be.msg ? be.msg : "invalid bencoding";
+        *err_off = be.offset;
+        bt_bdoc_free(&m->doc);
+        memset(m, 0, sizeof *m);
+        return -1;
+    }
+    parse_err e = { 0 };
+    if (parse(m, &e)) {
+        *err = e.msg;
+        *err_off = e.off;
+        bt_meta_free(m);
+        return -1;
+    }
+    return 0;
+}
+
+void bt_meta_free(bt_meta *m)
+{
+    bt_bdoc_free(&m->doc);
+    free(m->files);
+    memset(m, 0, sizeof *m);
+}
+
+bt_str bt_meta_path_comp(const bt_meta *m, uint32_t f, uint32_t k)
+{
+    const bt_meta_file *file = &m->files[f];
+    if (file->path_tok == 0)
+        return m->name;
+    bt_str s;
+    s.p = bt_bstr(&m->doc, file->path_tok + 1 + k, &s.n);
+    return s;
+}
+
+int64_t bt_meta_piece_size(const bt_meta *m, uint32_t i)
+{
+    if (i + 1 < m->num_pieces)
+        return m->piece_length;
+    return m->total_length - (int64_t)(m->num_pieces - 1) * m->piece_length;
+}
