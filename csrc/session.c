@@ -57,12 +57,6 @@ void bt_sess_event(bt_session *s, bt_event_kind kind, bt_torrent *t, uint32_t pi
     e->text = text ? strdup(text) : NULL;
 }
 
-static int set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 ? -1 : fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-}
-
 static void tune_socket(int fd)
 {
     int one = 1;
