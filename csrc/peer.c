@@ -448,6 +448,12 @@ static void piece_done(bt_peer *p, bt_partial *pp)
     bt_torrent *t = p->t;
     uint32_t idx = pp->piece;
     bool ok = bt_partial_verify(t, pp);
+    if (ok && bt_partial_flush(t, pp) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "disk error writing piece %u: %s", idx, strerror(errno));
+        bt_torrent_stop(t, msg);
+        return;
+    }
     if (ok) {
         if (bt_ranges_set(&t->have, idx)) {
             bt_torrent_stop(t, "out of memory");
@@ -519,17 +525,15 @@ static int on_block(bt_peer *p, const bt_msg *m)
     }
     if (pp->req[b] > 0)
         cancel_dups(p, idx, b, pp);
-    pp->got[b] = 1;
-    pp->nreceived++;
-    pp->from[b] = p->slot;
-    int64_t off = (int64_t)idx * t->piece_len + m->begin;
-    if (bt_files_io(t, off, (uint8_t *)m->payload, len, 1) != 0 ||
-        bt_partial_hash(t, pp, b, m->payload, t->s->scratch) != 0) {
+    if (bt_partial_store(t, pp, b, m->payload, len, t->s->scratch) != 0) {
         char msg[256];
         snprintf(msg, sizeof msg, "disk error on piece %u: %s", idx, strerror(errno));
         bt_torrent_stop(t, msg);
         return -1;
     }
+    pp->got[b] = 1;
+    pp->nreceived++;
+    pp->from[b] = p->slot;
     if (pp->nreceived == pp->nblocks)
         piece_done(p, pp);
     return 0;

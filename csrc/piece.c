@@ -347,11 +347,51 @@ void bt_partial_drop(bt_torrent *t, bt_partial *p, bool back_to_pool)
     t->npartials--;
     if (back_to_pool)
         bt_ranges_set(&t->unrequested, p->piece);   /* OOM here leaves the piece unpickable until restart */
+    if (p->buf) {
+        t->bufmem -= (uint64_t)bt_piece_size(t, p->piece);
+        free(p->buf);
+    }
     free(p->req);
     free(p->got);
     free(p->from);
     EVP_MD_CTX_free(p->sha);
     free(p);
+}
+
+/* Store block b of the piece: into the piece buffer when there is one (allocated on
+ * the first block, within BT_PIECE_BUF_TOTAL), else straight to disk. Then feed the
+ * hash with every block now in order. Returns 0 or -1 (disk error, errno set). */
+int bt_partial_store(bt_torrent *t, bt_partial *p, uint32_t b, const uint8_t *data, uint32_t len,
+                     uint8_t *scratch)
+{
+    int64_t psize = bt_piece_size(t, p->piece);
+    if (!p->buf && p->nreceived == 0 && psize <= BT_PIECE_BUF_MAX &&
+        t->bufmem + (uint64_t)psize <= BT_PIECE_BUF_TOTAL) {
+        p->buf = malloc((size_t)psize);
+        if (p->buf)
+            t->bufmem += (uint64_t)psize;
+    }
+    if (p->buf) {
+        memcpy(p->buf + (size_t)b * BT_BLOCK_SIZE, data, len);
+        while (p->hashed < p->nblocks && (p->got[p->hashed] || p->hashed == b)) {
+            EVP_DigestUpdate(p->sha, p->buf + (size_t)p->hashed * BT_BLOCK_SIZE,
+                             bt_block_len(t, p->piece, p->hashed));
+            p->hashed++;
+        }
+        return 0;
+    }
+    int64_t off = (int64_t)p->piece * t->piece_len + (int64_t)b * BT_BLOCK_SIZE;
+    if (bt_files_io(t, off, (uint8_t *)data, len, 1) != 0)
+        return -1;
+    return bt_partial_hash(t, p, b, data, scratch);
+}
+
+/* A verified piece held in memory goes to disk in one write. */
+int bt_partial_flush(bt_torrent *t, bt_partial *p)
+{
+    if (!p->buf)
+        return 0;
+    return bt_files_io(t, (int64_t)p->piece * t->piece_len, p->buf, (size_t)bt_piece_size(t, p->piece), 1);
 }
 
 /* Feed blocks [hashed, ...) that are on disk in order; `data` is block `b`'s bytes

@@ -14,6 +14,9 @@ bt_partial *bt_partial_get(bt_torrent *t, uint32_t piece);   /* find or create; 
 void bt_partial_drop(bt_torrent *t, bt_partial *p, bool back_to_pool);
 int  bt_partial_hash(bt_torrent *t, bt_partial *p, uint32_t b, const uint8_t *data, uint8_t *scratch);
 bool bt_partial_verify(bt_torrent *t, bt_partial *p);
+int  bt_partial_store(bt_torrent *t, bt_partial *p, uint32_t b, const uint8_t *data, uint32_t len,
+                      uint8_t *scratch);
+int  bt_partial_flush(bt_torrent *t, bt_partial *p);
 
 /* peer.c entry points used by session.c */
 bt_peer *bt_peer_new(bt_session *s, int fd, bool incoming, const struct sockaddr *sa, socklen_t salen);
