@@ -1,0 +1,297 @@
+-- bt.storage: pieces mapped onto files (csrc/storage.c).
+local bt = require "bt"
+local H = require "spec.helpers"
+
+-- A deterministic pseudo-random byte string (xorshift), so failures reproduce.
+local function bytes(n, seed)
+  local x = seed or 1
+  local t = {}
+  for i = 1, n do
+    x = x ~ (x << 13) & 0xffffffff
+    x = x ~ (x >> 17)
+    x = x ~ (x << 5) & 0xffffffff
+    t[i] = string.char(x & 0xff)
+  end
+  return table.concat(t)
+end
+
+--- A torrent over `files` ({path = {...}, data = "..."} each; a single file when
+-- `single` is set). Returns the bt.Metainfo, the .torrent bytes, the whole stream.
+local function make_torrent(name, piece_length, files, single)
+  local stream = {}
+  for _, f in ipairs(files) do stream[#stream + 1] = f.data end
+  stream = table.concat(stream)
+  local pieces = {}
+  for off = 1, #stream, piece_length do
+    pieces[#pieces + 1] = bt.sha1(stream:sub(off, off + piece_length - 1))
+  end
+  local info = { name = name, ["piece length"] = piece_length, pieces = table.concat(pieces) }
+  if single then
+    info.length = #files[1].data
+  else
+    local list = {}
+    for _, f in ipairs(files) do
+      local e = { length = #f.data, path = bt.list(f.path) }
+      if f.pad then e.attr = "p" end
+      list[#list + 1] = e
+    end
+    info.files = bt.list(list)
+  end
+  local torrent = bt.bencode({ announce = "http://127.0.0.1/announce", info = info })
+  local m = assert(bt.meta_parse(torrent))
+  return m, torrent, stream
+end
+
+local function st_blocks(path)
+  local out = H.sh("stat -c %b " .. H.q(path))
+  return tonumber(out)
+end
+
+describe("bt.storage", function()
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.rmtree(dir) end)
+
+  describe("single file", function()
+    it("creates DIR/NAME sparse, writes and reads back, short last piece", function()
+      local data = bytes(100000, 7)   -- 6 pieces of 16 KiB, the last one 1696 bytes
+      local m = make_torrent("one.bin", 16384, { { data = data } }, true)
+      local st = assert(bt.storage.open(m, dir))
+      assert.are.equal(7, st:num_pieces())
+      assert.are.equal(100000 - 6 * 16384, st:piece_size(6))
+      local path = dir .. "/one.bin"
+      assert.are.equal(100000, #H.readfile(path))
+      assert.is_true(st_blocks(path) <= 8, "freshly sized file should be sparse")
+      for p = 0, 6 do
+        local piece = data:sub(p * 16384 + 1, (p + 1) * 16384)
+        assert.is_true(st:write(p, 0, piece))
+      end
+      assert.are.equal(data, H.readfile(path))
+      assert.are.equal(data:sub(16384 * 6 + 1), st:read(6, 0, 100000 - 6 * 16384))
+      assert.are.equal(data:sub(16384 + 101, 16384 + 200), st:read(1, 100, 100))
+      st:close()
+      st:close()   -- idempotent
+    end)
+
+    it("accepts the .torrent bytes or a table with a meta field", function()
+      local m, torrent = make_torrent("t.bin", 16384, { { data = bytes(20000) } }, true)
+      local a = assert(bt.storage.open(torrent, dir))
+      a:close()
+      local b = assert(bt.storage.open({ meta = m }, dir))
+      b:close()
+      local nope, msg = bt.storage.open("not a torrent", dir)
+      assert.is_nil(nope)
+      assert.matches("^bad torrent: ", msg)
+    end)
+
+    it("never truncates a longer existing file", function()
+      local m = make_torrent("long.bin", 16384, { { data = bytes(20000) } }, true)
+      H.writefile(dir .. "/long.bin", string.rep("x", 30000))
+      local st = assert(bt.storage.open(m, dir))
+      st:close()
+      assert.are.equal(string.rep("x", 30000), H.readfile(dir .. "/long.bin"))
+    end)
+  end)
+
+  describe("multi-file", function()
+    -- sizes deliberately not aligned to the 16 KiB pieces, an empty file, a
+    -- nested folder, a file smaller than a piece, a short last piece.
+    local files = {
+      { path = { "a.txt" }, data = bytes(10000, 1) },
+      { path = { "empty" }, data = "" },
+      { path = { "sub", "deeper", "b.bin" }, data = bytes(30000, 2) },
+      { path = { "sub", "c.bin" }, data = bytes(5, 3) },
+      { path = { "z.bin" }, data = bytes(20000, 4) },
+    }
+
+    it("lays out the folder tree with every file sized, the empty one included", function()
+      local m = make_torrent("multi", 16384, files)
+      local st = assert(bt.storage.open(m, dir))
+      for _, f in ipairs(files) do
+        local path = dir .. "/multi/" .. table.concat(f.path, "/")
+        local fh = assert(io.open(path, "rb"), path)
+        assert.are.equal(#f.data, fh:seek("end"))
+        fh:close()
+      end
+      st:close()
+    end)
+
+    it("writes across file boundaries and reads back equal", function()
+      local m, _, stream = make_torrent("multi", 16384, files)
+      local st = assert(bt.storage.open(m, dir))
+      -- blocks of 3000 bytes, so many straddle two or three files
+      local n = st:num_pieces()
+      for p = 0, n - 1 do
+        local size = st:piece_size(p)
+        for b = 0, size - 1, 3000 do
+          local len = math.min(3000, size - b)
+          local off = p * 16384 + b
+          assert.is_true(st:write(p, b, stream:sub(off + 1, off + len)))
+        end
+      end
+      for _, f in ipairs(files) do
+        assert.are.equal(f.data, H.readfile(dir .. "/multi/" .. table.concat(f.path, "/")))
+      end
+      -- piece 0 spans a.txt, empty and b.bin; piece 2 spans b.bin, c.bin, z.bin
+      for p = 0, n - 1 do
+        assert.are.equal(stream:sub(p * 16384 + 1, p * 16384 + st:piece_size(p)),
+                         st:read(p, 0, st:piece_size(p)))
+        assert.is_true(st:verify(p))
+        assert.are.equal(m:piece_hash(p), st:hash(p))
+      end
+      st:close()
+    end)
+
+    it("check() finds complete, partial and corrupted data", function()
+      local m, _, stream = make_torrent("multi", 16384, files)
+      local st = assert(bt.storage.open(m, dir))
+      local n = st:num_pieces()
+      assert.are.equal(0, assert(st:check()):count())   -- fresh sparse files: nothing
+      for p = 0, n - 1 do
+        assert(st:write(p, 0, stream:sub(p * 16384 + 1, p * 16384 + st:piece_size(p))))
+      end
+      local have = assert(st:check())
+      assert.are.equal(n, have:count())
+      st:close()
+
+      -- reopened: complete
+      st = assert(bt.storage.open(m, dir))
+      local calls = 0
+      have = assert(st:check(function(done, total)
+        calls = calls + 1
+        assert.are.equal(n, total)
+        assert.are.equal(calls, done)
+      end))
+      assert.are.equal(n, calls)
+      assert.is_true(have:full())
+      st:close()
+
+      -- corrupt one byte of b.bin inside piece 1; cut z.bin short (last piece)
+      local p = dir .. "/multi/sub/deeper/b.bin"
+      local b = H.readfile(p)
+      local at = 16384 - 10000 + 100   -- byte 100 of piece 1 in b.bin
+      H.writefile(p, b:sub(1, at) .. string.char((b:byte(at + 1) + 1) % 256) .. b:sub(at + 2))
+      H.writefile(dir .. "/multi/z.bin", files[5].data:sub(1, 1000))
+      st = assert(bt.storage.open(m, dir))
+      have = assert(st:check())
+      assert.is_true(have:has(0))
+      assert.is_false(have:has(1))
+      assert.is_false(have:has(n - 1))
+      assert.is_false(st:verify(1))
+      assert.are.equal(n - 3, have:count())   -- piece n-2 also touches z.bin
+      st:close()
+    end)
+
+    it("check() treats holes as zeros without reading them", function()
+      -- second open: files are full size but wholly sparse (holes), so nothing
+      -- is "too short"; a hole is good only when the piece hash is that of zeros.
+      local m = make_torrent("multi", 16384, files)
+      assert(bt.storage.open(m, dir)):close()
+      local st = assert(bt.storage.open(m, dir))
+      assert.are.equal(0, assert(st:check()):count())
+      st:close()
+
+      local zeros = {
+        { path = { "z1" }, data = string.rep("\0", 20000) },
+        { path = { "z2" }, data = string.rep("\0", 30000) },
+      }
+      local mz = make_torrent("zeros", 16384, zeros)
+      assert(bt.storage.open(mz, dir)):close()
+      st = assert(bt.storage.open(mz, dir))
+      local have = assert(st:check())
+      assert.is_true(have:full())
+      assert.are.equal(4, have:count())
+      st:close()
+    end)
+
+    it("a progress function returning false stops the check", function()
+      local m = make_torrent("multi", 16384, files)
+      local st = assert(bt.storage.open(m, dir))
+      local r, msg = st:check(function(done) return done < 2 end)
+      assert.is_nil(r)
+      assert.are.equal("stopped", msg)
+      st:close()
+    end)
+
+    it("does not create pad files (BEP 47) and reads them as zeros", function()
+      local pfiles = {
+        { path = { "a" }, data = bytes(1000, 5) },
+        { path = { ".pad", "15384" }, data = string.rep("\0", 15384), pad = true },
+        { path = { "b" }, data = bytes(2000, 6) },
+      }
+      local m, _, stream = make_torrent("padded", 16384, pfiles)
+      local st = assert(bt.storage.open(m, dir))
+      assert.is_nil(io.open(dir .. "/padded/.pad/15384", "rb"))
+      assert(st:write(0, 0, stream:sub(1, 16384)))
+      assert(st:write(1, 0, stream:sub(16385)))
+      assert.is_true(st:verify(0))
+      assert.is_true(st:verify(1))
+      assert.are.equal(pfiles[1].data, H.readfile(dir .. "/padded/a"))
+      st:close()
+    end)
+  end)
+
+  describe("the backend vtable", function()
+    it("drives an in-memory backend (C, ASan+UBSan)", function()
+      local _, torrent, stream = make_torrent("multi", 16384, {
+        { path = { "a" }, data = bytes(10000, 11) },
+        { path = { "e" }, data = "" },
+        { path = { "d", "b" }, data = bytes(30000, 12) },
+        { path = { ".pad", "1" }, data = string.rep("\0", 1000), pad = true },
+        { path = { "c" }, data = bytes(7, 13) },
+      })
+      H.writefile(dir .. "/t.torrent", torrent)
+      H.writefile(dir .. "/stream", stream)
+      local exe = dir .. "/storage_c_test"
+      local out, ok = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+        .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/storage_c_test.c csrc/storage.c"
+        .. " csrc/metainfo.c csrc/sha1.c csrc/bencode.c csrc/buf.c csrc/ranges.c -lcrypto")
+      assert(ok, out)
+      out, ok = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " " .. H.q(dir .. "/t.torrent")
+        .. " " .. H.q(dir .. "/stream"))
+      assert.are.equal("all passed\n", out)
+      assert.is_true(ok)
+    end)
+  end)
+
+  describe("hostile layouts", function()
+    it("refuses to follow a symlink planted in the download folder", function()
+      local outside = H.tmpdir()
+      local m = make_torrent("multi", 16384, {
+        { path = { "sub", "x.bin" }, data = bytes(100) },
+      })
+      assert(select(2, H.sh("mkdir -p " .. H.q(dir .. "/multi"))))
+      assert(select(2, H.sh("ln -s " .. H.q(outside) .. " " .. H.q(dir .. "/multi/sub"))))
+      local st, msg = bt.storage.open(m, dir)
+      assert.is_nil(st)
+      assert.matches("symlink", msg)
+      assert.is_nil(io.open(outside .. "/x.bin", "rb"))
+      H.rmtree(outside)
+    end)
+
+    it("refuses a symlink standing in for the file itself", function()
+      local outside = H.tmpdir()
+      H.writefile(outside .. "/victim", "precious")
+      local m = make_torrent("f.bin", 16384, { { data = bytes(100) } }, true)
+      assert(select(2, H.sh("ln -s " .. H.q(outside .. "/victim") .. " " .. H.q(dir .. "/f.bin"))))
+      local st, msg = bt.storage.open(m, dir)
+      assert.is_nil(st)
+      assert.matches("symlink", msg)
+      assert.are.equal("precious", H.readfile(outside .. "/victim"))
+      H.rmtree(outside)
+    end)
+
+    it("raises on blocks outside the piece and on a closed storage", function()
+      local m = make_torrent("one.bin", 16384, { { data = bytes(20000) } }, true)
+      local st = assert(bt.storage.open(m, dir))
+      assert.has_error(function() st:read(2, 0, 1) end)
+      assert.has_error(function() st:read(1, 0, 20000 - 16384 + 1) end)
+      assert.has_error(function() st:write(0, 16380, "12345") end)
+      assert.has_error(function() st:read(-1, 0, 1) end)
+      st:close()
+      local ok, err = pcall(st.read, st, 0, 0, 1)
+      assert.is_false(ok)
+      assert.matches("closed bt.Storage", err)
+    end)
+  end)
+end)
