@@ -18,6 +18,9 @@
 #include "l_meta.h"
 #include "l_ranges.h"
 #include "session.h"
+#include "tracker.h"
+
+#include <arpa/inet.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +36,9 @@
 #define TIMEOUT_MIN_AGE     1.0     /* a request must stall this long before timeout() is asked */
 #define MAX_ITER_PIECES     65536   /* rarest(peer, n): n is clamped here */
 
+#define SETI(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
+#define SETN(name, v) (lua_pushnumber(L, (v)), lua_setfield(L, -2, name))
+
 typedef struct lsess {
     bt_session s;
     lua_State *L;          /* the main thread, never a coroutine */
@@ -41,6 +47,7 @@ typedef struct lsess {
     bool open;
     bool had_error;
     double deadline;       /* count hook: when the current policy call must give up */
+    bt_tracker *tr;        /* HTTP announces on our loop, made on first use */
     const char *hook_name;
 } lsess;
 
@@ -215,6 +222,21 @@ static void call_handler(lsess *ls, int nargs)
         bt_sess_stop(&ls->s);
     }
     lua_settop(L, base);
+}
+
+/* Stack: function and nargs arguments. Errors stop the loop like handler errors. */
+static void call_fn(lsess *ls, int nargs)
+{
+    lua_State *L = ls->L;
+    int base = lua_gettop(L) - nargs;   /* the function's index */
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    if (lua_pcall(L, nargs, 0, base) != LUA_OK) {
+        lua_setfield(L, LUA_REGISTRYINDEX, "bt.session.error");
+        ls->had_error = true;
+        bt_sess_stop(&ls->s);
+    }
+    lua_settop(L, base - 1);
 }
 
 /* ---- C hooks ---- */
@@ -567,6 +589,12 @@ static void sess_close(lua_State *L, lsess *ls)
     ls->s.hooks.peer_gone = NULL;
     ls->s.hooks.event = NULL;
     ls->open = false;
+    bt_tracker_free(ls->tr);   /* pending announces are dropped without callbacks */
+    ls->tr = NULL;
+    if (ls->self_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, ls->self_ref);
+        ls->self_ref = LUA_NOREF;
+    }
     bt_sess_free(&ls->s);
     luaL_unref(L, LUA_REGISTRYINDEX, ls->handler_ref);
     ls->handler_ref = LUA_NOREF;
@@ -932,8 +960,6 @@ static int l_torrent_banned(lua_State *L)
     return 1;
 }
 
-#define SETI(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
-#define SETN(name, v) (lua_pushnumber(L, (v)), lua_setfield(L, -2, name))
 
 /* t:stats() -> table: bytes, rates, peers, pieces, requests in flight...  [-0, +1, m] */
 static int l_torrent_stats(lua_State *L)
@@ -980,6 +1006,144 @@ static int l_torrent_tostring(lua_State *L)
     else
         lua_pushfstring(L, "bt.Torrent(%s, %d/%d pieces)", lt->t->dir, (int)bt_ranges_count(&lt->t->have),
                         (int)lt->t->npieces);
+    return 1;
+}
+
+
+/* ---- tracker announces on the session's loop ---- */
+
+static void push_announce_result(lua_State *L, const bt_announce_result *r)
+{
+    lua_createtable(L, 0, 8);
+    if (r->failure_reason) {
+        lua_pushstring(L, r->failure_reason);
+        lua_setfield(L, -2, "failure_reason");
+    }
+    if (r->warning_message) {
+        lua_pushstring(L, r->warning_message);
+        lua_setfield(L, -2, "warning_message");
+    }
+    if (r->tracker_id) {
+        lua_pushlstring(L, r->tracker_id, r->tracker_id_len);
+        lua_setfield(L, -2, "tracker_id");
+    }
+    if (r->interval >= 0)
+        SETI("interval", r->interval);
+    if (r->min_interval >= 0)
+        SETI("min_interval", r->min_interval);
+    if (r->complete >= 0)
+        SETI("complete", r->complete);
+    if (r->incomplete >= 0)
+        SETI("incomplete", r->incomplete);
+    lua_createtable(L, (int)r->npeers, 0);
+    for (uint32_t i = 0; i < r->npeers; i++) {
+        const bt_peer_addr *a = &r->peers[i];
+        char ip[INET6_ADDRSTRLEN];
+        if (!inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->addr, ip, sizeof ip))
+            continue;
+        if (a->family == 4)
+            lua_pushfstring(L, "%s:%d", ip, (int)a->port);
+        else
+            lua_pushfstring(L, "[%s]:%d", ip, (int)a->port);
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    }
+    lua_setfield(L, -2, "peers");
+}
+
+static void on_announce(void *ud, int id, const bt_announce_result *res)
+{
+    lsess *ls = ud;
+    lua_State *L = ls->L;
+    if (!ls->open)
+        return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ls->self_ref);
+    lua_getiuservalue(L, -1, 1);
+    lua_rawgeti(L, -1, id);        /* the callback */
+    lua_pushnil(L);
+    lua_rawseti(L, -3, id);
+    lua_remove(L, -2);
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (res->ok) {
+        push_announce_result(L, res);
+        call_fn(ls, 1);
+    } else {
+        lua_pushnil(L);
+        lua_pushstring(L, res->error[0] ? res->error : "announce failed");
+        call_fn(ls, 2);
+    }
+}
+
+static int64_t field_int(lua_State *L, int t, const char *k, int64_t def)
+{
+    lua_getfield(L, t, k);
+    int64_t v = lua_isnoneornil(L, -1) ? def : (int64_t)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+/* cs:announce(params, fn) -> id | nil, message  [-0, +1|2, e]
+ * params: url, info_hash (20 bytes), port, uploaded, downloaded, left,
+ * event ("started" | "completed" | "stopped" | nil), numwant, tracker_id, timeout.
+ * fn(result) or fn(nil, message) is called later from the loop, exactly once
+ * (never if the session closes first). result: interval, min_interval, complete,
+ * incomplete, failure_reason, warning_message, tracker_id, peers = {"ip:port", ...}. */
+static int l_sess_announce(lua_State *L)
+{
+    lsess *ls = check_sess(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    bt_announce a;
+    memset(&a, 0, sizeof a);
+    lua_getfield(L, 2, "url");
+    a.url = luaL_checkstring(L, -1);
+    lua_getfield(L, 2, "info_hash");
+    size_t hl = 0;
+    const char *ih = luaL_checklstring(L, -1, &hl);
+    if (hl != 20)
+        luaL_argerror(L, 2, "info_hash must be 20 raw bytes");
+    memcpy(a.info_hash, ih, 20);
+    memcpy(a.peer_id, ls->s.peer_id, 20);
+    a.port = (uint16_t)field_int(L, 2, "port", ls->s.port);
+    a.uploaded = field_int(L, 2, "uploaded", 0);
+    a.downloaded = field_int(L, 2, "downloaded", 0);
+    a.left = field_int(L, 2, "left", 0);
+    a.numwant = (int32_t)field_int(L, 2, "numwant", -1);
+    lua_getfield(L, 2, "event");
+    const char *ev = luaL_optstring(L, -1, NULL);
+    a.event = !ev ? BT_EVENT_NONE : strcmp(ev, "started") == 0 ? BT_EVENT_STARTED
+            : strcmp(ev, "completed") == 0 ? BT_EVENT_COMPLETED
+            : strcmp(ev, "stopped") == 0 ? BT_EVENT_STOPPED : BT_EVENT_NONE;
+    lua_getfield(L, 2, "tracker_id");
+    if (lua_isstring(L, -1))
+        a.tracker_id = lua_tolstring(L, -1, &a.tracker_id_len);
+    lua_getfield(L, 2, "timeout");
+    a.timeout = luaL_optnumber(L, -1, 0);
+    if (!ls->tr) {
+        ls->tr = bt_tracker_new(ls->s.loop);
+        if (!ls->tr) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "cannot start the tracker client");
+            return 2;
+        }
+    }
+    if (ls->self_ref == LUA_NOREF) {
+        lua_pushvalue(L, 1);
+        ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    int id = bt_tracker_announce(ls->tr, &a, on_announce, ls);
+    if (id < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, bt_tracker_error(ls->tr));
+        return 2;
+    }
+    lua_getiuservalue(L, 1, 1);
+    lua_pushvalue(L, 3);
+    lua_rawseti(L, -2, id);
+    lua_pushinteger(L, id);
     return 1;
 }
 
@@ -1180,7 +1344,7 @@ void bt_open_session(lua_State *L, int mod)
     static const luaL_Reg sess_methods[] = {
         { "add", l_sess_add },   { "run", l_sess_run },         { "stop", l_sess_stop },
         { "close", l_sess_close }, { "port", l_sess_port },     { "now", l_sess_now },
-        { "peer_id", l_sess_peer_id }, { NULL, NULL },
+        { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce }, { NULL, NULL },
     };
     luaL_newmetatable(L, SESSION_MT);
     lua_newtable(L);

@@ -111,3 +111,72 @@ describe("torrent layouts against aria2c", function()
     roundtrip({ ["big.bin"] = 4 * 1024 * 1024 * 2 + 5000 }, 22, "big.bin")
   end)
 end)
+
+describe("trackers", function()
+  local tmp
+  before_each(function() tmp = H.tmpdir() end)
+  after_each(function() H.rmtree(tmp) end)
+
+  it("finds an aria2c seed through opentracker and announces started/completed/stopped", function()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["t.bin"] = 2 * 1024 * 1024 + 7 }, 11)
+    -- the tracker port must be in the torrent: pick it first
+    local tport = S.port()
+    local torrent = S.mktorrent(tmp .. "/seed/t.bin", tmp .. "/t.torrent", 16,
+      ("http://127.0.0.1:%d/announce"):format(tport))
+    local hash = S.info_hash_hex(torrent)
+    -- opentracker takes the port we chose: start it by hand on tport
+    local http = require "socket.http"
+    os.execute("chmod 755 " .. tmp)
+    H.writefile(tmp .. "/wl", hash .. "\n")
+    local opid = S.spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(tport, tport, H.q(tmp .. "/wl")))
+    local ok, err = pcall(function()
+      local url = ("http://127.0.0.1:%d/announce"):format(tport)
+      local probe = url .. "?info_hash=" .. hash:gsub("%x%x", "%%%0") ..
+        "&peer_id=-PROBE-000000000000&port=1&uploaded=0&downloaded=0&left=0&compact=1&event=stopped"
+      local ready = false
+      for _ = 1, 75 do
+        local body = http.request(probe)
+        if body and not body:find("failure reason", 1, true) then ready = true; break end
+        S.sleep(0.2)
+      end
+      assert.is_true(ready, "opentracker never accepted the hash")
+      local apid = S.aria2_seed(torrent, tmp .. "/seed")
+      local events = {}
+      local ok2, err2 = pcall(function()
+        local _, st = S.download(torrent, { dir = tmp .. "/out", peers = {}, timeout = 40,
+          on = { tracker = function(_, info) events[#events + 1] = info end } })
+        assert.is_true(st.complete, tostring(st.error))
+      end)
+      S.kill(apid)
+      assert(ok2, err2)
+      same(tmp .. "/seed/t.bin", tmp .. "/out/t.bin")
+      local seen = {}
+      for _, e in ipairs(events) do if e.ok then seen[e.event or "none"] = true end end
+      assert.is_true(seen.started, "no successful 'started' announce")
+      assert.is_true(seen.completed, "no successful 'completed' announce")
+    end)
+    S.kill(opid)
+    assert(ok, err)
+  end)
+
+  it("a dead tracker is retried with back-off and never stops the download", function()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["d.bin"] = 1024 * 1024 }, 5)
+    local dead = S.port()   -- nothing listens there
+    local torrent = S.mktorrent(tmp .. "/seed/d.bin", tmp .. "/d.torrent", 15,
+      ("http://127.0.0.1:%d/announce"):format(dead))
+    local pid, port = S.aria2_seed(torrent, tmp .. "/seed")
+    local events = {}
+    local ok, err = pcall(function()
+      local _, st = S.download(torrent, { dir = tmp .. "/out", peers = { "127.0.0.1:" .. port },
+        timeout = 30, on = { tracker = function(_, info) events[#events + 1] = info end } })
+      assert.is_true(st.complete, tostring(st.error))
+    end)
+    S.kill(pid)
+    assert(ok, err)
+    assert.is_true(#events >= 1)
+    assert.is_false(events[1].ok)
+    assert.is_truthy(events[1].retry_in or events[1].error)
+  end)
+end)

@@ -191,7 +191,11 @@ end
 -- (checked every tick). Raises an error thrown by an event handler.
 function Session:run(until_fn)
   self.until_fn = until_fn
-  return self.core:run()
+  self.running = true
+  local ok, err = pcall(self.core.run, self.core)
+  self.running = false
+  if not ok then error(err, 0) end
+  return true
 end
 
 function Session:stop()
@@ -199,8 +203,27 @@ function Session:stop()
 end
 
 --- s:close(): announces "stopped" (best effort, not waited for), drops everything.
+M.STOPPED_WAIT = 2   -- seconds close() waits for "stopped" announces to go out
+
 function Session:close()
-  for _, rec in ipairs(self.torrents) do self:_tracker_event(rec, "stopped") end
+  if self.closed then return end
+  self.closed = true
+  local any = false
+  for _, rec in ipairs(self.torrents) do
+    self:_tracker_event(rec, "stopped")
+    for _, tr in ipairs(rec.trackers) do any = any or tr.pending end
+  end
+  if any and not self.running then
+    local t0 = self.core:now()
+    self.until_fn = function()
+      if self.core:now() - t0 > M.STOPPED_WAIT then return true end
+      for _, rec in ipairs(self.torrents) do
+        for _, tr in ipairs(rec.trackers) do if tr.pending then return false end end
+      end
+      return true
+    end
+    pcall(self.core.run, self.core)
+  end
   self.core:close()
 end
 
@@ -210,10 +233,96 @@ function Session:torrents_list()
   return out
 end
 
--- Trackers: filled in by _setup_trackers when the core offers async announces.
-function Session:_setup_trackers(rec, m) end
-function Session:_tracker_tick(rec, now) end
-function Session:_tracker_event(rec, event) end
+-- Trackers. One entry per announce URL (BEP 12 tiers are flattened: every URL
+-- is announced to, which is what small swarms want). Failures back off
+-- exponentially and never stop the session.
+local function tracker_urls(m)
+  local urls, seen = {}, {}
+  local function add(u)
+    if type(u) == "string" and u:match("^https?://") and not seen[u] then
+      seen[u] = true
+      urls[#urls + 1] = u
+    end
+  end
+  local ok, list = pcall(m.value, m, "announce-list")
+  if ok and type(list) == "table" then
+    for _, tier in ipairs(list) do
+      if type(tier) == "table" then for _, u in ipairs(tier) do add(u) end end
+    end
+  end
+  local ok2, one = pcall(m.value, m, "announce")
+  if ok2 then add(one) end
+  return urls
+end
+M.tracker_urls = tracker_urls
+
+function Session:_setup_trackers(rec, m)
+  for _, url in ipairs(tracker_urls(m)) do
+    rec.trackers[#rec.trackers + 1] = { url = url, next_at = 0, fails = 0, event = "started",
+      pending = false }
+  end
+end
+
+function Session:_announce(rec, tr, event, now)
+  local t = rec.t
+  local st = t:stats()
+  tr.pending = true
+  tr.last_event = event
+  local id, err = self.core:announce({
+    url = tr.url, info_hash = rec.meta.info_hash, port = self.port,
+    uploaded = st.uploaded, downloaded = st.downloaded,
+    left = st.total_bytes - st.have_bytes, event = event, numwant = 50,
+    tracker_id = tr.tracker_id,
+  }, function(res, aerr)
+    tr.pending = false
+    local at = self.core:now()
+    if not res or res.failure_reason then
+      tr.fails = tr.fails + 1
+      tr.error = aerr or res.failure_reason
+      tr.next_at = at + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
+      self:_emit("tracker", t, { url = tr.url, ok = false, error = tr.error, event = event,
+        retry_in = tr.next_at - at })
+      return
+    end
+    tr.fails, tr.error = 0, nil
+    if tr.event == event then tr.event = nil end   -- "started"/"completed" are sent once
+    if res.tracker_id then tr.tracker_id = res.tracker_id end
+    local interval = res.interval or M.ANNOUNCE_DEFAULT
+    if res.min_interval and res.min_interval > interval then interval = res.min_interval end
+    if interval < M.ANNOUNCE_MIN then interval = M.ANNOUNCE_MIN end
+    tr.next_at = at + interval
+    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr) end
+    self:_emit("tracker", t, { url = tr.url, ok = true, event = event, peers = #(res.peers or {}),
+      interval = interval, complete = res.complete, incomplete = res.incomplete,
+      warning = res.warning_message })
+  end)
+  if not id then
+    tr.pending = false
+    tr.fails = tr.fails + 1
+    tr.error = err
+    tr.next_at = now + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
+    self:_emit("tracker", t, { url = tr.url, ok = false, error = err, event = event })
+  end
+end
+
+function Session:_tracker_tick(rec, now)
+  if rec.t.stopped then return end
+  for _, tr in ipairs(rec.trackers) do
+    if not tr.pending and now >= tr.next_at then self:_announce(rec, tr, tr.event, now) end
+  end
+end
+
+function Session:_tracker_event(rec, event)
+  for _, tr in ipairs(rec.trackers) do
+    if event == "completed" then
+      -- a "started" that never got through is replaced: the tracker learns we are done
+      tr.event = "completed"
+      if not tr.pending then self:_announce(rec, tr, "completed", self.core:now()) end
+    elseif event == "stopped" and (tr.fails == 0 and tr.next_at > 0) then
+      if not tr.pending then pcall(self._announce, self, rec, tr, "stopped", self.core:now()) end
+    end
+  end
+end
 
 M.Session = Session
 return setmetatable(M, { __call = function(_, opts) return M.new(opts) end })
