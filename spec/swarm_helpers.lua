@@ -174,4 +174,16 @@ function S.opentracker(dir, hashes)
   error("opentracker did not accept the whitelisted hash")
 end
 
+--- A misbehaving seed written in Lua (spec/peers/seed.lua). Returns pid, port.
+function S.lua_seed(mode, torrent, datafile, lifetime)
+  local port = S.port()
+  local env = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s SEED_LIFETIME=%d"):format(
+    H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.root .. "/build/?.so;;"),
+    lifetime or 60)
+  local pid = S.spawn(("%s lua5.4 %s %s %d %s %s"):format(env, H.q(H.root .. "/spec/peers/seed.lua"), mode,
+    port, H.q(torrent), H.q(datafile)), "/tmp/bt-lua-seed-" .. mode .. ".log")
+  assert(S.wait_port(port, 10), "lua seed did not listen")
+  return pid, port
+end
+
 return S

@@ -180,3 +180,61 @@ describe("trackers", function()
     assert.is_truthy(events[1].retry_in or events[1].error)
   end)
 end)
+
+describe("misbehaving peers", function()
+  local tmp, torrent, data, good, gport
+  setup(function()
+    tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["f.bin"] = 1024 * 1024 + 5555 }, 9)
+    data = tmp .. "/seed/f.bin"
+    torrent = S.mktorrent(data, tmp .. "/f.torrent", 15)   -- 32 KiB pieces: 33 of them
+    good, gport = S.lua_seed("good", torrent, data)
+  end)
+  teardown(function()
+    S.kill(good)
+    H.rmtree(tmp)
+  end)
+
+  local function with_bad(mode, check)
+    local bad, bport = S.lua_seed(mode, torrent, data)
+    local reasons = {}
+    local ok, err = pcall(function()
+      local t, st = S.download(torrent, { dir = tmp .. "/" .. mode, keep = true, timeout = 40,
+        peers = { "127.0.0.1:" .. bport, "127.0.0.1:" .. gport }, trackers = false,
+        on = { peer_disconnect = function(_, addr, why) reasons[#reasons + 1] = tostring(addr) .. " " .. why end } })
+      assert.is_true(st.complete, tostring(st.error))
+      assert.are.equal(S.sha256(data), S.sha256(tmp .. "/" .. mode .. "/f.bin"))
+      check(t, st, "127.0.0.1:" .. bport, table.concat(reasons, "\n"))
+    end)
+    S.kill(bad)
+    assert(ok, err)
+  end
+
+  it("corrupt blocks: pieces refused, fetched again, the bad peer banned", function()
+    with_bad("corrupt", function(t, st, addr, reasons)
+      assert.is_true(st.failed_bytes > 0)
+      assert.is_true(t:banned(addr), reasons)
+      assert.matches(addr .. " banned", reasons)
+      assert.is_false(t:banned("127.0.0.1:" .. gport))
+    end)
+  end)
+
+  it("unchoke then stall: requests time out and move to the good peer", function()
+    with_bad("stall", function(_, st)
+      assert.is_true(st.seconds < 30)
+    end)
+  end)
+
+  it("an oversized message drops that peer, the download goes on", function()
+    with_bad("oversized", function(_, _, addr, reasons)
+      assert.matches(addr .. " [^\n]*limit", reasons)
+    end)
+  end)
+
+  it("a wrong-length bitfield drops that peer, the download goes on", function()
+    with_bad("badfield", function(_, _, addr, reasons)
+      assert.matches(addr .. " [^\n]*bitfield", reasons)
+    end)
+  end)
+end)
