@@ -258,26 +258,6 @@ static int hook_pick(void *ud, bt_torrent *t, bt_peer *p, uint32_t slots)
 static void tick_torrent(lsess *ls, bt_torrent *t, double now)
 {
     lua_State *L = ls->L;
-    /* queue depth for each peer: a decision, so the policy's */
-    if (get_hook(ls, t, "queue_depth")) {
-        lua_pop(L, 1);
-        for (bt_peer *p = t->peers; p && !t->stopped; p = p->next) {
-            if (p->closing || p->state != BT_PS_ACTIVE)
-                continue;
-            get_hook(ls, t, "queue_depth");
-            push_torrent(L, t);
-            push_peer(L, ls, p);
-            if (call_policy(ls, t, "queue_depth", 2, 1) != 0)
-                return;
-            lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_tonumber(L, -1);
-            lua_pop(L, 1);
-            if (n < BT_SESS_MIN_QUEUE)
-                n = BT_SESS_MIN_QUEUE;
-            if (n > (lua_Integer)p->reqq)
-                n = p->reqq;
-            p->queue_depth = (uint32_t)n;
-        }
-    }
     /* timeouts: the oldest request of each peer, once it has stalled a while */
     bool has_timeout = get_hook(ls, t, "timeout");
     if (has_timeout)
@@ -314,6 +294,28 @@ static void tick_torrent(lsess *ls, bt_torrent *t, double now)
             }
         }
         lua_pop(L, 1);
+    }
+    if (t->stopped)
+        return;
+    /* queue depth for each peer, after timeouts (a snubbed peer shrinks at once) */
+    if (get_hook(ls, t, "queue_depth")) {
+        lua_pop(L, 1);
+        for (bt_peer *p = t->peers; p && !t->stopped; p = p->next) {
+            if (p->closing || p->state != BT_PS_ACTIVE)
+                continue;
+            get_hook(ls, t, "queue_depth");
+            push_torrent(L, t);
+            push_peer(L, ls, p);
+            if (call_policy(ls, t, "queue_depth", 2, 1) != 0)
+                return;
+            lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_tonumber(L, -1);
+            lua_pop(L, 1);
+            if (n < BT_SESS_MIN_QUEUE)
+                n = BT_SESS_MIN_QUEUE;
+            if (n > (lua_Integer)p->reqq)
+                n = p->reqq;
+            p->queue_depth = (uint32_t)n;
+        }
     }
     if (t->stopped)
         return;

@@ -196,11 +196,11 @@ describe("misbehaving peers", function()
     H.rmtree(tmp)
   end)
 
-  local function with_bad(mode, check)
+  local function with_bad(mode, check, policy)
     local bad, bport = S.lua_seed(mode, torrent, data)
     local reasons = {}
     local ok, err = pcall(function()
-      local t, st = S.download(torrent, { dir = tmp .. "/" .. mode, keep = true, timeout = 40,
+      local t, st = S.download(torrent, { dir = tmp .. "/" .. mode, keep = true, timeout = 40, policy = policy,
         peers = { "127.0.0.1:" .. bport, "127.0.0.1:" .. gport }, trackers = false,
         on = { peer_disconnect = function(_, addr, why) reasons[#reasons + 1] = tostring(addr) .. " " .. why end } })
       assert.is_true(st.complete, tostring(st.error))
@@ -221,9 +221,22 @@ describe("misbehaving peers", function()
   end)
 
   it("unchoke then stall: requests time out and move to the good peer", function()
-    with_bad("stall", function(_, st)
+    -- no endgame: only the timeout hook can get the stalled blocks back
+    local default = require "bt.policy.default"
+    local verdicts = {}
+    local pol = {
+      endgame = function() return false end,
+      timeout = function(t, peer, req, age)
+        local v = default.timeout(t, peer, req, age)
+        if v ~= "keep" then verdicts[#verdicts + 1] = peer.address .. " " .. v end
+        return v
+      end,
+    }
+    with_bad("stall", function(_, st, addr)
       assert.is_true(st.seconds < 30)
-    end)
+      assert.is_true(#verdicts >= 1)
+      assert.matches(addr .. " reassign", verdicts[1])
+    end, pol)
   end)
 
   it("an oversized message drops that peer, the download goes on", function()

@@ -18,6 +18,7 @@ D.ENDGAME_TIMEOUT = 2        -- the same near the end, where one slow peer holds
 --- Pipeline depth for this peer: about QUEUE_SECONDS of its download rate.
 -- The core also caps it by the peer's own limit (reqq from its BEP 10 handshake).
 function D.queue_depth(t, peer)
+  if peer.snubbed then return D.QUEUE_MIN end   -- it stalled: give it little to sit on
   local rate = peer.rate_down
   if rate <= 0 then return D.QUEUE_START end
   local n = math.floor(D.QUEUE_SECONDS * rate / BLOCK)
