@@ -443,19 +443,24 @@ static void ban(bt_torrent *t, bt_peer *p)
     bt_peer_close(p, "banned: sent data for two pieces that failed the hash check");
 }
 
-static void piece_done(bt_peer *p, bt_partial *pp)
+/* The verdict on a piece: have it (and tell peers) or drop it and blame its senders. */
+void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err)
 {
-    bt_torrent *t = p->t;
     uint32_t idx = pp->piece;
-    bool ok = bt_partial_verify(t, pp);
-    if (ok && bt_partial_flush(t, pp) != 0) {
+    bt_session *s = t->s;
+    /* the peer that completed the piece, if still here: named in the event */
+    uint64_t last = pp->from[pp->nblocks ? pp->nblocks - 1 : 0];
+    bt_peer *p = bt_sess_peer(s, (uint32_t)last, (uint32_t)(last >> 32));
+    if (ok && err) {
         char msg[256];
-        snprintf(msg, sizeof msg, "disk error writing piece %u: %s", idx, strerror(errno));
+        snprintf(msg, sizeof msg, "disk error writing piece %u: %s", idx, strerror(err));
+        bt_partial_drop(t, pp, true);
         bt_torrent_stop(t, msg);
         return;
     }
     if (ok) {
         if (bt_ranges_set(&t->have, idx)) {
+            bt_partial_drop(t, pp, true);
             bt_torrent_stop(t, "out of memory");
             return;
         }
@@ -464,30 +469,44 @@ static void piece_done(bt_peer *p, bt_partial *pp)
         for (bt_peer *q = t->peers; q; q = q->next)
             if (q->state == BT_PS_ACTIVE && !q->closing && !q->seed)
                 send_have(q, idx);
-        bt_sess_event(t->s, BT_EV_PIECE, t, idx, 1, p, NULL);
+        bt_sess_event(s, BT_EV_PIECE, t, idx, 1, p, NULL);
         if (bt_ranges_full(&t->have) && !t->complete) {
             t->complete = true;
-            bt_sess_event(t->s, BT_EV_COMPLETE, t, 0, 1, NULL, NULL);
+            bt_sess_event(s, BT_EV_COMPLETE, t, 0, 1, NULL, NULL);
         }
         return;
     }
     t->failed_bytes += (uint64_t)bt_piece_size(t, idx);
     /* every distinct peer that sent a block of the piece takes one failure */
     for (uint32_t b = 0; b < pp->nblocks; b++) {
-        uint32_t slot = pp->from[b];
+        uint64_t who = pp->from[b];
         bool seen = false;
         for (uint32_t c = 0; c < b && !seen; c++)
-            seen = pp->from[c] == slot;
-        if (seen || slot >= t->s->nslots)
+            seen = pp->from[c] == who;
+        if (seen)
             continue;
-        bt_peer *q = t->s->slots[slot].p;
-        if (q && q->t == t && ++q->fails >= BT_SESS_BAN_FAILS && !q->closing)
+        bt_peer *q = bt_sess_peer(s, (uint32_t)who, (uint32_t)(who >> 32));
+        if (q && q->t == t && ++q->fails >= BT_SESS_BAN_FAILS)
             ban(t, q);
     }
     bt_partial_drop(t, pp, true);
     for (bt_peer *q = t->peers; q; q = q->next)
         q->pick_dry = false;
-    bt_sess_event(t->s, BT_EV_PIECE, t, idx, 0, p, NULL);
+    bt_sess_event(s, BT_EV_PIECE, t, idx, 0, p, NULL);
+}
+
+static void piece_done(bt_peer *p, bt_partial *pp)
+{
+    bt_torrent *t = p->t;
+    if (pp->buf && t->s->worker) {
+        bt_worker_submit(t->s->worker, pp);
+        return;
+    }
+    bool ok = bt_partial_verify(t, pp);
+    int err = 0;
+    if (ok && bt_partial_flush(t, pp) != 0)
+        err = errno ? errno : EIO;
+    bt_piece_finish(t, pp, ok, err);
 }
 
 static int on_block(bt_peer *p, const bt_msg *m)
@@ -533,7 +552,7 @@ static int on_block(bt_peer *p, const bt_msg *m)
     }
     pp->got[b] = 1;
     pp->nreceived++;
-    pp->from[b] = p->slot;
+    pp->from[b] = (uint64_t)p->slot | (uint64_t)p->s->slots[p->slot].gen << 32;
     if (pp->nreceived == pp->nblocks)
         piece_done(p, pp);
     return 0;

@@ -316,6 +316,7 @@ bt_partial *bt_partial_get(bt_torrent *t, uint32_t piece)
     p->req = calloc(nb ? nb : 1, 1);
     p->got = calloc(nb ? nb : 1, 1);
     p->from = calloc(nb ? nb : 1, sizeof *p->from);
+    p->t = t;
     p->sha = EVP_MD_CTX_new();
     if (!p->req || !p->got || !p->from || !p->sha ||
         !EVP_DigestInit_ex(p->sha, EVP_sha1(), NULL) || bt_ranges_clear(&t->unrequested, piece)) {
@@ -373,6 +374,8 @@ int bt_partial_store(bt_torrent *t, bt_partial *p, uint32_t b, const uint8_t *da
     }
     if (p->buf) {
         memcpy(p->buf + (size_t)b * BT_BLOCK_SIZE, data, len);
+        if (t->s->worker)
+            return 0;   /* the worker hashes the whole piece */
         while (p->hashed < p->nblocks && (p->got[p->hashed] || p->hashed == b)) {
             EVP_DigestUpdate(p->sha, p->buf + (size_t)p->hashed * BT_BLOCK_SIZE,
                              bt_block_len(t, p->piece, p->hashed));

@@ -28,4 +28,12 @@ void bt_peer_update_interest(bt_peer *p);
 void bt_sess_event(bt_session *s, bt_event_kind kind, bt_torrent *t, uint32_t piece, int ok,
                    bt_peer *p, const char *text);
 
+/* worker.c */
+bt_worker *bt_worker_start(bt_session *s);
+void bt_worker_submit(bt_worker *w, bt_partial *p);
+void bt_worker_forget(bt_worker *w, bt_torrent *t);
+void bt_worker_stop(bt_worker *w);
+/* peer.c: a piece's verdict (from the worker or inline); err: errno of a failed write */
+void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err);
+
 #endif

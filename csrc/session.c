@@ -241,6 +241,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, c
         s->lw.data = s;
         ev_io_start(s->loop, &s->lw);
     }
+    s->worker = bt_worker_start(s);   /* NULL (no thread): pieces are verified inline */
     ev_prepare_init(&s->prep, on_prepare);
     s->prep.data = s;
     ev_prepare_start(s->loop, &s->prep);
@@ -270,6 +271,8 @@ void bt_sess_free(bt_session *s)
 {
     while (s->torrents)
         bt_torrent_free(s->torrents);
+    bt_worker_stop(s->worker);
+    s->worker = NULL;
     while (s->pending)
         bt_peer_free(s->pending);
     for (uint32_t i = 0; i < s->nevents; i++)
@@ -359,6 +362,8 @@ void bt_torrent_stop(bt_torrent *t, const char *why)
 void bt_torrent_free(bt_torrent *t)
 {
     bt_session *s = t->s;
+    if (s->worker)
+        bt_worker_forget(s->worker, t);
     while (t->peers)
         bt_peer_free(t->peers);
     for (bt_torrent **pp = &s->torrents; *pp; pp = &(*pp)->next) {

@@ -90,6 +90,8 @@ struct bt_peer {
 /* A piece being downloaded. */
 typedef struct bt_partial {
     struct bt_partial *next;
+    struct bt_partial *qnext; /* in the worker's lists while verifying */
+    bt_torrent *t;
     uint32_t piece;
     uint32_t nblocks;
     uint32_t nreceived;
@@ -97,10 +99,15 @@ typedef struct bt_partial {
     uint32_t nfree;           /* blocks neither requested nor received */
     uint8_t *req;             /* per block: requests outstanding (saturates at 255) */
     uint8_t *got;             /* per block: 1 once written */
-    uint32_t *from;           /* per block: slot of the peer that sent it (for bans) */
+    uint64_t *from;           /* per block: slot | generation << 32 of its sender (for bans) */
     void *sha;                /* EVP_MD_CTX */
     uint8_t *buf;             /* the whole piece in memory (NULL: blocks go straight to disk) */
+    bool verifying;           /* handed to the worker: hashing and writing off the loop */
+    bool job_ok;              /* worker's answer: hash matched */
+    int job_err;              /* worker's answer: errno of a failed write, 0 */
 } bt_partial;
+
+typedef struct bt_worker bt_worker;
 
 /* A file of the torrent on disk. */
 typedef struct bt_file {
@@ -186,6 +193,7 @@ struct bt_session {
     uint32_t nevents, evcap;
     bool running, stop, in_callout;
     uint8_t *scratch;         /* one block for hashing read-back and serving */
+    bt_worker *worker;        /* NULL: pieces are verified on the loop thread */
 };
 
 typedef struct bt_sess_opts {
