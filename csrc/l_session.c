@@ -255,6 +255,19 @@ static int hook_pick(void *ud, bt_torrent *t, bt_peer *p, uint32_t slots)
     return 0;
 }
 
+/* Pop the queue_depth hook's answer into the peer, clamped to [MIN, reqq]. */
+static void set_queue_depth(bt_peer *p, lua_State *L)
+{
+    lua_Number v = lua_tonumber(L, -1);
+    lua_pop(L, 1);
+    lua_Integer n = v != v ? 0 : v > 1e9 ? 1000000000 : (lua_Integer)v;   /* NaN and huge values */
+    if (n < BT_SESS_MIN_QUEUE)
+        n = BT_SESS_MIN_QUEUE;
+    if (n > (lua_Integer)p->reqq)
+        n = p->reqq;
+    p->queue_depth = (uint32_t)n;
+}
+
 static void tick_torrent(lsess *ls, bt_torrent *t, double now)
 {
     lua_State *L = ls->L;
@@ -308,13 +321,7 @@ static void tick_torrent(lsess *ls, bt_torrent *t, double now)
             push_peer(L, ls, p);
             if (call_policy(ls, t, "queue_depth", 2, 1) != 0)
                 return;
-            lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_tonumber(L, -1);
-            lua_pop(L, 1);
-            if (n < BT_SESS_MIN_QUEUE)
-                n = BT_SESS_MIN_QUEUE;
-            if (n > (lua_Integer)p->reqq)
-                n = p->reqq;
-            p->queue_depth = (uint32_t)n;
+            set_queue_depth(p, L);
         }
     }
     if (t->stopped)
@@ -391,6 +398,14 @@ static void hook_event(void *ud, const bt_event *ev)
     case BT_EV_PEER_CONNECT:
         if (!p)
             return;
+        /* the first pipeline depth comes from the policy too, before the first pick */
+        if (!t->stopped && get_hook(ls, t, "queue_depth")) {
+            push_torrent(L, t);
+            push_peer(L, ls, p);
+            if (call_policy(ls, t, "queue_depth", 2, 1) != 0)
+                return;
+            set_queue_depth(p, L);
+        }
         lua_pushliteral(L, "peer_connect");
         push_torrent(L, t);
         push_peer(L, ls, p);
