@@ -659,8 +659,6 @@ static int on_message(bt_peer *p, const bt_msg *m)
 static int on_handshake(bt_peer *p, const bt_handshake *hs)
 {
     bt_session *s = p->s;
-    if (memcmp(hs->peer_id, s->peer_id, 20) == 0)
-        return bt_peer_close(p, "connected to ourselves"), -1;
     if (!p->t) {   /* incoming: the info-hash names the torrent */
         bt_torrent *t = s->torrents;
         while (t && (t->stopped || memcmp(t->meta->info_hash, hs->info_hash, 20) != 0))
@@ -674,6 +672,13 @@ static int on_handshake(bt_peer *p, const bt_handshake *hs)
         bt_peer_attach(p, t);
     } else if (memcmp(p->t->meta->info_hash, hs->info_hash, 20) != 0) {
         return bt_peer_close(p, "handshake with the wrong info-hash"), -1;
+    }
+    if (memcmp(hs->peer_id, s->peer_id, 20) == 0) {
+        /* answer first, so the dialing side learns it too and does not retry blindly */
+        if (!p->hs_sent)
+            send_handshake(p);
+        bt_peer_flush(p);
+        return bt_peer_close(p, "connected to ourselves"), -1;
     }
     for (bt_peer *q = p->t->peers; q; q = q->next)
         if (q != p && q->state == BT_PS_ACTIVE && !q->closing && memcmp(q->peer_id, hs->peer_id, 20) == 0)

@@ -228,3 +228,66 @@ describe("bt-lua run failures", function()
     assert.matches("stack traceback", out)
   end)
 end)
+
+describe("incoming connections", function()
+  local socket = require "socket"
+  local bt = require "bt"
+  local tmp, torrent, m
+  setup(function()
+    tmp = H.tmpdir()
+    S.make_files(tmp, { ["in.bin"] = 100000 })
+    torrent = S.mktorrent(tmp .. "/in.bin", tmp .. "/in.torrent", 15)
+    m = assert(bt.meta_parse(H.readfile(torrent)))
+  end)
+  teardown(function() H.rmtree(tmp) end)
+
+  -- run the session for `secs` while `client` talks to it from a coroutine-free loop
+  local function exchange(s, hs_hash)
+    local c = assert(socket.tcp())
+    c:settimeout(2)
+    assert(c:connect("127.0.0.1", s.port))
+    c:send(bt.wire.handshake{ info_hash = hs_hash, peer_id = "-XX0001-abcdefghijkl", extensions = true })
+    c:settimeout(0)
+    local got = ""
+    local t0 = s.core:now()
+    s:run(function()
+      local d, err, part = c:receive(4096)
+      got = got .. (d or part or "")
+      return err == "closed" or #got >= 68 or s.core:now() - t0 > 2
+    end)
+    local _, err = c:receive(1)
+    c:close()
+    return got, err
+  end
+
+  it("answers a handshake for a torrent it serves, and drops one it does not", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
+    local connected = {}
+    s:on("peer_connect", function(t, peer) connected[#connected + 1] = peer end)
+    s:add(torrent, { dir = tmp .. "/o", trackers = false })
+    local got = exchange(s, m.info_hash)
+    assert.is_true(#got >= 68)
+    local dec = bt.wire.decoder{ handshake = true }
+    local msgs = assert(dec:feed(got))
+    assert.are.equal("handshake", msgs[1].type)
+    assert.are.equal(m.info_hash, msgs[1].info_hash)
+    assert.are.equal(s.core:peer_id(), msgs[1].peer_id)
+    assert.are.equal(1, #connected)
+    assert.is_true(connected[1].incoming)
+    local got2 = exchange(s, string.rep("\1", 20))
+    assert.are.equal("", got2)   -- closed without a word
+    s:close()
+  end)
+
+  it("drops a connection to itself", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
+    local t = s:add(torrent, { dir = tmp .. "/self", trackers = false })
+    local reasons = {}
+    s:on("peer_disconnect", function(_, _, why) reasons[#reasons + 1] = why end)
+    assert.is_true(t:connect("127.0.0.1", s.port))
+    local t0 = s.core:now()
+    s:run(function() return #reasons >= 1 or s.core:now() - t0 > 3 end)
+    s:close()
+    assert.matches("ourselves", table.concat(reasons, ";"))
+  end)
+end)

@@ -174,6 +174,7 @@ function Session:_dispatch(kind, ...)
       c.fails = c.fails + 1
       c.connected, c.dialing = false, false
       c.next_try = now + math.min(M.RETRY_MAX, M.RETRY_BASE * 2 ^ (c.fails - 1))
+      if reason == "connected to ourselves" then c.next_try = math.huge end   -- never again
     end
     self:_emit("peer_disconnect", t, address, reason)
   elseif kind == "complete" then
