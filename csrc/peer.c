@@ -98,7 +98,7 @@ static void send_after_handshake(bt_peer *p)
         /* BEP 10: tell the peer how many requests we queue (reqq) and our client name. */
         char d[128];
         int n = snprintf(d, sizeof d, "d1:md6:ut_pexi0ee1:pi%ue4:reqqi%ue1:v6:bt-luae",
-                         (unsigned)p->s->port, (unsigned)BT_SESS_MAX_QUEUE);
+                         (unsigned)p->s->port, (unsigned)BT_SESS_UPLOAD_QUEUE);
         uint8_t *w = wb_room(p, 6 + (size_t)n);
         if (w) {
             put32(w, (uint32_t)n + 2);
@@ -414,6 +414,93 @@ void bt_peer_update_interest(bt_peer *p)
     }
 }
 
+
+/* ---- uploading: unchoke up to BT_SESS_UPLOAD_SLOTS interested peers, serve from disk ---- */
+
+static void set_choke(bt_peer *p, bool choke)
+{
+    if (p->am_choking == choke)
+        return;
+    p->am_choking = choke;
+    if (choke) {
+        p->t->unchoked--;
+        p->uqcount = 0;   /* without BEP 6 a choke drops every queued request */
+    } else {
+        p->t->unchoked++;
+    }
+    send_simple(p, choke ? BT_MSG_CHOKE : BT_MSG_UNCHOKE);
+}
+
+/* Fill free upload slots with interested peers (first come, first served). */
+void bt_torrent_unchoke_some(bt_torrent *t)
+{
+    if (bt_ranges_count(&t->have) == 0 || t->stopped)
+        return;
+    for (bt_peer *q = t->peers; q && t->unchoked < BT_SESS_UPLOAD_SLOTS; q = q->next)
+        if (q->state == BT_PS_ACTIVE && !q->closing && q->interested && q->am_choking)
+            set_choke(q, false);
+}
+
+static void on_request(bt_peer *p, const bt_msg *m)
+{
+    bt_torrent *t = p->t;
+    if (p->am_choking || m->index >= t->npieces || !bt_ranges_has(&t->have, m->index) ||
+        m->length == 0 || m->length > BT_WIRE_MAX_BLOCK ||
+        (int64_t)m->begin + m->length > bt_piece_size(t, m->index))
+        return;   /* not served; BEP 3 lets us ignore what we cannot answer */
+    if (!p->uq) {
+        p->uq = malloc(BT_SESS_UPLOAD_QUEUE * sizeof *p->uq);
+        if (!p->uq)
+            return;
+    }
+    if (p->uqcount >= BT_SESS_UPLOAD_QUEUE)
+        return;   /* past the reqq we announced */
+    struct bt_ureq *r = &p->uq[(p->uqhead + p->uqcount) % BT_SESS_UPLOAD_QUEUE];
+    r->index = m->index;
+    r->begin = m->begin;
+    r->length = m->length;
+    p->uqcount++;
+}
+
+static void on_cancel(bt_peer *p, const bt_msg *m)
+{
+    for (uint32_t i = 0; i < p->uqcount; i++) {
+        struct bt_ureq *r = &p->uq[(p->uqhead + i) % BT_SESS_UPLOAD_QUEUE];
+        if (r->index == m->index && r->begin == m->begin && r->length == m->length) {
+            r->length = 0;   /* skipped when it reaches the head */
+            return;
+        }
+    }
+}
+
+/* Answer queued requests while the output buffer is short. From the prepare watcher. */
+void bt_peer_serve(bt_peer *p)
+{
+    bt_torrent *t = p->t;
+    while (p->uqcount > 0 && !p->closing && !p->am_choking && p->wbuf.len < BT_SESS_UPLOAD_WATER) {
+        struct bt_ureq r = p->uq[p->uqhead];
+        p->uqhead = (p->uqhead + 1) % BT_SESS_UPLOAD_QUEUE;
+        p->uqcount--;
+        if (r.length == 0)
+            continue;   /* cancelled */
+        uint8_t *w = wb_room(p, 13 + (size_t)r.length);
+        if (!w)
+            return;
+        put32(w, 9 + r.length);
+        w[4] = BT_MSG_PIECE;
+        put32(w + 5, r.index);
+        put32(w + 9, r.begin);
+        if (bt_files_io(t, (int64_t)r.index * t->piece_len + r.begin, w + 13, r.length, 0) != 0) {
+            p->wbuf.len -= 13 + (size_t)r.length;
+            bt_peer_close(p, "cannot read a piece we have from disk");
+            return;
+        }
+        p->up_total += r.length;
+        p->up_tick += r.length;
+        t->uploaded += r.length;
+    }
+}
+
 /* ---- the block hot path ---- */
 
 static void cancel_dups(bt_peer *from, uint32_t piece, uint32_t block, bt_partial *pp)
@@ -470,6 +557,8 @@ void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err)
             if (q->state == BT_PS_ACTIVE && !q->closing && !q->seed)
                 send_have(q, idx);
         bt_sess_event(s, BT_EV_PIECE, t, idx, 1, p, NULL);
+        if (t->unchoked < BT_SESS_UPLOAD_SLOTS)
+            bt_torrent_unchoke_some(t);   /* something to offer now */
         if (bt_ranges_full(&t->have) && !t->complete) {
             t->complete = true;
             bt_sess_event(s, BT_EV_COMPLETE, t, 0, 1, NULL, NULL);
@@ -595,9 +684,14 @@ static int on_message(bt_peer *p, const bt_msg *m)
         break;
     case BT_MSG_INTERESTED:
         p->interested = true;
+        bt_torrent_unchoke_some(t);
         break;
     case BT_MSG_NOT_INTERESTED:
         p->interested = false;
+        if (!p->am_choking) {
+            set_choke(p, true);
+            bt_torrent_unchoke_some(t);
+        }
         break;
     case BT_MSG_HAVE:
         if (m->index >= t->npieces)
@@ -639,7 +733,10 @@ static int on_message(bt_peer *p, const bt_msg *m)
     case BT_MSG_PIECE:
         return on_block(p, m);
     case BT_MSG_REQUEST:
-        /* We do not upload yet: we never unchoke, so requests are ignored (BEP 3 allows it). */
+        on_request(p, m);
+        break;
+    case BT_MSG_CANCEL:
+        on_cancel(p, m);
         break;
     case BT_MSG_REJECT:
         if (ring_take(p, m->index, m->begin / BT_BLOCK_SIZE) >= 0 && m->index < t->npieces)
@@ -650,7 +747,7 @@ static int on_message(bt_peer *p, const bt_msg *m)
             on_extended_handshake(p, m->payload, m->payload_len);
         break;
     default:
-        break;   /* cancel, port, suggest, allowed fast, unknown ids: nothing to do */
+        break;   /* port, suggest, allowed fast, unknown ids: nothing to do */
     }
     return 0;
 }
@@ -925,6 +1022,8 @@ void bt_peer_free(bt_peer *p)
         release_all(p, false);
         if (p->state == BT_PS_ACTIVE || p->have.size)
             avail_add(p, -1);
+        if (!p->am_choking)
+            t->unchoked--;
         if (p->prev)
             p->prev->next = p->next;
         else
@@ -948,7 +1047,10 @@ void bt_peer_free(bt_peer *p)
     bt_buf_free(&p->wbuf);
     free(p->rbuf);
     free(p->q);
+    free(p->uq);
     free(p);
+    if (t)
+        bt_torrent_unchoke_some(t);   /* its upload slot goes to someone else */
 }
 
 /* Per tick: meters, keep-alives, idle and connect timeouts. */

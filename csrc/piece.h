@@ -22,6 +22,8 @@ int  bt_partial_flush(bt_torrent *t, bt_partial *p);
 bt_peer *bt_peer_new(bt_session *s, int fd, bool incoming, const struct sockaddr *sa, socklen_t salen);
 void bt_peer_free(bt_peer *p);
 void bt_peer_flush(bt_peer *p);
+void bt_peer_serve(bt_peer *p);
+void bt_torrent_unchoke_some(bt_torrent *t);
 void bt_peer_attach(bt_peer *p, bt_torrent *t);
 void bt_peer_tick(bt_peer *p, double now, double dt);
 void bt_peer_update_interest(bt_peer *p);

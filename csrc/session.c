@@ -127,9 +127,12 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     }
     deliver_events(s);   /* raised by the picks (a policy error) */
     for (bt_torrent *t = s->torrents; t; t = t->next)
-        for (bt_peer *p = t->peers; p; p = p->next)
+        for (bt_peer *p = t->peers; p; p = p->next) {
+            if (p->uqcount > 0)
+                bt_peer_serve(p);
             if (p->wbuf.len > 0)
                 bt_peer_flush(p);
+        }
     for (bt_torrent *t = s->torrents; t; t = t->next) {
         bt_peer *p = t->peers;
         while (p) {
@@ -364,6 +367,7 @@ void bt_torrent_free(bt_torrent *t)
     bt_session *s = t->s;
     if (s->worker)
         bt_worker_forget(s->worker, t);
+    t->stopped = true;   /* no unchoking or events while its peers go */
     while (t->peers)
         bt_peer_free(t->peers);
     for (bt_torrent **pp = &s->torrents; *pp; pp = &(*pp)->next) {

@@ -31,6 +31,9 @@
 #define BT_SESS_BAN_FAILS      2       /* hash failures a peer may take part in before a ban */
 #define BT_SESS_MAX_WBUF       (4u << 20)  /* queued output per peer before we stop adding */
 #define BT_SESS_MAX_BANS       4096    /* banned addresses kept per torrent */
+#define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
+#define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
+#define BT_SESS_UPLOAD_WATER   (256u * 1024)  /* serve more blocks only below this much queued output */
 #define BT_SESS_MAX_EVENTS     65536   /* queued events before the oldest piece events drop */
 /* Pieces are assembled in memory and written with one pwrite once verified: measured
  * here, 16 KiB pwrites into a growing ext4 file cost ~24 us each (1.6 s/GiB) against
@@ -82,6 +85,9 @@ struct bt_peer {
     uint64_t down_total, up_total, down_tick, up_tick;
     double rate_down, rate_up, rtt;
     uint32_t fails;           /* failed pieces this peer sent blocks of */
+    /* requests the peer made of us: a ring of BT_SESS_UPLOAD_QUEUE, made on first use */
+    struct bt_ureq { uint32_t index, begin, length; } *uq;
+    uint32_t uqhead, uqcount;
     uint32_t last_piece_hint; /* partial cache key */
     void *lref;               /* binding's handle (opaque) */
     int href;                 /* binding: registry ref of the Lua handle, or -1 */
@@ -149,6 +155,7 @@ struct bt_torrent {
     uint32_t npartials;
     bt_peer *peers;
     uint32_t npeers, max_peers;
+    uint32_t unchoked;        /* peers we unchoke (upload slots in use) */
     bool endgame, stopped, complete, checked;
     char *error;              /* why the torrent stopped (policy traceback...) */
     uint64_t downloaded, uploaded, wasted, dup_bytes, failed_bytes;

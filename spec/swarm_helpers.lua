@@ -186,4 +186,15 @@ function S.lua_seed(mode, torrent, datafile, lifetime)
   return pid, port
 end
 
+--- bt-lua seeding `dir` (spec/peers/btseed.lua) in another process. Returns pid, port.
+function S.bt_seed(torrent, dir, lifetime)
+  local port = S.port()
+  local env = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
+    H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.root .. "/build/?.so;;"))
+  local pid = S.spawn(("%s lua5.4 %s %s %s %d %d"):format(env, H.q(H.root .. "/spec/peers/btseed.lua"),
+    H.q(torrent), H.q(dir), port, lifetime or 60), "/tmp/bt-lua-btseed.log")
+  assert(S.wait_port(port, 10), "bt-lua seed did not listen")
+  return pid, port
+end
+
 return S
