@@ -186,9 +186,9 @@ describe("misbehaving peers", function()
   setup(function()
     tmp = H.tmpdir()
     os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["f.bin"] = 1024 * 1024 + 5555 }, 9)
+    S.make_files(tmp .. "/seed", { ["f.bin"] = 4 * 1024 * 1024 + 5555 }, 9)
     data = tmp .. "/seed/f.bin"
-    torrent = S.mktorrent(data, tmp .. "/f.torrent", 15)   -- 32 KiB pieces: 33 of them
+    torrent = S.mktorrent(data, tmp .. "/f.torrent", 15)   -- 32 KiB pieces: 129, more than one pipeline
     good, gport = S.lua_seed("good", torrent, data)
   end)
   teardown(function()
