@@ -530,6 +530,95 @@ static void ban(bt_torrent *t, bt_peer *p)
     bt_peer_close(p, "banned: sent data for two pieces that failed the hash check");
 }
 
+/* FNV-1a over 8-byte words: only run on failed pieces, so simple beats fast. */
+static uint64_t block_sum(const uint8_t *d, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, d + i, 8);
+        h = (h ^ w) * 1099511628211ull;
+    }
+    for (; i < n; i++)
+        h = (h ^ d[i]) * 1099511628211ull;
+    return h;
+}
+
+static void blame(bt_torrent *t, uint64_t who)
+{
+    bt_peer *q = bt_sess_peer(t->s, (uint32_t)who, (uint32_t)(who >> 32));
+    if (q && q->t == t && ++q->fails >= BT_SESS_BAN_FAILS)
+        ban(t, q);
+}
+
+static void suspect_free(bt_suspect *x)
+{
+    free(x->from);
+    free(x->sum);
+}
+
+/* Remember a failed piece's senders and block sums (needs the piece buffer). */
+static bool suspect_add(bt_torrent *t, bt_partial *pp)
+{
+    if (!pp->buf)
+        return false;
+    if (t->nsuspects == BT_SESS_MAX_SUSPECTS) {   /* forget the oldest */
+        suspect_free(&t->suspects[0]);
+        memmove(t->suspects, t->suspects + 1, (t->nsuspects - 1) * sizeof *t->suspects);
+        t->nsuspects--;
+    }
+    if (!t->suspects) {
+        t->suspects = calloc(BT_SESS_MAX_SUSPECTS, sizeof *t->suspects);
+        if (!t->suspects)
+            return false;
+    }
+    bt_suspect *x = &t->suspects[t->nsuspects];
+    x->piece = pp->piece;
+    x->nblocks = pp->nblocks;
+    x->from = malloc(pp->nblocks * sizeof *x->from);
+    x->sum = malloc(pp->nblocks * sizeof *x->sum);
+    if (!x->from || !x->sum) {
+        suspect_free(x);
+        return false;
+    }
+    for (uint32_t b = 0; b < pp->nblocks; b++) {
+        x->from[b] = pp->from[b];
+        x->sum[b] = block_sum(pp->buf + (size_t)b * BT_BLOCK_SIZE, bt_block_len(t, pp->piece, b));
+    }
+    t->nsuspects++;
+    return true;
+}
+
+/* The piece verified: blame the senders whose blocks differed in earlier failures. */
+static void suspect_resolve(bt_torrent *t, bt_partial *pp)
+{
+    for (uint32_t k = 0; k < t->nsuspects;) {
+        bt_suspect *x = &t->suspects[k];
+        if (x->piece != pp->piece) {
+            k++;
+            continue;
+        }
+        if (pp->buf) {
+            /* x->sum[b] becomes 0 where the block was right, 1 where it was wrong */
+            for (uint32_t b = 0; b < x->nblocks; b++)
+                x->sum[b] = block_sum(pp->buf + (size_t)b * BT_BLOCK_SIZE, bt_block_len(t, pp->piece, b)) != x->sum[b];
+            for (uint32_t b = 0; b < x->nblocks; b++) {
+                if (!x->sum[b])
+                    continue;
+                bool seen = false;   /* one failure per peer per piece */
+                for (uint32_t c = 0; c < b && !seen; c++)
+                    seen = x->sum[c] && x->from[c] == x->from[b];
+                if (!seen)
+                    blame(t, x->from[b]);
+            }
+        }
+        suspect_free(x);
+        memmove(x, x + 1, (t->nsuspects - k - 1) * sizeof *x);
+        t->nsuspects--;
+    }
+}
+
 /* The verdict on a piece: have it (and tell peers) or drop it and blame its senders. */
 void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err)
 {
@@ -552,6 +641,8 @@ void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err)
             return;
         }
         t->have_bytes += (uint64_t)bt_piece_size(t, idx);
+        if (t->nsuspects)
+            suspect_resolve(t, pp);
         bt_partial_drop(t, pp, false);
         for (bt_peer *q = t->peers; q; q = q->next)
             if (q->state == BT_PS_ACTIVE && !q->closing && !q->seed)
@@ -566,17 +657,20 @@ void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err)
         return;
     }
     t->failed_bytes += (uint64_t)bt_piece_size(t, idx);
-    /* every distinct peer that sent a block of the piece takes one failure */
-    for (uint32_t b = 0; b < pp->nblocks; b++) {
-        uint64_t who = pp->from[b];
-        bool seen = false;
-        for (uint32_t c = 0; c < b && !seen; c++)
-            seen = pp->from[c] == who;
-        if (seen)
-            continue;
-        bt_peer *q = bt_sess_peer(s, (uint32_t)who, (uint32_t)(who >> 32));
-        if (q && q->t == t && ++q->fails >= BT_SESS_BAN_FAILS)
-            ban(t, q);
+    bool several = false;
+    for (uint32_t b = 1; b < pp->nblocks && !several; b++)
+        several = pp->from[b] != pp->from[0];
+    if (!several) {
+        blame(t, pp->from[0]);   /* one sender: certainly its fault */
+    } else if (!suspect_add(t, pp)) {
+        /* cannot tell who: every distinct sender takes one failure */
+        for (uint32_t b = 0; b < pp->nblocks; b++) {
+            bool seen = false;
+            for (uint32_t c = 0; c < b && !seen; c++)
+                seen = pp->from[c] == pp->from[b];
+            if (!seen)
+                blame(t, pp->from[b]);
+        }
     }
     bt_partial_drop(t, pp, true);
     for (bt_peer *q = t->peers; q; q = q->next)

@@ -385,6 +385,11 @@ void bt_torrent_free(bt_torrent *t)
     bt_files_close(t);
     bt_ranges_free(&t->have);
     bt_ranges_free(&t->unrequested);
+    for (uint32_t i = 0; i < t->nsuspects; i++) {
+        free(t->suspects[i].from);
+        free(t->suspects[i].sum);
+    }
+    free(t->suspects);
     for (uint32_t i = 0; i < t->nbans; i++)
         free(t->bans[i]);
     free(t->bans);

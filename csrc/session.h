@@ -31,6 +31,7 @@
 #define BT_SESS_BAN_FAILS      2       /* hash failures a peer may take part in before a ban */
 #define BT_SESS_MAX_WBUF       (4u << 20)  /* queued output per peer before we stop adding */
 #define BT_SESS_MAX_BANS       4096    /* banned addresses kept per torrent */
+#define BT_SESS_MAX_SUSPECTS   64      /* failed pieces remembered to find the bad sender later */
 #define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
 #define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
 #define BT_SESS_UPLOAD_WATER   (256u * 1024)  /* serve more blocks only below this much queued output */
@@ -115,6 +116,15 @@ typedef struct bt_partial {
 
 typedef struct bt_worker bt_worker;
 
+/* A piece that failed with blocks from several peers: who sent which block and a
+ * checksum of it. When the piece later verifies, the senders of blocks that differ
+ * from the good copy are the guilty ones (libtorrent calls this smart ban). */
+typedef struct bt_suspect {
+    uint32_t piece, nblocks;
+    uint64_t *from;
+    uint64_t *sum;
+} bt_suspect;
+
 /* A file of the torrent on disk. */
 typedef struct bt_file {
     int fd;
@@ -163,6 +173,8 @@ struct bt_torrent {
     uint64_t bufmem;          /* bytes held by partial piece buffers */
     char **bans;
     uint32_t nbans;
+    struct bt_suspect *suspects;   /* failed pieces with several senders, awaiting the good copy */
+    uint32_t nsuspects;
     void *lref;               /* binding data */
 };
 
