@@ -23,9 +23,12 @@
  * the caller bounds the input (BT_BENC_MAX_INPUT here, much less for torrents). */
 static uint32_t max_tokens(size_t len) { return (uint32_t)(len / 2 + 1); }
 
-/* First guess of the array size: real torrents average 7-8 bytes per token, so
- * len / 8 usually avoids any regrowth; growth is geometric up to the limit. */
+/* First guess of the array size: file lists average 7-8 bytes per token, so
+ * len / 8 usually avoids most regrowth; growth is geometric up to the limit.
+ * The guess is capped so a huge input reserves memory only as it proves to
+ * hold tokens (1 M tokens = 20 MB). */
 #define BT_BENC_INITIAL_TOKENS 64
+#define BT_BENC_INITIAL_MAX_TOKENS (1u << 20)
 
 typedef struct frame {
     uint32_t tok;      /* token index of the open container */
@@ -130,11 +133,14 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_ber
     }
     if (len > BT_BENC_MAX_INPUT) {
         msg = "input too large";
+        pos = BT_BENC_MAX_INPUT;   /* the first byte past the limit */
         goto fail;
     }
     const uint32_t limit = max_tokens(len);
     {
         uint32_t guess = (uint32_t)(len / 8) + BT_BENC_INITIAL_TOKENS;
+        if (guess > BT_BENC_INITIAL_MAX_TOKENS)
+            guess = BT_BENC_INITIAL_MAX_TOKENS;
         if (guess > limit)
             guess = limit;
         doc->tok = malloc((size_t)guess * sizeof *doc->tok);

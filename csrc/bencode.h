@@ -19,7 +19,8 @@
 #include "buf.h"
 
 /* Limits, each with its reason. Inputs are hostile. */
-#define BT_BENC_MAX_DEPTH  256          /* real torrents nest < 10 deep; bounds recursion in users */
+#define BT_BENC_MAX_DEPTH  256          /* real torrents nest < 10 deep; bounds recursion in users.
+                                           Exactly this many nested containers is accepted. */
 #define BT_BENC_MAX_INPUT  (1u << 30)   /* offsets are 32-bit; 1 GiB is far beyond any torrent */
 
 typedef enum bt_btype {
@@ -56,10 +57,27 @@ typedef struct bt_berr {
 #define BT_BDEC_ALLOW_UNSORTED 1u   /* accept dict keys out of order (real torrents have them);
                                        duplicates are still rejected */
 
-/* Tokenize buf[0..len). Returns 0, or -1 with *err filled (doc is left empty).
- * Rejects: leading zeros and "-0" in integers, int64 overflow, string lengths past
- * the end, truncated input, trailing bytes after the top value, duplicate keys,
- * unsorted keys (unless allowed), non-string keys, depth past BT_BENC_MAX_DEPTH. */
+/* Tokenize buf[0..len). Returns 0, or -1 with *err filled (doc is left empty,
+ * bt_bdoc_free on it is harmless). Rejects, with err->msg one of:
+ *   "empty input", "input too large" (len > BT_BENC_MAX_INPUT),
+ *   "unexpected end of input", "trailing data after value", "invalid character",
+ *   "unexpected 'e'", "nesting too deep" (more than BT_BENC_MAX_DEPTH containers),
+ *   "empty integer" (ie), "expected digit" (i-e, i+1e), "expected digit or 'e'",
+ *   "leading zero in integer" (i03e), "negative zero" (i-0e), "integer overflow"
+ *   (outside int64), "leading zero in string length" (01:a),
+ *   "expected ':' after string length", "string length past end of input",
+ *   "dict key is not a string", "missing dict value", "dict keys not sorted"
+ *   (strict mode), "duplicate dict key", "out of memory".
+ * err->offset is the 0-based offset of the offending byte: the first byte that
+ * cannot belong to a valid document, except for whole-value errors, which name
+ * the value's first byte: a string whose length runs past the end, an
+ * out-of-order or duplicate key (the later key), "-0" (its '-'), a leading zero
+ * (the '0' itself, in integers and string lengths).
+ *
+ * Memory: the token array grows geometrically and never exceeds len / 2 + 1
+ * tokens (every value takes at least 2 bytes), i.e. ~10 bytes per input byte;
+ * bound the input to bound the memory. Integers are always validated strictly;
+ * BT_BDEC_ALLOW_UNSORTED only relaxes the key order. */
 int  bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_berr *err);
 void bt_bdoc_free(bt_bdoc *doc);
 

@@ -349,8 +349,8 @@ describe("round trip", function()
   local function rand_string(r)
     local n = r(0, 3) == 0 and r(0, 300) or r(0, 8)
     local b = {}
-    for i = 1, n do b[i] = string.char(r(0, 255)) end
-    return table.concat(b)
+    for i = 1, n do b[i] = r(0, 255) end
+    return string.char(table.unpack(b))
   end
 
   local function rand_int(r)
