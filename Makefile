@@ -24,7 +24,7 @@ PKG_LIBS   = $(shell pkg-config --libs libcurl libcrypto) -lev
 SRCS    := $(wildcard csrc/*.c)
 HDRS    := $(wildcard csrc/*.h)
 # The pure C layer (no Lua, no libev): what the fuzzers link.
-PURE    := csrc/buf.c csrc/bencode.c csrc/ranges.c csrc/wire.c csrc/metainfo.c
+PURE    := csrc/buf.c csrc/bencode.c csrc/ranges.c csrc/wire.c csrc/metainfo.c csrc/tracker_parse.c
 MODULE  := build/bt/core.so
 ASAN_MODULE := build/asan/bt/core.so
 FUZZERS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*_fuzz.c))

@@ -161,8 +161,23 @@ static int m_has(lua_State *L)
     return 1;
 }
 
-/* s:count() and #s -> number of set pieces; s:size() -> n.  [-0, +1, -] */
+/* s:count([a, b]) -> number of set pieces, in [a, b) when given; #s is
+ * s:count(). s:size() -> n.  [-0, +1, v] */
 static int m_count(lua_State *L)
+{
+    bt_ranges *s = bt_lranges_check(L, 1);
+    if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) {
+        lua_pushinteger(L, bt_ranges_count(s));
+        return 1;
+    }
+    uint32_t a, b;
+    check_range(L, s, &a, &b);
+    lua_pushinteger(L, bt_ranges_count_range(s, a, b));
+    return 1;
+}
+
+/* __len gets (s, s) as arguments: s:count() whatever the second. */
+static int m_len(lua_State *L)
 {
     lua_pushinteger(L, bt_ranges_count(bt_lranges_check(L, 1)));
     return 1;
@@ -212,15 +227,42 @@ static int m_next_clear(lua_State *L)
     return push_index(L, bt_ranges_next_clear(s, from));
 }
 
+/* The other set of a two-set method: same size, else an argument error. */
+static bt_ranges *check_other(lua_State *L, const bt_ranges *a, int arg)
+{
+    bt_ranges *b = bt_lranges_check(L, arg);
+    if (a->size != b->size)
+        luaL_argerror(L, arg, lua_pushfstring(L, "size %I differs from %I",
+                                              (LUAI_UACINT)b->size, (LUAI_UACINT)a->size));
+    return b;
+}
+
+/* s:next_diff(o[, from]) -> first index >= from in s but not in o, or nil;
+ * s:next_common(o[, from]) -> first index >= from in both, or nil. No new set
+ * is built: "does this peer have a piece we lack" is peer:next_diff(have).
+ * [-0, +1, v] */
+static int m_next_diff(lua_State *L)
+{
+    bt_ranges *a = bt_lranges_check(L, 1);
+    bt_ranges *b = check_other(L, a, 2);
+    uint32_t from = lua_isnoneornil(L, 3) ? 0 : check_bound(L, a, 3);
+    return push_index(L, bt_ranges_next_diff(a, b, from));
+}
+
+static int m_next_common(lua_State *L)
+{
+    bt_ranges *a = bt_lranges_check(L, 1);
+    bt_ranges *b = check_other(L, a, 2);
+    uint32_t from = lua_isnoneornil(L, 3) ? 0 : check_bound(L, a, 3);
+    return push_index(L, bt_ranges_next_common(a, b, from));
+}
+
 /* s:union(o), s:intersect(o), s:diff(o) -> new set (diff is s minus o).
  * Both sets must have the same size.  [-0, +1, v] */
 static int binop(lua_State *L, int (*op)(bt_ranges *, const bt_ranges *, const bt_ranges *))
 {
     bt_ranges *a = bt_lranges_check(L, 1);
-    bt_ranges *b = bt_lranges_check(L, 2);
-    if (a->size != b->size)
-        luaL_argerror(L, 2, lua_pushfstring(L, "size %I differs from %I",
-                                            (LUAI_UACINT)b->size, (LUAI_UACINT)a->size));
+    bt_ranges *b = check_other(L, a, 2);
     bt_ranges *out = bt_lranges_push(L, a->size);
     if (op(out, a, b))
         return oom(L);
@@ -345,6 +387,8 @@ static const luaL_Reg methods[] = {
     { "empty", m_empty },
     { "next_set", m_next_set },
     { "next_clear", m_next_clear },
+    { "next_diff", m_next_diff },
+    { "next_common", m_next_common },
     { "union", m_union },
     { "intersect", m_intersect },
     { "diff", m_diff },
@@ -355,7 +399,7 @@ static const luaL_Reg methods[] = {
 };
 
 static const luaL_Reg meta[] = {
-    { "__len", m_count },
+    { "__len", m_len },
     { "__eq", m_eq },
     { "__tostring", m_tostring },
     { "__gc", m_gc },

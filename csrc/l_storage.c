@@ -151,6 +151,19 @@ static int l_verify(lua_State *L)
     return 1;
 }
 
+/* st:check_piece(piece) -> true | false | nil, message  [-0, +1|2, e]
+ * One step of st:check(): skips missing files and holes without reading. */
+static int l_check_piece(lua_State *L)
+{
+    bt_storage *s = check_open(L, 1)->s;
+    uint32_t piece = check_piece(L, s, 2);
+    int r = bt_storage_check_piece(s, piece);
+    if (r < 0)
+        return fail(L, s);
+    lua_pushboolean(L, r);
+    return 1;
+}
+
 /* The Lua progress function is at index 2. An error in it propagates (no C
  * resource is held across this call: the storage owns its buffers). */
 static int progress(void *ud, uint32_t done, uint32_t total)
@@ -236,6 +249,7 @@ void bt_open_storage(lua_State *L, int mod)
     static const luaL_Reg methods[] = {
         {"write", l_write},   {"read", l_read},         {"hash", l_hash},
         {"verify", l_verify}, {"check", l_check},       {"sync", l_sync},
+        {"check_piece", l_check_piece},
         {"num_pieces", l_num_pieces}, {"piece_size", l_piece_size},
         {"close", l_close},   {NULL, NULL},
     };

@@ -128,13 +128,22 @@ static void push_handshake(lua_State *L, const bt_handshake *hs)
     lua_setfield(L, -2, "dht");
 }
 
+/* A number with an integer value: lua_tointegerx alone would also take "5". */
+static lua_Integer to_int(lua_State *L, int idx, int *isint)
+{
+    *isint = 0;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    return lua_tointegerx(L, idx, isint);
+}
+
 /* Read optional integer option `k` of the table at idx into *out, in lo..hi. */
 static void opt_limit(lua_State *L, int idx, const char *k, uint32_t lo, uint32_t hi, uint32_t *out)
 {
     int t = lua_getfield(L, idx, k);
     if (t != LUA_TNIL) {
         int isint;
-        lua_Integer v = lua_tointegerx(L, -1, &isint);
+        lua_Integer v = to_int(L, -1, &isint);
         if (!isint || v < (lua_Integer)lo || v > (lua_Integer)hi) {
             lua_pushfstring(L, "%s must be an integer in %I..%I", k, (lua_Integer)lo, (lua_Integer)hi);
             luaL_argerror(L, idx, lua_tostring(L, -1));
@@ -308,7 +317,7 @@ static uint32_t get_uint(lua_State *L, const char *k, lua_Integer max, const cha
 {
     lua_getfield(L, 1, k);
     int isint;
-    lua_Integer v = lua_tointegerx(L, -1, &isint);
+    lua_Integer v = to_int(L, -1, &isint);
     if (!isint || v < 0 || v > max)
         luaL_argerror(L, 1, field_name_error(L, k, what));
     lua_pop(L, 1);

@@ -78,7 +78,7 @@ void bt_meta_free(bt_meta *m);
  * torrent, the one component is the name. For a multi-file torrent the name is
  * the folder holding the paths and is not a component. */
 bt_str bt_meta_path_comp(const bt_meta *m, uint32_t f, uint32_t k);
-/* Length of piece i (the last one may be short). */
+/* Length of piece i < num_pieces (the last one may be short). */
 int64_t bt_meta_piece_size(const bt_meta *m, uint32_t i);
 
 #endif

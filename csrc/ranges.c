@@ -9,6 +9,7 @@
  */
 #include "ranges.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,20 +17,32 @@
  * of the time, so start small and let doubling take over. */
 #define RANGES_MIN_CAP 4u
 
-/* Index of the first range whose end is > x, or n. Branch-free lower bound:
- * the search answer always lies in [base, base + len]. */
+/* Below this distance (in ranges, 8 bytes each) the next probes of a search
+ * are likely in cache already. Measured by bench/ranges_ref.c. */
+#define PREFETCH_MIN 8u
+
+/* Index of the first range whose end is > x, or n. A branch-free lower bound:
+ * the answer always lies in [lo, lo + len]. The step is added through a mask
+ * because gcc turns a ?: here into a branch, mispredicted half the time. */
 static inline uint32_t first_end_after(const bt_range *r, uint32_t n, uint32_t x)
 {
     if (n == 0)
         return 0;
-    const bt_range *base = r;
-    uint32_t len = n;
+    uint32_t lo = 0, len = n;
     while (len > 1) {
         uint32_t half = len / 2;
-        base = (base[half - 1].end > x) ? base : base + half;
+        /* Fetch both places the next step may probe: on a set of 10^5 ranges
+         * the search is a chain of cache misses, and this overlaps them. Not
+         * once the probes are within a few cache lines: there it only costs. */
+        uint32_t nh = (len - half) / 2;
+        if (nh > PREFETCH_MIN) {
+            __builtin_prefetch(&r[lo + nh - 1]);
+            __builtin_prefetch(&r[lo + half + nh - 1]);
+        }
+        lo += half & (0u - (uint32_t)(r[lo + half - 1].end <= x));
         len -= half;
     }
-    return (uint32_t)(base - r) + (base->end <= x);
+    return lo + (r[lo].end <= x);
 }
 
 /* Index of the first range whose start is > x, or n. */
@@ -37,14 +50,13 @@ static inline uint32_t first_start_after(const bt_range *r, uint32_t n, uint32_t
 {
     if (n == 0)
         return 0;
-    const bt_range *base = r;
-    uint32_t len = n;
+    uint32_t lo = 0, len = n;
     while (len > 1) {
         uint32_t half = len / 2;
-        base = (base[half - 1].start > x) ? base : base + half;
+        lo += half & (0u - (uint32_t)(r[lo + half - 1].start <= x));
         len -= half;
     }
-    return (uint32_t)(base - r) + (base->start <= x);
+    return lo + (r[lo].start <= x);
 }
 
 /* Make room for `need` ranges; geometric growth keeps appends amortized O(1).
@@ -105,7 +117,11 @@ int bt_ranges_copy(bt_ranges *dst, const bt_ranges *src)
 
 int bt_ranges_set_range(bt_ranges *s, uint32_t a, uint32_t b)
 {
-    if (a >= b)
+    /* A bound past the universe is the caller's bug, but a range past size
+     * would later make to_wire write past its buffer: refuse it here. */
+    if (a > b || b > s->size)
+        return -2;
+    if (a == b)
         return 0;
     uint32_t n = s->n;
     /* Fast paths at the end of the array: append, or grow the last range. */
@@ -156,7 +172,9 @@ int bt_ranges_set_range(bt_ranges *s, uint32_t a, uint32_t b)
 
 int bt_ranges_clear_range(bt_ranges *s, uint32_t a, uint32_t b)
 {
-    if (a >= b || s->n == 0)
+    if (a > b || b > s->size)
+        return -2;
+    if (a == b || s->n == 0)
         return 0;
     uint32_t n = s->n;
     bt_range *r = s->r;
@@ -197,11 +215,15 @@ int bt_ranges_clear_range(bt_ranges *s, uint32_t a, uint32_t b)
 
 int bt_ranges_set(bt_ranges *s, uint32_t i)
 {
+    if (i >= s->size)   /* also keeps i + 1 from wrapping */
+        return -2;
     return bt_ranges_set_range(s, i, i + 1);
 }
 
 int bt_ranges_clear(bt_ranges *s, uint32_t i)
 {
+    if (i >= s->size)
+        return -2;
     return bt_ranges_clear_range(s, i, i + 1);
 }
 
@@ -257,6 +279,60 @@ int64_t bt_ranges_next_clear(const bt_ranges *s, uint32_t from)
     return c < s->size ? (int64_t)c : -1;
 }
 
+int64_t bt_ranges_next_diff(const bt_ranges *a, const bt_ranges *b, uint32_t from)
+{
+    /* Alternate: the next index of a, then the next hole of b from there;
+     * done when that hole is still inside the range of a. Every round moves
+     * past at least one range of a or of b. */
+    uint64_t i = from;
+    while (i < a->size) {
+        uint32_t k = first_end_after(a->r, a->n, (uint32_t)i);
+        if (k == a->n)
+            return -1;
+        if (a->r[k].start > i)
+            i = a->r[k].start;
+        int64_t c = bt_ranges_next_clear(b, (uint32_t)i);
+        if (c < 0)
+            return -1;
+        if ((uint64_t)c < a->r[k].end)
+            return c;
+        i = (uint64_t)c;
+    }
+    return -1;
+}
+
+int64_t bt_ranges_next_common(const bt_ranges *a, const bt_ranges *b, uint32_t from)
+{
+    uint64_t i = from;
+    while (i < a->size) {
+        uint32_t k = first_end_after(a->r, a->n, (uint32_t)i);
+        if (k == a->n)
+            return -1;
+        if (a->r[k].start > i)
+            i = a->r[k].start;
+        int64_t c = bt_ranges_next_set(b, (uint32_t)i);
+        if (c < 0)
+            return -1;
+        if ((uint64_t)c < a->r[k].end)
+            return c;
+        i = (uint64_t)c;
+    }
+    return -1;
+}
+
+uint32_t bt_ranges_count_range(const bt_ranges *s, uint32_t a, uint32_t b)
+{
+    if (a >= b)
+        return 0;
+    uint64_t c = 0;
+    for (uint32_t k = first_end_after(s->r, s->n, a); k < s->n && s->r[k].start < b; k++) {
+        uint32_t x = s->r[k].start > a ? s->r[k].start : a;
+        uint32_t y = s->r[k].end < b ? s->r[k].end : b;
+        c += y - x;
+    }
+    return (uint32_t)c;
+}
+
 bool bt_ranges_equal(const bt_ranges *a, const bt_ranges *b)
 {
     return a->size == b->size && a->n == b->n && a->count == b->count
@@ -268,196 +344,262 @@ bool bt_ranges_equal(const bt_ranges *a, const bt_ranges *b)
 /* The result of a merge is written into a buffer of `bound` ranges (an upper
  * bound on its length) and installed into `out` only at the end, so `out` is
  * unchanged when memory runs out. out's own buffer is reused when it is big
- * enough, which is safe because out aliases neither input. */
-typedef struct {
-    bt_range *r;
-    uint32_t n, cap, count;
-    bool fresh;   /* r was malloc'ed here, not out->r */
-} merge_out;
+ * enough, which is safe because out aliases neither input.
+ *
+ * The loops are branch-free on purpose: on a fragmented set every comparison
+ * is a coin toss, and a mispredicted branch per range cost 3x the time. They
+ * write one slot past the last kept range and advance the output length by a
+ * comparison result, so the buffer needs one spare slot: bound counts it. */
+/* A result keeps up to this many unused slots (8 KiB): below that, shrinking
+ * would only make the next operation into the same set malloc again. */
+#define MERGE_SLACK 1024u
 
-static int merge_begin(merge_out *m, bt_ranges *out, uint64_t bound)
+static bt_range *merge_begin(bt_ranges *out, uint64_t bound, bool *fresh)
 {
-    m->n = 0;
-    m->count = 0;
     if (bound <= out->cap) {
-        m->r = out->r;
-        m->cap = out->cap;
-        m->fresh = false;
-        return 0;
+        *fresh = false;
+        return out->r;
     }
-    m->r = malloc((size_t)bound * sizeof *m->r);
-    if (!m->r)
-        return -1;
-    m->cap = (uint32_t)bound;
-    m->fresh = true;
-    return 0;
+    *fresh = true;
+    return malloc((size_t)bound * sizeof(bt_range));
 }
 
-/* Append [a, b) (a < b, a >= the last end), merging with the last range when
- * they touch. */
-static inline void merge_push(merge_out *m, uint32_t a, uint32_t b)
+static void merge_end(bt_ranges *out, bt_range *r, uint64_t bound, bool fresh,
+                      uint32_t n, uint32_t size)
 {
-    if (m->n && m->r[m->n - 1].end >= a) {
-        if (b > m->r[m->n - 1].end) {
-            m->count += b - m->r[m->n - 1].end;
-            m->r[m->n - 1].end = b;
-        }
-        return;
-    }
-    m->r[m->n].start = a;
-    m->r[m->n].end = b;
-    m->n++;
-    m->count += b - a;
-}
-
-static void merge_end(merge_out *m, bt_ranges *out, uint32_t size)
-{
-    if (m->fresh) {
+    if (fresh) {
         free(out->r);
-        out->r = m->r;
-        out->cap = m->cap;
+        out->r = r;
+        out->cap = (uint32_t)bound;
     }
-    out->n = m->n;
-    out->count = m->count;
+    uint64_t count = 0;
+    for (uint32_t k = 0; k < n; k++)
+        count += r[k].end - r[k].start;
+    out->n = n;
+    out->count = (uint32_t)count;
     out->size = size;
-    if (out->n == 0) {
+    if (n == 0) {
         /* An empty result owns no memory. */
         free(out->r);
         out->r = NULL;
         out->cap = 0;
-    } else if (m->fresh && out->n < out->cap / 2) {
+    } else if (fresh && n < out->cap / 4 && out->cap - n > MERGE_SLACK) {
         /* The bound overestimated a lot: give the slack back (best effort). */
-        bt_range *r = realloc(out->r, (size_t)out->n * sizeof *r);
-        if (r) {
-            out->r = r;
-            out->cap = out->n;
+        bt_range *t = realloc(out->r, (size_t)n * sizeof *t);
+        if (t) {
+            out->r = t;
+            out->cap = n;
         }
     }
 }
 
 int bt_ranges_union(bt_ranges *out, const bt_ranges *a, const bt_ranges *b)
 {
-    merge_out m;
-    if (merge_begin(&m, out, (uint64_t)a->n + b->n))
+    uint32_t na = a->n, nb = b->n;
+    if (na + (uint64_t)nb == 0) {
+        bt_ranges_clear_all(out);
+        out->size = a->size;
+        return 0;
+    }
+    bool fresh;
+    uint64_t bound = (uint64_t)na + nb;   /* every push may start a range */
+    bt_range *o = merge_begin(out, bound, &fresh);
+    if (!o)
         return -1;
     /* Indices, not pointers: an empty set's array is NULL, and NULL + 0 is
      * undefined behaviour. */
     const bt_range *x = a->r, *y = b->r;
-    uint32_t i = 0, j = 0, na = a->n, nb = b->n;
-    while (i < na && j < nb) {
-        if (x[i].start <= y[j].start) {
-            merge_push(&m, x[i].start, x[i].end);
-            i++;
-        } else {
-            merge_push(&m, y[j].start, y[j].end);
-            j++;
-        }
+    uint32_t i = 0, j = 0, n = 0;
+    /* The range being built, [cs, ce), lives in registers; n ranges before it
+     * are final. Going through o[n - 1] instead put a store-to-load round trip
+     * on the critical path of every step. */
+    uint32_t cs, ce;
+    if (nb == 0 || (na && x[0].start <= y[0].start)) {
+        cs = x[0].start, ce = x[0].end;
+        i = 1;
+    } else {
+        cs = y[0].start, ce = y[0].end;
+        j = 1;
     }
-    for (; i < na; i++)
-        merge_push(&m, x[i].start, x[i].end);
-    for (; j < nb; j++)
-        merge_push(&m, y[j].start, y[j].end);
-    merge_end(&m, out, a->size);
+    while (i < na && j < nb) {
+        /* Select with a mask: written as ?: gcc emits a branch here. */
+        uint32_t xs = x[i].start, ys = y[j].start;
+        uint32_t tx = xs <= ys, mask = 0u - tx;
+        uint32_t s0 = (xs & mask) | (ys & ~mask);
+        uint32_t e0 = (x[i].end & mask) | (y[j].end & ~mask);
+        i += tx;
+        j += 1 - tx;
+        /* Tentatively store the current range: kept only if the next one does
+         * not touch it. n <= i + j - 2 < bound, so the slot exists. */
+        o[n].start = cs;
+        o[n].end = ce;
+        uint32_t merge = s0 <= ce, mm = 0u - merge;
+        n += 1 - merge;
+        uint32_t me = e0 > ce ? e0 : ce;
+        cs = (cs & mm) | (s0 & ~mm);
+        ce = (me & mm) | (e0 & ~mm);
+    }
+    /* One side is exhausted: the rest of the other may touch the current
+     * range at its first element, then copies. */
+    const bt_range *rest = i < na ? x : y;
+    uint32_t k = i < na ? i : j, kend = i < na ? na : nb;
+    for (; k < kend && rest[k].start <= ce; k++)
+        if (rest[k].end > ce)
+            ce = rest[k].end;
+    o[n].start = cs;
+    o[n].end = ce;
+    n++;
+    if (k < kend) {
+        memcpy(o + n, rest + k, (size_t)(kend - k) * sizeof *o);
+        n += kend - k;
+    }
+    merge_end(out, o, bound, fresh, n, a->size);
+    return 0;
+}
+
+/* out = x op y where op is intersection, or x minus y when `complement`: then
+ * the y ranges walked are the gaps of y, [0, y0.start), [y0.end, y1.start) ...
+ * [ylast.end, size), some possibly empty. Two intersected range lists give
+ * ranges that never touch, so nothing needs merging. */
+static inline int intersect_gen(bt_ranges *out, const bt_ranges *a, const bt_ranges *b,
+                                bool complement)
+{
+    uint32_t na = a->n, nb = b->n, size = a->size;
+    uint32_t my = complement ? nb + 1 : nb;   /* ranges walked on b's side */
+    if (na == 0 || my == 0) {
+        bt_ranges_clear_all(out);
+        out->size = size;
+        return 0;
+    }
+    bool fresh;
+    /* Each step writes a slot and advances i or j: at most na + my steps. */
+    uint64_t bound = (uint64_t)na + my;
+    bt_range *o = merge_begin(out, bound, &fresh);
+    if (!o)
+        return -1;
+    const bt_range *x = a->r, *y = b->r;
+    uint32_t i = 0, j = 0, n = 0;
+    while (i < na && j < my) {
+        uint32_t ys, ye;
+        if (complement) {
+            ys = j ? y[j - 1].end : 0;
+            ye = j < nb ? y[j].start : size;
+        } else {
+            ys = y[j].start;
+            ye = y[j].end;
+        }
+        uint32_t lo = x[i].start > ys ? x[i].start : ys;
+        uint32_t hi = x[i].end < ye ? x[i].end : ye;
+        o[n].start = lo;
+        o[n].end = hi;
+        n += lo < hi;
+        bool ax = x[i].end <= ye;
+        i += ax;
+        j += !ax;
+    }
+    merge_end(out, o, bound, fresh, n, size);
     return 0;
 }
 
 int bt_ranges_intersect(bt_ranges *out, const bt_ranges *a, const bt_ranges *b)
 {
-    merge_out m;
-    /* Each output range ends where an input range ends: at most na + nb. */
-    if (merge_begin(&m, out, (uint64_t)a->n + b->n))
-        return -1;
-    const bt_range *x = a->r, *y = b->r;
-    uint32_t i = 0, j = 0, na = a->n, nb = b->n;
-    while (i < na && j < nb) {
-        uint32_t lo = x[i].start > y[j].start ? x[i].start : y[j].start;
-        uint32_t hi = x[i].end < y[j].end ? x[i].end : y[j].end;
-        if (lo < hi)
-            merge_push(&m, lo, hi);
-        if (x[i].end < y[j].end)
-            i++;
-        else
-            j++;
-    }
-    merge_end(&m, out, a->size);
-    return 0;
+    return intersect_gen(out, a, b, false);
 }
 
 int bt_ranges_diff(bt_ranges *out, const bt_ranges *a, const bt_ranges *b)
 {
-    merge_out m;
-    /* Each b range splits at most one a range in two: at most na + nb. */
-    if (merge_begin(&m, out, (uint64_t)a->n + b->n))
-        return -1;
-    const bt_range *x = a->r, *y = b->r;
-    uint32_t j = 0, na = a->n, nb = b->n;
-    for (uint32_t i = 0; i < na; i++) {
-        uint32_t cur = x[i].start, end = x[i].end;
-        while (j < nb && y[j].end <= cur)
-            j++;
-        /* Cut every b range that starts inside what is left of x[i]; the last
-         * one may reach into x[i + 1], so j stays on it. */
-        for (uint32_t k = j; k < nb && y[k].start < end; k++) {
-            if (y[k].start > cur)
-                merge_push(&m, cur, y[k].start);
-            if (y[k].end > cur)
-                cur = y[k].end;
-            if (cur >= end)
-                break;
-        }
-        if (cur < end)
-            merge_push(&m, cur, end);
-    }
-    merge_end(&m, out, a->size);
-    return 0;
+    return intersect_gen(out, a, b, true);
 }
 
 /* ---- wire format -------------------------------------------------------- */
 
-/* A growing array for import; installed into the set only on success. */
-typedef struct {
-    bt_range *r;
-    uint32_t n, cap, count;
-} build;
+/* Import writes the positions where a bit differs from the bit before it
+ * (the first bit compares with a 0 before the start). Those positions,
+ * in order, are start0, end0, start1, end1...: exactly the range array read
+ * as uint32_t, so no branch decides whether a position opens or closes. */
+_Static_assert(sizeof(bt_range) == 2 * sizeof(uint32_t)
+               && offsetof(bt_range, end) == sizeof(uint32_t),
+               "bt_range must be two packed uint32_t");
 
-static int build_push(build *bd, uint32_t a, uint32_t b)
+/* Transitions of 64 bits whose top bit is at index `base`. prev is the bit
+ * before them (0 or 1). */
+static inline uint64_t transitions(uint64_t w, uint64_t prev)
 {
-    if (bd->n == bd->cap) {
-        uint64_t cap = bd->cap ? (uint64_t)bd->cap * 2 : RANGES_MIN_CAP;
-        bt_range *r = realloc(bd->r, (size_t)cap * sizeof *r);
-        if (!r)
-            return -1;
-        bd->r = r;
-        bd->cap = (uint32_t)cap;
-    }
-    bd->r[bd->n].start = a;
-    bd->r[bd->n].end = b;
-    bd->n++;
-    bd->count += b - a;
-    return 0;
+    return w ^ ((w >> 1) | (prev << 63));
 }
 
-/* Walk the transitions (bit differs from the previous bit) in the bits of w
- * selected by mask (the top 8 for a single byte), MSB first; `base` is the index of w's top bit. Words that are all
- * ones inside a run or all zeros outside one have no transition and cost one
- * test: that is the fast path for 0x00 and 0xFF bytes. */
-static inline int scan_word(build *bd, uint64_t w, uint64_t mask, uint32_t base,
-                            uint32_t *st, uint32_t *start)
+static inline uint64_t load_be64(const uint8_t *p)
 {
-    uint64_t t = (w ^ ((w >> 1) | ((uint64_t)*st << 63))) & mask;
-    while (t) {
-        int p = __builtin_clzll(t);
-        uint32_t idx = base + (uint32_t)p;
-        if (*st) {
-            if (build_push(bd, *start, idx))
-                return -1;
-        } else {
-            *start = idx;
-        }
-        *st ^= 1;
-        t &= ~(UINT64_C(1) << (63 - p));
+    uint64_t w;
+    memcpy(&w, p, 8);
+    return __builtin_bswap64(w);   /* high bit first on the wire: big-endian */
+}
+
+/* Skip 32-byte blocks that are all `fill` (0x00 outside a run, 0xFF inside):
+ * they have no transition. The fast path for empty and complete stretches. */
+static inline size_t skip_fill(const uint8_t *bits, size_t i, size_t len, uint64_t fill)
+{
+    while (i + 32 <= len) {
+        uint64_t w0, w1, w2, w3;
+        memcpy(&w0, bits + i, 8);
+        memcpy(&w1, bits + i + 8, 8);
+        memcpy(&w2, bits + i + 16, 8);
+        memcpy(&w3, bits + i + 24, 8);
+        if ((w0 ^ fill) | (w1 ^ fill) | (w2 ^ fill) | (w3 ^ fill))
+            break;
+        i += 32;
     }
-    return 0;
+    return i;
+}
+
+/* One pass over the bytes, counting (t == NULL) or writing transitions. */
+static size_t scan_wire(const uint8_t *bits, size_t len, uint32_t *t)
+{
+    size_t m = 0, i = 0;
+    uint64_t prev = 0;
+    while (i + 8 <= len) {
+        size_t j = skip_fill(bits, i, len, prev ? UINT64_MAX : 0);
+        if (j != i) {
+            i = j;
+            continue;
+        }
+        uint64_t w = load_be64(bits + i);
+        uint64_t x = transitions(w, prev);
+        if (t) {
+            uint32_t base = (uint32_t)(i * 8);
+            while (x) {
+                int p = __builtin_clzll(x);
+                t[m++] = base + (uint32_t)p;
+                x ^= UINT64_C(0x8000000000000000) >> p;
+            }
+        } else {
+            m += (size_t)__builtin_popcountll(x);
+        }
+        prev = w & 1;
+        i += 8;
+    }
+    for (; i < len; i++) {
+        uint64_t w = (uint64_t)bits[i] << 56;
+        uint64_t x = transitions(w, prev) & (UINT64_C(0xFF) << 56);
+        if (t) {
+            while (x) {
+                int p = __builtin_clzll(x);
+                t[m++] = (uint32_t)(i * 8) + (uint32_t)p;
+                x ^= UINT64_C(0x8000000000000000) >> p;
+            }
+        } else {
+            m += (size_t)__builtin_popcountll(x);
+        }
+        prev = (w >> 56) & 1;
+    }
+    /* A run still open ends with the bytes; spare bits are clear, so that
+     * happens only when size is a multiple of 8, and len * 8 == size. */
+    if (m & 1) {
+        if (t)
+            t[m] = (uint32_t)(len * 8);
+        m++;
+    }
+    return m;
 }
 
 int bt_ranges_from_wire(bt_ranges *s, const uint8_t *bits, size_t len)
@@ -467,32 +609,33 @@ int bt_ranges_from_wire(bt_ranges *s, const uint8_t *bits, size_t len)
     uint32_t spare = (uint32_t)(len * 8 - s->size);   /* 0..7 */
     if (spare && (bits[len - 1] & ((1u << spare) - 1)))
         return -3;
-    build bd = { NULL, 0, 0, 0 };
-    uint32_t st = 0, start = 0;
-    size_t i = 0;
-    for (; i + 8 <= len; i += 8) {
-        uint64_t w;
-        memcpy(&w, bits + i, 8);
-        w = __builtin_bswap64(w);   /* high bit first on the wire: big-endian */
-        if (scan_word(&bd, w, UINT64_MAX, (uint32_t)(i * 8), &st, &start))
-            goto oom;
+    /* Two passes: counting first allocates exactly once, reuses s's array
+     * when it is big enough, and leaves s untouched if malloc fails. */
+    size_t m = scan_wire(bits, len, NULL);
+    uint32_t n = (uint32_t)(m / 2);
+    if (n == 0) {
+        bt_ranges_clear_all(s);
+        return 0;
     }
-    for (; i < len; i++)
-        if (scan_word(&bd, (uint64_t)bits[i] << 56, UINT64_C(0xFF) << 56, (uint32_t)(i * 8), &st, &start))
-            goto oom;
-    /* A run still open ends at the last byte's end; spare bits are clear, so
-     * that is only reached when size is a multiple of 8 and equals len * 8. */
-    if (st && build_push(&bd, start, (uint32_t)(len * 8)))
-        goto oom;
-    free(s->r);
-    s->r = bd.r;
-    s->n = bd.n;
-    s->cap = bd.cap;
-    s->count = bd.count;
+    bt_range *r = s->r;
+    uint32_t cap = s->cap;
+    if (n > cap) {
+        r = malloc((size_t)n * sizeof *r);
+        if (!r)
+            return -1;
+        cap = n;
+    }
+    scan_wire(bits, len, (uint32_t *)r);
+    if (r != s->r)
+        free(s->r);
+    s->r = r;
+    s->cap = cap;
+    s->n = n;
+    uint64_t count = 0;
+    for (uint32_t k = 0; k < n; k++)
+        count += r[k].end - r[k].start;
+    s->count = (uint32_t)count;
     return 0;
-oom:
-    free(bd.r);
-    return -1;
 }
 
 void bt_ranges_to_wire(const bt_ranges *s, uint8_t *out)

@@ -23,8 +23,11 @@ typedef struct bt_ranges {
     uint32_t count;  /* number of set indices, kept up to date */
 } bt_ranges;
 
-/* Functions returning int give 0 on success, -1 when memory runs out (set unchanged).
- * Indices and bounds must lie in [0, size]; callers (the binding) check them. */
+/* Functions returning int give 0 on success, -1 when memory runs out (set
+ * unchanged). Indices lie in [0, size) and bounds in [0, size]: the binding
+ * checks them with a clear message; set/clear (and their _range forms) also
+ * refuse anything else with -2, set unchanged, since a peer's piece index is
+ * hostile input. Queries take any value: has() is false, next_* give -1. */
 void bt_ranges_init(bt_ranges *s, uint32_t size);       /* empty set; allocates nothing */
 void bt_ranges_free(bt_ranges *s);
 int  bt_ranges_copy(bt_ranges *dst, const bt_ranges *src);  /* dst must be initialized */
@@ -47,6 +50,13 @@ int  bt_ranges_diff(bt_ranges *out, const bt_ranges *a, const bt_ranges *b);   /
 /* First set (clear) index >= from, or -1 if none. */
 int64_t bt_ranges_next_set(const bt_ranges *s, uint32_t from);
 int64_t bt_ranges_next_clear(const bt_ranges *s, uint32_t from);
+/* First index >= from in a but not in b (a \ b), or in both (a & b); -1 if
+ * none. No allocation; O(log n) per range of a or b skipped. For "does this
+ * peer have a piece we lack" and "next piece this peer has that is wanted". */
+int64_t bt_ranges_next_diff(const bt_ranges *a, const bt_ranges *b, uint32_t from);
+int64_t bt_ranges_next_common(const bt_ranges *a, const bt_ranges *b, uint32_t from);
+/* Number of set indices in [a, b), a <= b <= size. O(log n + ranges inside). */
+uint32_t bt_ranges_count_range(const bt_ranges *s, uint32_t a, uint32_t b);
 bool bt_ranges_equal(const bt_ranges *a, const bt_ranges *b);
 /* Wire bitfield: ceil(size/8) bytes, high bit first. */
 static inline size_t bt_ranges_wire_len(const bt_ranges *s) { return ((size_t)s->size + 7) / 8; }

@@ -726,6 +726,25 @@ static int piece_presence(bt_storage *s, uint32_t piece)
     return all_hole ? BT_SPAN_HOLE : BT_SPAN_DATA;
 }
 
+int bt_storage_check_piece(bt_storage *s, uint32_t p)
+{
+    int64_t pos;
+    if (locate(s, p, 0, 0, &pos) < 0)
+        return -1;
+    int r = piece_presence(s, p);
+    if (r < 0)
+        return -1;
+    if (r == BT_SPAN_HOLE) {
+        const uint8_t *z;
+        if (zero_hash(s, p, &z) < 0)
+            return -1;
+        return memcmp(z, s->hashes + (size_t)p * 20, 20) == 0;
+    }
+    if (r == BT_SPAN_DATA)
+        return bt_storage_verify(s, p);
+    return 0;
+}
+
 int bt_storage_check_cb(bt_storage *s, bt_ranges *have, bt_storage_progress_cb cb, void *ud)
 {
     if (have->size != s->num_pieces) {
@@ -734,20 +753,9 @@ int bt_storage_check_cb(bt_storage *s, bt_ranges *have, bt_storage_progress_cb c
         return -1;
     }
     for (uint32_t p = 0; p < s->num_pieces; p++) {
-        int r = piece_presence(s, p);
-        int good = 0;
-        if (r < 0)
+        int good = bt_storage_check_piece(s, p);
+        if (good < 0)
             return -1;
-        if (r == BT_SPAN_HOLE) {
-            const uint8_t *z;
-            if (zero_hash(s, p, &z) < 0)
-                return -1;
-            good = memcmp(z, s->hashes + (size_t)p * 20, 20) == 0;
-        } else if (r == BT_SPAN_DATA) {
-            good = bt_storage_verify(s, p);
-            if (good < 0)
-                return -1;
-        }
         if (good && bt_ranges_set(have, p) < 0) {
             bt_storage_seterr(s, "out of memory");
             return -1;

@@ -94,6 +94,11 @@ typedef int (*bt_storage_progress_cb)(void *ud, uint32_t done, uint32_t total);
 int bt_storage_check(bt_storage *s, bt_ranges *have);
 int bt_storage_check_cb(bt_storage *s, bt_ranges *have, bt_storage_progress_cb cb, void *ud);
 
+/* One step of the check, for a caller that spreads it over loop iterations:
+ * 1 the piece is good, 0 not (missing, short, a hole that is not the hash of
+ * zeros, or bad data), -1 error. Reads only when the spans hold data. */
+int bt_storage_check_piece(bt_storage *s, uint32_t piece);
+
 /* fsync every open file. 0 / -1. */
 int bt_storage_sync(bt_storage *s);
 

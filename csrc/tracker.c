@@ -101,6 +101,8 @@ static void finish(request *r, CURLcode code, bt_announce_result *res)
         else if (code == CURLE_TOO_MANY_REDIRECTS)
             snprintf(res->error, sizeof res->error, "too many redirects (over %d)",
                      BT_TRACKER_MAX_REDIRECTS);
+        else if (code == CURLE_UNSUPPORTED_PROTOCOL)   /* the URL itself was checked: a redirect */
+            snprintf(res->error, sizeof res->error, "redirect to a non-HTTP URL refused: %.200s", detail);
         else if (code == CURLE_PEER_FAILED_VERIFICATION)
             snprintf(res->error, sizeof res->error, "TLS certificate not trusted: %.200s", detail);
         else if (code == CURLE_FILESIZE_EXCEEDED)

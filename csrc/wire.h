@@ -60,7 +60,9 @@ void bt_wire_limits_default(bt_wire_limits *lim);
 
 /* Parse one message from buf[0..len).
  * Returns  1: *msg filled, *used = bytes it took (prefix included);
- *          0: need more bytes, *used = total bytes the message needs when known, else 0;
+ *          0: need more bytes, *used = total bytes the message needs when known
+ *             (from 4 bytes on), else 0. The id's length rule is applied once the
+ *             5th byte is there: call again as bytes arrive, not only at *used;
  *         -1: the stream is invalid, *err = static message (unknown ids are not an
  *             error: they come back as their id with the raw payload, for the caller to skip). */
 int bt_wire_parse(const uint8_t *buf, size_t len, const bt_wire_limits *lim,

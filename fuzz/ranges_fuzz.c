@@ -33,6 +33,16 @@ static void verify(const pair *p)
         CHECK(bt_ranges_has(s, i) == (p->m[i] != 0));
     }
     CHECK(count == s->count);
+    CHECK(bt_ranges_count_range(s, 0, n) == count);
+    /* count_range over every [a, b) of a small universe, by prefix sums. */
+    if (n <= 64) {
+        uint32_t pre[65] = { 0 };
+        for (uint32_t i = 0; i < n; i++)
+            pre[i + 1] = pre[i] + p->m[i];
+        for (uint32_t a = 0; a <= n; a++)
+            for (uint32_t b = a; b <= n; b++)
+                CHECK(bt_ranges_count_range(s, a, b) == pre[b] - pre[a]);
+    }
     /* next_set / next_clear from every position, computed backwards. */
     int64_t ns = -1, nc = -1;
     CHECK(bt_ranges_next_set(s, n) == -1);
@@ -94,11 +104,28 @@ static void apply(pair *p, int op, uint32_t x, uint32_t y)
     default:
         break;
     }
+    /* Out-of-range arguments are refused with -2 and change nothing (verify
+     * compares with the model right after). */
+    CHECK(bt_ranges_set(&p->s, n + (x & 3)) == -2);
+    CHECK(bt_ranges_clear(&p->s, UINT32_MAX - (y & 3)) == -2);
+    CHECK(bt_ranges_set_range(&p->s, a, n + 1 + (y & 7)) == -2);
+    if (a < b)
+        CHECK(bt_ranges_clear_range(&p->s, b, a) == -2);
 }
 
 static void binops(const pair *p, const pair *q)
 {
     uint32_t n = p->s.size;
+    /* next_diff / next_common from every position, computed backwards. */
+    int64_t nd = -1, nb = -1;
+    CHECK(bt_ranges_next_diff(&p->s, &q->s, n) == -1);
+    CHECK(bt_ranges_next_common(&p->s, &q->s, n) == -1);
+    for (uint32_t i = n; i-- > 0;) {
+        if (p->m[i] && !q->m[i]) nd = i;
+        if (p->m[i] && q->m[i]) nb = i;
+        CHECK(bt_ranges_next_diff(&p->s, &q->s, i) == nd);
+        CHECK(bt_ranges_next_common(&p->s, &q->s, i) == nb);
+    }
     bt_ranges o;
     pair want;
     for (int op = 0; op < 3; op++) {

@@ -1,9 +1,6 @@
 /* tracker_fuzz.c: the HTTP tracker reply parser and the announce URL builder
- * (csrc/tracker_parse.c) on hostile bytes.
- *
- * tracker_parse.c is pure C but not (yet) in the Makefile's PURE list, so it is
- * compiled into this fuzzer directly. If it is added to PURE, drop this include. */
-#include "tracker_parse.c"
+ * (csrc/tracker_parse.c, part of the Makefile's PURE list) on hostile bytes. */
+#include "tracker.h"
 
 #include <assert.h>
 

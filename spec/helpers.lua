@@ -11,7 +11,7 @@ H.root = os.getenv("PWD")
 
 --- A fresh temporary folder, removed by H.rmtree.
 function H.tmpdir()
-  local p = io.popen("mktemp -d /tmp/bt-spec.XXXXXX")
+  local p = io.popen("env -u LD_PRELOAD mktemp -d /tmp/bt-spec.XXXXXX")
   local d = p:read("l")
   p:close()
   return d
@@ -19,7 +19,7 @@ end
 
 function H.rmtree(d)
   assert(d:match("^/tmp/bt%-spec%.") , "refusing to remove " .. d)
-  os.execute("rm -rf '" .. d .. "'")
+  os.execute("env -u LD_PRELOAD rm -rf '" .. d .. "'")
 end
 
 function H.readfile(path)

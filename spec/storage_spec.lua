@@ -179,6 +179,7 @@ describe("bt.storage", function()
       assert.is_false(have:has(n - 1))
       assert.is_false(st:verify(1))
       assert.are.equal(n - 3, have:count())   -- piece n-2 also touches z.bin
+      for i = 0, n - 1 do assert.are.equal(have:has(i), st:check_piece(i)) end
       st:close()
     end)
 
@@ -202,6 +203,33 @@ describe("bt.storage", function()
       assert.is_true(have:full())
       assert.are.equal(4, have:count())
       st:close()
+    end)
+
+    it("keeps at most 64 files open for a 300-file torrent, reopening on demand", function()
+      local many = {}
+      for i = 1, 300 do
+        many[i] = { path = { "d" .. (i % 7), "f" .. i }, data = bytes(100 + i * 13, i) }
+      end
+      local m, _, stream = make_torrent("many", 4096, many)
+      local function nfds()
+        local out = H.sh("ls /proc/" .. H.readfile("/proc/self/stat"):match("^(%d+)") .. "/fd | wc -l")
+        return tonumber(out)
+      end
+      local before = nfds()
+      local st = assert(bt.storage.open(m, dir))
+      local n = st:num_pieces()
+      for p = n - 1, 0, -1 do   -- backwards: every file is reopened after eviction
+        assert(st:write(p, 0, stream:sub(p * 4096 + 1, p * 4096 + st:piece_size(p))))
+      end
+      local during = nfds()
+      assert.is_true(during - before >= 60, "files are cached: " .. during - before)
+      assert.is_true(during - before <= 64 + 1, "fd bound: " .. during - before)
+      for p = 0, n - 1 do assert.is_true(st:verify(p)) end
+      st:close()
+      assert.is_true(nfds() - before <= 1)
+      for i = 1, 300, 37 do
+        assert.are.equal(many[i].data, H.readfile(dir .. "/many/d" .. (i % 7) .. "/f" .. i))
+      end
     end)
 
     it("a progress function returning false stops the check", function()

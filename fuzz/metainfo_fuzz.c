@@ -1,0 +1,71 @@
+/* metainfo_fuzz.c: bt_meta_parse on arbitrary bytes. On success, every field
+ * and every path component is read and checked against the promises of
+ * metainfo.h, so a broken invariant crashes here instead of in the engine. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "metainfo.h"
+
+#define CHECK(c) do { if (!(c)) abort(); } while (0)
+
+static void check_component(const char *buf, size_t len, bt_str s)
+{
+    CHECK(s.n > 0);
+    CHECK(s.p >= buf && s.p + s.n <= buf + len);
+    CHECK(!(s.n == 1 && s.p[0] == '.'));
+    CHECK(!(s.n == 2 && s.p[0] == '.' && s.p[1] == '.'));
+    CHECK(!memchr(s.p, '/', s.n) && !memchr(s.p, '\\', s.n) && !memchr(s.p, '\0', s.n));
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* A copy of exactly `size` bytes, so ASan sees any read past the end. */
+    char *buf = malloc(size ? size : 1);
+    if (!buf)
+        return 0;
+    memcpy(buf, data, size);
+    bt_meta m;
+    const char *err = NULL;
+    size_t off = 0;
+    if (bt_meta_parse(&m, buf, size, &err, &off)) {
+        CHECK(err && *err);
+        CHECK(off <= size);
+        bt_meta_free(&m);
+        free(buf);
+        return 0;
+    }
+    check_component(buf, size, m.name);
+    CHECK(m.piece_length > 0 && m.piece_length <= (int64_t)BT_META_MAX_PIECE_LEN);
+    CHECK(m.total_length > 0);
+    CHECK(m.num_pieces == (uint32_t)((m.total_length - 1) / m.piece_length + 1));
+    CHECK((const char *)m.pieces >= buf && (const char *)m.pieces + (size_t)m.num_pieces * 20 <= buf + size);
+    CHECK(m.info_tok < m.doc.ntok);
+    CHECK(m.num_files >= 1 && m.num_files <= BT_META_MAX_FILES);
+    CHECK(m.multi_file || m.num_files == 1);
+    int64_t sum = 0, piece_sum = 0;
+    unsigned acc = 0;
+    for (uint32_t f = 0; f < m.num_files; f++) {
+        const bt_meta_file *file = &m.files[f];
+        CHECK(file->length >= 0 && file->offset == sum);
+        CHECK(file->ncomp >= 1 && file->ncomp <= BT_META_MAX_PATH_DEPTH);
+        sum += file->length;
+        for (uint32_t k = 0; k < file->ncomp; k++) {
+            bt_str s = bt_meta_path_comp(&m, f, k);
+            check_component(buf, size, s);
+            acc += (unsigned char)s.p[0];
+        }
+        acc += file->pad;
+    }
+    CHECK(sum == m.total_length);
+    for (uint32_t i = 0; i < m.num_pieces; i++) {
+        int64_t ps = bt_meta_piece_size(&m, i);
+        CHECK(ps > 0 && ps <= m.piece_length);
+        piece_sum += ps;
+        acc += m.pieces[(size_t)i * 20 + 19];
+    }
+    CHECK(piece_sum == m.total_length);
+    acc += m.info_hash[0] + (unsigned)m.is_private;
+    bt_meta_free(&m);
+    free(buf);
+    return (int)(acc & 0);
+}

@@ -1,0 +1,685 @@
+-- Metainfo: bt.meta_parse (C validation), bt.torrent.load/create, SHA-1, bt.fs,
+-- cross-checked against mktorrent, transmission-create and transmission-show.
+local H = require "helpers"
+local bt = require "bt"
+
+-- A tiny bencoder that keeps keys in the order given (so tests can write
+-- unsorted dicts): D{ "k1", v1, "k2", v2 } is a dict, L{ ... } a list.
+local Dmt, Lmt = {}, {}
+local function D(t) return setmetatable(t, Dmt) end
+local function L(t) return setmetatable(t, Lmt) end
+local function enc(v)
+  if math.type(v) == "integer" then return "i" .. v .. "e" end
+  if type(v) == "string" then return #v .. ":" .. v end
+  local out = {}
+  if getmetatable(v) == Dmt then
+    for i = 1, #v, 2 do out[#out + 1] = enc(v[i]) .. enc(v[i + 1]) end
+    return "d" .. table.concat(out) .. "e"
+  end
+  for i = 1, #v do out[i] = enc(v[i]) end
+  return "l" .. table.concat(out) .. "e"
+end
+
+local H20 = string.rep("h", 20)
+
+-- A valid single-file info dict (sorted keys), with fields overridable by order-preserving edits.
+local function info1(extra)
+  local t = D{ "length", 100, "name", "file.bin", "piece length", 64, "pieces", H20:rep(2) }
+  for i = 1, #(extra or {}), 2 do
+    local found = false
+    for j = 1, #t, 2 do
+      if t[j] == extra[i] then t[j + 1] = extra[i + 1]; found = true end
+    end
+    if not found then t[#t + 1] = extra[i]; t[#t + 1] = extra[i + 1] end
+  end
+  -- A value of `false` removes the key.
+  local out = D{}
+  for j = 1, #t, 2 do if t[j + 1] ~= false then out[#out + 1] = t[j]; out[#out + 1] = t[j + 1] end end
+  return out
+end
+
+local function torrent(info, top)
+  local t = D{}
+  top = top or {}
+  local has_announce = false
+  for i = 1, #top, 2 do has_announce = has_announce or top[i] == "announce" end
+  if not has_announce then t[1], t[2] = "announce", "http://127.0.0.1:6969/announce" end
+  for i = 1, #top, 2 do t[#t + 1] = top[i]; t[#t + 1] = top[i + 1] end
+  t[#t + 1] = "info"; t[#t + 1] = info
+  return enc(t)
+end
+
+local function multi(files, extra)
+  local total = 0
+  for i = 2, #files, 2 do total = total + files[i - 1] end
+  local fl = L{}
+  for i = 1, #files, 2 do
+    fl[#fl + 1] = D{ "length", files[i], "path", files[i + 1] }
+  end
+  local pl = 64
+  local n = total > 0 and (total - 1) // pl + 1 or 0
+  local t = D{ "files", fl, "name", "dir", "piece length", pl, "pieces", H20:rep(n) }
+  for i = 1, #(extra or {}), 2 do t[#t + 1] = extra[i]; t[#t + 1] = extra[i + 1] end
+  return t
+end
+
+-- Offset (0-based) of the first occurrence of `needle` in s.
+local function off(s, needle, init)
+  local i = assert(s:find(needle, init or 1, true), "marker not found: " .. needle)
+  return i - 1
+end
+
+local function fails(s, msg, offset)
+  local m, err, o = bt.meta_parse(s)
+  assert.is_nil(m)
+  assert.are.equal(msg, err)
+  if offset then assert.are.equal(offset, o) end
+  return o
+end
+
+describe("bt.sha1", function()
+  it("matches the FIPS 180 test vectors", function()
+    assert.are.equal("a9993e364706816aba3e25717850c26c9cd0d89d", bt.sha1_hex("abc"))
+    assert.are.equal("da39a3ee5e6b4b0d3255bfef95601890afd80709", bt.sha1_hex(""))
+    assert.are.equal("84983e441c3bd26ebaae4aa1f95129e5e54670f1",
+      bt.sha1_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))
+    assert.are.equal(20, #bt.sha1("abc"))
+    assert.are.equal(bt.sha1_hex("abc"), (bt.sha1("abc"):gsub(".", function(c)
+      return string.format("%02x", c:byte()) end)))
+  end)
+
+  it("hashes a sub-range like string.sub without copying", function()
+    local s = "xxabcyy"
+    assert.are.equal(bt.sha1_hex("abc"), bt.sha1_hex(s, 3, 5))
+    assert.are.equal(bt.sha1_hex("abcyy"), bt.sha1_hex(s, 3))
+    assert.are.equal(bt.sha1_hex("yy"), bt.sha1_hex(s, -2))
+    assert.are.equal(bt.sha1_hex(""), bt.sha1_hex(s, 5, 3))
+    assert.are.equal(bt.sha1_hex(s), bt.sha1_hex(s, -100, 100))
+  end)
+
+  it("hashes incrementally, digest leaves the state running, reset starts over", function()
+    local h = bt.sha1_hasher()
+    assert.are.equal(h, h:update("ab"))
+    h:update("zcz", 2, 2)
+    assert.are.equal(bt.sha1("abc"), h:digest())
+    assert.are.equal(bt.sha1_hex("abc"), h:hexdigest())
+    h:update("d")
+    assert.are.equal(bt.sha1_hex("abcd"), h:hexdigest())
+    h:reset():update("q")
+    assert.are.equal(bt.sha1_hex("q"), h:hexdigest())
+    -- A million bytes fed in uneven slices equals the one-shot hash.
+    local big = string.rep("0123456789abcdefghij", 50000)
+    local g = bt.sha1_hasher()
+    local pos = 1
+    for n = 1, 2000 do
+      local j = math.min(#big, pos + n * 7)
+      g:update(big, pos, j)
+      pos = j + 1
+      if pos > #big then break end
+    end
+    if pos <= #big then g:update(big, pos) end
+    assert.are.equal(bt.sha1(big), g:digest())
+  end)
+
+  it("raises on misuse, naming the type", function()
+    local h = bt.sha1_hasher()
+    assert.has_error(function() h.update(42, "x") end)
+    assert.has_error(function() bt.sha1(nil) end)
+    local ok, err = pcall(h.digest, {})
+    assert.is_false(ok)
+    assert.truthy(err:find("bt.Sha1", 1, true))
+  end)
+end)
+
+describe("bt.meta_parse validation", function()
+  it("accepts a valid single-file torrent and exposes its fields", function()
+    local s = torrent(info1())
+    local m = assert(bt.meta_parse(s))
+    assert.are.equal("file.bin", m.name)
+    assert.are.equal(64, m.piece_length)
+    assert.are.equal(2, m.num_pieces)
+    assert.are.equal(100, m.total_length)
+    assert.are.equal(1, m.num_files)
+    assert.is_false(m.multi_file)
+    assert.is_false(m.private)
+    assert.are.equal(64, m:piece_size(0))
+    assert.are.equal(36, m:piece_size(1))
+    assert.are.equal(H20, m:piece_hash(1))
+    local f = m:file(1)
+    assert.are.same({ path = { "file.bin" }, length = 100, offset = 0, pad = false }, f)
+    assert.are.same({ f }, m:files())
+    assert.are.equal(s, m:bytes())
+    assert.are.equal("http://127.0.0.1:6969/announce", (m:value("announce")))
+    assert.is_nil(m:value("nope"))
+    assert.are.equal(100, (m:info_value("length")))
+    assert.truthy(tostring(m):find(m.info_hash_hex, 1, true))
+    assert.is_nil(m.no_such_field)
+    assert.is_nil(m[1])
+    assert.is_nil(m[{}])
+  end)
+
+  it("raises on out-of-range piece and file indices", function()
+    local m = assert(bt.meta_parse(torrent(info1())))
+    assert.has_error(function() m:piece_hash(2) end)
+    assert.has_error(function() m:piece_hash(-1) end)
+    assert.has_error(function() m:piece_size(2) end)
+    assert.has_error(function() m:file(0) end)
+    assert.has_error(function() m:file(2) end)
+    local ok, err = pcall(m.piece_hash, {}, 0)   -- not a bt.Metainfo
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("bt.Metainfo", 1, true))
+  end)
+
+  it("reports bencode errors with the decoder's offset", function()
+    local m, err, o = bt.meta_parse("d8:announce3:abc4:info")
+    assert.is_nil(m)
+    assert.are.equal("string", type(err))
+    assert.are.equal("number", math.type(o) and "number")
+    assert.is_true(o >= 0 and o <= 22)
+    assert.is_nil(bt.meta_parse(""))
+  end)
+
+  it("rejects a top level that is not a dict, and a missing or wrong info", function()
+    fails("li1ee", "torrent is not a dictionary", 0)
+    fails("d3:fooi1ee", "missing info dictionary", 0)
+    local s = torrent("notadict")
+    fails(s, "info is not a dictionary", off(s, "8:notadict"))
+  end)
+
+  it("checks name", function()
+    local s = torrent(info1{ "name", false })
+    fails(s, "info has no name", off(s, "4:infod") + 6)
+    s = torrent(info1{ "name", 7 })
+    fails(s, "name is not a string", off(s, "i7e"))
+    s = torrent(info1{ "name", "" })
+    fails(s, "name is empty", off(s, "4:name0:") + 6)
+    for bad, msg in pairs {
+      ["."] = "path component is '.' or '..'",
+      [".."] = "path component is '.' or '..'",
+      ["a/b"] = "path component contains '/'",
+      ["/etc"] = "path component contains '/'",
+      ["a\\b"] = "path component contains '\\'",
+      ["a\0b"] = "path component contains a NUL byte",
+    } do
+      s = torrent(info1{ "name", bad })
+      fails(s, msg, off(s, "4:name") + 6)
+    end
+  end)
+
+  it("checks piece length", function()
+    local s = torrent(info1{ "piece length", false })
+    fails(s, "info has no piece length", off(s, "4:infod") + 6)
+    s = torrent(info1{ "piece length", "64" })
+    fails(s, "piece length is not an integer", off(s, "2:64"))
+    s = torrent(info1{ "piece length", 0 })
+    fails(s, "piece length is not positive", off(s, "i0e"))
+    s = torrent(info1{ "piece length", -64 })
+    fails(s, "piece length is not positive", off(s, "i-64e"))
+    s = torrent(info1{ "piece length", (1 << 28) + 1 })
+    fails(s, "piece length too large", off(s, "i268435457e"))
+    -- The largest allowed piece length parses.
+    assert.truthy(bt.meta_parse(torrent(info1{ "piece length", 1 << 28, "pieces", H20 })))
+  end)
+
+  it("checks pieces: type, multiple of 20, count against the total length", function()
+    local s = torrent(info1{ "pieces", false })
+    fails(s, "info has no pieces", off(s, "4:infod") + 6)
+    s = torrent(info1{ "pieces", 5 })
+    fails(s, "pieces is not a string", off(s, "i5e"))
+    s = torrent(info1{ "pieces", H20 .. "x" })
+    fails(s, "pieces length is not a multiple of 20", off(s, "21:"))
+    s = torrent(info1{ "pieces", H20 })   -- 100 bytes at 64 per piece need 2
+    fails(s, "number of pieces does not match total length", off(s, "20:"))
+    s = torrent(info1{ "pieces", H20:rep(3) })
+    fails(s, "number of pieces does not match total length", off(s, "60:"))
+    s = torrent(info1{ "length", 128 })   -- exactly 2 pieces
+    assert.truthy(bt.meta_parse(s))
+    s = torrent(info1{ "length", 129 })
+    fails(s, "number of pieces does not match total length", off(s, "40:"))
+  end)
+
+  it("needs exactly one of length and files", function()
+    local s = torrent(info1{ "files", L{ D{ "length", 1, "path", L{ "a" } } } })
+    fails(s, "info has both length and files", off(s, "5:filesl") + 7)
+    s = torrent(info1{ "length", false })
+    fails(s, "info has neither length nor files", off(s, "4:infod") + 6)
+    s = torrent(info1{ "length", "100" })
+    fails(s, "length is not an integer", off(s, "3:100"))
+    s = torrent(info1{ "length", -1, "pieces", "" })
+    fails(s, "length is negative", off(s, "i-1e"))
+  end)
+
+  it("refuses a torrent with no data (documented choice)", function()
+    local s = torrent(info1{ "length", 0, "pieces", "" })
+    fails(s, "torrent has no data (total length 0)", off(s, "4:infod") + 6)
+    s = torrent(multi{ 0, L{ "a" }, 0, L{ "b" } })
+    fails(s, "torrent has no data (total length 0)", off(s, "4:infod") + 6)
+  end)
+
+  it("checks the files list and each file", function()
+    local s = torrent(info1{ "length", false, "files", 3 })
+    fails(s, "files is not a list", off(s, "5:filesi3e") + 7)
+    s = torrent(info1{ "length", false, "files", L{} })
+    fails(s, "files list is empty", off(s, "5:filesle") + 7)
+    s = torrent(info1{ "length", false, "files", L{ 5 } })
+    fails(s, "file entry is not a dictionary", off(s, "5:filesli5e") + 8)
+    s = torrent(multi{ 10, L{ "a" } })
+    s = s:gsub("d6:lengthi10e", "d7:lengthxi10e")   -- length key misspelt
+    fails(s, "file has no length", off(s, "5:filesl") + 8)
+    s = torrent(multi{ "10", L{ "a" } })
+    fails(s, "file length is not an integer", off(s, "2:10"))
+    s = torrent(multi{ -10, L{ "a" }, 100, L{ "b" } })
+    fails(s, "file length is negative", off(s, "i-10e"))
+    s = torrent(info1{ "length", false, "files", L{ D{ "length", 1 } } })
+    fails(s, "file has no path", off(s, "5:filesl") + 8)
+    s = torrent(multi{ 10, "a" })
+    fails(s, "file path is not a list", off(s, "4:path1:a") + 6)
+    s = torrent(multi{ 10, L{} })
+    fails(s, "file path is empty", off(s, "4:pathle") + 6)
+    s = torrent(multi{ 10, L{ "a", 5 } })
+    fails(s, "path component is not a string", off(s, "i5e"))
+    local deep = L{}
+    for i = 1, 65 do deep[i] = "d" end
+    s = torrent(multi{ 10, deep })
+    fails(s, "file path has too many components", off(s, "4:pathl") + 6)
+    deep[65] = nil
+    assert.truthy(bt.meta_parse(torrent(multi{ 10, deep })))
+    s = torrent(info1{ "length", false, "files", L{ D{ "attr", 1, "length", 1, "path", L{ "a" } } } })
+    fails(s, "file attr is not a string", off(s, "4:attri1e") + 6)
+  end)
+
+  it("sanitizes every path component", function()
+    for bad, msg in pairs {
+      [""] = "empty path component",
+      ["."] = "path component is '.' or '..'",
+      [".."] = "path component is '.' or '..'",
+      ["x/y"] = "path component contains '/'",
+      ["x\\y"] = "path component contains '\\'",
+      ["x\0y"] = "path component contains a NUL byte",
+    } do
+      local s = torrent(multi{ 10, L{ "ok", bad, "f" } })
+      fails(s, msg, off(s, "2:ok") + 4)
+    end
+    -- ".." anywhere, "..." is a fine name.
+    assert.truthy(bt.meta_parse(torrent(multi{ 10, L{ "...", ".x", "x." } })))
+  end)
+
+  it("rejects duplicate paths and a file that is another's folder, not pads", function()
+    local s = torrent(multi{ 10, L{ "a", "b" }, 20, L{ "c" }, 30, L{ "a", "b" } })
+    fails(s, "duplicate file path", off(s, "4:pathl1:a1:be", off(s, "1:c")) + 6)
+    s = torrent(multi{ 10, L{ "a" }, 20, L{ "a", "b" } })
+    fails(s, "file path is also a folder of another file", off(s, "4:pathl1:a1:be") + 6)
+    s = torrent(multi{ 10, L{ "a", "b", "c" }, 20, L{ "a", "b" } })
+    fails(s, "file path is also a folder of another file", off(s, "4:pathl1:a1:bee") + 6)
+    -- Components are compared whole: "ab" is not "a"/"b".
+    assert.truthy(bt.meta_parse(torrent(multi{ 10, L{ "ab" }, 10, L{ "a", "b" }, 10, L{ "a", "bc" } })))
+    -- Two pad files of the same size share a name by convention (BEP 47).
+    local pads = multi{ 10, L{ "a" } }
+    pads[2] = L{
+      D{ "length", 10, "path", L{ "a" } },
+      D{ "attr", "p", "length", 54, "path", L{ ".pad", "54" } },
+      D{ "length", 64, "path", L{ "b" } },
+      D{ "attr", "p", "length", 54, "path", L{ ".pad", "54" } },
+      D{ "attr", "x", "length", 10, "path", L{ "c" } },
+    }
+    pads[8] = H20:rep(3)   -- 192 bytes
+    local m = assert(bt.meta_parse(torrent(pads)))
+    local files = m:files()
+    assert.are.same({ false, true, false, true, false },
+      { files[1].pad, files[2].pad, files[3].pad, files[4].pad, files[5].pad })
+    assert.are.same({ 0, 10, 64, 128, 182 },
+      { files[1].offset, files[2].offset, files[3].offset, files[4].offset, files[5].offset })
+  end)
+
+  it("finds duplicates among many files, in any order", function()
+    local files = {}
+    for i = 1, 3000 do
+      files[#files + 1] = 1
+      files[#files + 1] = L{ "d" .. (i % 7), "s" .. (i % 13), "f" .. i }
+    end
+    assert.truthy(bt.meta_parse(torrent(multi(files))))
+    files[#files + 1] = 1
+    files[#files + 1] = L{ "d" .. (1234 % 7), "s" .. (1234 % 13), "f1234" }
+    fails(torrent(multi(files)), "duplicate file path")
+    files[#files] = L{ "d3", "s0" }   -- a folder of other files
+    fails(torrent(multi(files)), "file path is also a folder of another file")
+  end)
+
+  it("checks the total for overflow", function()
+    local big = (1 << 62)
+    local s = torrent(multi{ big, L{ "a" }, big, L{ "b" } })
+    fails(s, "total length overflows", off(s, "d6:lengthi4611686018427387904e4:pathl1:be"))
+  end)
+
+  it("refuses too many files before looking at them", function()
+    local s = "d4:infod5:filesl" .. string.rep("de", (1 << 22) + 1) .. "e4:name1:x12:piece lengthi1e6:pieces0:ee"
+    fails(s, "too many files", off(s, "5:filesl") + 7)
+  end)
+
+  it("checks private and reads it", function()
+    local s = torrent(info1{ "private", "yes" })
+    fails(s, "private is not an integer", off(s, "3:yes"))
+    assert.is_true(assert(bt.meta_parse(torrent(info1{ "private", 1 }))).private)
+    assert.is_false(assert(bt.meta_parse(torrent(info1{ "private", 0 }))).private)
+  end)
+
+  it("hashes the exact bytes of an unsorted info dict", function()
+    -- Keys out of order, at both levels: a re-encoding would sort them and
+    -- change the hash.
+    local info = D{ "pieces", H20:rep(2), "name", "x", "zzz", 1, "piece length", 64, "length", 100 }
+    local s = enc(D{ "info", info, "announce", "http://a/" })
+    local m = assert(bt.meta_parse(s))
+    local raw = enc(info)
+    local i = off(s, raw)
+    assert.are.equal(raw, m:info_bytes())
+    assert.are.equal(bt.sha1(s:sub(i + 1, i + #raw)), m.info_hash)
+    assert.are.equal(bt.sha1_hex(raw), m.info_hash_hex)
+    local sorted = enc(D{ "length", 100, "name", "x", "piece length", 64, "pieces", H20:rep(2), "zzz", 1 })
+    assert.are_not.equal(bt.sha1_hex(sorted), m.info_hash_hex)
+    -- Duplicate keys are still refused.
+    assert.is_nil(bt.meta_parse(enc(D{ "info", info1{ "name", "a" }, "info", info1() })))
+  end)
+end)
+
+describe("bt.torrent.load", function()
+  it("reads the optional fields", function()
+    local s = torrent(info1{ "private", 1 }, {
+      "announce-list", L{ L{ "http://a/1", "http://a/2" }, L{}, L{ "udp://b/" } },
+      "comment", "hi", "created by", "me", "creation date", 1700000000,
+      "url-list", "http://seed/",
+    })
+    local t = assert(bt.torrent.load(s))
+    assert.are.equal("file.bin", t.name)
+    assert.are.equal(t.meta.info_hash, t.info_hash)
+    assert.are.equal(40, #t.info_hash_hex)
+    assert.are.same({ { "http://a/1", "http://a/2" }, { "udp://b/" } }, t.announce_list)
+    assert.are.equal("http://127.0.0.1:6969/announce", t.announce)
+    assert.are.equal("hi", t.comment)
+    assert.are.equal("me", t.created_by)
+    assert.are.equal(1700000000, t.creation_date)
+    assert.are.same({ "http://seed/" }, t.url_list)
+    assert.is_true(t.private)
+    assert.are.equal(2, t.num_pieces)
+    assert.are.equal(2, t.pieces)
+    assert.are.equal(100, t.total_length)
+    assert.are.same({ { path = { "file.bin" }, length = 100, offset = 0, pad = false } }, t.files)
+    assert.are.equal(H20, t:piece_hash(0))
+    assert.are.equal(36, t:piece_size(1))
+  end)
+
+  it("makes a lone announce one tier; url-list may be a list; absent fields are nil", function()
+    local t = assert(bt.torrent.load(torrent(info1(), { "url-list", L{ "http://a/", "http://b/" } })))
+    assert.are.same({ { "http://127.0.0.1:6969/announce" } }, t.announce_list)
+    assert.are.same({ "http://a/", "http://b/" }, t.url_list)
+    assert.is_nil(t.comment)
+    assert.is_nil(t.creation_date)
+    t = assert(bt.torrent.load(enc(D{ "info", info1() })))
+    assert.is_nil(t.announce)
+    assert.are.same({}, t.announce_list)
+    assert.are.same({}, t.url_list)
+  end)
+
+  it("names the key of an optional field with the wrong type", function()
+    for key, bad in pairs {
+      announce = 5, comment = L{ "x" }, ["created by"] = 1, ["creation date"] = "yesterday",
+      ["announce-list"] = "http://x/", ["url-list"] = 7,
+    } do
+      local t, err = bt.torrent.load(torrent(info1(), { key, bad }))
+      assert.is_nil(t)
+      assert.truthy(err:find(key, 1, true), err)
+      assert.truthy(err:find("at byte %d+"), err)
+    end
+    local _, err = bt.torrent.load(torrent(info1(), { "announce-list", L{ L{ "http://a/", 5 } } }))
+    assert.truthy(err:find("announce-list", 1, true))
+    _, err = bt.torrent.load(torrent(info1(), { "announce-list", L{ "http://a/" } }))
+    assert.truthy(err:find("announce-list", 1, true))
+  end)
+
+  it("loads from a path, and reports a missing file or bad content", function()
+    local d = H.tmpdir()
+    H.writefile(d .. "/a.torrent", torrent(info1()))
+    local t = assert(bt.torrent.load(d .. "/a.torrent"))
+    assert.are.equal("file.bin", t.name)
+    local t2, err = bt.torrent.load(d .. "/missing.torrent")
+    assert.is_nil(t2)
+    assert.truthy(err:find("missing.torrent", 1, true))
+    H.writefile(d .. "/bad.torrent", "d4:infoi1ee")
+    t2, err = bt.torrent.load(d .. "/bad.torrent")
+    assert.is_nil(t2)
+    assert.are.equal("invalid torrent: info is not a dictionary (at byte 7)", err)
+    H.rmtree(d)
+    assert.has_error(function() bt.torrent.load(42) end)
+  end)
+end)
+
+describe("bt.fs", function()
+  it("lists a folder and lstats entries", function()
+    local d = H.tmpdir()
+    H.writefile(d .. "/f", "12345")
+    H.sh("mkdir " .. H.q(d .. "/sub") .. " && ln -s f " .. H.q(d .. "/l"))
+    local names = assert(bt.fs.list(d))
+    table.sort(names)
+    assert.are.same({ "f", "l", "sub" }, names)
+    assert.are.equal("file", bt.fs.stat(d .. "/f").type)
+    assert.are.equal(5, bt.fs.stat(d .. "/f").size)
+    assert.are.equal("dir", bt.fs.stat(d .. "/sub").type)
+    assert.are.equal("link", bt.fs.stat(d .. "/l").type)
+    assert.are.equal("other", bt.fs.stat("/dev/null").type)
+    assert.is_true(math.type(bt.fs.stat(d .. "/f").mtime) == "integer")
+    local r, err = bt.fs.list(d .. "/nope")
+    assert.is_nil(r)
+    assert.truthy(err:find("nope", 1, true))
+    r, err = bt.fs.stat(d .. "/nope")
+    assert.is_nil(r)
+    assert.truthy(err:find("No such file", 1, true))
+    assert.are.equal(d, bt.fs.realpath(d .. "/sub/.."))
+    H.rmtree(d)
+  end)
+end)
+
+-- Foreign tools: the payload has a nested folder, sizes that are not piece
+-- aligned, a zero-length file and a hidden file.
+local function make_payload(d)
+  H.sh("mkdir -p " .. H.q(d .. "/multi/sub/deeper"))
+  local function rnd(n, seed)
+    local t, x = {}, seed
+    for i = 1, n do x = (x * 1103515245 + 12345) % 2147483648; t[i] = string.char(x % 256) end
+    return table.concat(t)
+  end
+  H.writefile(d .. "/multi/a.bin", rnd(100000, 1))
+  H.writefile(d .. "/multi/sub/b.txt", rnd(33333, 2))
+  H.writefile(d .. "/multi/sub/empty", "")
+  H.writefile(d .. "/multi/sub/deeper/c", rnd(70001, 3))
+  H.writefile(d .. "/multi/.hidden", rnd(5000, 4))
+  H.writefile(d .. "/single.dat", rnd(123457, 5))
+end
+
+local function show(path)
+  local out, ok = H.sh("transmission-show " .. H.q(path))
+  assert(ok, out)
+  local r = { hash = out:match("Hash: (%x+)"), files = {},
+    pieces = tonumber(out:match("Piece Count: (%d+)")), private = out:match("Privacy: (.-)\n") }
+  for line in out:match("FILES\n\n(.*)$"):gmatch("  ([^\n]+) %([^\n]-%)\n") do r.files[#r.files + 1] = line end
+  table.sort(r.files)
+  return r
+end
+
+local function our_files(t)
+  local out = {}
+  for _, f in ipairs(t.files) do
+    out[#out + 1] = t.multi_file and t.name .. "/" .. table.concat(f.path, "/") or t.name
+  end
+  table.sort(out)
+  return out
+end
+
+describe("cross-check with mktorrent and transmission", function()
+  local d
+  setup(function()
+    d = H.tmpdir()
+    make_payload(d)
+  end)
+  teardown(function() H.rmtree(d) end)
+
+  for _, target in ipairs { "multi", "single.dat" } do
+    it("loads mktorrent's torrent of " .. target .. " with transmission-show's hash", function()
+      local out, ok = H.sh(("mktorrent -l 15 -a http://127.0.0.1:1/announce -o %s %s")
+        :format(H.q(d .. "/mk-" .. target .. ".torrent"), H.q(d .. "/" .. target)))
+      assert(ok, out)
+      local t = assert(bt.torrent.load(d .. "/mk-" .. target .. ".torrent"))
+      local ts = show(d .. "/mk-" .. target .. ".torrent")
+      assert.are.equal(ts.hash, t.info_hash_hex)
+      assert.are.equal(ts.pieces, t.num_pieces)
+      assert.are.same(ts.files, our_files(t))
+      assert.are.equal(32768, t.piece_length)
+    end)
+
+    it("loads transmission-create's torrent of " .. target .. " with the same hash", function()
+      local out, ok = H.sh(("transmission-create -p -s 16 -t http://127.0.0.1:1/announce -o %s %s")
+        :format(H.q(d .. "/tc-" .. target .. ".torrent"), H.q(d .. "/" .. target)))
+      assert(ok, out)
+      local t = assert(bt.torrent.load(d .. "/tc-" .. target .. ".torrent"))
+      local ts = show(d .. "/tc-" .. target .. ".torrent")
+      assert.are.equal(ts.hash, t.info_hash_hex)
+      assert.are.equal(ts.pieces, t.num_pieces)
+      assert.are.same(ts.files, our_files(t))
+      assert.is_true(t.private)
+    end)
+
+    it("makes a torrent of " .. target .. " that transmission-show reads the same way", function()
+      local bytes = assert(bt.torrent.create {
+        path = d .. "/" .. target, piece_length = 32768, announce = "http://127.0.0.1:1/announce",
+        comment = "made by the spec", creation_date = 1700000000,
+      })
+      H.writefile(d .. "/bt-" .. target .. ".torrent", bytes)
+      local t = assert(bt.torrent.load(bytes))
+      local ts = show(d .. "/bt-" .. target .. ".torrent")
+      assert.are.equal(ts.hash, t.info_hash_hex)
+      assert.are.equal(ts.pieces, t.num_pieces)
+      assert.are.same(ts.files, our_files(t))
+      -- mktorrent hashes the same bytes in the same order: the info dicts
+      -- differ only in what mktorrent leaves out, so the pieces must be equal.
+      local out, ok = H.sh(("mktorrent -d -l 15 -a x -o %s %s")
+        :format(H.q(d .. "/mk15-" .. target .. ".torrent"), H.q(d .. "/" .. target)))
+      assert(ok, out)
+      local mk = assert(bt.torrent.load(d .. "/mk15-" .. target .. ".torrent"))
+      assert.are.equal(mk.meta:info_value("pieces"), t.meta:info_value("pieces"))
+      assert.are.same(mk.files, t.files)
+      if target == "multi" then
+        -- Same info dict, so the same info-hash as mktorrent.
+        assert.are.equal(mk.info_hash_hex, t.info_hash_hex)
+      end
+    end)
+  end
+end)
+
+describe("bt.torrent.create", function()
+  local d
+  before_each(function() d = H.tmpdir() end)
+  after_each(function() H.rmtree(d) end)
+
+  it("orders files by path bytes, includes hidden and empty files, fills the fields", function()
+    H.sh("mkdir -p " .. H.q(d .. "/p/B") .. " " .. H.q(d .. "/p/a"))
+    H.writefile(d .. "/p/a/x", "xx")
+    H.writefile(d .. "/p/a-", "dash")
+    H.writefile(d .. "/p/B/y", "yyy")
+    H.writefile(d .. "/p/.h", "h")
+    H.writefile(d .. "/p/zero", "")
+    local bytes = assert(bt.torrent.create {
+      path = d .. "/p", announce_list = { { "http://t1/a", "http://t1/b" }, "udp://t2/" },
+      url_list = "http://ws/", private = true, name = "named", created_by = false,
+      creation_date = false,
+    })
+    local t = assert(bt.torrent.load(bytes))
+    local paths = {}
+    for i, f in ipairs(t.files) do paths[i] = table.concat(f.path, "/") end
+    assert.are.same({ ".h", "B/y", "a/x", "a-", "zero" }, paths)
+    assert.are.equal("named", t.name)
+    assert.are.equal("http://t1/a", t.announce)
+    assert.are.same({ { "http://t1/a", "http://t1/b" }, { "udp://t2/" } }, t.announce_list)
+    assert.are.same({ "http://ws/" }, t.url_list)
+    assert.is_true(t.private)
+    assert.is_nil(t.created_by)
+    assert.is_nil(t.creation_date)
+    assert.are.equal(16384, t.piece_length)
+    assert.are.equal(1 + 3 + 2 + 4, t.total_length)
+    assert.are.equal(bt.sha1("hyyyxxdash"), t:piece_hash(0))
+  end)
+
+  it("hashes across file boundaries and chunk boundaries", function()
+    H.sh("mkdir " .. H.q(d .. "/q"))
+    local parts = {}
+    for i = 1, 5 do
+      parts[i] = string.rep(string.char(64 + i), 10000 * i + 7)
+      H.writefile(d .. "/q/" .. i, parts[i])
+    end
+    local all = table.concat(parts)
+    local T = bt.torrent
+    local saved = T.READ_CHUNK
+    T.READ_CHUNK = 12345   -- odd chunk size, smaller than a piece
+    local bytes = assert(T.create { path = d .. "/q", piece_length = 16384 })
+    T.READ_CHUNK = saved
+    local t = assert(T.load(bytes))
+    assert.are.equal((#all - 1) // 16384 + 1, t.num_pieces)
+    for i = 0, t.num_pieces - 1 do
+      assert.are.equal(bt.sha1(all, i * 16384 + 1, (i + 1) * 16384), t:piece_hash(i))
+    end
+  end)
+
+  it("picks a default piece length from the total size", function()
+    local T = bt.torrent
+    assert.are.equal(16384, T.default_piece_length(1))
+    assert.are.equal(16384, T.default_piece_length(16384 * 2000))
+    assert.are.equal(32768, T.default_piece_length(16384 * 2000 + 1))
+    assert.are.equal(1 << 21, T.default_piece_length(1 << 31))   -- 1024 pieces
+    assert.are.equal(16 << 20, T.default_piece_length(1 << 50))
+    -- Between the clamps, 1000 < pieces <= 2000.
+    for _, total in ipairs { 12345678901, 1 << 33, 30000000000, 40000000 } do
+      local pl = T.default_piece_length(total)
+      local n = (total - 1) // pl + 1
+      assert.is_true(n > 1000 and n <= 2000, total)
+    end
+  end)
+
+  it("refuses symlinks, empty folders, zero-size payloads and bad names", function()
+    H.sh("mkdir -p " .. H.q(d .. "/s") .. " " .. H.q(d .. "/e/empty"))
+    H.writefile(d .. "/s/f", "data")
+    H.sh("ln -s f " .. H.q(d .. "/s/link"))
+    local r, err = bt.torrent.create { path = d .. "/s" }
+    assert.is_nil(r)
+    assert.truthy(err:find("symbolic links are not supported", 1, true), err)
+    r, err = bt.torrent.create { path = d .. "/s/link" }
+    assert.is_nil(r)
+    assert.truthy(err:find("symbolic links", 1, true))
+    r, err = bt.torrent.create { path = d .. "/e" }
+    assert.is_nil(r)
+    assert.truthy(err:find("holds no files", 1, true), err)
+    H.writefile(d .. "/zero", "")
+    r, err = bt.torrent.create { path = d .. "/zero" }
+    assert.is_nil(r)
+    assert.truthy(err:find("total size 0", 1, true), err)
+    r, err = bt.torrent.create { path = d .. "/s/f", name = "a/b" }
+    assert.is_nil(r)
+    assert.truthy(err:find("contains '/'", 1, true), err)
+    r, err = bt.torrent.create { path = d .. "/none" }
+    assert.is_nil(r)
+    assert.truthy(err:find("No such file", 1, true))
+    r, err = bt.torrent.create { path = "/dev/null" }
+    assert.is_nil(r)
+    assert.truthy(err:find("not a regular file", 1, true))
+  end)
+
+  it("raises on wrong option types", function()
+    H.writefile(d .. "/f", "data")
+    for _, o in ipairs {
+      { path = 5 }, { path = d .. "/f", piece_length = 3000 },
+      { path = d .. "/f", piece_length = 8192 }, { path = d .. "/f", piece_length = 32 << 20 },
+      { path = d .. "/f", announce = 5 }, { path = d .. "/f", announce_list = "x" },
+      { path = d .. "/f", comment = 1 }, { path = d .. "/f", creation_date = "now" },
+      { path = d .. "/f", url_list = 3 }, { path = d .. "/f", announce = "" },
+    } do
+      assert.has_error(function() bt.torrent.create(o) end)
+    end
+    assert.has_error(function() bt.torrent.create() end)
+  end)
+end)
