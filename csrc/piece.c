@@ -349,8 +349,11 @@ void bt_partial_drop(bt_torrent *t, bt_partial *p, bool back_to_pool)
     if (back_to_pool)
         bt_ranges_set(&t->unrequested, p->piece);   /* OOM here leaves the piece unpickable until restart */
     if (p->buf) {
-        t->bufmem -= (uint64_t)bt_piece_size(t, p->piece);
-        free(p->buf);
+        t->bufmem -= (uint64_t)t->piece_len;
+        if (t->npool < t->poolcap)
+            t->pool[t->npool++] = p->buf;
+        else
+            free(p->buf);
     }
     free(p->req);
     free(p->got);
@@ -365,12 +368,17 @@ void bt_partial_drop(bt_torrent *t, bt_partial *p, bool back_to_pool)
 int bt_partial_store(bt_torrent *t, bt_partial *p, uint32_t b, const uint8_t *data, uint32_t len,
                      uint8_t *scratch)
 {
-    int64_t psize = bt_piece_size(t, p->piece);
-    if (!p->buf && p->nreceived == 0 && psize <= BT_PIECE_BUF_MAX &&
-        t->bufmem + (uint64_t)psize <= BT_PIECE_BUF_TOTAL) {
-        p->buf = malloc((size_t)psize);
+    if (!p->buf && p->nreceived == 0 && t->piece_len <= BT_PIECE_BUF_MAX &&
+        t->bufmem + t->piece_len <= BT_PIECE_BUF_TOTAL) {
+        if (!t->pool) {   /* every buffer is piece_len bytes, so any spare fits any piece */
+            t->poolcap = BT_PIECE_POOL_BYTES / t->piece_len;
+            t->pool = t->poolcap ? calloc(t->poolcap, sizeof *t->pool) : NULL;
+            if (!t->pool)
+                t->poolcap = 0;
+        }
+        p->buf = t->npool > 0 ? t->pool[--t->npool] : malloc(t->piece_len);
         if (p->buf)
-            t->bufmem += (uint64_t)psize;
+            t->bufmem += t->piece_len;
     }
     if (p->buf) {
         memcpy(p->buf + (size_t)b * BT_BLOCK_SIZE, data, len);

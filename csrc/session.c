@@ -390,6 +390,9 @@ void bt_torrent_free(bt_torrent *t)
         free(t->suspects[i].sum);
     }
     free(t->suspects);
+    for (uint32_t i = 0; i < t->npool; i++)
+        free(t->pool[i]);
+    free(t->pool);
     for (uint32_t i = 0; i < t->nbans; i++)
         free(t->bans[i]);
     free(t->bans);
