@@ -9,12 +9,15 @@
 --       oversized send a message whose length prefix is far past any limit
 --       badfield  send a bitfield one byte too long
 --       choker    never unchoke (requests must not be sent; the peer stays)
+--       reqq4     announce reqq=4 (BEP 10), answer requests in batches every 50 ms, and
+--                 drop the connection if more than 4 are ever outstanding
 local bt = require "bt"
 local socket = require "socket"
 
 local mode, port, torrent, datafile = arg[1], tonumber(arg[2]), arg[3], arg[4]
 local LIFETIME = tonumber(os.getenv("SEED_LIFETIME") or "60")
 local STALL_AFTER = 8
+local REQQ = 4
 
 local function readall(p)
   local f = assert(io.open(p, "rb"))
@@ -63,13 +66,22 @@ end
 local function on_msg(c, msg)
   if msg.type == "handshake" then
     if msg.info_hash ~= m.info_hash then return false end
-    send(c, bt.wire.handshake{ info_hash = m.info_hash, peer_id = my_id })
+    send(c, bt.wire.handshake{ info_hash = m.info_hash, peer_id = my_id, extensions = true })
     if mode == "oversized" then
       send(c, string.pack(">I4", 0x7fffff00) .. "\7")
       return true
     end
+    if mode == "reqq4" then
+      send(c, bt.wire.encode{ type = "extended", id = 0, payload = "d4:reqqi" .. REQQ .. "ee" })
+    end
     send(c, bt.wire.encode{ type = "bitfield", bits = bitfield_bytes(mode == "badfield" and 1 or 0) })
     if mode ~= "choker" then send(c, bt.wire.encode{ type = "unchoke" }) end
+  elseif msg.type == "request" and mode == "reqq4" then
+    c.pending[#c.pending + 1] = msg
+    if #c.pending > REQQ then
+      io.stderr:write("reqq4: ", #c.pending, " requests outstanding\n")
+      return false
+    end
   elseif msg.type == "request" then
     c.served = c.served + 1
     if mode == "stall" and c.served > STALL_AFTER then return true end
@@ -88,12 +100,24 @@ while socket.gettime() < deadline do
   local conn = srv:accept()
   if conn then
     conn:settimeout(0)
-    clients[#clients + 1] = { sock = conn, dec = bt.wire.decoder{ handshake = true }, served = 0 }
+    clients[#clients + 1] = { sock = conn, dec = bt.wire.decoder{ handshake = true }, served = 0,
+      pending = {}, last_batch = socket.gettime() }
   end
   local socks = {}
   for _, c in ipairs(clients) do socks[#socks + 1] = c.sock end
   socks[#socks + 1] = srv
   local ready = socket.select(socks, nil, 0.05)
+  for _, c in ipairs(clients) do   -- reqq4: answer what is pending every 50 ms
+    if #c.pending > 0 and socket.gettime() - c.last_batch >= 0.05 then
+      for _, r in ipairs(c.pending) do
+        local off = r.index * plen + r.begin
+        send(c, bt.wire.encode{ type = "piece", index = r.index, begin = r.begin,
+          block = data:sub(off + 1, off + r.length) })
+      end
+      c.pending = {}
+      c.last_batch = socket.gettime()
+    end
+  end
   for k = #clients, 1, -1 do
     local c = clients[k]
     if ready[c.sock] then
