@@ -245,6 +245,21 @@ describe("misbehaving peers", function()
     end)
   end)
 
+  it("a peer that never unchokes and goes silent is dropped as idle", function()
+    local bad, bport = S.lua_seed("choker", torrent, data)
+    local reasons = {}
+    local ok, err = pcall(function()
+      local _, st = S.download(torrent, { dir = tmp .. "/idle", timeout = 4, idle_timeout = 1,
+        peers = { "127.0.0.1:" .. bport }, trackers = false,
+        on = { peer_disconnect = function(_, addr, why) reasons[#reasons + 1] = why end } })
+      assert.is_false(st.complete)
+      assert.are.equal(0, st.downloaded)
+      assert.matches("idle timeout", table.concat(reasons, ";"))
+    end)
+    S.kill(bad)
+    assert(ok, err)
+  end)
+
   it("a wrong-length bitfield drops that peer, the download goes on", function()
     with_bad("badfield", function(_, _, addr, reasons)
       assert.matches(addr .. " [^\n]*bitfield", reasons)
