@@ -964,7 +964,10 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         memmove(p->rbuf, p->rbuf + off, p->rlen - off);
         p->rlen -= off;
     }
-    if (bt_peer_slots(p) > 0 && !p->pick_dry)
+    /* Ask the policy once a quarter of the pipeline is free (or it ran dry): one
+     * call then fills many slots, instead of one call per read. */
+    uint32_t slots = bt_peer_slots(p);
+    if (slots > 0 && !p->pick_dry && (slots >= p->queue_depth / 4 || p->inflight < 2))
         p->needs_pick = true;
 }
 
