@@ -20,6 +20,8 @@ M.ANNOUNCE_MIN, M.ANNOUNCE_DEFAULT = 10, 1800
 M.TRACKER_RETRY_BASE, M.TRACKER_RETRY_MAX = 5, 600
 -- Connection attempts started per torrent per tick: spreads a big peer list over time.
 M.CONNECTS_PER_TICK = 8
+-- Peer addresses remembered per torrent (trackers may hand out thousands over a day).
+M.MAX_CANDIDATES = 1000
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
              peer_disconnect = true, tracker = true, tick = true }
@@ -125,6 +127,7 @@ function Session:add_peer(t, hostport)
   if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 2) end
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
+  if #rec.order >= M.MAX_CANDIDATES then return end
   local c = { host = host, port = port, key = key, fails = 0, next_try = 0, connected = false }
   rec.candidates[key] = c
   rec.order[#rec.order + 1] = c

@@ -80,9 +80,22 @@ function M.run(args)
 
   local start = s.core:now()
   local last_peer_seen = start
-  local last_print, last_stats = start, start
+  local last_print, last_stats, last_draw = start, start, start
+  -- rates shown are over the last RATE_WINDOW seconds of samples (the peers' own
+  -- meters are smoothed for pipeline sizing and lag behind on short transfers)
+  local RATE_WINDOW, DRAW_EVERY = 1.0, 0.25
+  local samples = {}
+  local function rates(now, st)
+    samples[#samples + 1] = { now, st.downloaded, st.uploaded }
+    while #samples > 2 and now - samples[2][1] >= RATE_WINDOW do table.remove(samples, 1) end
+    local a = samples[1]
+    local dt = now - a[1]
+    if dt <= 0 then return st.rate_down, st.rate_up end
+    return (st.downloaded - a[2]) / dt, (st.uploaded - a[3]) / dt
+  end
   local function report(now, final)
     local st = t:stats()
+    st.rate_down, st.rate_up = rates(now, st)
     if st.peers > 0 then last_peer_seen = now end
     if statsf and (now - last_stats >= 1 or final) then
       last_stats = now
@@ -101,6 +114,8 @@ function M.run(args)
     local line = ("%5.1f%%  %s/s down  %s/s up  %d peers  ETA %s"):format(pct, human(st.rate_down),
       human(st.rate_up), st.peers, eta(st.rate_down > 0 and left / st.rate_down or nil))
     if isatty then
+      if now - last_draw < DRAW_EVERY and not final then return end
+      last_draw = now
       io.stderr:write("\r\27[K", line)
       if final then io.stderr:write("\n") end
     elseif now - last_print >= 5 or final then
