@@ -35,6 +35,8 @@
 #define COUNT_HOOK_EVERY    10000   /* VM instructions between clock checks (~50 us) */
 #define TIMEOUT_MIN_AGE     1.0     /* a request must stall this long before timeout() is asked */
 #define MAX_ITER_PIECES     65536   /* rarest(peer, n): n is clamped here */
+#define CHOKE_INTERVAL      10.0    /* seconds between choke rounds (BitTorrent's classic value) */
+#define CHOKE_DIRTY_GAP     1.0     /* an extra round for a new interested peer, at most this often */
 
 #define SETI(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
 #define SETN(name, v) (lua_pushnumber(L, (v)), lua_setfield(L, -2, name))
@@ -268,6 +270,66 @@ static void set_queue_depth(bt_peer *p, lua_State *L)
     p->queue_depth = (uint32_t)n;
 }
 
+/* choke(t, peers, round) -> peers to unchoke; every other peer is choked. */
+static void choke_round(lsess *ls, bt_torrent *t, double now)
+{
+    lua_State *L = ls->L;
+    t->next_choke = now + CHOKE_INTERVAL;
+    t->choke_dirty = false;
+    t->choke_round++;
+    if (!get_hook(ls, t, "choke"))
+        return;
+    push_torrent(L, t);
+    lua_newtable(L);
+    int k = 0;
+    for (bt_peer *p = t->peers; p; p = p->next) {
+        p->want_unchoke = false;
+        if (p->state == BT_PS_ACTIVE && !p->closing && p->interested) {
+            push_peer(L, ls, p);
+            lua_rawseti(L, -2, ++k);
+        }
+    }
+    lua_pushinteger(L, t->choke_round);
+    if (call_policy(ls, t, "choke", 3, 1) != 0)
+        return;
+    if (!lua_istable(L, -1) && !lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        bt_torrent_stop(t, "policy hook 'choke' must return an array of peers (or nil)");
+        return;
+    }
+    if (lua_istable(L, -1)) {
+        lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            lpeer *h = luaL_testudata(L, -1, PEER_MT);
+            bt_peer *p = h && h->ls == ls ? bt_sess_peer(&ls->s, h->slot, h->gen) : NULL;
+            lua_pop(L, 1);
+            if (!h) {
+                lua_pop(L, 1);
+                bt_torrent_stop(t, "policy hook 'choke' returned something that is not a bt.Peer");
+                return;
+            }
+            if (p && p->t == t)
+                p->want_unchoke = true;   /* a peer that left meanwhile is skipped */
+        }
+    }
+    lua_pop(L, 1);
+    /* we have nothing to offer: keep everyone choked */
+    bool empty = bt_ranges_count(&t->have) == 0;
+    for (bt_peer *p = t->peers; p; p = p->next)
+        if (p->state == BT_PS_ACTIVE && !p->closing)
+            bt_peer_set_choke(p, empty || !p->want_unchoke);
+}
+
+static void maybe_choke(lsess *ls, bt_torrent *t, double now)
+{
+    if (t->choke_by_policy && !t->stopped &&
+        (now >= t->next_choke ||
+         (t->choke_dirty && t->unchoked < BT_SESS_UPLOAD_SLOTS &&
+          now >= t->next_choke - CHOKE_INTERVAL + CHOKE_DIRTY_GAP)))
+        choke_round(ls, t, now);
+}
+
 static void tick_torrent(lsess *ls, bt_torrent *t, double now)
 {
     lua_State *L = ls->L;
@@ -338,7 +400,8 @@ static void tick_torrent(lsess *ls, bt_torrent *t, double now)
                 p->pick_dry = false;
         }
     }
-    if (get_hook(ls, t, "tick")) {
+    maybe_choke(ls, t, now);
+    if (!t->stopped && get_hook(ls, t, "tick")) {
         push_torrent(L, t);
         lua_pushnumber(L, now);
         call_policy(ls, t, "tick", 2, 0);
@@ -349,9 +412,14 @@ static void hook_tick(void *ud, double now)
 {
     lsess *ls = ud;
     lua_State *L = ls->L;
-    for (bt_torrent *t = ls->s.torrents; t; t = t->next)
-        if (!t->stopped && !t->complete)
+    for (bt_torrent *t = ls->s.torrents; t; t = t->next) {
+        if (t->stopped)
+            continue;
+        if (!t->complete)
             tick_torrent(ls, t, now);
+        else
+            maybe_choke(ls, t, now);   /* a seed still chooses whom to serve */
+    }
     lua_pushliteral(L, "tick");
     lua_pushnumber(L, now);
     call_handler(ls, 2);
@@ -543,6 +611,9 @@ static int l_sess_add(lua_State *L)
     lt->ls = ls;
     luaL_setmetatable(L, TORRENT_MT);
     t->lref = lt;
+    lua_getfield(L, 4, "choke");
+    t->choke_by_policy = lua_isfunction(L, -1);
+    lua_pop(L, 1);
     /* uservalue: { meta = <keeps bt_meta alive>, state = {}, policy = policy } */
     lua_createtable(L, 0, 3);
     lua_pushvalue(L, 2);

@@ -417,8 +417,10 @@ void bt_peer_update_interest(bt_peer *p)
 
 /* ---- uploading: unchoke up to BT_SESS_UPLOAD_SLOTS interested peers, serve from disk ---- */
 
-static void set_choke(bt_peer *p, bool choke)
+void bt_peer_set_choke(bt_peer *p, bool choke)
 {
+    if (p->state != BT_PS_ACTIVE || p->closing)
+        return;
     if (p->am_choking == choke)
         return;
     p->am_choking = choke;
@@ -434,11 +436,15 @@ static void set_choke(bt_peer *p, bool choke)
 /* Fill free upload slots with interested peers (first come, first served). */
 void bt_torrent_unchoke_some(bt_torrent *t)
 {
+    if (t->choke_by_policy) {   /* the policy decides, at its next round */
+        t->choke_dirty = true;
+        return;
+    }
     if (bt_ranges_count(&t->have) == 0 || t->stopped)
         return;
     for (bt_peer *q = t->peers; q && t->unchoked < BT_SESS_UPLOAD_SLOTS; q = q->next)
         if (q->state == BT_PS_ACTIVE && !q->closing && q->interested && q->am_choking)
-            set_choke(q, false);
+            bt_peer_set_choke(q, false);
 }
 
 static void on_request(bt_peer *p, const bt_msg *m)
@@ -783,7 +789,7 @@ static int on_message(bt_peer *p, const bt_msg *m)
     case BT_MSG_NOT_INTERESTED:
         p->interested = false;
         if (!p->am_choking) {
-            set_choke(p, true);
+            bt_peer_set_choke(p, true);
             bt_torrent_unchoke_some(t);
         }
         break;

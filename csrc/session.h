@@ -70,6 +70,7 @@ struct bt_peer {
     bool choking, interested;           /* the peer's state toward us */
     bool am_choking, am_interested;     /* ours toward the peer */
     bool snubbed;
+    bool want_unchoke;                  /* scratch for a choke round */
     struct sockaddr_storage addr;
     char address[64];                   /* "ip:port" for messages and bans */
     uint8_t peer_id[20];
@@ -169,6 +170,10 @@ struct bt_torrent {
     bt_peer *peers;
     uint32_t npeers, max_peers;
     uint32_t unchoked;        /* peers we unchoke (upload slots in use) */
+    bool choke_by_policy;     /* the policy has a choke hook: it decides every round */
+    bool choke_dirty;         /* a peer became interested or left: run a round soon */
+    uint32_t choke_round;
+    double next_choke;
     bool endgame, stopped, complete, checked;
     char *error;              /* why the torrent stopped (policy traceback...) */
     uint64_t downloaded, uploaded, wasted, dup_bytes, failed_bytes;
@@ -259,6 +264,7 @@ int bt_peer_request_one(bt_peer *p, uint32_t piece, uint32_t block);
 int bt_peer_cancel(bt_peer *p, uint32_t piece, uint32_t block);   /* 1 if it was in flight */
 void bt_peer_cancel_all(bt_peer *p);                              /* release every request */
 void bt_peer_close(bt_peer *p, const char *why);   /* deferred when inside a call-out */
+void bt_peer_set_choke(bt_peer *p, bool choke);
 uint32_t bt_peer_slots(const bt_peer *p);
 /* Oldest live request, or NULL */
 const bt_req *bt_peer_oldest(const bt_peer *p);

@@ -121,6 +121,31 @@ describe("bt.policy.default", function()
   end)
 end)
 
+describe("bt.policy.default choke", function()
+  it("unchokes the three fastest uploaders to us plus one optimistic peer", function()
+    local t = fake.torrent{ pieces = 4 }
+    local peers = {}
+    for i = 1, 6 do peers[i] = fake.peer(t, { rate_down = i * 1000 }) end
+    local out = default.choke(t, { table.unpack(peers) }, 1)
+    assert.are.equal(4, #out)
+    assert.are.equal(peers[6], out[1])
+    assert.are.equal(peers[5], out[2])
+    assert.are.equal(peers[4], out[3])
+    local opt = out[4]
+    assert.is_true(opt == peers[1] or opt == peers[2] or opt == peers[3])
+    -- the optimistic peer stays for the next round (not a multiple of 3)
+    assert.are.equal(opt, default.choke(t, { table.unpack(peers) }, 2)[4])
+  end)
+
+  it("once complete, ranks by what we send them", function()
+    local t = fake.torrent{ pieces = 2, have = "all" }
+    local a = fake.peer(t, { rate_down = 9 })
+    local b = fake.peer(t, { rate_down = 1 })
+    a.rate_up, b.rate_up = 1, 9
+    assert.are.equal(b, default.choke(t, { a, b }, 1)[1])
+  end)
+end)
+
 describe("examples", function()
   it("rarest_first takes the rarest pieces", function()
     local pol = load_example("rarest_first")

@@ -69,6 +69,33 @@ function D.timeout(t, peer, req, age)
   return "keep"
 end
 
+D.UNCHOKE = 4                -- peers uploaded to at once: 3 chosen by rate, 1 optimistic
+D.OPTIMISTIC_ROUNDS = 3      -- the optimistic slot moves every 3 rounds (30 s)
+
+--- Choking, every round (10 s) and when a new peer gets interested: tit-for-tat.
+-- `peers` are the interested peers; those returned are unchoked, the rest choked.
+-- While downloading, the peers that give us most; once complete, those we send
+-- most to (they take it fastest); plus one optimistic unchoke that rotates, so a
+-- new peer can show what it is worth.
+function D.choke(t, peers, round)
+  local key = t.missing == 0 and "rate_up" or "rate_down"
+  table.sort(peers, function(a, b) return a[key] > b[key] end)
+  local out = {}
+  for i = 1, math.min(D.UNCHOKE - 1, #peers) do out[i] = peers[i] end
+  if #peers >= D.UNCHOKE then
+    local st = t.state
+    local opt = st._default_optimistic
+    local still = false
+    for i = D.UNCHOKE, #peers do if peers[i] == opt then still = true end end
+    if not still or round % D.OPTIMISTIC_ROUNDS == 0 then
+      opt = peers[math.random(D.UNCHOKE, #peers)]
+      st._default_optimistic = opt
+    end
+    out[#out + 1] = opt
+  end
+  return out
+end
+
 function D.on_piece(t, index, ok, peer) end
 
 function D.tick(t, now) end

@@ -9,7 +9,7 @@
 --   local p = policy.load("bt.policy.default")          -- a module name
 local M = {}
 
-M.HOOKS = { "tick", "pick", "endgame", "timeout", "on_piece", "queue_depth" }
+M.HOOKS = { "tick", "pick", "endgame", "timeout", "on_piece", "queue_depth", "choke" }
 
 local function is_hook(k)
   for _, h in ipairs(M.HOOKS) do if h == k then return true end end
