@@ -407,3 +407,54 @@ describe("one session, several torrents", function()
     assert(ok, err)
   end)
 end)
+
+describe("a swarm through opentracker", function()
+  it("a slow aria2c seed and three bt-lua leechers: everyone completes, leechers trade", function()
+    local tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["w.bin"] = 3 * 1024 * 1024 + 11 }, 41)
+    local tport = S.port()
+    local torrent = S.mktorrent(tmp .. "/seed/w.bin", tmp .. "/w.torrent", 15,
+      ("http://127.0.0.1:%d/announce"):format(tport))
+    local hash = S.info_hash_hex(torrent)
+    os.execute("chmod 755 " .. tmp)
+    H.writefile(tmp .. "/wl", hash .. "\n")
+    local pids = { S.spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(tport, tport, H.q(tmp .. "/wl"))) }
+    local ok, err = pcall(function()
+      local http = require "socket.http"
+      local probe = ("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-PROBE-000000000000&port=1&left=0&compact=1&event=stopped")
+        :format(tport, hash:gsub("%x%x", "%%%0"))
+      local ready = false
+      for _ = 1, 75 do
+        local body = http.request(probe)
+        if body and not body:find("failure reason", 1, true) then ready = true; break end
+        S.sleep(0.2)
+      end
+      assert.is_true(ready)
+      -- 1 MiB/s: the seed alone would need 3 s per leecher; trading is faster
+      pids[#pids + 1] = S.aria2_seed(torrent, tmp .. "/seed", { limit = "1M" })
+      local leechers = {}
+      for i = 1, 3 do
+        local out = tmp .. "/l" .. i
+        local p = io.popen(("lua5.4 %s run bt.policy.default %s -o %s --timeout 30 --tick-ms 50 -q --stats %s/stats%d.json 2>&1; echo \"__exit=$?\"")
+          :format(H.q(H.root .. "/scripts/bt-lua"), H.q(torrent), H.q(out), tmp, i))
+        leechers[i] = p
+      end
+      local uploaded = 0
+      for i = 1, 3 do
+        local o = leechers[i]:read("a")
+        leechers[i]:close()
+        assert.matches("__exit=0", o)
+        assert.are.equal(S.sha256(tmp .. "/seed/w.bin"), S.sha256(tmp .. "/l" .. i .. "/w.bin"))
+        local stats = H.readfile(("%s/stats%d.json"):format(tmp, i))
+        local last = require("cjson").decode(stats:match("([^\n]+)\n$"))
+        uploaded = uploaded + (last.uploaded or 0)
+      end
+      assert.is_true(uploaded > 0, "the leechers never traded")
+      print(("\nswarm: leechers uploaded %d bytes to each other"):format(uploaded))
+    end)
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    H.rmtree(tmp)
+    assert(ok, err)
+  end)
+end)

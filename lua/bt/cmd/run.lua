@@ -101,7 +101,7 @@ function M.run(args)
       last_stats = now
       statsf:write(cjson.encode{
         time = now - start, bytes = st.have_bytes, total = st.total_bytes,
-        downloaded = st.downloaded, rate_down = st.rate_down, rate_up = st.rate_up,
+        downloaded = st.downloaded, uploaded = st.uploaded, rate_down = st.rate_down, rate_up = st.rate_up,
         peers = st.peers, pieces_done = st.pieces_done, pieces = st.pieces,
         inflight = st.inflight, dup_bytes = st.dup_bytes, failed_bytes = st.failed_bytes,
         endgame = st.endgame,
