@@ -31,7 +31,7 @@
 #define TORRENT_MT "bt.Torrent"
 #define PEER_MT    "bt.Peer"
 
-#define POLICY_TIME_LIMIT   2.0     /* seconds one hook call may run before it is stopped */
+#define POLICY_TIME_LIMIT   2.0     /* default seconds one hook call may run before it is stopped */
 #define COUNT_HOOK_EVERY    10000   /* VM instructions between clock checks (~50 us) */
 #define TIMEOUT_MIN_AGE     1.0     /* a request must stall this long before timeout() is asked */
 #define MAX_ITER_PIECES     65536   /* rarest(peer, n): n is clamped here */
@@ -49,6 +49,7 @@ typedef struct lsess {
     bool open;
     bool had_error;
     double deadline;       /* count hook: when the current policy call must give up */
+    double time_limit;     /* seconds per hook call (policy_time_limit option) */
     bt_tracker *tr;        /* HTTP announces on our loop, made on first use */
     const char *hook_name;
 } lsess;
@@ -81,7 +82,7 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     lsess *ls = g_hook_sess;
     if (ls && mono() > ls->deadline)
         luaL_error(L, "policy hook '%s' ran longer than %f s (endless loop?)",
-                   ls->hook_name ? ls->hook_name : "?", POLICY_TIME_LIMIT);
+                   ls->hook_name ? ls->hook_name : "?", ls->time_limit);
 }
 
 static int traceback(lua_State *L)
@@ -171,7 +172,7 @@ static int call_policy(lsess *ls, bt_torrent *t, const char *name, int nargs, in
     double saved_deadline = ls->deadline;
     g_hook_sess = ls;
     ls->hook_name = name;
-    ls->deadline = mono() + POLICY_TIME_LIMIT;
+    ls->deadline = mono() + ls->time_limit;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, COUNT_HOOK_EVERY);
     int r = lua_pcall(L, nargs, nres, base);
     g_hook_sess = saved;
@@ -523,7 +524,8 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 }
 
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
- * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, max_peers */
+ * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, max_peers,
+ * policy_time_limit (seconds one hook call may run, default 2) */
 static int l_session_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -542,12 +544,16 @@ static int l_session_new(lua_State *L)
     if (mp < 1 || mp > 100000)
         luaL_argerror(L, 1, "max_peers must be in [1, 100000]");
     o.max_peers = (uint32_t)mp;
+    double limit = opt_num(L, 1, "policy_time_limit", POLICY_TIME_LIMIT);
+    if (!(limit > 0 && limit <= 3600))
+        luaL_argerror(L, 1, "policy_time_limit must be in (0, 3600] seconds");
     lua_getfield(L, 1, "bind");
     o.bind = luaL_optstring(L, -1, NULL);   /* stays on the stack while used */
     lsess *ls = lua_newuserdatauv(L, sizeof *ls, 1);
     memset(ls, 0, sizeof *ls);
     ls->handler_ref = LUA_NOREF;
     ls->self_ref = LUA_NOREF;
+    ls->time_limit = limit;
     luaL_setmetatable(L, SESSION_MT);
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     ls->L = lua_tothread(L, -1);
