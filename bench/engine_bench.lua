@@ -1,0 +1,141 @@
+--- Benchmark: the engine. 1 GiB in 1 MiB pieces from one local libtorrent seed over
+-- loopback, downloaded by `bt-lua run` (default policy) and, in the same run, by
+-- libtorrent's own leecher and by aria2c (found through opentracker, since aria2c
+-- cannot be handed a peer). Runs alternate between clients (two shared cores are
+-- noisy). Prints wall seconds and CPU seconds (user+sys) per GiB, medians.
+--   lua5.4 bench/engine_bench.lua [MiB] [runs]     (env BT_BENCH_DIR: scratch folder)
+-- Output goes to a fresh folder under BT_BENCH_DIR (default /tmp): the page cache of
+-- this machine decides a good part of the numbers; /dev/shm takes the disk out.
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local root = here .. "/.."
+package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
+package.cpath = root .. "/build/?.so;" .. package.cpath
+local socket = require "socket"
+
+local MIB = tonumber(arg[1]) or 1024
+local RUNS = tonumber(arg[2]) or 3
+local base = os.getenv("BT_BENCH_DIR") or "/tmp"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local function sh(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("a")
+  p:close()
+  return out
+end
+local function spawn(cmd)
+  local p = io.popen("sh -c " .. q(cmd .. " >/dev/null 2>&1 & echo $!"))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  return pid
+end
+local function kill(pid) if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end
+local function free_port()
+  for _ = 1, 100 do
+    local port = math.random(20000, 60000)
+    local s = socket.bind("127.0.0.1", port)
+    if s then s:close(); return port end
+  end
+  error("no free port")
+end
+local function wait_port(port)
+  for _ = 1, 100 do
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    if c:connect("127.0.0.1", port) then c:close(); return true end
+    c:close()
+    socket.sleep(0.1)
+  end
+  error("nothing listens on " .. port)
+end
+
+-- /usr/bin/time: "wall user sys" of a command
+local function timed(cmd)
+  local out = sh("/usr/bin/time -f '__T %e %U %S' " .. cmd)
+  local w, u, s = out:match("__T ([%d.]+) ([%d.]+) ([%d.]+)")
+  if not w then error("run failed:\n" .. out) end
+  return tonumber(w), tonumber(u) + tonumber(s), out
+end
+
+local dir = sh("mktemp -d " .. q(base .. "/bt-bench.XXXXXX")):gsub("%s+$", "")
+local data = dir .. "/seed/payload.bin"
+os.execute("mkdir -p " .. q(dir .. "/seed") .. " && chmod 755 " .. q(dir))
+io.stderr:write(("engine bench: %d MiB payload in %s\n"):format(MIB, dir))
+sh(("head -c %d /dev/urandom > %s"):format(MIB * 1048576, q(data)))
+local tport = free_port()
+local torrent = dir .. "/p.torrent"
+sh(("mktorrent -l 20 -a http://127.0.0.1:%d/announce -o %s %s"):format(tport, q(torrent), q(data)))
+local bt = require "bt"
+local f = assert(io.open(torrent, "rb"))
+local meta = assert(bt.meta_parse(f:read("a")))
+f:close()
+
+local pids = {}
+local ok, err = pcall(function()
+  -- tracker for aria2c (whitelist read by user nobody)
+  local wl = dir .. "/wl"
+  local wf = assert(io.open(wl, "w"))
+  wf:write(meta.info_hash_hex, "\n")
+  wf:close()
+  os.execute("chmod 644 " .. q(wl))
+  pids[#pids + 1] = spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(tport, tport, q(wl)))
+  socket.sleep(1.5)
+  local sport = free_port()
+  pids[#pids + 1] = spawn(("/usr/bin/python3 %s seed %s %s %d"):format(q(here .. "/engine_lt.py"), q(torrent),
+    q(dir .. "/seed"), sport))
+  wait_port(sport)
+  -- announce the seed to the tracker by hand: libtorrent only does it on its own schedule
+  local http = require "socket.http"
+  for _ = 1, 20 do
+    local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-LT0000-000000000000&port=%d&left=0&compact=1&event=started")
+      :format(tport, meta.info_hash_hex:gsub("%x%x", "%%%0"), sport))
+    if body and not body:find("failure", 1, true) then break end
+    socket.sleep(0.3)
+  end
+
+  local clients = {
+    { name = "bt-lua run (default policy)", cmd = function(out)
+        return ("lua5.4 %s run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
+          :format(q(root .. "/scripts/bt-lua"), q(torrent), q(out), sport) end },
+    { name = "libtorrent leecher (python3-libtorrent)", cmd = function(out)
+        return ("/usr/bin/python3 %s leech %s %s %d"):format(q(here .. "/engine_lt.py"), q(torrent), q(out), sport) end },
+    { name = "aria2c", cmd = function(out)
+        return ("aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false --enable-peer-exchange=false " ..
+          "--file-allocation=none --console-log-level=warn --summary-interval=0 --listen-port=%d -d %s %s")
+          :format(free_port(), q(out), q(torrent)) end },
+  }
+  local results = {}
+  for r = 1, RUNS do
+    for _, c in ipairs(clients) do
+      local out = dir .. "/out"
+      os.execute("rm -rf " .. q(out))
+      local wall, cpu = timed(c.cmd(out))
+      local got = sh("cmp " .. q(data) .. " " .. q(out .. "/payload.bin") .. " && echo same")
+      if not got:find("same") then error(c.name .. ": output differs\n" .. got) end
+      results[c.name] = results[c.name] or { wall = {}, cpu = {} }
+      table.insert(results[c.name].wall, wall)
+      table.insert(results[c.name].cpu, cpu)
+      io.stderr:write(("  run %d %-42s wall %.2f s  cpu %.2f s\n"):format(r, c.name, wall, cpu))
+      os.execute("rm -rf " .. q(out))
+    end
+  end
+  local function median(t)
+    table.sort(t)
+    return t[(#t + 1) // 2]
+  end
+  local gib = MIB / 1024
+  print(("engine: %d MiB, 1 MiB pieces, one libtorrent seed on loopback, median of %d"):format(MIB, RUNS))
+  local ref = {}
+  for _, c in ipairs(clients) do
+    local r = results[c.name]
+    ref[c.name] = { wall = median(r.wall), cpu = median(r.cpu) / gib }
+    print(("  %-42s wall %6.2f s  (%6.1f MiB/s)  cpu %5.2f s/GiB"):format(c.name, ref[c.name].wall,
+      MIB / ref[c.name].wall, ref[c.name].cpu))
+  end
+  local me = ref[clients[1].name]
+  print(("  bt-lua wall / libtorrent wall: %.2f (below 1: faster)"):format(me.wall / ref[clients[2].name].wall))
+  print(("  bt-lua cpu / aria2c cpu:       %.2f (below 1: cheaper)"):format(me.cpu / ref[clients[3].name].cpu))
+end)
+for _, pid in ipairs(pids) do kill(pid) end
+os.execute("rm -rf " .. q(dir))
+if not ok then io.stderr:write(tostring(err), "\n"); os.exit(1) end

@@ -1,0 +1,152 @@
+--- bt-lua run POLICY TORRENT: download a torrent with a Lua policy.
+-- Exit 0 when every piece is downloaded and verified; otherwise one clear message
+-- and a non-zero code: 2 bad torrent, 3 policy failed to load or threw,
+-- 4 no peer reachable within --timeout, 1 anything else.
+local cli = require "bt.cli"
+
+local M = {}
+
+M.EXIT_TORRENT, M.EXIT_POLICY, M.EXIT_NOPEERS = 2, 3, 4
+
+function M.setup(cmd)
+  cmd:argument("policy", "Policy script (.lua file) or module name (bt.policy.default).")
+  cmd:argument("torrent", ".torrent file to download.")
+  cmd:option("-o --output", "Download folder.", ".")
+  cmd:option("--port", "Port to listen on (0: any free port).", "0")
+  cmd:option("--bind", "Address to listen on.", "0.0.0.0")
+  cmd:option("--max-peers", "Most peers at once.", "50")
+  cmd:option("--tick-ms", "Policy tick period in milliseconds.", "100")
+  cmd:option("--timeout", "Give up when no peer is connected for this many seconds.", "60")
+  cmd:option("--stats", "Write one JSON object per second to this file.")
+  cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
+  cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
+  cmd:flag("-q --quiet", "No progress output.")
+end
+
+local function human(n)
+  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
+  local i = 1
+  while n >= 1024 and i < #units do n = n / 1024; i = i + 1 end
+  return (i == 1 and "%d %s" or "%.1f %s"):format(n, units[i])
+end
+
+local function eta(sec)
+  if not sec or sec ~= sec or sec == math.huge or sec < 0 then return "--:--" end
+  sec = math.floor(sec)
+  if sec >= 3600 then return ("%d:%02d:%02d"):format(sec // 3600, sec % 3600 // 60, sec % 60) end
+  return ("%02d:%02d"):format(sec // 60, sec % 60)
+end
+
+local function num(args, name)
+  local v = tonumber(args[name])
+  if not v then cli.fail("--" .. name:gsub("_", "-") .. " must be a number") end
+  return v
+end
+
+function M.run(args)
+  local session = require "bt.session"
+  local policy = require "bt.policy"
+  local m, terr = session.metainfo(args.torrent)
+  if not m then cli.fail(terr, M.EXIT_TORRENT) end
+  local ok, pol = pcall(policy.load, args.policy)
+  if not ok then cli.fail("policy failed to load: " .. tostring(pol), M.EXIT_POLICY) end
+  local port, max_peers, tick_ms, timeout = num(args, "port"), num(args, "max_peers"),
+    num(args, "tick_ms"), num(args, "timeout")
+  local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers }
+  local aok, t = pcall(s.add, s, m, { dir = args.output, policy = pol,
+    peers = args.peer, trackers = not args.no_trackers })
+  if not aok then cli.fail(tostring(t)) end
+
+  local failure, code
+  s:on("error", function(_, msg)
+    failure = msg
+    code = msg:find("^policy") and M.EXIT_POLICY or 1
+    s:stop()
+  end)
+  s:on("complete", function() s:stop() end)
+
+  local isatty = false
+  do
+    local okt, term = pcall(require, "term")
+    if okt and term.isatty then isatty = term.isatty(io.stderr) end
+  end
+  local quiet = args.quiet
+  local statsf
+  if args.stats then
+    statsf = io.open(args.stats, "w")
+    if not statsf then cli.fail("cannot write " .. args.stats) end
+  end
+  local cjson = statsf and require "cjson"
+
+  local start = s.core:now()
+  local last_peer_seen = start
+  local last_print, last_stats, last_draw = start, start, start
+  -- rates shown are over the last RATE_WINDOW seconds of samples (the peers' own
+  -- meters are smoothed for pipeline sizing and lag behind on short transfers)
+  local RATE_WINDOW, DRAW_EVERY = 1.0, 0.25
+  local samples = {}
+  local function rates(now, st)
+    samples[#samples + 1] = { now, st.downloaded, st.uploaded }
+    while #samples > 2 and now - samples[2][1] >= RATE_WINDOW do table.remove(samples, 1) end
+    local a = samples[1]
+    local dt = now - a[1]
+    if dt <= 0 then return st.rate_down, st.rate_up end
+    return (st.downloaded - a[2]) / dt, (st.uploaded - a[3]) / dt
+  end
+  local function report(now, final)
+    local st = t:stats()
+    st.rate_down, st.rate_up = rates(now, st)
+    if st.peers > 0 then last_peer_seen = now end
+    if statsf and (now - last_stats >= 1 or final) then
+      last_stats = now
+      statsf:write(cjson.encode{
+        time = now - start, bytes = st.have_bytes, total = st.total_bytes,
+        downloaded = st.downloaded, uploaded = st.uploaded, rate_down = st.rate_down, rate_up = st.rate_up,
+        peers = st.peers, pieces_done = st.pieces_done, pieces = st.pieces,
+        inflight = st.inflight, dup_bytes = st.dup_bytes, failed_bytes = st.failed_bytes,
+        endgame = st.endgame,
+      }, "\n")
+      statsf:flush()
+    end
+    if quiet then return end
+    local pct = st.total_bytes > 0 and 100 * st.have_bytes / st.total_bytes or 100
+    local left = st.total_bytes - st.have_bytes
+    local line = ("%5.1f%%  %s/s down  %s/s up  %d peers  ETA %s"):format(pct, human(st.rate_down),
+      human(st.rate_up), st.peers, eta(st.rate_down > 0 and left / st.rate_down or nil))
+    if isatty then
+      if now - last_draw < DRAW_EVERY and not final then return end
+      last_draw = now
+      io.stderr:write("\r\27[K", line)
+      if final then io.stderr:write("\n") end
+    elseif now - last_print >= 5 or final then
+      last_print = now
+      io.stderr:write(line, "\n")
+    end
+  end
+
+  s:on("tick", function(now)
+    report(now, false)
+    if now - last_peer_seen > timeout and not t.complete then
+      failure = ("no peers reachable within %g s"):format(timeout)
+      code = M.EXIT_NOPEERS
+      s:stop()
+    end
+  end)
+
+  if not t.complete then s:run() end
+  local now = s.core:now()
+  if not failure and not t.complete then failure, code = t.error or "stopped before completion", 1 end
+  report(now, true)
+  local st = t:stats()
+  if statsf then statsf:close() end
+  s:close()
+  if failure then cli.fail(failure, code) end
+  if not quiet then
+    local secs = now - start
+    io.stderr:write(("done: %s in %.2f s (%s/s), %s duplicate\n"):format(human(st.total_bytes), secs,
+      human(secs > 0 and st.total_bytes / secs or 0), human(st.dup_bytes)))
+  end
+  return 0
+end
+
+return M

@@ -1,0 +1,333 @@
+--- bt.session: the engine's Lua side. The C core (bt.session_new) runs the loop,
+-- the sockets and the per-block work; this file schedules trackers and peer
+-- connections, loads policies and turns core events into user callbacks.
+--
+--   local session = require "bt.session"
+--   local s = session{ port = 0, tick_ms = 100, max_peers = 50 }
+--   local t = s:add("file.torrent", { dir = "out", policy = "examples/sequential.lua",
+--                                     peers = { "127.0.0.1:6881" } })
+--   s:on("complete", function(t) s:stop() end)
+--   s:run()
+local core = require "bt.core"
+local policy = require "bt.policy"
+
+local M = {}
+
+-- Peer connection back-off: RETRY_BASE * 2^(failures-1) seconds, at most RETRY_MAX.
+M.RETRY_BASE, M.RETRY_MAX = 2, 300
+-- Tracker: re-announce at the tracker's interval (clamped), back off on errors.
+M.ANNOUNCE_MIN, M.ANNOUNCE_DEFAULT = 10, 1800
+M.TRACKER_RETRY_BASE, M.TRACKER_RETRY_MAX = 5, 600
+-- Connection attempts started per torrent per tick: spreads a big peer list over time.
+M.CONNECTS_PER_TICK = 8
+-- Peer addresses remembered per torrent (trackers may hand out thousands over a day).
+M.MAX_CANDIDATES = 1000
+
+M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
+             peer_disconnect = true, tracker = true, tick = true }
+
+local Session = {}
+Session.__index = Session
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- A torrent given as a path, raw bytes ({bytes=...}), a bt.Metainfo, or an
+-- object carrying one in .meta. Returns the bt.Metainfo or nil, message.
+function M.metainfo(x)
+  if type(x) == "string" then
+    local bytes, err = read_file(x)
+    if not bytes then return nil, "cannot read torrent: " .. tostring(err) end
+    local m, perr, off = core.meta_parse(bytes)
+    if not m then
+      return nil, ("invalid torrent %s: %s%s"):format(x, tostring(perr), off and (" at byte " .. off) or "")
+    end
+    return m
+  elseif type(x) == "table" then
+    if x.bytes then
+      local m, perr, off = core.meta_parse(x.bytes)
+      if not m then return nil, ("invalid torrent: %s at byte %s"):format(perr, tostring(off)) end
+      return m
+    end
+    if x.meta then return x.meta end
+  elseif type(x) == "userdata" then
+    return x
+  end
+  return nil, "torrent must be a path, a bt.Metainfo or a table with .meta or .bytes"
+end
+
+local function parse_hostport(s)
+  local host, port = s:match("^%[(.+)%]:(%d+)$")
+  if not host then host, port = s:match("^([^:]+):(%d+)$") end
+  port = tonumber(port)
+  if not host or not port or port < 1 or port > 65535 then return nil end
+  return host, port
+end
+M.parse_hostport = parse_hostport
+
+function M.new(opts)
+  opts = opts or {}
+  local self = setmetatable({ handlers = {}, torrents = {}, by_handle = {} }, Session)
+  local cs, err = core.session_new({
+    port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
+    connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout,
+    max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
+  }, function(kind, ...) return self:_dispatch(kind, ...) end)
+  if not cs then error("bt.session: " .. tostring(err), 2) end
+  self.core = cs
+  self.port = cs:port()
+  self.max_peers = opts.max_peers or 50
+  return self
+end
+
+--- s:on(event, fn): events piece(t, i, ok), complete(t), error(t, msg),
+-- peer_connect(t, peer), peer_disconnect(t, address, reason), tracker(t, info), tick(now).
+function Session:on(event, fn)
+  if not M.EVENTS[event] then error("bt.session: unknown event '" .. tostring(event) .. "'", 2) end
+  local list = self.handlers[event] or {}
+  list[#list + 1] = fn
+  self.handlers[event] = list
+  return self
+end
+
+function Session:_emit(event, ...)
+  local list = self.handlers[event]
+  if list then for _, fn in ipairs(list) do fn(...) end end
+end
+
+--- s:add(torrent, opts) -> bt.Torrent handle. opts: dir, policy (table, path or module
+-- name), peers ({"host:port", ...}), max_peers, trackers (false: do not announce).
+function Session:add(torrent, opts)
+  opts = opts or {}
+  local m, err = M.metainfo(torrent)
+  if not m then error(err, 2) end
+  local pol = policy.load(opts.policy)
+  local dir = opts.dir or "."
+  local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers)
+  if not t then error("bt.session: " .. tostring(aerr), 2) end
+  local rec = { t = t, meta = m, candidates = {}, order = {}, trackers = {}, started = self.core:now() }
+  self.torrents[#self.torrents + 1] = rec
+  self.by_handle[t] = rec
+  for _, p in ipairs(opts.peers or {}) do self:add_peer(t, p) end
+  if opts.trackers ~= false then self:_setup_trackers(rec, m) end
+  self:_connect_some(rec, self.core:now())   -- dial now, not a tick later
+  return t
+end
+
+--- s:add_peer(t, "host:port"): a candidate to dial (with back-off on failure).
+function Session:add_peer(t, hostport)
+  local rec = self.by_handle[t]
+  if not rec then error("bt.session: unknown torrent", 2) end
+  local host, port = parse_hostport(hostport)
+  if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 2) end
+  local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
+  if rec.candidates[key] then return end
+  if #rec.order >= M.MAX_CANDIDATES then return end
+  local c = { host = host, port = port, key = key, fails = 0, next_try = 0, connected = false }
+  rec.candidates[key] = c
+  rec.order[#rec.order + 1] = c
+end
+
+function Session:_connect_some(rec, now)
+  local t = rec.t
+  if t.stopped or t.complete then return end
+  local started = 0
+  for _, c in ipairs(rec.order) do
+    if started >= M.CONNECTS_PER_TICK or t.npeers >= self.max_peers then break end
+    if not c.connected and not c.dialing and now >= c.next_try and not t:banned(c.key) then
+      local ok = t:connect(c.host, c.port)
+      c.next_try = now + 1
+      if ok then
+        c.dialing = true
+        started = started + 1
+      else
+        c.fails = c.fails + 1
+        c.next_try = now + math.min(M.RETRY_MAX, M.RETRY_BASE * 2 ^ (c.fails - 1))
+      end
+    end
+  end
+end
+
+function Session:_dispatch(kind, ...)
+  if kind == "tick" then
+    local now = ...
+    for _, rec in ipairs(self.torrents) do
+      self:_connect_some(rec, now)
+      self:_tracker_tick(rec, now)
+    end
+    self:_emit("tick", now)
+    if self.until_fn and self.until_fn(self) then self.core:stop() end
+  elseif kind == "peer_connect" then
+    local t, peer = ...
+    local rec = self.by_handle[t]
+    local c = rec and rec.candidates[peer.address]
+    if c then c.connected, c.dialing, c.fails = true, false, 0 end
+    self:_emit("peer_connect", t, peer)
+  elseif kind == "peer_disconnect" then
+    local t, address, reason = ...
+    local rec = self.by_handle[t]
+    local c = rec and address and rec.candidates[address]
+    if c then
+      local now = self.core:now()
+      c.fails = c.fails + 1
+      c.connected, c.dialing = false, false
+      c.next_try = now + math.min(M.RETRY_MAX, M.RETRY_BASE * 2 ^ (c.fails - 1))
+      if reason == "connected to ourselves" then c.next_try = math.huge end   -- never again
+    end
+    self:_emit("peer_disconnect", t, address, reason)
+  elseif kind == "complete" then
+    local t = ...
+    local rec = self.by_handle[t]
+    if rec then self:_tracker_event(rec, "completed") end
+    self:_emit("complete", t)
+  elseif kind == "error" then
+    self:_emit("error", ...)
+  elseif kind == "piece" then
+    self:_emit("piece", ...)
+  end
+end
+
+--- s:run([until_fn]): runs the loop until s:stop() or until_fn(s) returns true
+-- (checked every tick). Raises an error thrown by an event handler.
+function Session:run(until_fn)
+  self.until_fn = until_fn
+  self.running = true
+  local ok, err = pcall(self.core.run, self.core)
+  self.running = false
+  if not ok then error(err, 0) end
+  return true
+end
+
+function Session:stop()
+  self.core:stop()
+end
+
+--- s:close(): announces "stopped" (best effort, not waited for), drops everything.
+M.STOPPED_WAIT = 2   -- seconds close() waits for "stopped" announces to go out
+
+function Session:close()
+  if self.closed then return end
+  self.closed = true
+  local any = false
+  for _, rec in ipairs(self.torrents) do
+    self:_tracker_event(rec, "stopped")
+    for _, tr in ipairs(rec.trackers) do any = any or tr.pending end
+  end
+  if any and not self.running then
+    local t0 = self.core:now()
+    self.until_fn = function()
+      if self.core:now() - t0 > M.STOPPED_WAIT then return true end
+      for _, rec in ipairs(self.torrents) do
+        for _, tr in ipairs(rec.trackers) do if tr.pending then return false end end
+      end
+      return true
+    end
+    pcall(self.core.run, self.core)
+  end
+  self.core:close()
+end
+
+function Session:torrents_list()
+  local out = {}
+  for i, rec in ipairs(self.torrents) do out[i] = rec.t end
+  return out
+end
+
+-- Trackers. One entry per announce URL (BEP 12 tiers are flattened: every URL
+-- is announced to, which is what small swarms want). Failures back off
+-- exponentially and never stop the session.
+local function tracker_urls(m)
+  local urls, seen = {}, {}
+  local function add(u)
+    if type(u) == "string" and u:match("^https?://") and not seen[u] then
+      seen[u] = true
+      urls[#urls + 1] = u
+    end
+  end
+  local ok, list = pcall(m.value, m, "announce-list")
+  if ok and type(list) == "table" then
+    for _, tier in ipairs(list) do
+      if type(tier) == "table" then for _, u in ipairs(tier) do add(u) end end
+    end
+  end
+  local ok2, one = pcall(m.value, m, "announce")
+  if ok2 then add(one) end
+  return urls
+end
+M.tracker_urls = tracker_urls
+
+function Session:_setup_trackers(rec, m)
+  for _, url in ipairs(tracker_urls(m)) do
+    rec.trackers[#rec.trackers + 1] = { url = url, next_at = 0, fails = 0, event = "started",
+      pending = false }
+  end
+end
+
+function Session:_announce(rec, tr, event, now)
+  local t = rec.t
+  local st = t:stats()
+  tr.pending = true
+  tr.last_event = event
+  local id, err = self.core:announce({
+    url = tr.url, info_hash = rec.meta.info_hash, port = self.port,
+    uploaded = st.uploaded, downloaded = st.downloaded,
+    left = st.total_bytes - st.have_bytes, event = event, numwant = 50,
+    tracker_id = tr.tracker_id,
+  }, function(res, aerr)
+    tr.pending = false
+    local at = self.core:now()
+    if not res or res.failure_reason then
+      tr.fails = tr.fails + 1
+      tr.error = aerr or res.failure_reason
+      tr.next_at = at + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
+      self:_emit("tracker", t, { url = tr.url, ok = false, error = tr.error, event = event,
+        retry_in = tr.next_at - at })
+      return
+    end
+    tr.fails, tr.error = 0, nil
+    if tr.event == event then tr.event = nil end   -- "started"/"completed" are sent once
+    if res.tracker_id then tr.tracker_id = res.tracker_id end
+    local interval = res.interval or M.ANNOUNCE_DEFAULT
+    if res.min_interval and res.min_interval > interval then interval = res.min_interval end
+    if interval < M.ANNOUNCE_MIN then interval = M.ANNOUNCE_MIN end
+    tr.next_at = at + interval
+    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr) end
+    self:_emit("tracker", t, { url = tr.url, ok = true, event = event, peers = #(res.peers or {}),
+      interval = interval, complete = res.complete, incomplete = res.incomplete,
+      warning = res.warning_message })
+  end)
+  if not id then
+    tr.pending = false
+    tr.fails = tr.fails + 1
+    tr.error = err
+    tr.next_at = now + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
+    self:_emit("tracker", t, { url = tr.url, ok = false, error = err, event = event })
+  end
+end
+
+function Session:_tracker_tick(rec, now)
+  if rec.t.stopped then return end
+  for _, tr in ipairs(rec.trackers) do
+    if not tr.pending and now >= tr.next_at then self:_announce(rec, tr, tr.event, now) end
+  end
+end
+
+function Session:_tracker_event(rec, event)
+  for _, tr in ipairs(rec.trackers) do
+    if event == "completed" then
+      -- a "started" that never got through is replaced: the tracker learns we are done
+      tr.event = "completed"
+      if not tr.pending then self:_announce(rec, tr, "completed", self.core:now()) end
+    elseif event == "stopped" and (tr.fails == 0 and tr.next_at > 0) then
+      if not tr.pending then pcall(self._announce, self, rec, tr, "stopped", self.core:now()) end
+    end
+  end
+end
+
+M.Session = Session
+return setmetatable(M, { __call = function(_, opts) return M.new(opts) end })

@@ -1,0 +1,294 @@
+-- The engine's contract with policies and callers: errors are caught and named,
+-- handles are checked, the CLI fails with one clear message.
+local H = require "helpers"
+local S = require "swarm_helpers"
+local session = require "bt.session"
+
+describe("bt.session", function()
+  local tmp, pid, port, torrent
+  setup(function()
+    tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["s.bin"] = 2 * 1024 * 1024 + 99 }, 21)
+    torrent = S.mktorrent(tmp .. "/seed/s.bin", tmp .. "/s.torrent", 15)   -- 32 KiB pieces
+    pid, port = S.aria2_seed(torrent, tmp .. "/seed")
+  end)
+  teardown(function()
+    S.kill(pid)
+    H.rmtree(tmp)
+  end)
+
+  local n = 0
+  local function dir() n = n + 1; return tmp .. "/out" .. n end
+  local function peers() return { "127.0.0.1:" .. port } end
+
+  it("listens on an ephemeral port and reports it", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1" }
+    assert.is_true(s.port > 0)
+    s:close()
+    s:close()   -- idempotent
+  end)
+
+  it("a policy that throws stops its torrent with file:line and a traceback; verified pieces stay", function()
+    local pieces = 0
+    local pol = {
+      on_piece = function(t, i, ok) if ok then pieces = pieces + 1 end end,
+      pick = function(t, peer, slots)
+        if pieces >= 3 then error("boom from the policy") end
+        require("bt.policy.default").pick(t, peer, slots)
+      end,
+    }
+    local d = dir()
+    local t, st = S.download(torrent, { dir = d, policy = pol, peers = peers(), trackers = false, keep = true })
+    assert.is_false(st.complete)
+    assert.is_truthy(st.error)
+    assert.matches("boom from the policy", st.error)
+    assert.matches("session_spec.lua:%d+", st.error)
+    assert.matches("traceback", st.error)
+    assert.is_true(st.pieces_done >= 3)
+    assert.is_true(t.stopped)
+    -- the verified pieces are on disk: a restart finds them by hash check
+    local _, st2 = S.download(torrent, { dir = d, peers = {}, trackers = false, timeout = 1 })
+    assert.is_true(st2.pieces_done >= 3)
+  end)
+
+  it("a policy stuck in a loop is stopped by the count hook", function()
+    local pol = { pick = function() while true do end end }
+    local t0 = os.time()
+    local _, st = S.download(torrent, { dir = dir(), policy = pol, peers = peers(), trackers = false,
+      policy_time_limit = 0.5 })
+    assert.matches("policy hook 'pick' ran longer than 0.5", st.error)
+    assert.is_true(os.time() - t0 < 10)
+  end)
+
+  it("impossible requests raise errors that name the mistake", function()
+    local msgs = {}
+    local function try(f, ...) local ok, e = pcall(f, ...); if not ok then msgs[#msgs + 1] = tostring(e) end end
+    local pol = {
+      pick = function(t, peer, slots)
+        if #msgs > 0 then return require("bt.policy.default").pick(t, peer, slots) end
+        try(peer.request_blocks, peer, t.pieces, 1)         -- past the last piece
+        try(peer.request_blocks, peer, 0, slots + 1)        -- more than its slots
+        try(peer.request, peer, 0, t:blocks(0))             -- block past the end
+        try(peer.request_blocks, peer, -1, 1)
+      end,
+    }
+    local _, st = S.download(torrent, { dir = dir(), policy = pol, peers = peers(), trackers = false })
+    assert.is_true(st.complete)
+    local all = table.concat(msgs, "\n")
+    assert.matches("piece %d+ out of range", all)
+    assert.matches("requests asked of peer 127%.0%.0%.1:%d+, which has %d+ free slots", all)
+    assert.matches("block %d+ is past the end of piece 0", all)
+  end)
+
+  it("a peer handle used after its peer left raises a clear error", function()
+    local kept, err1, err2, addr, alive
+    local pol = {
+      pick = function(t, peer, slots)
+        if not kept then
+          kept = peer
+          peer:disconnect("test: drop the first peer")
+          return
+        end
+        require("bt.policy.default").pick(t, peer, slots)
+      end,
+      tick = function(t)
+        if kept and not err1 then
+          alive = kept.alive
+          addr = kept.address                           -- the address stays readable
+          local ok, e = pcall(function() return kept.rate_down end)
+          if not ok then err1 = tostring(e) end
+          ok, e = pcall(kept.request_blocks, kept, 0, 1)
+          if not ok then err2 = tostring(e) end
+        end
+      end,
+    }
+    local _, st = S.download(torrent, { dir = dir(), policy = pol, peers = peers(), trackers = false })
+    assert.is_true(st.complete)   -- the session dialed the peer again after its back-off
+    assert.is_false(alive)
+    assert.matches("127%.0%.0%.1", addr)
+    assert.matches("bt.Peer: peer 127%.0%.0%.1:%d+ has disconnected", err1)
+    assert.matches("has disconnected", err2)
+  end)
+
+  it("peer fields and torrent primitives look right from inside a policy", function()
+    local seen
+    local pol = {
+      pick = function(t, peer, slots)
+        if not seen then
+          seen = {
+            pieces = t.pieces, missing = t.missing, have = t.have:count(), unreq = t.unrequested,
+            avail = t:availability(0), choking = peer.choking, slots = peer.slots, nslots = slots,
+            peer_have = peer.have:count(), seed = peer.seed, am_interested = peer.am_interested,
+            npeers = #t:peers(), info_hash = t.info_hash,
+          }
+          local r = {}
+          for p in t:rarest(peer, 5) do r[#r + 1] = p end
+          seen.rarest = r
+          local w = {}
+          for p in t:wanted(peer, 10, 14) do w[#w + 1] = p end
+          seen.wanted = w
+        end
+        require("bt.policy.default").pick(t, peer, slots)
+      end,
+    }
+    local _, st = S.download(torrent, { dir = dir(), policy = pol, peers = peers(), trackers = false })
+    assert.is_true(st.complete)
+    assert.are.equal(st.pieces, seen.pieces)
+    assert.are.equal(seen.pieces, seen.missing)
+    assert.are.equal(0, seen.have)
+    assert.are.equal(seen.pieces, seen.unreq)
+    assert.are.equal(1, seen.avail)
+    assert.is_false(seen.choking)
+    assert.are.equal(seen.slots, seen.nslots)
+    assert.are.equal(seen.pieces, seen.peer_have)
+    assert.is_true(seen.seed)
+    assert.are.equal(1, seen.npeers)
+    assert.are.equal(5, #seen.rarest)
+    assert.are.same({ 10, 11, 12, 13 }, seen.wanted)
+    assert.are.equal(S.info_hash_hex(torrent), seen.info_hash)
+  end)
+
+  it("t.state belongs to the policy and persists between calls", function()
+    local calls
+    local pol = {
+      tick = function(t) t.state.ticks = (t.state.ticks or 0) + 1 end,
+      on_piece = function(t) calls = t.state end,
+    }
+    local _, st = S.download(torrent, { dir = dir(), policy = pol, peers = peers(), trackers = false })
+    assert.is_true(st.complete)
+    assert.is_table(calls)
+  end)
+
+  it("an unreachable peer is retried with back-off; the session stays up", function()
+    local dead = S.port()
+    local fails = 0
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
+    local t = s:add(torrent, { dir = dir(), peers = { "127.0.0.1:" .. dead }, trackers = false })
+    s:on("peer_disconnect", function() fails = fails + 1 end)
+    local t0 = s.core:now()
+    s:run(function() return s.core:now() - t0 > 2.5 end)
+    assert.is_false(t.complete)
+    s:close()
+    -- base 2 s: a try at 0 s, the next at about 2 s, not one per tick
+    assert.is_true(fails >= 1 and fails <= 3, "attempts: " .. fails)
+  end)
+end)
+
+describe("bt-lua run failures", function()
+  local tmp
+  setup(function() tmp = H.tmpdir() end)
+  teardown(function() H.rmtree(tmp) end)
+
+  it("an unreadable torrent", function()
+    local out, code = S.btlua("run bt.policy.default " .. tmp .. "/nope.torrent -o " .. tmp)
+    assert.are.equal(2, code)
+    assert.matches("cannot read torrent", out)
+  end)
+
+  it("an invalid torrent", function()
+    H.writefile(tmp .. "/bad.torrent", "d4:infoi3ee")
+    local out, code = S.btlua("run bt.policy.default " .. tmp .. "/bad.torrent -o " .. tmp)
+    assert.are.equal(2, code)
+    assert.matches("invalid torrent", out)
+  end)
+
+  it("a policy that does not load", function()
+    S.make_files(tmp, { ["x.bin"] = 40000 })
+    local torrent = S.mktorrent(tmp .. "/x.bin", tmp .. "/x.torrent", 15)
+    H.writefile(tmp .. "/broken.lua", "return { pick = function( end }")
+    local out, code = S.btlua("run " .. tmp .. "/broken.lua " .. torrent .. " -o " .. tmp .. "/o")
+    assert.are.equal(3, code)
+    assert.matches("policy failed to load", out)
+    assert.matches("broken.lua:1", out)
+    H.writefile(tmp .. "/notable.lua", "return 42")
+    out, code = S.btlua("run " .. tmp .. "/notable.lua " .. torrent .. " -o " .. tmp .. "/o")
+    assert.are.equal(3, code)
+    assert.matches("must return a table", out)
+  end)
+
+  it("no peers reachable within --timeout", function()
+    local torrent = tmp .. "/x.torrent"
+    local out, code = S.btlua(("run bt.policy.default %s -o %s/o2 --timeout 1 --no-trackers --peer 127.0.0.1:%d -q")
+      :format(torrent, tmp, S.port()))
+    assert.are.equal(4, code)
+    assert.matches("no peers reachable within 1 s", out)
+  end)
+
+  it("a policy that throws: exit 3 with the traceback", function()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["y.bin"] = 300000 })
+    local torrent = S.mktorrent(tmp .. "/seed/y.bin", tmp .. "/y.torrent", 15)
+    local pid, port = S.aria2_seed(torrent, tmp .. "/seed")
+    H.writefile(tmp .. "/throws.lua", "return {\n  pick = function(t, peer, slots)\n    error('nope')\n  end,\n}\n")
+    local out, code = S.btlua(("run %s/throws.lua %s -o %s/o3 --timeout 10 --no-trackers --peer 127.0.0.1:%d -q")
+      :format(tmp, torrent, tmp, port))
+    S.kill(pid)
+    assert.are.equal(3, code)
+    assert.matches("throws.lua:3: nope", out)
+    assert.matches("stack traceback", out)
+  end)
+end)
+
+describe("incoming connections", function()
+  local socket = require "socket"
+  local bt = require "bt"
+  local tmp, torrent, m
+  setup(function()
+    tmp = H.tmpdir()
+    S.make_files(tmp, { ["in.bin"] = 100000 })
+    torrent = S.mktorrent(tmp .. "/in.bin", tmp .. "/in.torrent", 15)
+    m = assert(bt.meta_parse(H.readfile(torrent)))
+  end)
+  teardown(function() H.rmtree(tmp) end)
+
+  -- run the session for `secs` while `client` talks to it from a coroutine-free loop
+  local function exchange(s, hs_hash)
+    local c = assert(socket.tcp())
+    c:settimeout(2)
+    assert(c:connect("127.0.0.1", s.port))
+    c:send(bt.wire.handshake{ info_hash = hs_hash, peer_id = "-XX0001-abcdefghijkl", extensions = true })
+    c:settimeout(0)
+    local got = ""
+    local t0 = s.core:now()
+    s:run(function()
+      local d, err, part = c:receive(4096)
+      got = got .. (d or part or "")
+      return err == "closed" or #got >= 68 or s.core:now() - t0 > 2
+    end)
+    local _, err = c:receive(1)
+    c:close()
+    return got, err
+  end
+
+  it("answers a handshake for a torrent it serves, and drops one it does not", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
+    local connected = {}
+    s:on("peer_connect", function(t, peer) connected[#connected + 1] = peer end)
+    s:add(torrent, { dir = tmp .. "/o", trackers = false })
+    local got = exchange(s, m.info_hash)
+    assert.is_true(#got >= 68)
+    local dec = bt.wire.decoder{ handshake = true }
+    local msgs = assert(dec:feed(got))
+    assert.are.equal("handshake", msgs[1].type)
+    assert.are.equal(m.info_hash, msgs[1].info_hash)
+    assert.are.equal(s.core:peer_id(), msgs[1].peer_id)
+    assert.are.equal(1, #connected)
+    assert.is_true(connected[1].incoming)
+    local got2 = exchange(s, string.rep("\1", 20))
+    assert.are.equal("", got2)   -- closed without a word
+    s:close()
+  end)
+
+  it("drops a connection to itself", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
+    local t = s:add(torrent, { dir = tmp .. "/self", trackers = false })
+    local reasons = {}
+    s:on("peer_disconnect", function(_, _, why) reasons[#reasons + 1] = why end)
+    assert.is_true(t:connect("127.0.0.1", s.port))
+    local t0 = s.core:now()
+    s:run(function() return #reasons >= 1 or s.core:now() - t0 > 3 end)
+    s:close()
+    assert.matches("ourselves", table.concat(reasons, ";"))
+  end)
+end)

@@ -1,0 +1,201 @@
+--- Helpers for the engine's integration specs: payloads, torrents, real peers
+-- (aria2c, transmission, opentracker) on 127.0.0.1, each started in the
+-- background, remembered by PID and killed by PID. Every wait is bounded.
+local H = require "helpers"
+local socket = require "socket"
+
+local S = {}
+
+local next_port = 20000 + (tonumber(tostring(os.time()):sub(-3)) or 0) * 7 % 20000
+--- A free TCP port on 127.0.0.1 (probed by binding it).
+function S.port()
+  for _ = 1, 200 do
+    next_port = next_port + 1
+    if next_port > 60000 then next_port = 20000 end
+    local srv = socket.bind("127.0.0.1", next_port)
+    if srv then srv:close(); return next_port end
+  end
+  error("no free port")
+end
+
+function S.sleep(s) socket.sleep(s) end
+
+--- Deterministic pseudo-random bytes (so a failure can be reproduced).
+function S.bytes(n, seed)
+  local parts, x = {}, seed or 1
+  local chunk = {}
+  for i = 1, 4096 do
+    x = (x * 1103515245 + 12345) % 2147483648
+    chunk[i] = string.char(x % 251)
+  end
+  local c = table.concat(chunk)
+  local reps = n // #c
+  for i = 1, reps do parts[i] = c:sub(i % 97 + 1) .. c:sub(1, i % 97) end
+  local s = table.concat(parts)
+  return s .. c:sub(1, n - #s)
+end
+
+--- Write files under dir: spec is { ["name"] = size or content, ... }.
+function S.make_files(dir, spec, seed)
+  for name, v in pairs(spec) do
+    local path = dir .. "/" .. name
+    local parent = path:match("^(.*)/[^/]*$")
+    os.execute("mkdir -p " .. H.q(parent))
+    H.writefile(path, type(v) == "number" and S.bytes(v, seed) or v)
+  end
+end
+
+--- mktorrent: target (file or folder), piece length as log2, output path.
+function S.mktorrent(target, out, log2, tracker)
+  local cmd = ("mktorrent -l %d -a %s -o %s %s"):format(log2 or 18,
+    H.q(tracker or "http://127.0.0.1:1/announce"), H.q(out), H.q(target))
+  local o, ok = H.sh(cmd)
+  assert(ok, o)
+  return out
+end
+
+--- Start a command in the background; returns its PID.
+function S.spawn(cmd, log)
+  local p = io.popen("env -u LD_PRELOAD sh -c " .. H.q(cmd .. " >" .. (log or "/dev/null") ..
+    " 2>&1 & echo $!"))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  assert(pid, "could not start: " .. cmd)
+  return pid
+end
+
+function S.kill(pid)
+  if pid then os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.1; kill -9 " .. pid .. " 2>/dev/null") end
+end
+
+function S.alive(pid)
+  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
+end
+
+--- Wait (bounded) until something accepts on 127.0.0.1:port.
+function S.wait_port(port, seconds)
+  local deadline = socket.gettime() + (seconds or 10)
+  while socket.gettime() < deadline do
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    if c:connect("127.0.0.1", port) then c:close(); return true end
+    c:close()
+    socket.sleep(0.1)
+  end
+  return false
+end
+
+--- aria2c seeding `torrent` from `dir`. Returns pid, port.
+function S.aria2_seed(torrent, dir, opts)
+  opts = opts or {}
+  local port = S.port()
+  local extra = opts.limit and (" --max-upload-limit=" .. opts.limit) or ""
+  local pid = S.spawn(("aria2c -V --seed-ratio=0.0 --enable-dht=false --bt-enable-lpd=false " ..
+    "--enable-peer-exchange=false --listen-port=%d --dht-listen-port=%d -d %s%s %s"):format(
+    port, S.port(), H.q(dir), extra, H.q(torrent)), opts.log)
+  assert(S.wait_port(port, 15), "aria2c did not listen on " .. port)
+  return pid, port
+end
+
+--- Run bt-lua's CLI; returns output, exit code.
+function S.btlua(args)
+  local p = io.popen("lua5.4 " .. H.q(H.root .. "/scripts/bt-lua") .. " " .. args .. " 2>&1; echo \"__exit=$?\"")
+  local out = p:read("a")
+  p:close()
+  local code = tonumber(out:match("__exit=(%d+)%s*$"))
+  return (out:gsub("__exit=%d+%s*$", "")), code
+end
+
+function S.sha256(path)
+  local o = H.sh("sha256sum " .. H.q(path))
+  return o:match("^(%x+)")
+end
+
+--- Download with the library API in this process. opts: policy, peers, timeout (s),
+-- dir, session options. Returns the torrent handle, the session's stats and the session.
+function S.download(torrent, opts)
+  local session = require "bt.session"
+  local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = opts.tick_ms or 50,
+    idle_timeout = opts.idle_timeout, connect_timeout = opts.connect_timeout,
+    policy_time_limit = opts.policy_time_limit }
+  local t = s:add(torrent, { dir = opts.dir, policy = opts.policy, peers = opts.peers,
+    trackers = opts.trackers })
+  local errors = {}
+  s:on("error", function(_, msg) errors[#errors + 1] = msg; s:stop() end)
+  s:on("complete", function() s:stop() end)
+  for ev, fn in pairs(opts.on or {}) do s:on(ev, fn) end
+  local t0 = s.core:now()
+  local limit = opts.timeout or 30
+  if not t.complete then
+    s:run(function(ss) return ss.core:now() - t0 > limit end)
+  end
+  local st = t:stats()
+  st.seconds = s.core:now() - t0
+  st.complete = t.complete
+  st.errors = errors
+  st.error = t.error
+  st.pieces = t.pieces
+  if not opts.keep then s:close() end
+  return t, st, s
+end
+
+
+--- The info-hash of a .torrent file, 40 hex digits.
+function S.info_hash_hex(torrent)
+  local bt = require "bt"
+  local m = assert(bt.meta_parse(H.readfile(torrent)))
+  return m.info_hash_hex
+end
+
+local function urlencode_hex(hex)
+  return (hex:gsub("%x%x", "%%%0"))
+end
+
+--- opentracker on 127.0.0.1 serving the whitelisted info-hashes (hex). Returns pid,
+-- port, announce URL. Waits (bounded) until an announce for the first hash is accepted.
+function S.opentracker(dir, hashes)
+  local http = require "socket.http"
+  os.execute("mkdir -p " .. H.q(dir) .. " && chmod 755 " .. H.q(dir))
+  local wl = dir .. "/whitelist"
+  H.writefile(wl, table.concat(hashes, "\n") .. "\n")
+  os.execute("chmod 644 " .. H.q(wl))
+  local port = S.port()
+  local pid = S.spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(port, port, H.q(wl)),
+    dir .. "/opentracker.log")
+  local url = ("http://127.0.0.1:%d/announce"):format(port)
+  local probe = ("%s?info_hash=%s&peer_id=%s&port=1&uploaded=0&downloaded=0&left=0&compact=1&event=stopped")
+    :format(url, urlencode_hex(hashes[1]), "-PROBE-000000000000")
+  local deadline = socket.gettime() + 15
+  while socket.gettime() < deadline do
+    local body = http.request(probe)
+    if body and not body:find("failure reason", 1, true) then return pid, port, url end
+    socket.sleep(0.2)
+  end
+  S.kill(pid)
+  error("opentracker did not accept the whitelisted hash")
+end
+
+--- A misbehaving seed written in Lua (spec/peers/seed.lua). Returns pid, port.
+function S.lua_seed(mode, torrent, datafile, lifetime)
+  local port = S.port()
+  local env = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s SEED_LIFETIME=%d"):format(
+    H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.root .. "/build/?.so;;"),
+    lifetime or 60)
+  local pid = S.spawn(("%s lua5.4 %s %s %d %s %s"):format(env, H.q(H.root .. "/spec/peers/seed.lua"), mode,
+    port, H.q(torrent), H.q(datafile)), "/tmp/bt-lua-seed-" .. mode .. ".log")
+  assert(S.wait_port(port, 10), "lua seed did not listen")
+  return pid, port
+end
+
+--- bt-lua seeding `dir` (spec/peers/btseed.lua) in another process. Returns pid, port.
+function S.bt_seed(torrent, dir, lifetime)
+  local port = S.port()
+  local env = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
+    H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.root .. "/build/?.so;;"))
+  local pid = S.spawn(("%s lua5.4 %s %s %s %d %d"):format(env, H.q(H.root .. "/spec/peers/btseed.lua"),
+    H.q(torrent), H.q(dir), port, lifetime or 60), "/tmp/bt-lua-btseed.log")
+  assert(S.wait_port(port, 10), "bt-lua seed did not listen")
+  return pid, port
+end
+
+return S
