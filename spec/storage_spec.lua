@@ -2,42 +2,12 @@
 local bt = require "bt"
 local H = require "spec.helpers"
 
--- A deterministic pseudo-random byte string (xorshift), so failures reproduce.
-local function bytes(n, seed)
-  local x = seed or 1
-  local t = {}
-  for i = 1, n do
-    x = x ~ (x << 13) & 0xffffffff
-    x = x ~ (x >> 17)
-    x = x ~ (x << 5) & 0xffffffff
-    t[i] = string.char(x & 0xff)
-  end
-  return table.concat(t)
-end
+local bytes = H.bytes
 
 --- A torrent over `files` ({path = {...}, data = "..."} each; a single file when
 -- `single` is set). Returns the bt.Metainfo, the .torrent bytes, the whole stream.
 local function make_torrent(name, piece_length, files, single)
-  local stream = {}
-  for _, f in ipairs(files) do stream[#stream + 1] = f.data end
-  stream = table.concat(stream)
-  local pieces = {}
-  for off = 1, #stream, piece_length do
-    pieces[#pieces + 1] = bt.sha1(stream:sub(off, off + piece_length - 1))
-  end
-  local info = { name = name, ["piece length"] = piece_length, pieces = table.concat(pieces) }
-  if single then
-    info.length = #files[1].data
-  else
-    local list = {}
-    for _, f in ipairs(files) do
-      local e = { length = #f.data, path = bt.list(f.path) }
-      if f.pad then e.attr = "p" end
-      list[#list + 1] = e
-    end
-    info.files = bt.list(list)
-  end
-  local torrent = bt.bencode({ announce = "http://127.0.0.1/announce", info = info })
+  local torrent, stream = H.torrent_bytes(name, piece_length, files, { single = single })
   local m = assert(bt.meta_parse(torrent))
   return m, torrent, stream
 end
@@ -479,12 +449,10 @@ describe("bt.storage", function()
       H.writefile(dir .. "/t.torrent", torrent)
       H.writefile(dir .. "/stream", stream)
       local exe = dir .. "/storage_c_test"
-      local out, ok = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-        .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/storage_c_test.c csrc/storage.c"
+      local out, ok = H.build_c_test(exe, "spec/storage_c_test.c csrc/storage.c"
         .. " csrc/metainfo.c csrc/sha1.c csrc/bencode.c csrc/buf.c csrc/ranges.c -lcrypto")
       assert(ok, out)
-      out, ok = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " " .. H.q(dir .. "/t.torrent")
-        .. " " .. H.q(dir .. "/stream"))
+      out, ok = H.run_c_test(exe, dir .. "/t.torrent", dir .. "/stream")
       assert.are.equal("all passed\n", out)
       assert.is_true(ok)
     end)
