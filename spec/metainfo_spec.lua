@@ -475,6 +475,24 @@ describe("bt.fs", function()
     assert.are.equal(d, bt.fs.realpath(d .. "/sub/.."))
     H.rmtree(d)
   end)
+
+  it("stat_ns is stat plus the nanoseconds of mtime", function()
+    local d = H.tmpdir()
+    H.writefile(d .. "/f", "12345")
+    H.sh("ln -s f " .. H.q(d .. "/l"))
+    for _, name in ipairs({ "f", "l" }) do
+      local s, n = assert(bt.fs.stat(d .. "/" .. name)), assert(bt.fs.stat_ns(d .. "/" .. name))
+      assert.is_nil(s.mtime_ns)
+      assert.is_true(math.type(n.mtime_ns) == "integer" and n.mtime_ns >= 0 and n.mtime_ns < 1000000000)
+      n.mtime_ns = nil
+      assert.are.same(s, n)
+    end
+    local r, err = bt.fs.stat_ns(d .. "/nope")
+    assert.is_nil(r)
+    assert.truthy(err:find("No such file", 1, true))
+    assert.has_error(function() bt.fs.stat_ns() end)
+    H.rmtree(d)
+  end)
 end)
 
 -- Foreign tools: the payload has a nested folder, sizes that are not piece
