@@ -159,30 +159,25 @@ static int l_hash(lua_State *L)
     return 1;
 }
 
-/* st:verify(piece) -> true | false | nil, message  [-0, +1|2, e] */
-static int l_verify(lua_State *L)
+/* A piece test of storage.h (1 matches, 0 does not, -1 error) as
+ * true | false | nil, message. */
+static int piece_test(lua_State *L, int (*test)(bt_storage *, uint32_t))
 {
     bt_storage *s = check_open(L, 1)->s;
     uint32_t piece = check_piece(L, s, 2);
-    int r = bt_storage_verify(s, piece);
+    int r = test(s, piece);
     if (r < 0)
         return fail(L, s);
     lua_pushboolean(L, r);
     return 1;
 }
 
+/* st:verify(piece) -> true | false | nil, message  [-0, +1|2, e] */
+static int l_verify(lua_State *L) { return piece_test(L, bt_storage_verify); }
+
 /* st:check_piece(piece) -> true | false | nil, message  [-0, +1|2, e]
  * One step of st:check(): skips missing files and holes without reading. */
-static int l_check_piece(lua_State *L)
-{
-    bt_storage *s = check_open(L, 1)->s;
-    uint32_t piece = check_piece(L, s, 2);
-    int r = bt_storage_check_piece(s, piece);
-    if (r < 0)
-        return fail(L, s);
-    lua_pushboolean(L, r);
-    return 1;
-}
+static int l_check_piece(lua_State *L) { return piece_test(L, bt_storage_check_piece); }
 
 /* The Lua progress function is at index 2. An error in it propagates (no C
  * resource is held across this call: the storage owns its buffers). */
