@@ -257,6 +257,23 @@ describe("bt.storage", function()
       st:close()
     end)
 
+    it("a progress function that closes the storage ends the check with an error", function()
+      -- The check must not touch the freed storage after the callback returns.
+      for _, backend in ipairs({ "disk", "memory" }) do
+        local m = make_torrent("multi", 16384, files)
+        local st = assert(bt.storage.open(m, backend == "disk" and dir or nil, { backend = backend }))
+        local calls = 0
+        local ok, err = pcall(st.check, st, function()
+          calls = calls + 1
+          st:close()
+        end)
+        assert.is_false(ok)
+        assert.matches("closed", tostring(err))
+        assert.are.equal(1, calls)
+        st:close()   -- still idempotent
+      end
+    end)
+
     it("does not create pad files (BEP 47) and reads them as zeros", function()
       local pfiles = {
         { path = { "a" }, data = bytes(1000, 5) },
