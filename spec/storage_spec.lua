@@ -12,6 +12,34 @@ local function make_torrent(name, piece_length, files, single)
   return m, torrent, stream
 end
 
+-- The multi-file layout most tests use: sizes deliberately not aligned to the
+-- 16 KiB pieces, an empty file, a nested folder, a file smaller than a piece,
+-- a short last piece. A fresh table each call.
+local function multi_files()
+  return {
+    { path = { "a.txt" }, data = bytes(10000, 1) },
+    { path = { "empty" }, data = "" },
+    { path = { "sub", "deeper", "b.bin" }, data = bytes(30000, 2) },
+    { path = { "sub", "c.bin" }, data = bytes(5, 3) },
+    { path = { "z.bin" }, data = bytes(20000, 4) },
+  }
+end
+
+-- Writes the whole stream into st in blocks of 3000 bytes, so many straddle
+-- two or three files; every write must succeed. Returns the piece count.
+local function write_stream(st, stream, piece_length)
+  local n = st:num_pieces()
+  for p = 0, n - 1 do
+    local size = st:piece_size(p)
+    for b = 0, size - 1, 3000 do
+      local len = math.min(3000, size - b)
+      local off = p * piece_length + b
+      assert.is_true(st:write(p, b, stream:sub(off + 1, off + len)))
+    end
+  end
+  return n
+end
+
 local function st_blocks(path)
   local out = H.sh("stat -c %b " .. H.q(path))
   return tonumber(out)
@@ -64,15 +92,7 @@ describe("bt.storage", function()
   end)
 
   describe("multi-file", function()
-    -- sizes deliberately not aligned to the 16 KiB pieces, an empty file, a
-    -- nested folder, a file smaller than a piece, a short last piece.
-    local files = {
-      { path = { "a.txt" }, data = bytes(10000, 1) },
-      { path = { "empty" }, data = "" },
-      { path = { "sub", "deeper", "b.bin" }, data = bytes(30000, 2) },
-      { path = { "sub", "c.bin" }, data = bytes(5, 3) },
-      { path = { "z.bin" }, data = bytes(20000, 4) },
-    }
+    local files = multi_files()
 
     it("lays out the folder tree with every file sized, the empty one included", function()
       local m = make_torrent("multi", 16384, files)
@@ -90,15 +110,7 @@ describe("bt.storage", function()
       local m, _, stream = make_torrent("multi", 16384, files)
       local st = assert(bt.storage.open(m, dir))
       -- blocks of 3000 bytes, so many straddle two or three files
-      local n = st:num_pieces()
-      for p = 0, n - 1 do
-        local size = st:piece_size(p)
-        for b = 0, size - 1, 3000 do
-          local len = math.min(3000, size - b)
-          local off = p * 16384 + b
-          assert.is_true(st:write(p, b, stream:sub(off + 1, off + len)))
-        end
-      end
+      local n = write_stream(st, stream, 16384)
       for _, f in ipairs(files) do
         assert.are.equal(f.data, H.readfile(dir .. "/multi/" .. table.concat(f.path, "/")))
       end
@@ -300,13 +312,7 @@ describe("bt.storage", function()
         if backend == "memory" then return bt.storage.open(m, nil, { backend = "memory" }) end
         return bt.storage.open(m, dir, { backend = "disk" })
       end
-      local files = {
-        { path = { "a.txt" }, data = bytes(10000, 1) },
-        { path = { "empty" }, data = "" },
-        { path = { "sub", "deeper", "b.bin" }, data = bytes(30000, 2) },
-        { path = { "sub", "c.bin" }, data = bytes(5, 3) },
-        { path = { "z.bin" }, data = bytes(20000, 4) },
-      }
+      local files = multi_files()
 
       it("reports its backend and reads unwritten bytes as zeros", function()
         local m = make_torrent("multi", 16384, files)
@@ -319,15 +325,7 @@ describe("bt.storage", function()
       it("writes across file boundaries, reads back, verifies, hashes", function()
         local m, _, stream = make_torrent("multi", 16384, files)
         local st = assert(open(m))
-        local n = st:num_pieces()
-        for p = 0, n - 1 do
-          local size = st:piece_size(p)
-          for b = 0, size - 1, 3000 do
-            local len = math.min(3000, size - b)
-            local off = p * 16384 + b
-            assert.is_true(st:write(p, b, stream:sub(off + 1, off + len)))
-          end
-        end
+        local n = write_stream(st, stream, 16384)
         for p = 0, n - 1 do
           assert.are.equal(stream:sub(p * 16384 + 1, p * 16384 + st:piece_size(p)),
                            st:read(p, 0, st:piece_size(p)))
