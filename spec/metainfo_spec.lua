@@ -531,6 +531,15 @@ local function our_files(t)
   return out
 end
 
+-- transmission-show reads the torrent file at path as we loaded it into t:
+-- same info-hash, piece count and file list.
+local function agrees_with_show(t, path)
+  local ts = show(path)
+  assert.are.equal(ts.hash, t.info_hash_hex)
+  assert.are.equal(ts.pieces, t.num_pieces)
+  assert.are.same(ts.files, our_files(t))
+end
+
 describe("cross-check with mktorrent and transmission", function()
   local d
   setup(function()
@@ -545,10 +554,7 @@ describe("cross-check with mktorrent and transmission", function()
         :format(H.q(d .. "/mk-" .. target .. ".torrent"), H.q(d .. "/" .. target)))
       assert(ok, out)
       local t = assert(bt.torrent.load(d .. "/mk-" .. target .. ".torrent"))
-      local ts = show(d .. "/mk-" .. target .. ".torrent")
-      assert.are.equal(ts.hash, t.info_hash_hex)
-      assert.are.equal(ts.pieces, t.num_pieces)
-      assert.are.same(ts.files, our_files(t))
+      agrees_with_show(t, d .. "/mk-" .. target .. ".torrent")
       assert.are.equal(32768, t.piece_length)
     end)
 
@@ -557,10 +563,7 @@ describe("cross-check with mktorrent and transmission", function()
         :format(H.q(d .. "/tc-" .. target .. ".torrent"), H.q(d .. "/" .. target)))
       assert(ok, out)
       local t = assert(bt.torrent.load(d .. "/tc-" .. target .. ".torrent"))
-      local ts = show(d .. "/tc-" .. target .. ".torrent")
-      assert.are.equal(ts.hash, t.info_hash_hex)
-      assert.are.equal(ts.pieces, t.num_pieces)
-      assert.are.same(ts.files, our_files(t))
+      agrees_with_show(t, d .. "/tc-" .. target .. ".torrent")
       assert.is_true(t.private)
     end)
 
@@ -571,10 +574,7 @@ describe("cross-check with mktorrent and transmission", function()
       })
       H.writefile(d .. "/bt-" .. target .. ".torrent", bytes)
       local t = assert(bt.torrent.load(bytes))
-      local ts = show(d .. "/bt-" .. target .. ".torrent")
-      assert.are.equal(ts.hash, t.info_hash_hex)
-      assert.are.equal(ts.pieces, t.num_pieces)
-      assert.are.same(ts.files, our_files(t))
+      agrees_with_show(t, d .. "/bt-" .. target .. ".torrent")
       -- mktorrent hashes the same bytes in the same order: the info dicts
       -- differ only in what mktorrent leaves out, so the pieces must be equal.
       local out, ok = H.sh(("mktorrent -d -l 15 -a x -o %s %s")
