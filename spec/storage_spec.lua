@@ -40,6 +40,18 @@ local function write_stream(st, stream, piece_length)
   return n
 end
 
+-- "padded": a, a BEP 47 pad file filling piece 0, b. Returns the file list,
+-- the bt.Metainfo and the stream.
+local function padded_torrent()
+  local pfiles = {
+    { path = { "a" }, data = bytes(1000, 5) },
+    { path = { ".pad", "15384" }, data = string.rep("\0", 15384), pad = true },
+    { path = { "b" }, data = bytes(2000, 6) },
+  }
+  local m, _, stream = make_torrent("padded", 16384, pfiles)
+  return pfiles, m, stream
+end
+
 local function st_blocks(path)
   local out = H.sh("stat -c %b " .. H.q(path))
   return tonumber(out)
@@ -287,12 +299,7 @@ describe("bt.storage", function()
     end)
 
     it("does not create pad files (BEP 47) and reads them as zeros", function()
-      local pfiles = {
-        { path = { "a" }, data = bytes(1000, 5) },
-        { path = { ".pad", "15384" }, data = string.rep("\0", 15384), pad = true },
-        { path = { "b" }, data = bytes(2000, 6) },
-      }
-      local m, _, stream = make_torrent("padded", 16384, pfiles)
+      local pfiles, m, stream = padded_torrent()
       local st = assert(bt.storage.open(m, dir))
       assert.is_nil(io.open(dir .. "/padded/.pad/15384", "rb"))
       assert(st:write(0, 0, stream:sub(1, 16384)))
@@ -368,12 +375,7 @@ describe("bt.storage", function()
       end)
 
       it("pad files read as zeros and are never written", function()
-        local pfiles = {
-          { path = { "a" }, data = bytes(1000, 5) },
-          { path = { ".pad", "15384" }, data = string.rep("\0", 15384), pad = true },
-          { path = { "b" }, data = bytes(2000, 6) },
-        }
-        local m, _, stream = make_torrent("padded", 16384, pfiles)
+        local _, m, stream = padded_torrent()
         local st = assert(open(m))
         assert(st:write(0, 0, stream:sub(1, 16384)))
         assert(st:write(1, 0, stream:sub(16385)))
