@@ -3,8 +3,8 @@
 --   BT_BENCH_BIN=build/bench lua5.4 bench/bencode_bench.lua [files]
 -- Prints MB/s (10^6 bytes per second, best of N runs) and the ratio to libtorrent.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = here .. "/?.lua;" .. here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. package.path
-package.cpath = here .. "/../lua/?.so;" .. package.cpath
+package.path = here .. "/?.lua;" .. package.path
+local B = require "benchlib"
 
 local bt = require "bt"
 local big_torrent = require "big_torrent"
@@ -13,37 +13,17 @@ local FILES = tonumber(arg and arg[1]) or 100000
 -- Run counts keep the whole benchmark near 10 s on a slow shared core.
 local TOKEN_RUNS, TABLE_RUNS, ENCODE_RUNS, LT_RUNS = 40, 8, 8, 40
 
-local bin = os.getenv("BT_BENCH_BIN") or (here .. "/../build/bench")
-
-local function best_of(runs, f)
-  local best = math.huge
-  for _ = 1, runs do
-    local t0 = os.clock()
-    f()
-    local t = os.clock() - t0
-    if t < best then best = t end
-  end
-  return best
-end
-
-local function mbps(bytes, secs) return bytes / secs / 1e6 end
+local best_of, mbps = B.best_of, B.mbps
 
 local doc = big_torrent(FILES)
-local path = os.tmpname()
-do
-  local f = assert(io.open(path, "wb"))
-  f:write(doc)
-  f:close()
-end
+local path = B.tmpfile(doc)
 
 -- Reference first, so both sides see a similar machine state.
-local p = assert(io.popen(string.format("'%s/lt_bdecode' '%s' %d", bin, path, LT_RUNS)))
-local out = p:read("a")
-p:close()
+local out = B.run_ref("lt_bdecode", path, LT_RUNS) or ""
 os.remove(path)
 local lt_bytes, lt_secs = out:match("^lt_bdecode (%d+) ([%d.]+)")
 if not lt_bytes then
-  io.stderr:write("bencode_bench: no result from ", bin, "/lt_bdecode (run `make bench`): ", out, "\n")
+  io.stderr:write("bencode_bench: no result from ", B.bin, "/lt_bdecode (run `make bench`): ", out, "\n")
   os.exit(1)
 end
 lt_bytes, lt_secs = tonumber(lt_bytes), tonumber(lt_secs)

@@ -4,8 +4,8 @@
 --   BT_BENCH_BIN=build/bench lua5.4 bench/metainfo_bench.lua [files]
 -- Prints milliseconds (best of N runs) and the ratio to libtorrent.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = here .. "/?.lua;" .. here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. package.path
-package.cpath = here .. "/../build/?.so;" .. package.cpath
+package.path = here .. "/?.lua;" .. package.path
+local B = require "benchlib"
 
 local bt = require "bt"
 local big_torrent = require "big_torrent"
@@ -14,36 +14,18 @@ local FILES = tonumber(arg and arg[1]) or 100000
 -- Few runs: libtorrent takes about a second per load on this machine.
 local LT_RUNS, C_RUNS, LOAD_RUNS = 3, 10, 5
 
-local bin = os.getenv("BT_BENCH_BIN") or (here .. "/../build/bench")
-
-local function best_of(runs, f)
-  local best = math.huge
-  for _ = 1, runs do
-    collectgarbage("collect")   -- start each run from the same heap state
-    local t0 = os.clock()
-    f()
-    local t = os.clock() - t0
-    if t < best then best = t end
-  end
-  return best
-end
+-- A full collection before each run: every run starts from the same heap state.
+local function best_of(runs, f) return B.best_of(runs, f, { collect = true }) end
 
 local doc = big_torrent(FILES)
-local path = os.tmpname()
-do
-  local f = assert(io.open(path, "wb"))
-  f:write(doc)
-  f:close()
-end
+local path = B.tmpfile(doc)
 
 -- Reference first, so both sides see a similar machine state.
-local p = assert(io.popen(string.format("'%s/lt_torrent_info' '%s' %d", bin, path, LT_RUNS)))
-local out = p:read("a")
-p:close()
+local out = B.run_ref("lt_torrent_info", path, LT_RUNS) or ""
 os.remove(path)
 local lt_bytes, lt_secs, lt_files, lt_hash = out:match("^lt_torrent_info (%d+) ([%d.]+) (%d+) (%x+)")
 if not lt_bytes then
-  io.stderr:write("metainfo_bench: no result from ", bin, "/lt_torrent_info (run `make bench`): ", out, "\n")
+  io.stderr:write("metainfo_bench: no result from ", B.bin, "/lt_torrent_info (run `make bench`): ", out, "\n")
   os.exit(1)
 end
 lt_secs = tonumber(lt_secs)

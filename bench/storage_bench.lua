@@ -10,37 +10,21 @@
 -- page cache after the first pass, so this measures our per-block overhead and
 -- hashing, not the disk.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-package.path = here .. "/../lua/?.lua;" .. here .. "/../lua/?/init.lua;" .. package.path
-package.cpath = here .. "/../build/?.so;" .. package.cpath
+package.path = here .. "/?.lua;" .. package.path
+local B = require "benchlib"
+local sh = B.sh
 
 local bt = require "bt"
-local socket = require "socket"
 
 local MIB = tonumber(arg and arg[1]) or 256
 local PIECE = 1 << 20
 local BLOCK = 16384
 local RUNS = 3
 
-local function sh(cmd)
-  local p = io.popen("env -u LD_PRELOAD sh -c '" .. cmd .. "' 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
+-- Wall time: the disk and fsync are part of what is measured.
+local function best_of(runs, f) return B.best_of(runs, f, { clock = B.wall }) end
 
-local function best_of(runs, f)
-  local best = math.huge
-  for _ = 1, runs do
-    local t0 = socket.gettime()
-    f()
-    local t = socket.gettime() - t0
-    if t < best then best = t end
-  end
-  return best
-end
-
-local dir = sh("mktemp -d /tmp/bt-bench.XXXXXX"):gsub("%s+$", "")
-assert(dir:match("^/tmp/bt%-bench%."), dir)
+local dir = B.tmpdir()
 
 -- Content: one random-ish MiB repeated with the piece index stamped in, so
 -- pieces differ and hashes are real.
@@ -84,7 +68,7 @@ end)
 local ossl = best_of(RUNS, function() sh("openssl dgst -sha1 " .. dir .. "/big.bin") end)
 local check = best_of(RUNS, function() assert(st:check():count() == MIB) end)
 st:close()
-sh("rm -rf " .. dir)
+B.rmtree(dir)
 
 local bytes = MIB * PIECE
 local function mbps(s) return bytes / s / 1e6 end

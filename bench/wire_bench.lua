@@ -5,6 +5,9 @@
 -- Reference measured in the same run: memcpy of the same bytes in 64 KiB chunks
 -- (from the C program), and in Lua the bare chunk slicing the decoder loop needs.
 -- Ratios > 1 mean faster than the reference. Runs in about 6 s.
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local B = require "benchlib"
 local bt = require "bt"
 local wire = bt.wire
 
@@ -36,16 +39,7 @@ local function small_stream()
   return table.concat(parts), #parts
 end
 
-local function timed(f)
-  local reps, t0 = 0, os.clock()
-  local t
-  repeat
-    f()
-    reps = reps + 1
-    t = os.clock() - t0
-  until t >= MIN_SECONDS
-  return t / reps
-end
+local function timed(f) return B.per_call(f, MIN_SECONDS) end
 
 local function lua_decode(s, nmsgs)
   return timed(function()
@@ -68,20 +62,11 @@ local function lua_slices(s)
 end
 
 local function run_c(s, name)
-  local bin = os.getenv("BT_BENCH_BIN")
-  if not bin then return nil end
-  local exe = bin .. "/wire_bench"
-  local probe = io.open(exe, "rb")
-  if not probe then return nil end
-  probe:close()
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-  local p = io.popen(exe .. " " .. path .. " " .. name)
-  local out = p:read("a")
-  p:close()
+  if not os.getenv("BT_BENCH_BIN") then return nil end
+  local path = B.tmpfile(s)
+  local out = B.run_ref("wire_bench", path, name)
   os.remove(path)
+  if not out then return nil end
   local r = {}
   for measure, mbs, mps in out:gmatch("%S+ (%S+) (%S+) (%S+)") do
     r[measure] = { mbs = tonumber(mbs), mps = tonumber(mps) }

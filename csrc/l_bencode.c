@@ -346,8 +346,8 @@ static int l_bencode(lua_State *L)
     return 1;
 }
 
-/* bt.list([t]) -> t   tags t (or a new table) as a bencode list */
-static int l_list(lua_State *L)
+/* Tags argument 1 (or a new table) with the metatable named mt. */
+static int tag_table(lua_State *L, const char *mt)
 {
     if (lua_isnoneornil(L, 1)) {
         lua_settop(L, 0);
@@ -355,22 +355,15 @@ static int l_list(lua_State *L)
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    luaL_setmetatable(L, LIST_MT);
+    luaL_setmetatable(L, mt);
     return 1;
 }
 
+/* bt.list([t]) -> t   tags t (or a new table) as a bencode list */
+static int l_list(lua_State *L) { return tag_table(L, LIST_MT); }
+
 /* bt.dict([t]) -> t   tags t (or a new table) as a bencode dict */
-static int l_dict(lua_State *L)
-{
-    if (lua_isnoneornil(L, 1)) {
-        lua_settop(L, 0);
-        lua_newtable(L);
-    }
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 1);
-    luaL_setmetatable(L, DICT_MT);
-    return 1;
-}
+static int l_dict(lua_State *L) { return tag_table(L, DICT_MT); }
 
 void bt_open_bencode(lua_State *L, int mod)
 {

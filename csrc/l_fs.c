@@ -65,9 +65,9 @@ static int l_fs_list(lua_State *L)
     return 1;
 }
 
-/* bt.fs.stat(path) -> {type = "file"|"dir"|"link"|"other", size =, mtime =} | nil, message
- * lstat: a symbolic link is reported as "link", never followed.  [-0, +1|2, m] */
-static int l_fs_stat(lua_State *L)
+/* lstat(path) as a table; mtime_ns only when with_ns (bt.fs.stat_ns).
+ * lstat: a symbolic link is reported as "link", never followed. */
+static int push_lstat(lua_State *L, int with_ns)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
@@ -76,16 +76,27 @@ static int l_fs_stat(lua_State *L)
         lua_pushfstring(L, "%s: %s", path, strerror(errno));
         return 2;
     }
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, with_ns ? 4 : 3);
     const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
                        : S_ISLNK(st.st_mode) ? "link" : "other";
     lua_pushstring(L, type);
     lua_setfield(L, -2, "type");
     lua_pushinteger(L, (lua_Integer)st.st_size);
     lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)st.st_mtime);
+    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec);
     lua_setfield(L, -2, "mtime");
+    if (with_ns) {
+        lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_nsec);
+        lua_setfield(L, -2, "mtime_ns");
+    }
     return 1;
+}
+
+/* bt.fs.stat(path) -> {type = "file"|"dir"|"link"|"other", size =, mtime =} | nil, message
+ * lstat: a symbolic link is reported as "link", never followed.  [-0, +1|2, m] */
+static int l_fs_stat(lua_State *L)
+{
+    return push_lstat(L, 0);
 }
 
 /* bt.fs.realpath(path) -> absolute path with no symlink, "." or ".." | nil, message
@@ -105,7 +116,17 @@ static int l_fs_realpath(lua_State *L)
 
 /* ---- bt.fs: resume data -------------------------------------------------------- */
 
-/* ---- ------------------------------------------- */
+/* true for rc >= 0, else nil, err: the storage layer's status convention. */
+static int push_status(lua_State *L, int rc, const char *err)
+{
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
 
 /* bt.fs.write_atomic(path, bytes) -> true | nil, message  [-0, +1|2, e]
  * Temporary file in the same folder (O_EXCL, 0644), fsync, rename over path,
@@ -116,13 +137,7 @@ static int l_fs_write_atomic(lua_State *L)
     size_t len;
     const char *p = luaL_checklstring(L, 2, &len);
     char err[BT_STORAGE_ERRLEN];
-    if (bt_write_atomic(path, p, len, err, sizeof err) < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return push_status(L, bt_write_atomic(path, p, len, err, sizeof err), err);
 }
 
 /* bt.fs.fsync_dir(path) -> true | nil, message  [-0, +1|2, e] */
@@ -130,13 +145,7 @@ static int l_fs_fsync_dir(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     char err[BT_STORAGE_ERRLEN];
-    if (bt_fsync_dir(path, err, sizeof err) < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
-    }
-    lua_pushboolean(L, 1);
-    return 1;
+    return push_status(L, bt_fsync_dir(path, err, sizeof err), err);
 }
 
 /* bt.fs.stat_ns(path) -> {type =, size =, mtime =, mtime_ns =} | nil, message  [-0, +1|2, m]
@@ -144,25 +153,7 @@ static int l_fs_fsync_dir(lua_State *L)
  * nanoseconds of the modification time, which resume data compares. */
 static int l_fs_stat_ns(lua_State *L)
 {
-    const char *path = luaL_checkstring(L, 1);
-    struct stat st;
-    if (lstat(path, &st)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
-    }
-    lua_createtable(L, 0, 4);
-    const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
-                       : S_ISLNK(st.st_mode) ? "link" : "other";
-    lua_pushstring(L, type);
-    lua_setfield(L, -2, "type");
-    lua_pushinteger(L, (lua_Integer)st.st_size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_sec);
-    lua_setfield(L, -2, "mtime");
-    lua_pushinteger(L, (lua_Integer)st.st_mtim.tv_nsec);
-    lua_setfield(L, -2, "mtime_ns");
-    return 1;
+    return push_lstat(L, 1);
 }
 
 /* bt.fs.mkdir(path) -> true | nil, message  [-0, +1|2, e]

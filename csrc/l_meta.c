@@ -48,30 +48,32 @@ static void push_hex(lua_State *L, const uint8_t h[BT_SHA1_LEN])
     lua_pushlstring(L, hex, 2 * BT_SHA1_LEN);
 }
 
-/* bt.sha1(s [, i [, j]]) -> 20 raw bytes  [-0, +1, e]
- * The optional i, j select s:sub(i, j) without copying it. */
-static int l_sha1(lua_State *L)
+/* A digest as 20 raw bytes, or as 40 hex digits when hex. */
+static int push_digest(lua_State *L, const uint8_t h[BT_SHA1_LEN], int hex)
 {
-    size_t n;
-    const char *p = sub_range(L, 1, &n);
-    uint8_t h[BT_SHA1_LEN];
-    if (bt_sha1(p, n, h))
-        return luaL_error(L, "SHA-1 failed");
-    lua_pushlstring(L, (const char *)h, sizeof h);
+    if (hex)
+        push_hex(L, h);
+    else
+        lua_pushlstring(L, (const char *)h, BT_SHA1_LEN);
     return 1;
 }
 
-/* bt.sha1_hex(s [, i [, j]]) -> 40 lowercase hex digits  [-0, +1, e] */
-static int l_sha1_hex(lua_State *L)
+static int sha1_of(lua_State *L, int hex)
 {
     size_t n;
     const char *p = sub_range(L, 1, &n);
     uint8_t h[BT_SHA1_LEN];
     if (bt_sha1(p, n, h))
         return luaL_error(L, "SHA-1 failed");
-    push_hex(L, h);
-    return 1;
+    return push_digest(L, h, hex);
 }
+
+/* bt.sha1(s [, i [, j]]) -> 20 raw bytes  [-0, +1, e]
+ * The optional i, j select s:sub(i, j) without copying it. */
+static int l_sha1(lua_State *L) { return sha1_of(L, 0); }
+
+/* bt.sha1_hex(s [, i [, j]]) -> 40 lowercase hex digits  [-0, +1, e] */
+static int l_sha1_hex(lua_State *L) { return sha1_of(L, 1); }
 
 /* bt.sha1_hasher() -> bt.Sha1  [-0, +1, m] */
 static int l_sha1_hasher(lua_State *L)
@@ -105,28 +107,21 @@ static int l_hasher_update(lua_State *L)
     return 1;
 }
 
-/* h:digest() -> 20 raw bytes of everything fed so far  [-0, +1, e]
- * The hasher is unchanged: more updates may follow (like Python's hashlib). */
-static int l_hasher_digest(lua_State *L)
+static int hasher_digest(lua_State *L, int hex)
 {
     bt_sha1_ctx *c = check_hasher(L);
     uint8_t h[BT_SHA1_LEN];
     if (bt_sha1_peek(c, h))
         return luaL_error(L, "SHA-1 digest failed");
-    lua_pushlstring(L, (const char *)h, sizeof h);
-    return 1;
+    return push_digest(L, h, hex);
 }
 
+/* h:digest() -> 20 raw bytes of everything fed so far  [-0, +1, e]
+ * The hasher is unchanged: more updates may follow (like Python's hashlib). */
+static int l_hasher_digest(lua_State *L) { return hasher_digest(L, 0); }
+
 /* h:hexdigest() -> 40 hex digits  [-0, +1, e] */
-static int l_hasher_hexdigest(lua_State *L)
-{
-    bt_sha1_ctx *c = check_hasher(L);
-    uint8_t h[BT_SHA1_LEN];
-    if (bt_sha1_peek(c, h))
-        return luaL_error(L, "SHA-1 digest failed");
-    push_hex(L, h);
-    return 1;
-}
+static int l_hasher_hexdigest(lua_State *L) { return hasher_digest(L, 1); }
 
 /* h:reset() -> h: forget everything fed  [-0, +1, e] */
 static int l_hasher_reset(lua_State *L)

@@ -119,25 +119,18 @@ static void check_range(lua_State *L, const bt_ranges *s, uint32_t *a, uint32_t 
 }
 
 /* s:set_range(a, b), s:clear_range(a, b): the half-open range [a, b).  [-0, +0, v] */
-static int m_set_range(lua_State *L)
+static int range_op(lua_State *L, int (*op)(bt_ranges *, uint32_t, uint32_t))
 {
     bt_ranges *s = bt_lranges_check(L, 1);
     uint32_t a, b;
     check_range(L, s, &a, &b);
-    if (bt_ranges_set_range(s, a, b))
+    if (op(s, a, b))   /* only -1: check_range kept the bounds in [0, size] */
         return oom(L);
     return 0;
 }
 
-static int m_clear_range(lua_State *L)
-{
-    bt_ranges *s = bt_lranges_check(L, 1);
-    uint32_t a, b;
-    check_range(L, s, &a, &b);
-    if (bt_ranges_clear_range(s, a, b))
-        return oom(L);
-    return 0;
-}
+static int m_set_range(lua_State *L) { return range_op(L, bt_ranges_set_range); }
+static int m_clear_range(lua_State *L) { return range_op(L, bt_ranges_clear_range); }
 
 /* s:set_all(), s:clear_all()  [-0, +0, m] */
 static int m_set_all(lua_State *L)
@@ -213,19 +206,15 @@ static int push_index(lua_State *L, int64_t i)
 
 /* s:next_set([from]), s:next_clear([from]) -> first set (clear) index >= from,
  * or nil. from defaults to 0 and may equal size (then nil).  [-0, +1, v] */
-static int m_next_set(lua_State *L)
+static int next_op(lua_State *L, int64_t (*op)(const bt_ranges *, uint32_t))
 {
     bt_ranges *s = bt_lranges_check(L, 1);
     uint32_t from = lua_isnoneornil(L, 2) ? 0 : check_bound(L, s, 2);
-    return push_index(L, bt_ranges_next_set(s, from));
+    return push_index(L, op(s, from));
 }
 
-static int m_next_clear(lua_State *L)
-{
-    bt_ranges *s = bt_lranges_check(L, 1);
-    uint32_t from = lua_isnoneornil(L, 2) ? 0 : check_bound(L, s, 2);
-    return push_index(L, bt_ranges_next_clear(s, from));
-}
+static int m_next_set(lua_State *L) { return next_op(L, bt_ranges_next_set); }
+static int m_next_clear(lua_State *L) { return next_op(L, bt_ranges_next_clear); }
 
 /* The other set of a two-set method: same size, else an argument error. */
 static bt_ranges *check_other(lua_State *L, const bt_ranges *a, int arg)
@@ -241,21 +230,16 @@ static bt_ranges *check_other(lua_State *L, const bt_ranges *a, int arg)
  * s:next_common(o[, from]) -> first index >= from in both, or nil. No new set
  * is built: "does this peer have a piece we lack" is peer:next_diff(have).
  * [-0, +1, v] */
-static int m_next_diff(lua_State *L)
+static int next2_op(lua_State *L, int64_t (*op)(const bt_ranges *, const bt_ranges *, uint32_t))
 {
     bt_ranges *a = bt_lranges_check(L, 1);
     bt_ranges *b = check_other(L, a, 2);
     uint32_t from = lua_isnoneornil(L, 3) ? 0 : check_bound(L, a, 3);
-    return push_index(L, bt_ranges_next_diff(a, b, from));
+    return push_index(L, op(a, b, from));
 }
 
-static int m_next_common(lua_State *L)
-{
-    bt_ranges *a = bt_lranges_check(L, 1);
-    bt_ranges *b = check_other(L, a, 2);
-    uint32_t from = lua_isnoneornil(L, 3) ? 0 : check_bound(L, a, 3);
-    return push_index(L, bt_ranges_next_common(a, b, from));
-}
+static int m_next_diff(lua_State *L) { return next2_op(L, bt_ranges_next_diff); }
+static int m_next_common(lua_State *L) { return next2_op(L, bt_ranges_next_common); }
 
 /* s:union(o), s:intersect(o), s:diff(o) -> new set (diff is s minus o).
  * Both sets must have the same size.  [-0, +1, v] */

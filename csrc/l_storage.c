@@ -159,57 +159,67 @@ static int l_hash(lua_State *L)
     return 1;
 }
 
-/* st:verify(piece) -> true | false | nil, message  [-0, +1|2, e] */
-static int l_verify(lua_State *L)
+/* A piece test of storage.h (1 matches, 0 does not, -1 error) as
+ * true | false | nil, message. */
+static int piece_test(lua_State *L, int (*test)(bt_storage *, uint32_t))
 {
     bt_storage *s = check_open(L, 1)->s;
     uint32_t piece = check_piece(L, s, 2);
-    int r = bt_storage_verify(s, piece);
+    int r = test(s, piece);
     if (r < 0)
         return fail(L, s);
     lua_pushboolean(L, r);
     return 1;
 }
+
+/* st:verify(piece) -> true | false | nil, message  [-0, +1|2, e] */
+static int l_verify(lua_State *L) { return piece_test(L, bt_storage_verify); }
 
 /* st:check_piece(piece) -> true | false | nil, message  [-0, +1|2, e]
  * One step of st:check(): skips missing files and holes without reading. */
-static int l_check_piece(lua_State *L)
-{
-    bt_storage *s = check_open(L, 1)->s;
-    uint32_t piece = check_piece(L, s, 2);
-    int r = bt_storage_check_piece(s, piece);
-    if (r < 0)
-        return fail(L, s);
-    lua_pushboolean(L, r);
-    return 1;
-}
+static int l_check_piece(lua_State *L) { return piece_test(L, bt_storage_check_piece); }
+
+/* What the progress callback needs: the Lua state, and the userdata, to see
+ * whether the function closed the storage. */
+typedef struct check_ctx {
+    lua_State *L;
+    lstorage *u;
+} check_ctx;
 
 /* The Lua progress function is at index 2. An error in it propagates (no C
- * resource is held across this call: the storage owns its buffers). */
+ * resource is held across this call: the storage owns its buffers). The
+ * function may close the storage: then the check stops at once, before
+ * bt_storage_check_cb touches the freed storage again, and l_check raises. */
 static int progress(void *ud, uint32_t done, uint32_t total)
 {
-    lua_State *L = ud;
+    check_ctx *c = ud;
+    lua_State *L = c->L;
     lua_pushvalue(L, 2);
     lua_pushinteger(L, done);
     lua_pushinteger(L, total);
     lua_call(L, 2, 1);
     int stop = lua_isboolean(L, -1) && !lua_toboolean(L, -1);
     lua_pop(L, 1);
-    return stop;
+    return stop || !c->u->s;
 }
 
 /* st:check([progress]) -> bt.Ranges | nil, message  [-0, +1|2, e]
  * Hash-checks what is on disk; the set holds the good pieces. progress(done,
- * total) is called after each piece; returning false stops: nil, "stopped". */
+ * total) is called after each piece; returning false stops: nil, "stopped".
+ * Closing the storage from progress raises "closed bt.Storage during check". */
 static int l_check(lua_State *L)
 {
-    bt_storage *s = check_open(L, 1)->s;
+    lstorage *u = check_open(L, 1);
+    bt_storage *s = u->s;
     int has_cb = !lua_isnoneornil(L, 2);
     if (has_cb)
         luaL_checktype(L, 2, LUA_TFUNCTION);
     lua_settop(L, 2);
     bt_ranges *have = bt_lranges_push(L, bt_storage_num_pieces(s));
-    int r = bt_storage_check_cb(s, have, has_cb ? progress : NULL, L);
+    check_ctx ctx = { L, u };
+    int r = bt_storage_check_cb(s, have, has_cb ? progress : NULL, &ctx);
+    if (!u->s)
+        return luaL_error(L, "closed " BT_STORAGE_MT " during check");
     if (r < 0)
         return fail(L, s);
     if (r > 0) {

@@ -279,11 +279,12 @@ int64_t bt_ranges_next_clear(const bt_ranges *s, uint32_t from)
     return c < s->size ? (int64_t)c : -1;
 }
 
-int64_t bt_ranges_next_diff(const bt_ranges *a, const bt_ranges *b, uint32_t from)
+/* The first index >= from set in a and, in b, set (b_set) or clear.
+ * Alternate: the next index of a, then the next index of b of the wanted kind
+ * from there; done when that is still inside the range of a. Every round moves
+ * past at least one range of a or of b. */
+static inline int64_t next_in_a_and_b(const bt_ranges *a, const bt_ranges *b, uint32_t from, int b_set)
 {
-    /* Alternate: the next index of a, then the next hole of b from there;
-     * done when that hole is still inside the range of a. Every round moves
-     * past at least one range of a or of b. */
     uint64_t i = from;
     while (i < a->size) {
         uint32_t k = first_end_after(a->r, a->n, (uint32_t)i);
@@ -291,7 +292,7 @@ int64_t bt_ranges_next_diff(const bt_ranges *a, const bt_ranges *b, uint32_t fro
             return -1;
         if (a->r[k].start > i)
             i = a->r[k].start;
-        int64_t c = bt_ranges_next_clear(b, (uint32_t)i);
+        int64_t c = b_set ? bt_ranges_next_set(b, (uint32_t)i) : bt_ranges_next_clear(b, (uint32_t)i);
         if (c < 0)
             return -1;
         if ((uint64_t)c < a->r[k].end)
@@ -301,23 +302,14 @@ int64_t bt_ranges_next_diff(const bt_ranges *a, const bt_ranges *b, uint32_t fro
     return -1;
 }
 
+int64_t bt_ranges_next_diff(const bt_ranges *a, const bt_ranges *b, uint32_t from)
+{
+    return next_in_a_and_b(a, b, from, 0);
+}
+
 int64_t bt_ranges_next_common(const bt_ranges *a, const bt_ranges *b, uint32_t from)
 {
-    uint64_t i = from;
-    while (i < a->size) {
-        uint32_t k = first_end_after(a->r, a->n, (uint32_t)i);
-        if (k == a->n)
-            return -1;
-        if (a->r[k].start > i)
-            i = a->r[k].start;
-        int64_t c = bt_ranges_next_set(b, (uint32_t)i);
-        if (c < 0)
-            return -1;
-        if ((uint64_t)c < a->r[k].end)
-            return c;
-        i = (uint64_t)c;
-    }
-    return -1;
+    return next_in_a_and_b(a, b, from, 1);
 }
 
 uint32_t bt_ranges_count_range(const bt_ranges *s, uint32_t a, uint32_t b)

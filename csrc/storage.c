@@ -458,8 +458,9 @@ static int copy_geometry(bt_storage *s, const bt_meta *m)
         bt_storage_seterr(s, "metainfo without pieces or files");
         return -1;
     }
-    /* Recomputed rather than trusted: everything below indexes with these. */
-    int64_t want = (m->total_length + m->piece_length - 1) / m->piece_length;
+    /* Recomputed rather than trusted: everything below indexes with these.
+     * total > 0 here, so this form cannot overflow as total + pl - 1 could. */
+    int64_t want = (m->total_length - 1) / m->piece_length + 1;
     if (want != (int64_t)m->num_pieces) {
         bt_storage_seterr(s, "metainfo: %u pieces for %lld bytes", m->num_pieces,
                           (long long)m->total_length);

@@ -58,6 +58,18 @@ describe("bt-lua info", function()
     H.rmtree(d)
   end)
 
+  it("shows a creation date os.date cannot represent as the raw number", function()
+    local d = H.tmpdir()
+    local info = { name = "x", ["piece length"] = 16384, pieces = bt.sha1("a"), length = 1 }
+    for _, date in ipairs({ 1 << 62, -(1 << 62) }) do
+      H.writefile(d .. "/d.torrent", bt.bencode({ info = info, ["creation date"] = date }))
+      local out, code = H.btlua("info " .. H.q(d .. "/d.torrent"))
+      assert.are.equal(0, code, out)
+      assert.truthy(out:find("Created on:  " .. date .. "\n", 1, true), out)
+    end
+    H.rmtree(d)
+  end)
+
   it("fails with a message and exit 1 on bad input", function()
     local out, code = H.btlua("info spec/fixtures/evil_path.torrent")
     assert.are.equal(1, code)

@@ -77,4 +77,64 @@ function H.btlua(args)
   return out:gsub("__exit=%d+%s*$", ""), code
 end
 
+--- A deterministic pseudo-random byte string (xorshift32), so failures reproduce.
+function H.bytes(n, seed)
+  local x = seed or 1
+  local t = {}
+  for i = 1, n do
+    x = x ~ (x << 13) & 0xffffffff
+    x = x ~ (x >> 17)
+    x = x ~ (x << 5) & 0xffffffff
+    t[i] = string.char(x & 0xff)
+  end
+  return table.concat(t)
+end
+
+--- The .torrent bytes of a torrent over `files` ({path = {...}, data = "...",
+-- pad = true for a BEP 47 pad file} each), with `piece_length`. opts.single
+-- makes a single-file torrent of files[1]; opts.announce sets the announce URL
+-- (default "http://127.0.0.1/announce"). Returns the .torrent bytes and the
+-- whole payload stream (the files' data concatenated).
+function H.torrent_bytes(name, piece_length, files, opts)
+  local bt = require "bt"
+  opts = opts or {}
+  local stream = {}
+  for _, f in ipairs(files) do stream[#stream + 1] = f.data end
+  stream = table.concat(stream)
+  local pieces = {}
+  for off = 1, #stream, piece_length do
+    pieces[#pieces + 1] = bt.sha1(stream:sub(off, off + piece_length - 1))
+  end
+  local info = { name = name, ["piece length"] = piece_length, pieces = table.concat(pieces) }
+  if opts.single then
+    info.length = #files[1].data
+  else
+    local list = {}
+    for _, f in ipairs(files) do
+      local e = { length = #f.data, path = bt.list(f.path) }
+      if f.pad then e.attr = "p" end
+      list[#list + 1] = e
+    end
+    info.files = bt.list(list)
+  end
+  local announce = opts.announce or "http://127.0.0.1/announce"
+  return bt.bencode({ announce = announce, info = info }), stream
+end
+
+--- Build one of the C tests under spec/ (spec/c_test.h) with ASan+UBSan into
+-- `exe` from `sources` (a string of paths and libraries, after the test's own
+-- file). Returns the compiler's output and true/false.
+function H.build_c_test(exe, sources)
+  return H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
+    .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " " .. sources)
+end
+
+--- Run a C test built by H.build_c_test with leak detection on. `args` are
+-- shell-quoted here. Returns its output and true/false.
+function H.run_c_test(exe, ...)
+  local cmd = { "ASAN_OPTIONS=detect_leaks=1", H.q(exe) }
+  for _, a in ipairs({ ... }) do cmd[#cmd + 1] = H.q(a) end
+  return H.sh(table.concat(cmd, " "))
+end
+
 return H

@@ -475,6 +475,24 @@ describe("bt.fs", function()
     assert.are.equal(d, bt.fs.realpath(d .. "/sub/.."))
     H.rmtree(d)
   end)
+
+  it("stat_ns is stat plus the nanoseconds of mtime", function()
+    local d = H.tmpdir()
+    H.writefile(d .. "/f", "12345")
+    H.sh("ln -s f " .. H.q(d .. "/l"))
+    for _, name in ipairs({ "f", "l" }) do
+      local s, n = assert(bt.fs.stat(d .. "/" .. name)), assert(bt.fs.stat_ns(d .. "/" .. name))
+      assert.is_nil(s.mtime_ns)
+      assert.is_true(math.type(n.mtime_ns) == "integer" and n.mtime_ns >= 0 and n.mtime_ns < 1000000000)
+      n.mtime_ns = nil
+      assert.are.same(s, n)
+    end
+    local r, err = bt.fs.stat_ns(d .. "/nope")
+    assert.is_nil(r)
+    assert.truthy(err:find("No such file", 1, true))
+    assert.has_error(function() bt.fs.stat_ns() end)
+    H.rmtree(d)
+  end)
 end)
 
 -- Foreign tools: the payload has a nested folder, sizes that are not piece
@@ -513,6 +531,15 @@ local function our_files(t)
   return out
 end
 
+-- transmission-show reads the torrent file at path as we loaded it into t:
+-- same info-hash, piece count and file list.
+local function agrees_with_show(t, path)
+  local ts = show(path)
+  assert.are.equal(ts.hash, t.info_hash_hex)
+  assert.are.equal(ts.pieces, t.num_pieces)
+  assert.are.same(ts.files, our_files(t))
+end
+
 describe("cross-check with mktorrent and transmission", function()
   local d
   setup(function()
@@ -527,10 +554,7 @@ describe("cross-check with mktorrent and transmission", function()
         :format(H.q(d .. "/mk-" .. target .. ".torrent"), H.q(d .. "/" .. target)))
       assert(ok, out)
       local t = assert(bt.torrent.load(d .. "/mk-" .. target .. ".torrent"))
-      local ts = show(d .. "/mk-" .. target .. ".torrent")
-      assert.are.equal(ts.hash, t.info_hash_hex)
-      assert.are.equal(ts.pieces, t.num_pieces)
-      assert.are.same(ts.files, our_files(t))
+      agrees_with_show(t, d .. "/mk-" .. target .. ".torrent")
       assert.are.equal(32768, t.piece_length)
     end)
 
@@ -539,10 +563,7 @@ describe("cross-check with mktorrent and transmission", function()
         :format(H.q(d .. "/tc-" .. target .. ".torrent"), H.q(d .. "/" .. target)))
       assert(ok, out)
       local t = assert(bt.torrent.load(d .. "/tc-" .. target .. ".torrent"))
-      local ts = show(d .. "/tc-" .. target .. ".torrent")
-      assert.are.equal(ts.hash, t.info_hash_hex)
-      assert.are.equal(ts.pieces, t.num_pieces)
-      assert.are.same(ts.files, our_files(t))
+      agrees_with_show(t, d .. "/tc-" .. target .. ".torrent")
       assert.is_true(t.private)
     end)
 
@@ -553,10 +574,7 @@ describe("cross-check with mktorrent and transmission", function()
       })
       H.writefile(d .. "/bt-" .. target .. ".torrent", bytes)
       local t = assert(bt.torrent.load(bytes))
-      local ts = show(d .. "/bt-" .. target .. ".torrent")
-      assert.are.equal(ts.hash, t.info_hash_hex)
-      assert.are.equal(ts.pieces, t.num_pieces)
-      assert.are.same(ts.files, our_files(t))
+      agrees_with_show(t, d .. "/bt-" .. target .. ".torrent")
       -- mktorrent hashes the same bytes in the same order: the info dicts
       -- differ only in what mktorrent leaves out, so the pieces must be equal.
       local out, ok = H.sh(("mktorrent -d -l 15 -a x -o %s %s")

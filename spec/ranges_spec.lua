@@ -396,10 +396,9 @@ describe("bt.Ranges", function()
       local H = require "spec.helpers"
       local dir = H.tmpdir()
       local exe = dir .. "/ranges_oom_test"
-      local out, built = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-        .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/ranges_oom_test.c")
+      local out, built = H.build_c_test(exe, "spec/ranges_oom_test.c")
       assert(built, out)
-      local res, ran = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " 300")
+      local res, ran = H.run_c_test(exe, "300")
       H.rmtree(dir)
       assert.is_true(ran, res)
       local injected = tonumber(res:match("^ok (%d+)\n$"))

@@ -141,22 +141,16 @@ describe("bt.ratelimit", function()
   it("C API: buckets, memory backend and atomic writes (ASan+UBSan)", function()
     local dir = H.tmpdir()
     local data = string.rep("abcdefghij", 7000) .. "xyz"   -- 70003 bytes, 5 pieces
-    local pieces = {}
-    for off = 1, #data, 16384 do pieces[#pieces + 1] = bt.sha1(data:sub(off, off + 16383)) end
-    local torrent = bt.bencode({ info = { name = "m", ["piece length"] = 16384,
-      pieces = table.concat(pieces), files = bt.list {
-        { length = 10000, path = bt.list { "a" } }, { length = 0, path = bt.list { "e" } },
-        { length = 60003, path = bt.list { "s", "b" } } } } })
+    local torrent = H.torrent_bytes("m", 16384, { { path = { "a" }, data = data:sub(1, 10000) },
+      { path = { "e" }, data = "" }, { path = { "s", "b" }, data = data:sub(10001) } })
     H.writefile(dir .. "/t.torrent", torrent)
     H.writefile(dir .. "/stream", data)
     local exe = dir .. "/persist_c_test"
-    local out, ok = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-      .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/persist_c_test.c csrc/storage.c"
+    local out, ok = H.build_c_test(exe, "spec/persist_c_test.c csrc/storage.c"
       .. " csrc/storage_mem.c csrc/ratelimit.c csrc/metainfo.c csrc/sha1.c csrc/bencode.c"
       .. " csrc/buf.c csrc/ranges.c -lcrypto -lm")
     assert(ok, out)
-    out, ok = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " " .. H.q(dir .. "/t.torrent")
-      .. " " .. H.q(dir .. "/stream") .. " " .. H.q(dir))
+    out, ok = H.run_c_test(exe, dir .. "/t.torrent", dir .. "/stream", dir)
     H.rmtree(dir)
     assert.are.equal("all passed\n", out)
     assert.is_true(ok)

@@ -3,37 +3,13 @@ local bt = require "bt"
 local resume = require "bt.resume"
 local H = require "spec.helpers"
 
-local function bytes(n, seed)
-  local x = seed or 1
-  local t = {}
-  for i = 1, n do
-    x = x ~ (x << 13) & 0xffffffff
-    x = x ~ (x >> 17)
-    x = x ~ (x << 5) & 0xffffffff
-    t[i] = string.char(x & 0xff)
-  end
-  return table.concat(t)
-end
+local bytes = H.bytes
 
 -- A multi-file torrent over `files` ({path =, data =, pad =}); returns the
 -- bt.torrent and the byte stream.
 local function make_torrent(name, piece_length, files)
-  local stream = {}
-  for _, f in ipairs(files) do stream[#stream + 1] = f.data end
-  stream = table.concat(stream)
-  local pieces = {}
-  for off = 1, #stream, piece_length do
-    pieces[#pieces + 1] = bt.sha1(stream:sub(off, off + piece_length - 1))
-  end
-  local list = {}
-  for _, f in ipairs(files) do
-    local e = { length = #f.data, path = bt.list(f.path) }
-    if f.pad then e.attr = "p" end
-    list[#list + 1] = e
-  end
-  local info = { name = name, ["piece length"] = piece_length, pieces = table.concat(pieces),
-                 files = bt.list(list) }
-  local t = assert(bt.torrent.load(bt.bencode({ announce = "http://127.0.0.1/a", info = info })))
+  local torrent, stream = H.torrent_bytes(name, piece_length, files, { announce = "http://127.0.0.1/a" })
+  local t = assert(bt.torrent.load(torrent))
   return t, stream
 end
 

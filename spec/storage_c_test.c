@@ -13,16 +13,7 @@
 #include "metainfo.h"
 #include "storage.h"
 
-static int failures;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            failures++;                                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                    \
-            printf(__VA_ARGS__);                                           \
-            printf("\n");                                                  \
-        }                                                                  \
-    } while (0)
+#include "c_test.h"
 
 typedef struct mem {
     uint32_t n;
@@ -67,24 +58,6 @@ static void mem_close(bt_storage *s)
 }
 
 static const bt_storage_ops mem_ops = {mem_read, mem_write, mem_present, NULL, mem_close};
-
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return p;
-}
 
 int main(int argc, char **argv)
 {
@@ -146,7 +119,5 @@ int main(int argc, char **argv)
     bt_ranges_free(&have);
     bt_storage_close(s);
     free(stream);
-    if (!failures)
-        printf("all passed\n");
-    return failures ? 1 : 0;
+    return c_test_finish();
 }

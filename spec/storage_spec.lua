@@ -2,44 +2,54 @@
 local bt = require "bt"
 local H = require "spec.helpers"
 
--- A deterministic pseudo-random byte string (xorshift), so failures reproduce.
-local function bytes(n, seed)
-  local x = seed or 1
-  local t = {}
-  for i = 1, n do
-    x = x ~ (x << 13) & 0xffffffff
-    x = x ~ (x >> 17)
-    x = x ~ (x << 5) & 0xffffffff
-    t[i] = string.char(x & 0xff)
-  end
-  return table.concat(t)
-end
+local bytes = H.bytes
 
 --- A torrent over `files` ({path = {...}, data = "..."} each; a single file when
 -- `single` is set). Returns the bt.Metainfo, the .torrent bytes, the whole stream.
 local function make_torrent(name, piece_length, files, single)
-  local stream = {}
-  for _, f in ipairs(files) do stream[#stream + 1] = f.data end
-  stream = table.concat(stream)
-  local pieces = {}
-  for off = 1, #stream, piece_length do
-    pieces[#pieces + 1] = bt.sha1(stream:sub(off, off + piece_length - 1))
-  end
-  local info = { name = name, ["piece length"] = piece_length, pieces = table.concat(pieces) }
-  if single then
-    info.length = #files[1].data
-  else
-    local list = {}
-    for _, f in ipairs(files) do
-      local e = { length = #f.data, path = bt.list(f.path) }
-      if f.pad then e.attr = "p" end
-      list[#list + 1] = e
-    end
-    info.files = bt.list(list)
-  end
-  local torrent = bt.bencode({ announce = "http://127.0.0.1/announce", info = info })
+  local torrent, stream = H.torrent_bytes(name, piece_length, files, { single = single })
   local m = assert(bt.meta_parse(torrent))
   return m, torrent, stream
+end
+
+-- The multi-file layout most tests use: sizes deliberately not aligned to the
+-- 16 KiB pieces, an empty file, a nested folder, a file smaller than a piece,
+-- a short last piece. A fresh table each call.
+local function multi_files()
+  return {
+    { path = { "a.txt" }, data = bytes(10000, 1) },
+    { path = { "empty" }, data = "" },
+    { path = { "sub", "deeper", "b.bin" }, data = bytes(30000, 2) },
+    { path = { "sub", "c.bin" }, data = bytes(5, 3) },
+    { path = { "z.bin" }, data = bytes(20000, 4) },
+  }
+end
+
+-- Writes the whole stream into st in blocks of 3000 bytes, so many straddle
+-- two or three files; every write must succeed. Returns the piece count.
+local function write_stream(st, stream, piece_length)
+  local n = st:num_pieces()
+  for p = 0, n - 1 do
+    local size = st:piece_size(p)
+    for b = 0, size - 1, 3000 do
+      local len = math.min(3000, size - b)
+      local off = p * piece_length + b
+      assert.is_true(st:write(p, b, stream:sub(off + 1, off + len)))
+    end
+  end
+  return n
+end
+
+-- "padded": a, a BEP 47 pad file filling piece 0, b. Returns the file list,
+-- the bt.Metainfo and the stream.
+local function padded_torrent()
+  local pfiles = {
+    { path = { "a" }, data = bytes(1000, 5) },
+    { path = { ".pad", "15384" }, data = string.rep("\0", 15384), pad = true },
+    { path = { "b" }, data = bytes(2000, 6) },
+  }
+  local m, _, stream = make_torrent("padded", 16384, pfiles)
+  return pfiles, m, stream
 end
 
 local function st_blocks(path)
@@ -94,15 +104,7 @@ describe("bt.storage", function()
   end)
 
   describe("multi-file", function()
-    -- sizes deliberately not aligned to the 16 KiB pieces, an empty file, a
-    -- nested folder, a file smaller than a piece, a short last piece.
-    local files = {
-      { path = { "a.txt" }, data = bytes(10000, 1) },
-      { path = { "empty" }, data = "" },
-      { path = { "sub", "deeper", "b.bin" }, data = bytes(30000, 2) },
-      { path = { "sub", "c.bin" }, data = bytes(5, 3) },
-      { path = { "z.bin" }, data = bytes(20000, 4) },
-    }
+    local files = multi_files()
 
     it("lays out the folder tree with every file sized, the empty one included", function()
       local m = make_torrent("multi", 16384, files)
@@ -120,15 +122,7 @@ describe("bt.storage", function()
       local m, _, stream = make_torrent("multi", 16384, files)
       local st = assert(bt.storage.open(m, dir))
       -- blocks of 3000 bytes, so many straddle two or three files
-      local n = st:num_pieces()
-      for p = 0, n - 1 do
-        local size = st:piece_size(p)
-        for b = 0, size - 1, 3000 do
-          local len = math.min(3000, size - b)
-          local off = p * 16384 + b
-          assert.is_true(st:write(p, b, stream:sub(off + 1, off + len)))
-        end
-      end
+      local n = write_stream(st, stream, 16384)
       for _, f in ipairs(files) do
         assert.are.equal(f.data, H.readfile(dir .. "/multi/" .. table.concat(f.path, "/")))
       end
@@ -287,13 +281,25 @@ describe("bt.storage", function()
       st:close()
     end)
 
+    it("a progress function that closes the storage ends the check with an error", function()
+      -- The check must not touch the freed storage after the callback returns.
+      for _, backend in ipairs({ "disk", "memory" }) do
+        local m = make_torrent("multi", 16384, files)
+        local st = assert(bt.storage.open(m, backend == "disk" and dir or nil, { backend = backend }))
+        local calls = 0
+        local ok, err = pcall(st.check, st, function()
+          calls = calls + 1
+          st:close()
+        end)
+        assert.is_false(ok)
+        assert.matches("closed", tostring(err))
+        assert.are.equal(1, calls)
+        st:close()   -- still idempotent
+      end
+    end)
+
     it("does not create pad files (BEP 47) and reads them as zeros", function()
-      local pfiles = {
-        { path = { "a" }, data = bytes(1000, 5) },
-        { path = { ".pad", "15384" }, data = string.rep("\0", 15384), pad = true },
-        { path = { "b" }, data = bytes(2000, 6) },
-      }
-      local m, _, stream = make_torrent("padded", 16384, pfiles)
+      local pfiles, m, stream = padded_torrent()
       local st = assert(bt.storage.open(m, dir))
       assert.is_nil(io.open(dir .. "/padded/.pad/15384", "rb"))
       assert(st:write(0, 0, stream:sub(1, 16384)))
@@ -313,13 +319,7 @@ describe("bt.storage", function()
         if backend == "memory" then return bt.storage.open(m, nil, { backend = "memory" }) end
         return bt.storage.open(m, dir, { backend = "disk" })
       end
-      local files = {
-        { path = { "a.txt" }, data = bytes(10000, 1) },
-        { path = { "empty" }, data = "" },
-        { path = { "sub", "deeper", "b.bin" }, data = bytes(30000, 2) },
-        { path = { "sub", "c.bin" }, data = bytes(5, 3) },
-        { path = { "z.bin" }, data = bytes(20000, 4) },
-      }
+      local files = multi_files()
 
       it("reports its backend and reads unwritten bytes as zeros", function()
         local m = make_torrent("multi", 16384, files)
@@ -332,15 +332,7 @@ describe("bt.storage", function()
       it("writes across file boundaries, reads back, verifies, hashes", function()
         local m, _, stream = make_torrent("multi", 16384, files)
         local st = assert(open(m))
-        local n = st:num_pieces()
-        for p = 0, n - 1 do
-          local size = st:piece_size(p)
-          for b = 0, size - 1, 3000 do
-            local len = math.min(3000, size - b)
-            local off = p * 16384 + b
-            assert.is_true(st:write(p, b, stream:sub(off + 1, off + len)))
-          end
-        end
+        local n = write_stream(st, stream, 16384)
         for p = 0, n - 1 do
           assert.are.equal(stream:sub(p * 16384 + 1, p * 16384 + st:piece_size(p)),
                            st:read(p, 0, st:piece_size(p)))
@@ -383,12 +375,7 @@ describe("bt.storage", function()
       end)
 
       it("pad files read as zeros and are never written", function()
-        local pfiles = {
-          { path = { "a" }, data = bytes(1000, 5) },
-          { path = { ".pad", "15384" }, data = string.rep("\0", 15384), pad = true },
-          { path = { "b" }, data = bytes(2000, 6) },
-        }
-        local m, _, stream = make_torrent("padded", 16384, pfiles)
+        local _, m, stream = padded_torrent()
         local st = assert(open(m))
         assert(st:write(0, 0, stream:sub(1, 16384)))
         assert(st:write(1, 0, stream:sub(16385)))
@@ -479,12 +466,10 @@ describe("bt.storage", function()
       H.writefile(dir .. "/t.torrent", torrent)
       H.writefile(dir .. "/stream", stream)
       local exe = dir .. "/storage_c_test"
-      local out, ok = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-        .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/storage_c_test.c csrc/storage.c"
+      local out, ok = H.build_c_test(exe, "spec/storage_c_test.c csrc/storage.c"
         .. " csrc/metainfo.c csrc/sha1.c csrc/bencode.c csrc/buf.c csrc/ranges.c -lcrypto")
       assert(ok, out)
-      out, ok = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " " .. H.q(dir .. "/t.torrent")
-        .. " " .. H.q(dir .. "/stream"))
+      out, ok = H.run_c_test(exe, dir .. "/t.torrent", dir .. "/stream")
       assert.are.equal("all passed\n", out)
       assert.is_true(ok)
     end)

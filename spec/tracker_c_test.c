@@ -12,18 +12,9 @@
 
 #include "tracker.h"
 
-static int failures;
-static const char *base;
+#include "c_test.h"
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            failures++;                                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                    \
-            printf(__VA_ARGS__);                                           \
-            printf("\n");                                                  \
-        }                                                                  \
-    } while (0)
+static const char *base;
 
 typedef struct call {
     int calls;
@@ -231,7 +222,5 @@ int main(int argc, char **argv)
     bad_requests(loop);
     ev_loop_destroy(loop);
     curl_global_cleanup();
-    if (!failures)
-        printf("all passed\n");
-    return failures ? 1 : 0;
+    return c_test_finish();
 }

@@ -260,11 +260,10 @@ describe("announce against a fake tracker", function()
     -- Built here with ASan+UBSan: the engine drives bt_tracker this way on its loop.
     local H = require "spec.helpers"
     local exe = os.tmpname()
-    local out, ok = H.sh("gcc -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined"
-      .. " -Wall -Wextra -Werror -Icsrc -o " .. H.q(exe) .. " spec/tracker_c_test.c csrc/tracker.c"
+    local out, ok = H.build_c_test(exe, "spec/tracker_c_test.c csrc/tracker.c"
       .. " csrc/tracker_parse.c csrc/bencode.c csrc/buf.c -lcurl -lev")
     assert(ok, out)
-    out, ok = H.sh("ASAN_OPTIONS=detect_leaks=1 " .. H.q(exe) .. " " .. H.q(f.base))
+    out, ok = H.run_c_test(exe, f.base)
     os.remove(exe)
     assert.are.equal("all passed\n", out)
     assert.is_true(ok)

@@ -45,7 +45,10 @@ function M.run(args)
   line("Private", t.private and "yes" or "no")
   if t.created_by then line("Created by", P(t.created_by)) end
   if t.creation_date then
-    line("Created on", os.date("!%Y-%m-%d %H:%M:%S UTC", t.creation_date) or tostring(t.creation_date))
+    -- Any integer may be there; os.date raises on years the C library cannot
+    -- represent, so such a date is shown as the number it is.
+    local ok, date = pcall(os.date, "!%Y-%m-%d %H:%M:%S UTC", t.creation_date)
+    line("Created on", ok and date or tostring(t.creation_date))
   end
   if t.comment then line("Comment", P(t.comment)) end
   if #t.announce_list == 0 then
