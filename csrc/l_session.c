@@ -852,17 +852,11 @@ static void push_iter(lua_State *L, int arr_idx, uint32_t n)
     lua_pushcclosure(L, iter_array, 3);
 }
 
-/* Pseudo-random but fixed tie-break, so equal availability does not mean index order. */
-static inline uint32_t mix(uint32_t x, uint32_t seed)
-{
-    x ^= seed;
-    x *= 0x9e3779b1u;
-    x ^= x >> 16;
-    return x;
-}
-
 /* t:rarest(peer, n) -> iterator over up to n pieces the peer has, we lack and nobody
- * has requested yet, rarest first (ties broken by a per-torrent shuffle).  [-0, +1, v] */
+ * has requested yet, rarest first. Ties go in index order from a random starting
+ * point per torrent: clients still spread over different pieces, and one client's
+ * writes land mostly in order (random 1 MiB writes cost this ext4 about twice the
+ * system time of sequential ones).  [-0, +1, v] */
 static int l_torrent_rarest(lua_State *L)
 {
     bt_torrent *t = check_torrent(L, 1);
@@ -883,8 +877,9 @@ static int l_torrent_rarest(lua_State *L)
         uint32_t lo = a->r[i].start > b->r[j].start ? a->r[i].start : b->r[j].start;
         uint32_t hi = a->r[i].end < b->r[j].end ? a->r[i].end : b->r[j].end;
         for (uint32_t k = lo; k < hi; k++) {
-            /* key: availability, then an 8-bit shuffle, then the index itself */
-            uint64_t e = ((uint64_t)bt_avail(t, k) << 40) | ((uint64_t)(mix(k, t->id) & 0xff) << 32) | k;
+            /* key: availability, then the index rotated by t->rot */
+            uint32_t r = k >= t->rot ? k - t->rot : k + (t->npieces - t->rot);   /* rotated index */
+            uint64_t e = ((uint64_t)bt_avail(t, k) << 32) | r;
             if (hn < (uint32_t)n) {
                 uint32_t c = hn++;
                 heap[c] = e;
@@ -939,7 +934,7 @@ static int l_torrent_rarest(lua_State *L)
     }
     uint32_t *out = lua_newuserdatauv(L, (size_t)(hn ? hn : 1) * sizeof *out, 0);
     for (uint32_t k = 0; k < hn; k++)
-        out[k] = (uint32_t)(heap[k] & 0xffffffffu);
+        out[k] = (uint32_t)(((heap[k] & 0xffffffffu) + t->rot) % t->npieces);
     push_iter(L, lua_gettop(L), hn);
     return 1;
 }

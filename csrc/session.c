@@ -318,6 +318,11 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
     t->npieces = m->num_pieces;
     t->piece_len = (uint32_t)m->piece_length;
     t->total = m->total_length;
+    /* from the random part of our peer id: differs between clients, no extra entropy needed */
+    uint32_t r = 2166136261u;
+    for (int i = 8; i < 20; i++)
+        r = (r ^ s->peer_id[i]) * 16777619u;
+    t->rot = t->npieces ? (r ^ t->id) % t->npieces : 0;
     t->max_peers = max_peers ? max_peers : s->max_peers;
     t->dir = strdup(dir);
     t->avail = calloc(t->npieces ? t->npieces : 1, sizeof *t->avail);

@@ -157,6 +157,7 @@ struct bt_torrent {
     const bt_meta *meta;      /* owned by the binding (kept alive by a Lua ref) */
     uint32_t npieces;
     uint32_t piece_len;
+    uint32_t rot;             /* random start for index-order tie-breaks (rarest) */
     int64_t total;
     bt_file *files;
     uint32_t nfiles;
