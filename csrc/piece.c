@@ -295,6 +295,8 @@ out:
 
 bt_partial *bt_partial_find(bt_torrent *t, uint32_t piece)
 {
+    if (t->pmap)   /* every received block looks its piece up: O(1) when we can */
+        return t->pmap[piece];
     for (bt_partial *p = t->partials; p; p = p->next)
         if (p->piece == piece)
             return p;
@@ -327,6 +329,8 @@ bt_partial *bt_partial_get(bt_torrent *t, uint32_t piece)
         free(p);
         return NULL;
     }
+    if (t->pmap)
+        t->pmap[piece] = p;
     /* newest last: partial(peer) finishes the oldest pieces first */
     bt_partial **pp = &t->partials;
     while (*pp)
@@ -346,6 +350,8 @@ void bt_partial_drop(bt_torrent *t, bt_partial *p, bool back_to_pool)
         }
     }
     t->npartials--;
+    if (t->pmap)
+        t->pmap[p->piece] = NULL;
     if (back_to_pool)
         bt_ranges_set(&t->unrequested, p->piece);   /* OOM here leaves the piece unpickable until restart */
     if (p->buf) {

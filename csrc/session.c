@@ -326,6 +326,8 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
     t->max_peers = max_peers ? max_peers : s->max_peers;
     t->dir = strdup(dir);
     t->avail = calloc(t->npieces ? t->npieces : 1, sizeof *t->avail);
+    if (t->npieces <= BT_PMAP_MAX)
+        t->pmap = calloc(t->npieces ? t->npieces : 1, sizeof *t->pmap);   /* NULL: list search */
     bt_ranges_init(&t->have, t->npieces);
     bt_ranges_init(&t->unrequested, t->npieces);
     if (!t->dir || !t->avail) {
@@ -348,6 +350,7 @@ fail:
     bt_ranges_free(&t->have);
     bt_ranges_free(&t->unrequested);
     free(t->avail);
+    free(t->pmap);
     free(t->dir);
     free(t);
     return NULL;
@@ -402,6 +405,7 @@ void bt_torrent_free(bt_torrent *t)
         free(t->bans[i]);
     free(t->bans);
     free(t->avail);
+    free(t->pmap);
     free(t->dir);
     free(t->error);
     free(t);

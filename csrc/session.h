@@ -31,6 +31,7 @@
 #define BT_SESS_BAN_FAILS      2       /* hash failures a peer may take part in before a ban */
 #define BT_SESS_MAX_WBUF       (4u << 20)  /* queued output per peer before we stop adding */
 #define BT_SESS_MAX_BANS       4096    /* banned addresses kept per torrent */
+#define BT_PMAP_MAX            (1u << 20)   /* pieces indexed directly: 8 MiB of pointers at most */
 #define BT_SESS_MAX_SUSPECTS   64      /* failed pieces remembered to find the bad sender later */
 #define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
 #define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
@@ -168,6 +169,7 @@ struct bt_torrent {
     uint32_t nseeds;          /* peers that have everything: counted once here */
     bt_partial *partials;
     uint32_t npartials;
+    bt_partial **pmap;        /* piece -> its partial, when npieces <= BT_PMAP_MAX (else NULL: list search) */
     bt_peer *peers;
     uint32_t npeers, max_peers;
     uint32_t unchoked;        /* peers we unchoke (upload slots in use) */
