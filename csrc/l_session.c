@@ -524,7 +524,7 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 }
 
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
- * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, max_peers,
+ * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
  * policy_time_limit (seconds one hook call may run, default 2) */
 static int l_session_new(lua_State *L)
 {
@@ -540,6 +540,7 @@ static int l_session_new(lua_State *L)
         luaL_argerror(L, 1, "tick_ms must be in [1, 60000]");
     o.connect_timeout = opt_num(L, 1, "connect_timeout", BT_SESS_CONNECT_TIMEOUT);
     o.idle_timeout = opt_num(L, 1, "idle_timeout", BT_SESS_IDLE_TIMEOUT);
+    o.keepalive = opt_num(L, 1, "keepalive", BT_SESS_KEEPALIVE);
     double mp = opt_num(L, 1, "max_peers", BT_SESS_MAX_PEERS);
     if (mp < 1 || mp > 100000)
         luaL_argerror(L, 1, "max_peers must be in [1, 100000]");

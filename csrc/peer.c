@@ -1178,7 +1178,7 @@ void bt_peer_tick(bt_peer *p, double now, double dt)
         bt_peer_close(p, "idle timeout");
         return;
     }
-    if (now - p->last_send > BT_SESS_KEEPALIVE) {
+    if (now - p->last_send > s->keepalive) {
         uint8_t *w = wb_room(p, 4);
         if (w)
             put32(w, 0);

@@ -183,6 +183,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, c
     s->tick_s = o->tick_s > 0 ? o->tick_s : 0.1;
     s->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : BT_SESS_CONNECT_TIMEOUT;
     s->idle_timeout = o->idle_timeout > 0 ? o->idle_timeout : BT_SESS_IDLE_TIMEOUT;
+    s->keepalive = o->keepalive > 0 ? o->keepalive : BT_SESS_KEEPALIVE;
     s->max_peers = o->max_peers ? o->max_peers : BT_SESS_MAX_PEERS;
     s->scratch = malloc(BT_BLOCK_SIZE);
     s->loop = ev_loop_new(EVFLAG_AUTO);

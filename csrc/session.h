@@ -214,7 +214,7 @@ struct bt_session {
     ev_timer tickw;
     uint16_t port;
     uint8_t peer_id[20];
-    double tick_s, connect_timeout, idle_timeout, last_tick;
+    double tick_s, connect_timeout, idle_timeout, keepalive, last_tick;
     uint32_t max_peers;
     bt_torrent *torrents;
     uint32_t next_tid;
@@ -231,7 +231,7 @@ struct bt_session {
 typedef struct bt_sess_opts {
     const char *bind;         /* listen address, NULL: 0.0.0.0 */
     int port;                 /* 0: ephemeral; -1: do not listen */
-    double tick_s, connect_timeout, idle_timeout;
+    double tick_s, connect_timeout, idle_timeout, keepalive;
     uint32_t max_peers;
 } bt_sess_opts;
 

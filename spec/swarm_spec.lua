@@ -260,6 +260,19 @@ describe("misbehaving peers", function()
     assert(ok, err)
   end)
 
+  it("keep-alives go out when we have nothing else to say", function()
+    local bad, bport = S.lua_seed("kaclose", torrent, data)
+    local reasons = {}
+    local ok, err = pcall(function()
+      S.download(torrent, { dir = tmp .. "/ka", timeout = 3, keepalive = 0.5,
+        peers = { "127.0.0.1:" .. bport }, trackers = false,
+        on = { peer_disconnect = function(_, addr, why) reasons[#reasons + 1] = why end } })
+      assert.matches("connection closed by peer", table.concat(reasons, ";"))
+    end)
+    S.kill(bad)
+    assert(ok, err)
+  end)
+
   it("a wrong-length bitfield drops that peer, the download goes on", function()
     with_bad("badfield", function(_, _, addr, reasons)
       assert.matches(addr .. " [^\n]*bitfield", reasons)

@@ -75,7 +75,7 @@ function M.new(opts)
   local self = setmetatable({ handlers = {}, torrents = {}, by_handle = {} }, Session)
   local cs, err = core.session_new({
     port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
-    connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout,
+    connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
   }, function(kind, ...) return self:_dispatch(kind, ...) end)
   if not cs then error("bt.session: " .. tostring(err), 2) end

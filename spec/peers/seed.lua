@@ -9,6 +9,7 @@
 --       oversized send a message whose length prefix is far past any limit
 --       badfield  send a bitfield one byte too long
 --       choker    never unchoke (requests must not be sent; the peer stays)
+--       kaclose   like choker, and close the connection when a keep-alive arrives
 --       reqq4     announce reqq=4 (BEP 10), answer requests in batches every 50 ms, and
 --                 drop the connection if more than 4 are ever outstanding
 local bt = require "bt"
@@ -75,7 +76,9 @@ local function on_msg(c, msg)
       send(c, bt.wire.encode{ type = "extended", id = 0, payload = "d4:reqqi" .. REQQ .. "ee" })
     end
     send(c, bt.wire.encode{ type = "bitfield", bits = bitfield_bytes(mode == "badfield" and 1 or 0) })
-    if mode ~= "choker" then send(c, bt.wire.encode{ type = "unchoke" }) end
+    if mode ~= "choker" and mode ~= "kaclose" then send(c, bt.wire.encode{ type = "unchoke" }) end
+  elseif msg.type == "keepalive" and mode == "kaclose" then
+    return false
   elseif msg.type == "request" and mode == "reqq4" then
     c.pending[#c.pending + 1] = msg
     if #c.pending > REQQ then
