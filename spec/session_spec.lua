@@ -160,6 +160,31 @@ describe("bt.session", function()
     assert.is_table(calls)
   end)
 
+  it("a connect that hangs times out after connect_timeout", function()
+    local socket = require "socket"
+    local port = S.port()
+    local srv = assert(socket.bind("127.0.0.1", port, 0))   -- backlog 0, never accepting
+    local fill = {}
+    for i = 1, 4 do   -- fill the accept queue: further SYNs are dropped, connect() hangs
+      fill[i] = socket.tcp()
+      fill[i]:settimeout(0)
+      fill[i]:connect("127.0.0.1", port)
+    end
+    S.sleep(0.2)
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20, connect_timeout = 1 }
+    s:add(torrent, { dir = dir(), peers = { "127.0.0.1:" .. port }, trackers = false })
+    local reasons = {}
+    s:on("peer_disconnect", function(_, _, why) reasons[#reasons + 1] = why end)
+    local t0 = s.core:now()
+    s:run(function() return #reasons > 0 or s.core:now() - t0 > 5 end)
+    local took = s.core:now() - t0
+    s:close()
+    for _, c in ipairs(fill) do c:close() end
+    srv:close()
+    assert.matches("timed out", table.concat(reasons, ";"))
+    assert.is_true(took >= 0.9 and took < 3, "took " .. took)
+  end)
+
   it("an unreachable peer is retried with back-off; the session stays up", function()
     local dead = S.port()
     local fails = 0
