@@ -273,6 +273,15 @@ describe("misbehaving peers", function()
     assert(ok, err)
   end)
 
+  it("a peer answering with random junk is dropped or banned; the download goes on", function()
+    for round = 1, 3 do   -- each round a fresh junk peer with other random choices
+      with_bad("junk", function(t, st, addr, reasons)
+        assert.is_true(st.complete)
+      end)
+      os.execute("rm -rf " .. H.q(tmp .. "/junk"))
+    end
+  end)
+
   it("a wrong-length bitfield drops that peer, the download goes on", function()
     with_bad("badfield", function(_, _, addr, reasons)
       assert.matches(addr .. " [^\n]*bitfield", reasons)
