@@ -645,7 +645,13 @@ static int l_sess_run(lua_State *L)
     if (ls->s.running)
         return luaL_error(L, SESSION_MT ": run() called while the session is already running");
     ls->had_error = false;
+    int top = lua_gettop(ls->L);   /* every call-out must leave the main stack as it found it */
     bt_sess_run(&ls->s);
+    if (lua_gettop(ls->L) != top) {
+        int leaked = lua_gettop(ls->L) - top;
+        lua_settop(ls->L, top);
+        return luaL_error(L, SESSION_MT ": internal error: %d values left on the Lua stack by call-outs", leaked);
+    }
     if (ls->had_error) {
         ls->had_error = false;
         lua_getfield(L, LUA_REGISTRYINDEX, "bt.session.error");
