@@ -317,3 +317,64 @@ describe("incoming connections", function()
     assert.matches("ourselves", table.concat(reasons, ";"))
   end)
 end)
+
+describe("the C primitives against a naive model, inside a live download", function()
+  it("rarest, wanted, partial and availability agree with loops over the peers", function()
+    local tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["m.bin"] = 3 * 1024 * 1024 + 17 }, 43)
+    local data = tmp .. "/seed/m.bin"
+    local torrent = S.mktorrent(data, tmp .. "/m.torrent", 15)   -- 97 pieces
+    local pids, peers = {}, {}
+    for i = 1, 3 do   -- three peers with different random halves, one full seed
+      local pid, port = S.lua_seed(i < 3 and "half" or "good", torrent, data)
+      pids[#pids + 1] = pid
+      peers[#peers + 1] = "127.0.0.1:" .. port
+    end
+    local checks, problems = 0, {}
+    local function check(cond, what) if not cond then problems[#problems + 1] = what end end
+    local default = require "bt.policy.default"
+    local pol = {
+      pick = function(t, peer, slots)
+        checks = checks + 1
+        -- availability: count the connected peers that have each piece
+        local list = t:peers()
+        for i = 0, t.pieces - 1, 7 do
+          local n = 0
+          for _, q in ipairs(list) do if q:has(i) then n = n + 1 end end
+          check(t:availability(i) == n, "availability of " .. i)
+        end
+        -- rarest: pieces the peer has, we lack, sorted by availability
+        local last = -1
+        for piece in t:rarest(peer, 10) do
+          check(peer:has(piece) and not t:has(piece), "rarest gave an unusable piece " .. piece)
+          local a = t:availability(piece)
+          check(a >= last, "rarest out of order at " .. piece)
+          last = a
+        end
+        -- wanted: in order, inside the window, usable
+        local prev = 9
+        for piece in t:wanted(peer, 10, 60) do
+          check(piece > prev and piece < 60, "wanted out of order or range: " .. piece)
+          check(peer:has(piece) and not t:has(piece), "wanted gave an unusable piece " .. piece)
+          prev = piece
+        end
+        for piece in t:partial(peer) do
+          check(peer:has(piece) and not t:has(piece), "partial gave an unusable piece " .. piece)
+        end
+        default.pick(t, peer, slots)
+      end,
+    }
+    local ok, err = pcall(function()
+      local _, st = S.download(torrent, { dir = tmp .. "/out", peers = peers, policy = pol,
+        trackers = false, timeout = 30 })
+      assert.is_true(st.complete, tostring(st.error))
+      assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/m.bin"))
+    end)
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    H.rmtree(tmp)
+    assert(ok, err)
+    assert.is_true(checks > 3)
+    assert.are.same({}, problems)
+  end)
+end)

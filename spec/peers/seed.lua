@@ -12,6 +12,7 @@
 --       kaclose   like choker, and close the connection when a keep-alive arrives
 --       junk      answer each request with random, correctly framed messages of random ids,
 --                 lengths and fields (pieces with wrong offsets, haves past the end...)
+--       half      have a random half of the pieces (fixed by the port), serve only those
 --       reqq4     announce reqq=4 (BEP 10), answer requests in batches every 50 ms, and
 --                 drop the connection if more than 4 are ever outstanding
 local bt = require "bt"
@@ -34,12 +35,23 @@ local data = readall(datafile)
 local npieces = m.num_pieces or #m:info_value("pieces") // 20
 local plen = m.piece_length
 
+-- which pieces this seed claims: all, or (mode "half") a random half fixed by the port
+local has = {}
+do
+  local x = port
+  for i = 0, npieces - 1 do
+    x = (x * 1103515245 + 12345) % 2147483648
+    has[i] = mode ~= "half" or (x >> 16) % 2 == 0
+  end
+end
+
 local function bitfield_bytes(extra)
   local n = (npieces + 7) // 8
   local bytes = {}
-  for i = 1, n do bytes[i] = 255 end
-  local spare = n * 8 - npieces
-  if spare > 0 then bytes[n] = (255 << spare) & 255 end
+  for i = 1, n do bytes[i] = 0 end
+  for i = 0, npieces - 1 do
+    if has[i] then bytes[i // 8 + 1] = bytes[i // 8 + 1] | (0x80 >> (i % 8)) end
+  end
   local s = string.char(table.unpack(bytes))
   return s .. string.rep("\0", extra or 0)
 end
@@ -113,6 +125,8 @@ local function on_msg(c, msg)
       io.stderr:write("reqq4: ", #c.pending, " requests outstanding\n")
       return false
     end
+  elseif msg.type == "request" and not has[msg.index] then
+    return false   -- asked for a piece it never announced: the engine broke the rules
   elseif msg.type == "request" then
     c.served = c.served + 1
     if mode == "stall" and c.served > STALL_AFTER then return true end
