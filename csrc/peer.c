@@ -1064,6 +1064,7 @@ bt_peer *bt_peer_new(bt_session *s, int fd, bool incoming, const struct sockaddr
         if (s->pending)
             s->pending->prev = p;
         s->pending = p;
+        s->npending++;
         ev_io_start(s->loop, &p->rw);
     } else {
         ev_io_start(s->loop, &p->ww);   /* connect completes when writable */
@@ -1082,6 +1083,7 @@ void bt_peer_attach(bt_peer *p, bt_torrent *t)
             s->pending = p->next;
         if (p->next)
             p->next->prev = p->prev;
+        s->npending--;
     }
     p->t = t;
     p->prev = NULL;
@@ -1141,6 +1143,7 @@ void bt_peer_free(bt_peer *p)
             s->pending = p->next;
         if (p->next)
             p->next->prev = p->prev;
+        s->npending--;
     }
     s->slots[p->slot].p = NULL;
     s->slots[p->slot].gen++;

@@ -74,6 +74,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
+        if (s->npending >= BT_SESS_MAX_PENDING) {
+            close(fd);
+            continue;
+        }
         tune_socket(fd);
         if (!bt_peer_new(s, fd, true, (struct sockaddr *)&sa, sl))
             close(fd);

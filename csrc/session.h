@@ -32,6 +32,8 @@
 #define BT_SESS_MAX_WBUF       (4u << 20)  /* queued output per peer before we stop adding */
 #define BT_SESS_MAX_BANS       4096    /* banned addresses kept per torrent */
 #define BT_PMAP_MAX            (1u << 20)   /* pieces indexed directly: 8 MiB of pointers at most */
+#define BT_SESS_MAX_PENDING    64      /* incoming connections still in their handshake: each holds a
+                                          read buffer, so a flood of idle sockets is refused */
 #define BT_SESS_MAX_SUSPECTS   64      /* failed pieces remembered to find the bad sender later */
 #define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
 #define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
@@ -219,6 +221,7 @@ struct bt_session {
     bt_torrent *torrents;
     uint32_t next_tid;
     bt_peer *pending;         /* incoming peers before their handshake names a torrent */
+    uint32_t npending;
     bt_slot *slots;
     uint32_t nslots, free_slot_hint;
     bt_event *events;

@@ -305,6 +305,39 @@ describe("incoming connections", function()
     s:close()
   end)
 
+  it("refuses a flood of connections that never handshake, then times them out", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20, connect_timeout = 1 }
+    s:add(torrent, { dir = tmp .. "/flood", trackers = false })
+    local socks = {}
+    local t0 = s.core:now()
+    for i = 1, 70 do   -- in steps, letting the session accept (its listen backlog is 64)
+      local c = socket.tcp()
+      c:settimeout(0)
+      c:connect("127.0.0.1", s.port)
+      socks[i] = c
+      if i % 10 == 0 then
+        local t1 = s.core:now()
+        s:run(function() return s.core:now() - t1 > 0.03 end)
+      end
+    end
+    s:run(function() return s.core:now() - t0 > 0.3 end)
+    local closed_early = 0
+    for i = 1, 70 do
+      local _, err = socks[i]:receive(1)
+      if err == "closed" then closed_early = closed_early + 1 end
+    end
+    assert.are.equal(6, closed_early)   -- 64 kept waiting for a handshake
+    s:run(function() return s.core:now() - t0 > 2 end)
+    local closed_late = 0
+    for i = 1, 70 do
+      local _, err = socks[i]:receive(1)
+      if err == "closed" then closed_late = closed_late + 1 end
+      socks[i]:close()
+    end
+    s:close()
+    assert.are.equal(70, closed_late)   -- the handshake timeout got the rest
+  end)
+
   it("drops a connection to itself", function()
     local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
     local t = s:add(torrent, { dir = tmp .. "/self", trackers = false })
