@@ -47,6 +47,11 @@ uint32_t bt_avail(const bt_torrent *t, uint32_t piece)
 
 /* ---- files ---- */
 
+/* Writes go to the kernel in pieces of this size. Measured on this VM's kernel
+ * (6.18, ext4 with large folios): 1 GiB written in 1 MiB pwrites cost 0.7 to 2.5 s
+ * of system time, in 128 KiB pwrites 0.26 to 0.31 s, in 16 KiB ones ~0.47 s. */
+#define BT_WRITE_CHUNK ((size_t)128 * 1024)
+
 static bool comp_ok(const char *p, size_t n)
 {
     if (n == 0 || n > 255)
@@ -186,7 +191,8 @@ int bt_files_io(bt_torrent *t, int64_t off, uint8_t *buf, size_t len, int write)
                     memset(buf + done, 0, n - done);
                 r = (ssize_t)(n - done);
             } else if (write) {
-                r = pwrite(bf->fd, buf + done, n - done, in + (int64_t)done);
+                size_t chunk = n - done < BT_WRITE_CHUNK ? n - done : BT_WRITE_CHUNK;
+                r = pwrite(bf->fd, buf + done, chunk, in + (int64_t)done);
             } else {
                 r = pread(bf->fd, buf + done, n - done, in + (int64_t)done);
                 if (r == 0) {   /* past the end of a short file */
