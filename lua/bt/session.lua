@@ -124,7 +124,14 @@ function Session:add_peer(t, hostport)
   local rec = self.by_handle[t]
   if not rec then error("bt.session: unknown torrent", 2) end
   local host, port = parse_hostport(hostport)
-  if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 2) end
+  if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 0) end
+  if not host:match("^[%d.]+$") and not host:find(":", 1, true) then
+    -- a name (given by a user, never by a tracker): resolved once, here, blocking
+    local ok, sock = pcall(require, "socket")
+    local ip = ok and sock.dns.toip(host)
+    if not ip then error("bt.session: cannot resolve peer host '" .. host .. "'", 0) end
+    host = ip
+  end
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
   if #rec.order >= M.MAX_CANDIDATES then return end
