@@ -46,6 +46,21 @@ describe("download from an aria2c seed", function()
     end)
   end
 
+  it("dials the seed over IPv6 loopback", function()
+    local socket = require "socket"
+    local probe = socket.tcp6 and socket.tcp6()
+    local v6 = probe and probe:bind("::1", 0)
+    if probe then probe:close() end
+    if not v6 then
+      print("\nno IPv6 loopback here: skipped")
+      return
+    end
+    local dir = tmp .. "/v6"
+    local _, st = S.download(torrent, { dir = dir, peers = { "[::1]:" .. port }, trackers = false })
+    assert.is_true(st.complete, tostring(st.error))
+    same(tmp .. "/seed/payload.bin", dir .. "/payload.bin")
+  end)
+
   it("a second run finds the data on disk, hash-checks it, and is complete at once", function()
     local dir = tmp .. "/again"
     local _, st = S.download(torrent, { dir = dir, peers = { "127.0.0.1:" .. port }, trackers = false })
