@@ -658,6 +658,9 @@ void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err)
             bt_torrent_unchoke_some(t);   /* something to offer now */
         if (bt_ranges_full(&t->have) && !t->complete) {
             t->complete = true;
+            for (bt_peer *q = t->peers; q; q = q->next)
+                if (q->seed && !q->closing)
+                    bt_peer_close(q, "both sides are seeds");   /* nothing left to trade */
             bt_sess_event(s, BT_EV_COMPLETE, t, 0, 1, NULL, NULL);
         }
         return;
