@@ -75,7 +75,7 @@ unit:
 	$(BUSTED) --lua=$(LUA) spec
 
 asan: deps $(ASAN_MODULE)
-	BT_CPATH='$(CURDIR)/build/asan/?.so' LD_PRELOAD='$(ASAN_PRELOAD)' \
+	BT_CPATH='$(CURDIR)/build/asan/?.so' LUA_CPATH_5_4='$(CURDIR)/build/asan/?.so;;' LD_PRELOAD='$(ASAN_PRELOAD)' \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --lua=$(LUA) spec
 

@@ -1,6 +1,5 @@
-/* l_meta.c: Lua binding for metainfo (bt.meta_parse -> "bt.Metainfo"), SHA-1
- * (bt.sha1, bt.sha1_hex, bt.sha1_hasher -> "bt.Sha1") and the two file-system
- * helpers torrent creation needs (bt.fs.list, bt.fs.stat).
+/* l_meta.c: Lua binding for metainfo (bt.meta_parse -> "bt.Metainfo") and SHA-1
+ * (bt.sha1, bt.sha1_hex, bt.sha1_hasher -> "bt.Sha1").
  *
  * Conventions: misuse raises an argument error; runtime failure returns
  * nil, message[, offset]. Byte offsets given to Lua are 0-based (as in the C
@@ -9,17 +8,11 @@
  */
 #include "l_meta.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <limits.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "sha1.h"
 
 #define BT_SHA1_MT "bt.Sha1"
-#define BT_DIR_MT  "bt.Dir"
 
 /* ---- SHA-1 ------------------------------------------------------------------ */
 
@@ -455,102 +448,6 @@ static int l_meta_tostring(lua_State *L)
     return 1;
 }
 
-/* ---- bt.fs ------------------------------------------------------------------- */
-
-typedef struct ldir { DIR *d; } ldir;
-
-static int l_dir_gc(lua_State *L)
-{
-    ldir *u = luaL_checkudata(L, 1, BT_DIR_MT);
-    if (u->d)
-        closedir(u->d);
-    u->d = NULL;
-    return 0;
-}
-
-/* bt.fs.list(dir) -> array of entry names (no "." nor ".."; unsorted) | nil, message  [-0, +1|2, m]
- * The DIR handle lives in a userdata so a memory error while pushing names
- * cannot leak it. */
-static int l_fs_list(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    ldir *u = lua_newuserdatauv(L, sizeof *u, 0);
-    u->d = NULL;
-    luaL_setmetatable(L, BT_DIR_MT);
-    u->d = opendir(path);
-    if (!u->d) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
-    }
-    lua_newtable(L);
-    lua_Integer n = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *e = readdir(u->d);
-        if (!e)
-            break;
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        lua_pushstring(L, e->d_name);
-        lua_rawseti(L, -2, ++n);
-    }
-    int err = errno;
-    closedir(u->d);
-    u->d = NULL;
-    if (err) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(err));
-        return 2;
-    }
-    return 1;
-}
-
-/* bt.fs.stat(path) -> {type = "file"|"dir"|"link"|"other", size =, mtime =} | nil, message
- * lstat: a symbolic link is reported as "link", never followed.  [-0, +1|2, m] */
-static int l_fs_stat(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    struct stat st;
-    if (lstat(path, &st)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
-    }
-    lua_createtable(L, 0, 3);
-    const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
-                       : S_ISLNK(st.st_mode) ? "link" : "other";
-    lua_pushstring(L, type);
-    lua_setfield(L, -2, "type");
-    lua_pushinteger(L, (lua_Integer)st.st_size);
-    lua_setfield(L, -2, "size");
-    lua_pushinteger(L, (lua_Integer)st.st_mtime);
-    lua_setfield(L, -2, "mtime");
-    return 1;
-}
-
-/* bt.fs.realpath(path) -> absolute path with no symlink, "." or ".." | nil, message
- * (torrent creation names a torrent after the folder "." really is).  [-0, +1|2, m] */
-static int l_fs_realpath(lua_State *L)
-{
-    const char *path = luaL_checkstring(L, 1);
-    char out[PATH_MAX];
-    if (!realpath(path, out)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
-    }
-    lua_pushstring(L, out);
-    return 1;
-}
-
-static const luaL_Reg fs_funcs[] = {
-    { "list", l_fs_list },
-    { "stat", l_fs_stat },
-    { "realpath", l_fs_realpath },
-    { NULL, NULL },
-};
-
 /* ---- module ------------------------------------------------------------------ */
 
 void bt_open_meta(lua_State *L, int mod)
@@ -575,11 +472,6 @@ void bt_open_meta(lua_State *L, int mod)
     lua_setfield(L, -2, "__tostring");
     lua_pop(L, 1);
 
-    luaL_newmetatable(L, BT_DIR_MT);
-    lua_pushcfunction(L, l_dir_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-
     static const luaL_Reg funcs[] = {
         { "sha1", l_sha1 },
         { "sha1_hex", l_sha1_hex },
@@ -590,5 +482,4 @@ void bt_open_meta(lua_State *L, int mod)
     lua_pushvalue(L, mod);
     luaL_setfuncs(L, funcs, 0);
     lua_pop(L, 1);
-    bt_setfuncs_sub(L, mod, "fs", fs_funcs);
 }

@@ -60,12 +60,31 @@ static int fail(lua_State *L, bt_storage *s)
     return 2;
 }
 
-/* bt.storage.open(meta, dir) -> bt.Storage | nil, message  [-0, +1|2, e]
+/* bt.storage.open(meta, dir [, {backend = "disk"|"memory"}]) -> bt.Storage | nil, message
+ * bt.storage.open(meta, nil, {backend = "memory"})                          [-0, +1|2, e]
  * meta: a bt.Metainfo, the bytes of a .torrent file, or a table whose field
- * `meta` is a bt.Metainfo. Creates DIR/NAME (see storage.h for the layout). */
+ * `meta` is a bt.Metainfo. The disk backend (default) creates DIR/NAME (see
+ * storage.h for the layout); the memory backend takes no folder (dir must be
+ * nil) and allocates chunks as they are written. */
 static int l_open(lua_State *L)
 {
-    const char *dir = luaL_checkstring(L, 2);
+    int memory = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "backend");
+        const char *b = lua_isnil(L, -1) ? "disk" : lua_tostring(L, -1);
+        if (!b || (strcmp(b, "disk") != 0 && strcmp(b, "memory") != 0))
+            luaL_argerror(L, 3, "backend must be \"disk\" or \"memory\"");
+        memory = strcmp(b, "memory") == 0;
+        lua_pop(L, 1);
+    }
+    const char *dir = NULL;
+    if (memory) {
+        if (!lua_isnoneornil(L, 2))
+            luaL_argerror(L, 2, "the memory backend takes no folder (pass nil)");
+    } else {
+        dir = luaL_checkstring(L, 2);
+    }
     lua_settop(L, 2);
     if (lua_type(L, 1) == LUA_TSTRING) {
         lua_pushvalue(L, lua_upvalueindex(1));   /* bt.meta_parse */
@@ -88,7 +107,8 @@ static int l_open(lua_State *L)
     u->s = NULL;
     luaL_setmetatable(L, BT_STORAGE_MT);
     char err[BT_STORAGE_ERRLEN];
-    u->s = bt_storage_open(m, dir, err, sizeof err);
+    u->s = memory ? bt_storage_open_memory(m, err, sizeof err)
+                  : bt_storage_open(m, dir, err, sizeof err);
     if (!u->s) {
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -225,6 +245,25 @@ static int l_piece_size(lua_State *L)
     return 1;
 }
 
+/* st:backend() -> "disk" | "memory"  [-0, +1, e] */
+static int l_backend(lua_State *L)
+{
+    bt_storage *s = check_open(L, 1)->s;
+    lua_pushstring(L, bt_storage_memory_used(s) >= 0 ? "memory" : "disk");
+    return 1;
+}
+
+/* st:memory_used() -> bytes allocated by the memory backend (nil for disk)  [-0, +1, e] */
+static int l_memory_used(lua_State *L)
+{
+    int64_t n = bt_storage_memory_used(check_open(L, 1)->s);
+    if (n < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
 /* st:close() -> nothing; idempotent; also __gc and __close  [-0, +0, -] */
 static int l_close(lua_State *L)
 {
@@ -251,6 +290,7 @@ void bt_open_storage(lua_State *L, int mod)
         {"verify", l_verify}, {"check", l_check},       {"sync", l_sync},
         {"check_piece", l_check_piece},
         {"num_pieces", l_num_pieces}, {"piece_size", l_piece_size},
+        {"backend", l_backend}, {"memory_used", l_memory_used},
         {"close", l_close},   {NULL, NULL},
     };
     mod = lua_absindex(L, mod);

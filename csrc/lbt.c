@@ -18,6 +18,8 @@ __attribute__((visibility("default"))) int luaopen_bt_core(lua_State *L)
     bt_open_ranges(L, mod);
     bt_open_wire(L, mod);
     bt_open_meta(L, mod);
+    bt_open_fs(L, mod);
+    bt_open_ratelimit(L, mod);
     bt_open_storage(L, mod);
     bt_open_tracker(L, mod);
     bt_open_session(L, mod);

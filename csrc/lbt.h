@@ -15,7 +15,9 @@
 BT_HIDDEN void bt_open_bencode(lua_State *L, int mod);  /* l_bencode.c */
 BT_HIDDEN void bt_open_ranges(lua_State *L, int mod);   /* l_ranges.c */
 BT_HIDDEN void bt_open_wire(lua_State *L, int mod);     /* l_wire.c */
-BT_HIDDEN void bt_open_meta(lua_State *L, int mod);     /* l_meta.c: metainfo, sha1, fs helpers */
+BT_HIDDEN void bt_open_meta(lua_State *L, int mod);     /* l_meta.c: metainfo, sha1 */
+BT_HIDDEN void bt_open_fs(lua_State *L, int mod);       /* l_fs.c: bt.fs */
+BT_HIDDEN void bt_open_ratelimit(lua_State *L, int mod);  /* l_ratelimit.c: token buckets */
 BT_HIDDEN void bt_open_storage(lua_State *L, int mod);  /* l_storage.c: pieces on disk */
 BT_HIDDEN void bt_open_tracker(lua_State *L, int mod);  /* l_tracker.c: announces */
 BT_HIDDEN void bt_open_session(lua_State *L, int mod);  /* l_session.c: engine */

@@ -66,6 +66,8 @@ typedef struct disk_file {
     char *path;        /* relative to dir: components joined by '/' (each one checked) */
     int64_t orig_size; /* size when opened (-1 missing); INT64_MAX once written past it */
     int slot;          /* index in the descriptor cache, or -1 */
+    unsigned dirty : 1;   /* written since the last sync: a descriptor evicted from the
+                           * cache is closed without fsync, so sync must reopen it */
 } disk_file;
 
 typedef struct disk_slot {
@@ -322,6 +324,7 @@ static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int6
         p += w;
         n -= (size_t)w;
         off += w;
+        d->f[f].dirty = 1;
     }
     return 0;
 }
@@ -343,14 +346,24 @@ static int disk_present(bt_storage *s, uint32_t f, int64_t off, int64_t n)
     return data >= off + n ? BT_SPAN_HOLE : BT_SPAN_DATA;
 }
 
+/* fsync every file written since the last sync, reopening those whose
+ * descriptor was evicted (close() does not make data durable). Resume data
+ * relies on this: what it claims must be on disk before the claim is. */
 static int disk_sync(bt_storage *s)
 {
     disk *d = s->impl;
-    for (int k = 0; k < d->nslots; k++)
-        if (fsync(d->slot[k].fd) < 0) {
-            bt_storage_seterr(s, "%s: fsync: %s", d->f[d->slot[k].file].path, strerror(errno));
+    for (uint32_t i = 0; i < s->nfiles; i++) {
+        if (!d->f[i].dirty)
+            continue;
+        int fd = disk_fd(s, i);
+        if (fd < 0)
+            return -1;
+        if (fsync(fd) < 0) {
+            bt_storage_seterr(s, "%s: fsync: %s", d->f[i].path, strerror(errno));
             return -1;
         }
+        d->f[i].dirty = 0;
+    }
     return 0;
 }
 
@@ -523,6 +536,7 @@ bt_storage *bt_storage_new(const bt_meta *m, const bt_storage_ops *ops, void *im
 }
 
 void *bt_storage_impl(const bt_storage *s) { return s->impl; }
+const bt_storage_ops *bt_storage_ops_of(const bt_storage *s) { return s->ops; }
 uint32_t bt_storage_num_files(const bt_storage *s) { return s->nfiles; }
 int64_t bt_storage_file_length(const bt_storage *s, uint32_t f)
 {
@@ -774,4 +788,103 @@ int bt_storage_check(bt_storage *s, bt_ranges *have)
 int bt_storage_sync(bt_storage *s)
 {
     return s->ops->sync ? s->ops->sync(s) : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Atomic replacement of a small file (resume data).                        */
+
+int bt_fsync_dir(const char *dir, char *err, size_t errlen)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
+    if (fsync(fd) < 0 && errno != EINVAL) {   /* EINVAL: a file system without dir fsync */
+        snprintf(err, errlen, "%s: fsync: %s", dir, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+int bt_write_atomic(const char *path, const void *buf, size_t len, char *err, size_t errlen)
+{
+    static unsigned counter;   /* distinct names within the process; pid across processes */
+    size_t plen = strlen(path);
+    if (plen == 0 || path[plen - 1] == '/') {
+        snprintf(err, errlen, "%s: not a file name", path);
+        return -1;
+    }
+    char *tmp = malloc(plen + 48);
+    /* the folder, for the final fsync: "." when path has no '/' */
+    char *dir = malloc(plen + 2);
+    if (!tmp || !dir) {
+        free(tmp);
+        free(dir);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else {
+        memcpy(dir, path, (size_t)(slash - path));
+        dir[slash - path] = '\0';
+    }
+    int fd = -1;
+    for (int tries = 0; tries < BT_ATOMIC_MAX_TRIES && fd < 0; tries++) {
+        snprintf(tmp, plen + 48, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0 && errno != EEXIST)
+            break;
+    }
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        goto fail_noclean;
+    }
+    const uint8_t *p = buf;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, p, left);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            snprintf(err, errlen, "%s: write: %s", tmp, w < 0 ? strerror(errno) : "no progress");
+            goto fail;
+        }
+        p += w;
+        left -= (size_t)w;
+    }
+    if (fsync(fd) < 0) {
+        snprintf(err, errlen, "%s: fsync: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    if (close(fd) < 0) {
+        fd = -1;
+        snprintf(err, errlen, "%s: close: %s", tmp, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) < 0) {
+        snprintf(err, errlen, "%s: rename: %s", path, strerror(errno));
+        goto fail;
+    }
+    /* The new content is in place; an fsync failure of the folder means it may
+     * not survive a power cut, which the caller should hear about. */
+    int r = bt_fsync_dir(dir, err, errlen);
+    free(tmp);
+    free(dir);
+    return r;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlink(tmp);
+fail_noclean:
+    free(tmp);
+    free(dir);
+    return -1;
 }

@@ -67,6 +67,7 @@ bt_storage *bt_storage_open(const bt_meta *m, const char *dir, char *err, size_t
 bt_storage *bt_storage_new(const bt_meta *m, const bt_storage_ops *ops, void *impl, char *err,
                            size_t errlen);
 void *bt_storage_impl(const bt_storage *s);
+const bt_storage_ops *bt_storage_ops_of(const bt_storage *s);   /* which backend */
 uint32_t bt_storage_num_files(const bt_storage *s);
 int64_t  bt_storage_file_length(const bt_storage *s, uint32_t f);   /* 0 for f out of range */
 int      bt_storage_file_is_pad(const bt_storage *s, uint32_t f);
@@ -99,7 +100,8 @@ int bt_storage_check_cb(bt_storage *s, bt_ranges *have, bt_storage_progress_cb c
  * zeros, or bad data), -1 error. Reads only when the spans hold data. */
 int bt_storage_check_piece(bt_storage *s, uint32_t piece);
 
-/* fsync every open file. 0 / -1. */
+/* fsync every file written since the last sync (also those whose descriptor
+ * was evicted from the cache: they are reopened). 0 / -1. */
 int bt_storage_sync(bt_storage *s);
 
 /* The last error's message ("" if none). Valid until the next call on s. */
@@ -113,5 +115,33 @@ int64_t  bt_storage_piece_size(const bt_storage *s, uint32_t piece);
 
 /* Closes every file and frees s. NULL is fine. */
 void bt_storage_close(bt_storage *s);
+
+/* ---- The memory backend (storage_mem.c) ---------------------------------
+ * The torrent's byte stream held in memory, in chunks of one piece length
+ * (clamped to [BT_STORAGE_MEM_MIN_CHUNK, BT_STORAGE_MEM_MAX_CHUNK]) allocated on the first write that touches
+ * them (so a sparse download of a big torrent allocates only what it wrote;
+ * the total never exceeds the torrent's size rounded up to a chunk, plus one
+ * pointer per chunk). Same semantics as the disk backend: unwritten bytes read
+ * as zeros; check() on a fresh storage finds nothing (an unwritten chunk is
+ * "missing", like a file that was not there at open); pad files are zeros;
+ * sync() does nothing. For tests, simulations and seeding from memory. */
+#define BT_STORAGE_MEM_MIN_CHUNK (64u * 1024)        /* fewer pointers for tiny pieces */
+#define BT_STORAGE_MEM_MAX_CHUNK (4u * 1024 * 1024)  /* one block write of a huge piece
+                                                       must not allocate 256 MiB */
+bt_storage *bt_storage_open_memory(const bt_meta *m, char *err, size_t errlen);
+/* Bytes of chunks allocated so far, or -1 if s is not a memory storage. */
+int64_t bt_storage_memory_used(const bt_storage *s);
+
+/* ---- Atomic file replacement (resume data) --------------------------------
+ * Write `len` bytes to a new temporary file in path's folder (O_CREAT|O_EXCL,
+ * mode 0644 minus the umask, never following a symlink), fsync it, rename it
+ * over `path`, fsync the folder. After a crash at any moment, `path` holds
+ * either its old content or the new one, never a mix; at worst a temporary
+ * file "<path>.tmp.<pid>.<n>" is left behind. 0, or -1 with a message in err
+ * (the temporary file is removed). */
+#define BT_ATOMIC_MAX_TRIES 64   /* temporary names tried before giving up */
+int bt_write_atomic(const char *path, const void *buf, size_t len, char *err, size_t errlen);
+/* fsync a folder (makes a rename or a create in it durable). 0 / -1 with err. */
+int bt_fsync_dir(const char *dir, char *err, size_t errlen);
 
 #endif

@@ -9,6 +9,15 @@ package.loaded["helpers"] = H
 --- Directory of the checkout (specs run from it).
 H.root = os.getenv("PWD")
 
+--- Where the C module is: the sanitizer build under `make asan`, else build/.
+H.cpath = os.getenv("BT_CPATH") or (H.root .. "/build/?.so")
+
+--- Environment assignments for a child `lua5.4` that must load this checkout's bt.
+function H.lua_env()
+  return ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
+    H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.cpath .. ";;"))
+end
+
 --- A fresh temporary folder, removed by H.rmtree.
 function H.tmpdir()
   local p = io.popen("env -u LD_PRELOAD mktemp -d /tmp/bt-spec.XXXXXX")
@@ -45,6 +54,15 @@ end
 -- Returns stdout, and true/false for success.
 function H.sh(cmd)
   local p = io.popen("env -u LD_PRELOAD sh -c " .. H.q(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok = p:close()
+  return out, ok == true
+end
+
+--- Run a shell command that loads our module (a child lua5.4): unlike H.sh it keeps
+-- the sanitizer runtime that `make asan` preloads. Returns output, success.
+function H.sh_bt(cmd)
+  local p = io.popen("sh -c " .. H.q(cmd .. " 2>&1"))
   local out = p:read("a")
   local ok = p:close()
   return out, ok == true

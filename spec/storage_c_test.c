@@ -1,6 +1,6 @@
 /* storage_c_test.c: the backend vtable of storage.h with a minimal in-memory
  * backend (one buffer per file), to show the mapping needs nothing of the disk
- * (issue 4 will add the real one). Built with ASan+UBSan and run by
+ * (the real one is csrc/storage_mem.c). Built with ASan+UBSan and run by
  * spec/storage_spec.lua:
  *     storage_c_test TORRENT_FILE STREAM_FILE
  * writes the stream in odd-sized blocks across file boundaries, reads it back,

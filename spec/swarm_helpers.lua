@@ -55,8 +55,10 @@ function S.mktorrent(target, out, log2, tracker)
 end
 
 --- Start a command in the background; returns its PID.
-function S.spawn(cmd, log)
-  local p = io.popen("env -u LD_PRELOAD sh -c " .. H.q(cmd .. " >" .. (log or "/dev/null") ..
+-- `ours` keeps the sanitizer runtime preloaded by `make asan` (a child that loads our
+-- module needs it); foreign programs never get it.
+function S.spawn(cmd, log, ours)
+  local p = io.popen((ours and "" or "env -u LD_PRELOAD ") .. "sh -c " .. H.q(cmd .. " >" .. (log or "/dev/null") ..
     " 2>&1 & echo $!"))
   local pid = tonumber(p:read("l"))
   p:close()
@@ -178,11 +180,9 @@ end
 --- A misbehaving seed written in Lua (spec/peers/seed.lua). Returns pid, port.
 function S.lua_seed(mode, torrent, datafile, lifetime)
   local port = S.port()
-  local env = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s SEED_LIFETIME=%d"):format(
-    H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.root .. "/build/?.so;;"),
-    lifetime or 60)
+  local env = ("%s SEED_LIFETIME=%d"):format(H.lua_env(), lifetime or 60)
   local pid = S.spawn(("%s lua5.4 %s %s %d %s %s"):format(env, H.q(H.root .. "/spec/peers/seed.lua"), mode,
-    port, H.q(torrent), H.q(datafile)), "/tmp/bt-lua-seed-" .. mode .. ".log")
+    port, H.q(torrent), H.q(datafile)), "/tmp/bt-lua-seed-" .. mode .. ".log", true)
   assert(S.wait_port(port, 10), "lua seed did not listen")
   return pid, port
 end
@@ -190,10 +190,9 @@ end
 --- bt-lua seeding `dir` (spec/peers/btseed.lua) in another process. Returns pid, port.
 function S.bt_seed(torrent, dir, lifetime)
   local port = S.port()
-  local env = ("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
-    H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.root .. "/build/?.so;;"))
+  local env = H.lua_env()
   local pid = S.spawn(("%s lua5.4 %s %s %s %d %d"):format(env, H.q(H.root .. "/spec/peers/btseed.lua"),
-    H.q(torrent), H.q(dir), port, lifetime or 60), "/tmp/bt-lua-btseed.log")
+    H.q(torrent), H.q(dir), port, lifetime or 60), "/tmp/bt-lua-btseed.log", true)
   assert(S.wait_port(port, 10), "bt-lua seed did not listen")
   return pid, port
 end

@@ -404,8 +404,7 @@ describe("examples/library.lua", function()
     S.make_files(tmp .. "/seed", { ["l.bin"] = 512 * 1024 + 9 }, 31)
     local torrent = S.mktorrent(tmp .. "/seed/l.bin", tmp .. "/l.torrent", 15)
     local pid, port = S.lua_seed("good", torrent, tmp .. "/seed/l.bin")
-    local out, ok = H.sh(("LUA_PATH_5_4=%s LUA_CPATH_5_4=%s timeout 60 lua5.4 %s %s %s 127.0.0.1:%d"):format(
-      H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.root .. "/build/?.so;;"),
+    local out, ok = H.sh_bt(("%s timeout 60 lua5.4 %s %s %s 127.0.0.1:%d"):format(H.lua_env(),
       H.q(H.root .. "/examples/library.lua"), H.q(torrent), H.q(tmp .. "/out"), port))
     S.kill(pid)
     local same = S.sha256(tmp .. "/seed/l.bin") == S.sha256(tmp .. "/out/l.bin")

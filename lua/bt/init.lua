@@ -11,6 +11,7 @@ for k, v in pairs(core) do bt[k] = v end
 local lazy = {
   torrent = "bt.torrent",
   policy  = "bt.policy",
+  resume  = "bt.resume",
 }
 return setmetatable(bt, {
   __index = function(t, k)
