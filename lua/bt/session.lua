@@ -115,7 +115,8 @@ function Session:add(torrent, opts)
   self.by_handle[t] = rec
   for _, p in ipairs(opts.peers or {}) do self:add_peer(t, p) end
   if opts.trackers ~= false then self:_setup_trackers(rec, m) end
-  self:_connect_some(rec, self.core:now())   -- dial now, not a tick later
+  self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
+  self:_tracker_tick(rec, self.core:now())
   return t
 end
 
