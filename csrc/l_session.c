@@ -595,8 +595,9 @@ static int l_sess_peer_id(lua_State *L)
     return 1;
 }
 
-/* cs:add(meta, dir, policy, max_peers) -> bt.Torrent | nil, message  [-0, +1|2, e]
- * Opens (creates) the files under dir and hash-checks what is already there. */
+/* cs:add(meta, dir, policy, max_peers [, trust]) -> bt.Torrent | nil, message  [-0, +1|2, e]
+ * Opens (creates) the files under dir and hash-checks what is already there,
+ * except the pieces in `trust` (a bt.Ranges from resume data), taken as had. */
 static int l_sess_add(lua_State *L)
 {
     lsess *ls = check_sess(L, 1);
@@ -606,8 +607,14 @@ static int l_sess_add(lua_State *L)
     lua_Integer mp = luaL_optinteger(L, 5, 0);
     if (mp < 0 || mp > 100000)
         luaL_argerror(L, 5, "max_peers must be in [0, 100000]");
+    const bt_ranges *trust = NULL;
+    if (!lua_isnoneornil(L, 6)) {
+        trust = bt_lranges_check(L, 6);
+        if (trust->size != m->num_pieces)
+            luaL_argerror(L, 6, "trusted set has the wrong number of pieces");
+    }
     char err[512];
-    bt_torrent *t = bt_sess_add(&ls->s, m, dir, (uint32_t)mp, err, sizeof err);
+    bt_torrent *t = bt_sess_add(&ls->s, m, dir, (uint32_t)mp, trust, err, sizeof err);
     if (!t) {
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -1048,6 +1055,20 @@ static int l_torrent_stop(lua_State *L)
     return 0;
 }
 
+/* t:sync() -> true | nil, message: fsync every file (before resume data vouches for them)  [-0, +1|2, v] */
+static int l_torrent_sync(lua_State *L)
+{
+    bt_torrent *t = check_torrent(L, 1);
+    char err[512];
+    if (bt_torrent_sync(t, err, sizeof err) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* t:banned(address) -> boolean  [-0, +1, v] */
 static int l_torrent_banned(lua_State *L)
 {
@@ -1462,7 +1483,8 @@ void bt_open_session(lua_State *L, int mod)
         { "rarest", l_torrent_rarest }, { "partial", l_torrent_partial },
         { "wanted", l_torrent_wanted }, { "peers", l_torrent_peers },
         { "connect", l_torrent_connect }, { "stop", l_torrent_stop },
-        { "banned", l_torrent_banned }, { "stats", l_torrent_stats }, { NULL, NULL },
+        { "banned", l_torrent_banned }, { "stats", l_torrent_stats }, { "sync", l_torrent_sync },
+        { NULL, NULL },
     };
     new_class(L, TORRENT_MT, t_meta, t_methods);
 

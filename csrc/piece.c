@@ -270,8 +270,8 @@ int bt_files_check(bt_torrent *t, char *err, size_t errlen)
     if (!any)
         goto out;
     for (uint32_t i = 0; i < t->npieces; i++) {
-        if (!piece_on_disk(t, i, sizes))
-            continue;
+        if (bt_ranges_has(&t->have, i) || !piece_on_disk(t, i, sizes))
+            continue;   /* trusted from resume data, or nothing there to hash */
         uint8_t md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
         EVP_DigestInit_ex(ctx, EVP_sha1(), NULL);

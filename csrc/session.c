@@ -310,7 +310,7 @@ void bt_sess_free(bt_session *s)
 /* ---- torrents ---- */
 
 bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32_t max_peers,
-                        char *errbuf, size_t errlen)
+                        const bt_ranges *trust, char *errbuf, size_t errlen)
 {
     bt_torrent *t = calloc(1, sizeof *t);
     if (!t) {
@@ -340,7 +340,25 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
         goto fail;
     }
     bt_ranges_set_all(&t->unrequested);
-    if (bt_files_open(t, errbuf, errlen) != 0 || bt_files_check(t, errbuf, errlen) != 0)
+    if (bt_files_open(t, errbuf, errlen) != 0)
+        goto fail;
+    if (trust && trust->size == t->npieces && bt_ranges_count(trust) > 0) {
+        if (bt_ranges_copy(&t->have, trust) != 0) {
+            snprintf(errbuf, errlen, "out of memory");
+            goto fail;
+        }
+        /* unrequested = everything not trusted */
+        bt_ranges_set_all(&t->unrequested);
+        for (uint32_t i = 0; i < trust->n; i++)
+            if (bt_ranges_clear_range(&t->unrequested, trust->r[i].start, trust->r[i].end) != 0) {
+                snprintf(errbuf, errlen, "out of memory");
+                goto fail;
+            }
+        for (uint32_t i = 0; i < trust->n; i++)
+            for (uint32_t k = trust->r[i].start; k < trust->r[i].end; k++)
+                t->have_bytes += (uint64_t)bt_piece_size(t, k);
+    }
+    if (bt_files_check(t, errbuf, errlen) != 0)   /* hashes what is on disk and not trusted */
         goto fail;
     t->checked = true;
     t->next = s->torrents;
@@ -498,6 +516,17 @@ int bt_torrent_connect(bt_torrent *t, const char *host, int port, const char **e
             bt_wire_write_handshake(&hs, p->wbuf.data);
             p->wbuf.len = BT_HANDSHAKE_LEN;
             p->hs_sent = true;
+        }
+    }
+    return 0;
+}
+
+int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen)
+{
+    for (uint32_t f = 0; f < t->nfiles; f++) {
+        if (t->files[f].fd >= 0 && fsync(t->files[f].fd) != 0) {
+            snprintf(errbuf, errlen, "fsync %s: %s", t->files[f].path, strerror(errno));
+            return -1;
         }
     }
     return 0;

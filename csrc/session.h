@@ -246,8 +246,11 @@ void bt_sess_stop(bt_session *s);
 double bt_sess_now(bt_session *s);
 
 /* Torrent: files opened (created) under dir, existing data hash-checked. */
+/* trust: pieces vouched for by resume data (marked had without hashing), or NULL. */
 bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32_t max_peers,
-                        char *errbuf, size_t errlen);
+                        const bt_ranges *trust, char *errbuf, size_t errlen);
+/* fsync every file of the torrent (resume data may then vouch for what is had). */
+int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen);
 void bt_torrent_stop(bt_torrent *t, const char *why);   /* drops peers, keeps data */
 void bt_torrent_free(bt_torrent *t);                    /* unlinks from the session */
 

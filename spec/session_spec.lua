@@ -411,3 +411,90 @@ describe("the C primitives against a naive model, inside a live download", funct
     assert.are.same({}, problems)
   end)
 end)
+
+describe("resume data", function()
+  local tmp, pid, port, torrent
+  setup(function()
+    tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["r.bin"] = 2 * 1024 * 1024 + 5 }, 47)
+    torrent = S.mktorrent(tmp .. "/seed/r.bin", tmp .. "/r.torrent", 15)   -- 65 pieces
+    pid, port = S.aria2_seed(torrent, tmp .. "/seed")
+  end)
+  teardown(function()
+    S.kill(pid)
+    H.rmtree(tmp)
+  end)
+
+  -- download until `pieces` are verified (or all), then close (which saves)
+  local function partial(dir, pieces)
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
+    local t = s:add(torrent, { dir = dir, peers = { "127.0.0.1:" .. port }, trackers = false })
+    local t0 = s.core:now()
+    s:run(function() return t.have:count() >= pieces or t.complete or s.core:now() - t0 > 20 end)
+    local n = t.have:count()
+    s:close()
+    return n
+  end
+
+  local function reopen(dir)
+    local s = session.new{ port = 0, bind = "127.0.0.1" }
+    local t = s:add(torrent, { dir = dir, trackers = false })
+    local info = s:resume_info(t)
+    local have = t.have
+    s:close()
+    return info, have
+  end
+
+  it("a restart trusts the saved pieces without hashing them", function()
+    local dir = tmp .. "/a"
+    local n = partial(dir, 10)
+    assert.is_true(n >= 10 and n < 65)
+    local info, have = reopen(dir)
+    assert.is_nil(info.reason)
+    assert.are.equal(n, info.trusted)
+    assert.are.equal(n, have:count())
+    -- proof that they were not hashed: change a trusted piece, keep size and mtime
+    local first = have:next_set(0)
+    local path = dir .. "/r.bin"
+    os.execute(("cp -p %s %s.ref"):format(H.q(path), H.q(path)))
+    local f = assert(io.open(path, "r+b"))
+    f:seek("set", first * 32768 + 5)
+    f:write("XYZ")
+    f:close()
+    os.execute(("touch -r %s.ref %s"):format(H.q(path), H.q(path)))
+    local info2, have2 = reopen(dir)
+    assert.are.equal(n, info2.trusted)
+    assert.is_true(have2:has(first))   -- the documented limit: forged times are believed
+  end)
+
+  it("a file changed behind its back is hashed again, and the bad piece found", function()
+    local dir = tmp .. "/b"
+    local n = partial(dir, 10)
+    local _, have = reopen(dir)
+    local first = have:next_set(0)
+    local f = assert(io.open(dir .. "/r.bin", "r+b"))
+    f:seek("set", first * 32768 + 5)
+    f:write("XYZ")
+    f:close()
+    os.execute("sleep 0.01; touch " .. H.q(dir .. "/r.bin"))
+    local info, have2 = reopen(dir)
+    assert.is_string(info.reason)
+    assert.are.equal(0, info.trusted)
+    assert.is_false(have2:has(first))
+    assert.are.equal(n - 1, have2:count())
+  end)
+
+  it("a complete download is saved and found complete without hashing", function()
+    local dir = tmp .. "/c"
+    partial(dir, 65)
+    local info, have = reopen(dir)
+    assert.are.equal(65, info.trusted)
+    assert.are.equal(65, have:count())
+    local s = session.new{ port = 0 }
+    local t = s:add(torrent, { dir = dir, trackers = false, resume = false })   -- opt out
+    assert.are.equal(0, s:resume_info(t).trusted)
+    assert.is_true(t.complete)                                               -- by hashing
+    s:close()
+  end)
+end)
