@@ -131,6 +131,20 @@ int bt_files_open(bt_torrent *t, char *err, size_t errlen)
             snprintf(err, errlen, "cannot open %s: %s", bf->path, strerror(errno));
             return -1;
         }
+        /* Files get their full length at once (sparse: no blocks are written): resume
+         * data then vouches for a file of the right size, and other clients see the
+         * usual layout. A file that was empty holds nothing worth hashing. A longer
+         * file is never cut. */
+        struct stat st;
+        if (fstat(bf->fd, &st) != 0) {
+            snprintf(err, errlen, "cannot stat %s: %s", bf->path, strerror(errno));
+            return -1;
+        }
+        bf->fresh = st.st_size == 0;
+        if (st.st_size < bf->length && ftruncate(bf->fd, bf->length) != 0) {
+            snprintf(err, errlen, "cannot size %s: %s", bf->path, strerror(errno));
+            return -1;
+        }
     }
     return 0;
 }
@@ -224,6 +238,8 @@ static bool piece_on_disk(bt_torrent *t, uint32_t piece, const int64_t *sizes)
         bt_file *bf = &t->files[f];
         if (bf->fd < 0 || bf->length == 0)
             continue;
+        if (bf->fresh)
+            return false;   /* we just created it: zeros */
         int64_t need = (end < bf->offset + bf->length ? end : bf->offset + bf->length) - bf->offset;
         if (sizes[f] < need)
             return false;

@@ -137,6 +137,7 @@ typedef struct bt_file {
     int fd;
     int64_t offset, length;
     char *path;
+    bool fresh;               /* created empty by us: nothing in it to hash-check */
 } bt_file;
 
 /* Events for the Lua side, queued by C and delivered from the prepare watcher. */
