@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1456,8 +1457,20 @@ static void new_class(lua_State *L, const char *mt, const luaL_Reg *meta, const 
     lua_pop(L, 1);
 }
 
+/* Keep this module (and the libraries it pulled in) mapped until the process
+ * ends: lua_close would dlclose it, and unloading libraries whose thread-local
+ * storage other threads have touched trips LeakSanitizer's exit scan (it crashed
+ * reading a stale dynamic-TLS range here). Unloading saves nothing at exit. */
+static void pin_module(void)
+{
+    Dl_info info;
+    if (dladdr((void *)pin_module, &info) && info.dli_fname)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 void bt_open_session(lua_State *L, int mod)
 {
+    pin_module();
     static const luaL_Reg sess_methods[] = {
         { "add", l_sess_add },   { "run", l_sess_run },         { "stop", l_sess_stop },
         { "close", l_sess_close }, { "port", l_sess_port },     { "now", l_sess_now },

@@ -1108,12 +1108,12 @@ void bt_peer_close(bt_peer *p, const char *why)
     ev_io_stop(p->s->loop, &p->ww);
     if (p->t) {
         release_all(p, false);
+        /* a closing peer no longer counts: availability agrees with t:peers() at once */
+        avail_add(p, -1);
+        p->avail_gone = true;
         for (bt_peer *q = p->t->peers; q; q = q->next)
             q->pick_dry = false;
-        if (p->state == BT_PS_ACTIVE)
-            bt_sess_event(p->s, BT_EV_PEER_DISCONNECT, p->t, 0, 0, p, why);
-        else
-            bt_sess_event(p->s, BT_EV_PEER_DISCONNECT, p->t, 0, 0, p, why);
+        bt_sess_event(p->s, BT_EV_PEER_DISCONNECT, p->t, 0, 0, p, why);
     }
 }
 
@@ -1128,7 +1128,7 @@ void bt_peer_free(bt_peer *p)
     bt_torrent *t = p->t;
     if (t) {
         release_all(p, false);
-        if (p->state == BT_PS_ACTIVE || p->have.size)
+        if (!p->avail_gone)
             avail_add(p, -1);
         if (!p->am_choking)
             t->unchoked--;

@@ -74,6 +74,7 @@ struct bt_peer {
     bool am_choking, am_interested;     /* ours toward the peer */
     bool snubbed;
     bool want_unchoke;                  /* scratch for a choke round */
+    bool avail_gone;                    /* its pieces were taken out of the availability counts */
     struct sockaddr_storage addr;
     char address[64];                   /* "ip:port" for messages and bans */
     uint8_t peer_id[20];
