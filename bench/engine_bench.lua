@@ -54,7 +54,7 @@ local function timed(cmd)
   local out = sh("/usr/bin/time -f '__T %e %U %S' " .. cmd)
   local w, u, s = out:match("__T ([%d.]+) ([%d.]+) ([%d.]+)")
   if not w then error("run failed:\n" .. out) end
-  return tonumber(w), tonumber(u) + tonumber(s), out
+  return tonumber(w), tonumber(u) + tonumber(s), tonumber(u), tonumber(s)
 end
 
 local dir = sh("mktemp -d " .. q(base .. "/bt-bench.XXXXXX")):gsub("%s+$", "")
@@ -109,13 +109,14 @@ local ok, err = pcall(function()
     for _, c in ipairs(clients) do
       local out = dir .. "/out"
       os.execute("rm -rf " .. q(out))
-      local wall, cpu = timed(c.cmd(out))
+      local wall, cpu, user, sys = timed(c.cmd(out))
       local got = sh("cmp " .. q(data) .. " " .. q(out .. "/payload.bin") .. " && echo same")
       if not got:find("same") then error(c.name .. ": output differs\n" .. got) end
       results[c.name] = results[c.name] or { wall = {}, cpu = {} }
       table.insert(results[c.name].wall, wall)
       table.insert(results[c.name].cpu, cpu)
-      io.stderr:write(("  run %d %-42s wall %.2f s  cpu %.2f s\n"):format(r, c.name, wall, cpu))
+      io.stderr:write(("  run %d %-42s wall %.2f s  cpu %.2f s (user %.2f, sys %.2f)\n"):format(r, c.name, wall,
+        cpu, user, sys))
       os.execute("rm -rf " .. q(out))
     end
   end

@@ -658,6 +658,9 @@ void bt_piece_finish(bt_torrent *t, bt_partial *pp, bool ok, int err)
             bt_torrent_unchoke_some(t);   /* something to offer now */
         if (bt_ranges_full(&t->have) && !t->complete) {
             t->complete = true;
+            for (bt_peer *q = t->peers; q; q = q->next)
+                if (q->seed && !q->closing)
+                    bt_peer_close(q, "both sides are seeds");   /* nothing left to trade */
             bt_sess_event(s, BT_EV_COMPLETE, t, 0, 1, NULL, NULL);
         }
         return;
@@ -1064,6 +1067,7 @@ bt_peer *bt_peer_new(bt_session *s, int fd, bool incoming, const struct sockaddr
         if (s->pending)
             s->pending->prev = p;
         s->pending = p;
+        s->npending++;
         ev_io_start(s->loop, &p->rw);
     } else {
         ev_io_start(s->loop, &p->ww);   /* connect completes when writable */
@@ -1082,6 +1086,7 @@ void bt_peer_attach(bt_peer *p, bt_torrent *t)
             s->pending = p->next;
         if (p->next)
             p->next->prev = p->prev;
+        s->npending--;
     }
     p->t = t;
     p->prev = NULL;
@@ -1103,12 +1108,12 @@ void bt_peer_close(bt_peer *p, const char *why)
     ev_io_stop(p->s->loop, &p->ww);
     if (p->t) {
         release_all(p, false);
+        /* a closing peer no longer counts: availability agrees with t:peers() at once */
+        avail_add(p, -1);
+        p->avail_gone = true;
         for (bt_peer *q = p->t->peers; q; q = q->next)
             q->pick_dry = false;
-        if (p->state == BT_PS_ACTIVE)
-            bt_sess_event(p->s, BT_EV_PEER_DISCONNECT, p->t, 0, 0, p, why);
-        else
-            bt_sess_event(p->s, BT_EV_PEER_DISCONNECT, p->t, 0, 0, p, why);
+        bt_sess_event(p->s, BT_EV_PEER_DISCONNECT, p->t, 0, 0, p, why);
     }
 }
 
@@ -1123,7 +1128,7 @@ void bt_peer_free(bt_peer *p)
     bt_torrent *t = p->t;
     if (t) {
         release_all(p, false);
-        if (p->state == BT_PS_ACTIVE || p->have.size)
+        if (!p->avail_gone)
             avail_add(p, -1);
         if (!p->am_choking)
             t->unchoked--;
@@ -1141,6 +1146,7 @@ void bt_peer_free(bt_peer *p)
             s->pending = p->next;
         if (p->next)
             p->next->prev = p->prev;
+        s->npending--;
     }
     s->slots[p->slot].p = NULL;
     s->slots[p->slot].gen++;
@@ -1178,7 +1184,7 @@ void bt_peer_tick(bt_peer *p, double now, double dt)
         bt_peer_close(p, "idle timeout");
         return;
     }
-    if (now - p->last_send > BT_SESS_KEEPALIVE) {
+    if (now - p->last_send > s->keepalive) {
         uint8_t *w = wb_room(p, 4);
         if (w)
             put32(w, 0);

@@ -47,6 +47,11 @@ uint32_t bt_avail(const bt_torrent *t, uint32_t piece)
 
 /* ---- files ---- */
 
+/* Writes go to the kernel in pieces of this size. Measured on this VM's kernel
+ * (6.18, ext4 with large folios): 1 GiB written in 1 MiB pwrites cost 0.7 to 2.5 s
+ * of system time, in 128 KiB pwrites 0.26 to 0.31 s, in 16 KiB ones ~0.47 s. */
+#define BT_WRITE_CHUNK ((size_t)128 * 1024)
+
 static bool comp_ok(const char *p, size_t n)
 {
     if (n == 0 || n > 255)
@@ -126,6 +131,20 @@ int bt_files_open(bt_torrent *t, char *err, size_t errlen)
             snprintf(err, errlen, "cannot open %s: %s", bf->path, strerror(errno));
             return -1;
         }
+        /* Files get their full length at once (sparse: no blocks are written): resume
+         * data then vouches for a file of the right size, and other clients see the
+         * usual layout. A file that was empty holds nothing worth hashing. A longer
+         * file is never cut. */
+        struct stat st;
+        if (fstat(bf->fd, &st) != 0) {
+            snprintf(err, errlen, "cannot stat %s: %s", bf->path, strerror(errno));
+            return -1;
+        }
+        bf->fresh = st.st_size == 0;
+        if (st.st_size < bf->length && ftruncate(bf->fd, bf->length) != 0) {
+            snprintf(err, errlen, "cannot size %s: %s", bf->path, strerror(errno));
+            return -1;
+        }
     }
     return 0;
 }
@@ -186,7 +205,8 @@ int bt_files_io(bt_torrent *t, int64_t off, uint8_t *buf, size_t len, int write)
                     memset(buf + done, 0, n - done);
                 r = (ssize_t)(n - done);
             } else if (write) {
-                r = pwrite(bf->fd, buf + done, n - done, in + (int64_t)done);
+                size_t chunk = n - done < BT_WRITE_CHUNK ? n - done : BT_WRITE_CHUNK;
+                r = pwrite(bf->fd, buf + done, chunk, in + (int64_t)done);
             } else {
                 r = pread(bf->fd, buf + done, n - done, in + (int64_t)done);
                 if (r == 0) {   /* past the end of a short file */
@@ -218,6 +238,8 @@ static bool piece_on_disk(bt_torrent *t, uint32_t piece, const int64_t *sizes)
         bt_file *bf = &t->files[f];
         if (bf->fd < 0 || bf->length == 0)
             continue;
+        if (bf->fresh)
+            return false;   /* we just created it: zeros */
         int64_t need = (end < bf->offset + bf->length ? end : bf->offset + bf->length) - bf->offset;
         if (sizes[f] < need)
             return false;
@@ -264,8 +286,8 @@ int bt_files_check(bt_torrent *t, char *err, size_t errlen)
     if (!any)
         goto out;
     for (uint32_t i = 0; i < t->npieces; i++) {
-        if (!piece_on_disk(t, i, sizes))
-            continue;
+        if (bt_ranges_has(&t->have, i) || !piece_on_disk(t, i, sizes))
+            continue;   /* trusted from resume data, or nothing there to hash */
         uint8_t md[EVP_MAX_MD_SIZE];
         unsigned mdlen = 0;
         EVP_DigestInit_ex(ctx, EVP_sha1(), NULL);
@@ -295,6 +317,8 @@ out:
 
 bt_partial *bt_partial_find(bt_torrent *t, uint32_t piece)
 {
+    if (t->pmap)   /* every received block looks its piece up: O(1) when we can */
+        return t->pmap[piece];
     for (bt_partial *p = t->partials; p; p = p->next)
         if (p->piece == piece)
             return p;
@@ -327,6 +351,8 @@ bt_partial *bt_partial_get(bt_torrent *t, uint32_t piece)
         free(p);
         return NULL;
     }
+    if (t->pmap)
+        t->pmap[piece] = p;
     /* newest last: partial(peer) finishes the oldest pieces first */
     bt_partial **pp = &t->partials;
     while (*pp)
@@ -346,6 +372,8 @@ void bt_partial_drop(bt_torrent *t, bt_partial *p, bool back_to_pool)
         }
     }
     t->npartials--;
+    if (t->pmap)
+        t->pmap[p->piece] = NULL;
     if (back_to_pool)
         bt_ranges_set(&t->unrequested, p->piece);   /* OOM here leaves the piece unpickable until restart */
     if (p->buf) {

@@ -74,6 +74,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
+        if (s->npending >= BT_SESS_MAX_PENDING) {
+            close(fd);
+            continue;
+        }
         tune_socket(fd);
         if (!bt_peer_new(s, fd, true, (struct sockaddr *)&sa, sl))
             close(fd);
@@ -183,6 +187,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, c
     s->tick_s = o->tick_s > 0 ? o->tick_s : 0.1;
     s->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : BT_SESS_CONNECT_TIMEOUT;
     s->idle_timeout = o->idle_timeout > 0 ? o->idle_timeout : BT_SESS_IDLE_TIMEOUT;
+    s->keepalive = o->keepalive > 0 ? o->keepalive : BT_SESS_KEEPALIVE;
     s->max_peers = o->max_peers ? o->max_peers : BT_SESS_MAX_PEERS;
     s->scratch = malloc(BT_BLOCK_SIZE);
     s->loop = ev_loop_new(EVFLAG_AUTO);
@@ -305,7 +310,7 @@ void bt_sess_free(bt_session *s)
 /* ---- torrents ---- */
 
 bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32_t max_peers,
-                        char *errbuf, size_t errlen)
+                        const bt_ranges *trust, char *errbuf, size_t errlen)
 {
     bt_torrent *t = calloc(1, sizeof *t);
     if (!t) {
@@ -318,9 +323,16 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
     t->npieces = m->num_pieces;
     t->piece_len = (uint32_t)m->piece_length;
     t->total = m->total_length;
+    /* from the random part of our peer id: differs between clients, no extra entropy needed */
+    uint32_t r = 2166136261u;
+    for (int i = 8; i < 20; i++)
+        r = (r ^ s->peer_id[i]) * 16777619u;
+    t->rot = t->npieces ? (r ^ t->id) % t->npieces : 0;
     t->max_peers = max_peers ? max_peers : s->max_peers;
     t->dir = strdup(dir);
     t->avail = calloc(t->npieces ? t->npieces : 1, sizeof *t->avail);
+    if (t->npieces <= BT_PMAP_MAX)
+        t->pmap = calloc(t->npieces ? t->npieces : 1, sizeof *t->pmap);   /* NULL: list search */
     bt_ranges_init(&t->have, t->npieces);
     bt_ranges_init(&t->unrequested, t->npieces);
     if (!t->dir || !t->avail) {
@@ -328,7 +340,25 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
         goto fail;
     }
     bt_ranges_set_all(&t->unrequested);
-    if (bt_files_open(t, errbuf, errlen) != 0 || bt_files_check(t, errbuf, errlen) != 0)
+    if (bt_files_open(t, errbuf, errlen) != 0)
+        goto fail;
+    if (trust && trust->size == t->npieces && bt_ranges_count(trust) > 0) {
+        if (bt_ranges_copy(&t->have, trust) != 0) {
+            snprintf(errbuf, errlen, "out of memory");
+            goto fail;
+        }
+        /* unrequested = everything not trusted */
+        bt_ranges_set_all(&t->unrequested);
+        for (uint32_t i = 0; i < trust->n; i++)
+            if (bt_ranges_clear_range(&t->unrequested, trust->r[i].start, trust->r[i].end) != 0) {
+                snprintf(errbuf, errlen, "out of memory");
+                goto fail;
+            }
+        for (uint32_t i = 0; i < trust->n; i++)
+            for (uint32_t k = trust->r[i].start; k < trust->r[i].end; k++)
+                t->have_bytes += (uint64_t)bt_piece_size(t, k);
+    }
+    if (bt_files_check(t, errbuf, errlen) != 0)   /* hashes what is on disk and not trusted */
         goto fail;
     t->checked = true;
     t->next = s->torrents;
@@ -343,6 +373,7 @@ fail:
     bt_ranges_free(&t->have);
     bt_ranges_free(&t->unrequested);
     free(t->avail);
+    free(t->pmap);
     free(t->dir);
     free(t);
     return NULL;
@@ -397,6 +428,7 @@ void bt_torrent_free(bt_torrent *t)
         free(t->bans[i]);
     free(t->bans);
     free(t->avail);
+    free(t->pmap);
     free(t->dir);
     free(t->error);
     free(t);
@@ -484,6 +516,17 @@ int bt_torrent_connect(bt_torrent *t, const char *host, int port, const char **e
             bt_wire_write_handshake(&hs, p->wbuf.data);
             p->wbuf.len = BT_HANDSHAKE_LEN;
             p->hs_sent = true;
+        }
+    }
+    return 0;
+}
+
+int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen)
+{
+    for (uint32_t f = 0; f < t->nfiles; f++) {
+        if (t->files[f].fd >= 0 && fsync(t->files[f].fd) != 0) {
+            snprintf(errbuf, errlen, "fsync %s: %s", t->files[f].path, strerror(errno));
+            return -1;
         }
     }
     return 0;

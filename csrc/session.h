@@ -31,6 +31,9 @@
 #define BT_SESS_BAN_FAILS      2       /* hash failures a peer may take part in before a ban */
 #define BT_SESS_MAX_WBUF       (4u << 20)  /* queued output per peer before we stop adding */
 #define BT_SESS_MAX_BANS       4096    /* banned addresses kept per torrent */
+#define BT_PMAP_MAX            (1u << 20)   /* pieces indexed directly: 8 MiB of pointers at most */
+#define BT_SESS_MAX_PENDING    64      /* incoming connections still in their handshake: each holds a
+                                          read buffer, so a flood of idle sockets is refused */
 #define BT_SESS_MAX_SUSPECTS   64      /* failed pieces remembered to find the bad sender later */
 #define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
 #define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
@@ -71,6 +74,7 @@ struct bt_peer {
     bool am_choking, am_interested;     /* ours toward the peer */
     bool snubbed;
     bool want_unchoke;                  /* scratch for a choke round */
+    bool avail_gone;                    /* its pieces were taken out of the availability counts */
     struct sockaddr_storage addr;
     char address[64];                   /* "ip:port" for messages and bans */
     uint8_t peer_id[20];
@@ -134,6 +138,7 @@ typedef struct bt_file {
     int fd;
     int64_t offset, length;
     char *path;
+    bool fresh;               /* created empty by us: nothing in it to hash-check */
 } bt_file;
 
 /* Events for the Lua side, queued by C and delivered from the prepare watcher. */
@@ -157,6 +162,7 @@ struct bt_torrent {
     const bt_meta *meta;      /* owned by the binding (kept alive by a Lua ref) */
     uint32_t npieces;
     uint32_t piece_len;
+    uint32_t rot;             /* random start for index-order tie-breaks (rarest) */
     int64_t total;
     bt_file *files;
     uint32_t nfiles;
@@ -167,6 +173,7 @@ struct bt_torrent {
     uint32_t nseeds;          /* peers that have everything: counted once here */
     bt_partial *partials;
     uint32_t npartials;
+    bt_partial **pmap;        /* piece -> its partial, when npieces <= BT_PMAP_MAX (else NULL: list search) */
     bt_peer *peers;
     uint32_t npeers, max_peers;
     uint32_t unchoked;        /* peers we unchoke (upload slots in use) */
@@ -211,11 +218,12 @@ struct bt_session {
     ev_timer tickw;
     uint16_t port;
     uint8_t peer_id[20];
-    double tick_s, connect_timeout, idle_timeout, last_tick;
+    double tick_s, connect_timeout, idle_timeout, keepalive, last_tick;
     uint32_t max_peers;
     bt_torrent *torrents;
     uint32_t next_tid;
     bt_peer *pending;         /* incoming peers before their handshake names a torrent */
+    uint32_t npending;
     bt_slot *slots;
     uint32_t nslots, free_slot_hint;
     bt_event *events;
@@ -228,7 +236,7 @@ struct bt_session {
 typedef struct bt_sess_opts {
     const char *bind;         /* listen address, NULL: 0.0.0.0 */
     int port;                 /* 0: ephemeral; -1: do not listen */
-    double tick_s, connect_timeout, idle_timeout;
+    double tick_s, connect_timeout, idle_timeout, keepalive;
     uint32_t max_peers;
 } bt_sess_opts;
 
@@ -240,8 +248,11 @@ void bt_sess_stop(bt_session *s);
 double bt_sess_now(bt_session *s);
 
 /* Torrent: files opened (created) under dir, existing data hash-checked. */
+/* trust: pieces vouched for by resume data (marked had without hashing), or NULL. */
 bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32_t max_peers,
-                        char *errbuf, size_t errlen);
+                        const bt_ranges *trust, char *errbuf, size_t errlen);
+/* fsync every file of the torrent (resume data may then vouch for what is had). */
+int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen);
 void bt_torrent_stop(bt_torrent *t, const char *why);   /* drops peers, keeps data */
 void bt_torrent_free(bt_torrent *t);                    /* unlinks from the session */
 

@@ -160,6 +160,31 @@ describe("bt.session", function()
     assert.is_table(calls)
   end)
 
+  it("a connect that hangs times out after connect_timeout", function()
+    local socket = require "socket"
+    local port = S.port()
+    local srv = assert(socket.bind("127.0.0.1", port, 0))   -- backlog 0, never accepting
+    local fill = {}
+    for i = 1, 4 do   -- fill the accept queue: further SYNs are dropped, connect() hangs
+      fill[i] = socket.tcp()
+      fill[i]:settimeout(0)
+      fill[i]:connect("127.0.0.1", port)
+    end
+    S.sleep(0.2)
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20, connect_timeout = 1 }
+    s:add(torrent, { dir = dir(), peers = { "127.0.0.1:" .. port }, trackers = false })
+    local reasons = {}
+    s:on("peer_disconnect", function(_, _, why) reasons[#reasons + 1] = why end)
+    local t0 = s.core:now()
+    s:run(function() return #reasons > 0 or s.core:now() - t0 > 5 end)
+    local took = s.core:now() - t0
+    s:close()
+    for _, c in ipairs(fill) do c:close() end
+    srv:close()
+    assert.matches("timed out", table.concat(reasons, ";"))
+    assert.is_true(took >= 0.9 and took < 3, "took " .. took)
+  end)
+
   it("an unreachable peer is retried with back-off; the session stays up", function()
     local dead = S.port()
     local fails = 0
@@ -280,6 +305,39 @@ describe("incoming connections", function()
     s:close()
   end)
 
+  it("refuses a flood of connections that never handshake, then times them out", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20, connect_timeout = 1 }
+    s:add(torrent, { dir = tmp .. "/flood", trackers = false })
+    local socks = {}
+    local t0 = s.core:now()
+    for i = 1, 70 do   -- in steps, letting the session accept (its listen backlog is 64)
+      local c = socket.tcp()
+      c:settimeout(0)
+      c:connect("127.0.0.1", s.port)
+      socks[i] = c
+      if i % 10 == 0 then
+        local t1 = s.core:now()
+        s:run(function() return s.core:now() - t1 > 0.03 end)
+      end
+    end
+    s:run(function() return s.core:now() - t0 > 0.3 end)
+    local closed_early = 0
+    for i = 1, 70 do
+      local _, err = socks[i]:receive(1)
+      if err == "closed" then closed_early = closed_early + 1 end
+    end
+    assert.are.equal(6, closed_early)   -- 64 kept waiting for a handshake
+    s:run(function() return s.core:now() - t0 > 2 end)
+    local closed_late = 0
+    for i = 1, 70 do
+      local _, err = socks[i]:receive(1)
+      if err == "closed" then closed_late = closed_late + 1 end
+      socks[i]:close()
+    end
+    s:close()
+    assert.are.equal(70, closed_late)   -- the handshake timeout got the rest
+  end)
+
   it("drops a connection to itself", function()
     local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
     local t = s:add(torrent, { dir = tmp .. "/self", trackers = false })
@@ -290,5 +348,161 @@ describe("incoming connections", function()
     s:run(function() return #reasons >= 1 or s.core:now() - t0 > 3 end)
     s:close()
     assert.matches("ourselves", table.concat(reasons, ";"))
+  end)
+end)
+
+describe("the C primitives against a naive model, inside a live download", function()
+  it("rarest, wanted, partial and availability agree with loops over the peers", function()
+    local tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["m.bin"] = 3 * 1024 * 1024 + 17 }, 43)
+    local data = tmp .. "/seed/m.bin"
+    local torrent = S.mktorrent(data, tmp .. "/m.torrent", 15)   -- 97 pieces
+    local pids, peers = {}, {}
+    for i = 1, 3 do   -- three peers with different random halves, one full seed
+      local pid, port = S.lua_seed(i < 3 and "half" or "good", torrent, data)
+      pids[#pids + 1] = pid
+      peers[#peers + 1] = "127.0.0.1:" .. port
+    end
+    local checks, problems = 0, {}
+    local function check(cond, what) if not cond then problems[#problems + 1] = what end end
+    local default = require "bt.policy.default"
+    local pol = {
+      pick = function(t, peer, slots)
+        checks = checks + 1
+        -- availability: count the connected peers that have each piece
+        local list = t:peers()
+        for i = 0, t.pieces - 1, 7 do
+          local n = 0
+          for _, q in ipairs(list) do if q:has(i) then n = n + 1 end end
+          check(t:availability(i) == n, "availability of " .. i)
+        end
+        -- rarest: pieces the peer has, we lack, sorted by availability
+        local last = -1
+        for piece in t:rarest(peer, 10) do
+          check(peer:has(piece) and not t:has(piece), "rarest gave an unusable piece " .. piece)
+          local a = t:availability(piece)
+          check(a >= last, "rarest out of order at " .. piece)
+          last = a
+        end
+        -- wanted: in order, inside the window, usable
+        local prev = 9
+        for piece in t:wanted(peer, 10, 60) do
+          check(piece > prev and piece < 60, "wanted out of order or range: " .. piece)
+          check(peer:has(piece) and not t:has(piece), "wanted gave an unusable piece " .. piece)
+          prev = piece
+        end
+        for piece in t:partial(peer) do
+          check(peer:has(piece) and not t:has(piece), "partial gave an unusable piece " .. piece)
+        end
+        default.pick(t, peer, slots)
+      end,
+    }
+    local ok, err = pcall(function()
+      local _, st = S.download(torrent, { dir = tmp .. "/out", peers = peers, policy = pol,
+        trackers = false, timeout = 30 })
+      assert.is_true(st.complete, tostring(st.error))
+      assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/m.bin"))
+    end)
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    H.rmtree(tmp)
+    assert(ok, err)
+    assert.is_true(checks > 3)
+    assert.are.same({}, problems)
+  end)
+end)
+
+describe("resume data", function()
+  local tmp, pid, port, torrent
+  setup(function()
+    tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["r.bin"] = 2 * 1024 * 1024 + 5 }, 47)
+    torrent = S.mktorrent(tmp .. "/seed/r.bin", tmp .. "/r.torrent", 15)   -- 65 pieces
+    pid, port = S.aria2_seed(torrent, tmp .. "/seed")
+  end)
+  teardown(function()
+    S.kill(pid)
+    H.rmtree(tmp)
+  end)
+
+  -- download the first `pieces` pieces (or all), then close (which saves)
+  local function partial(dir, pieces)
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
+    local pol = pieces < 65 and {
+      pick = function(t, peer, slots)
+        for piece in t:wanted(peer, 0, pieces) do
+          slots = slots - peer:request_blocks(piece, slots)
+          if slots == 0 then return end
+        end
+      end,
+    } or nil
+    local t = s:add(torrent, { dir = dir, peers = { "127.0.0.1:" .. port }, trackers = false, policy = pol })
+    local t0 = s.core:now()
+    s:run(function() return t.have:count() >= pieces or t.complete or s.core:now() - t0 > 20 end)
+    local n = t.have:count()
+    s:close()
+    return n
+  end
+
+  local function reopen(dir)
+    local s = session.new{ port = 0, bind = "127.0.0.1" }
+    local t = s:add(torrent, { dir = dir, trackers = false })
+    local info = s:resume_info(t)
+    local have = t.have
+    s:close()
+    return info, have
+  end
+
+  it("a restart trusts the saved pieces without hashing them", function()
+    local dir = tmp .. "/a"
+    local n = partial(dir, 10)
+    assert.are.equal(10, n)
+    local info, have = reopen(dir)
+    assert.is_nil(info.reason)
+    assert.are.equal(n, info.trusted)
+    assert.are.equal(n, have:count())
+    -- proof that they were not hashed: change a trusted piece, keep size and mtime
+    local first = have:next_set(0)
+    local path = dir .. "/r.bin"
+    os.execute(("cp -p %s %s.ref"):format(H.q(path), H.q(path)))
+    local f = assert(io.open(path, "r+b"))
+    f:seek("set", first * 32768 + 5)
+    f:write("XYZ")
+    f:close()
+    os.execute(("touch -r %s.ref %s"):format(H.q(path), H.q(path)))
+    local info2, have2 = reopen(dir)
+    assert.are.equal(n, info2.trusted)
+    assert.is_true(have2:has(first))   -- the documented limit: forged times are believed
+  end)
+
+  it("a file changed behind its back is hashed again, and the bad piece found", function()
+    local dir = tmp .. "/b"
+    local n = partial(dir, 10)
+    local _, have = reopen(dir)
+    local first = have:next_set(0)
+    local f = assert(io.open(dir .. "/r.bin", "r+b"))
+    f:seek("set", first * 32768 + 5)
+    f:write("XYZ")
+    f:close()
+    os.execute("sleep 0.01; touch " .. H.q(dir .. "/r.bin"))
+    local info, have2 = reopen(dir)
+    assert.is_string(info.reason)
+    assert.are.equal(0, info.trusted)
+    assert.is_false(have2:has(first))
+    assert.are.equal(n - 1, have2:count())
+  end)
+
+  it("a complete download is saved and found complete without hashing", function()
+    local dir = tmp .. "/c"
+    partial(dir, 65)
+    local info, have = reopen(dir)
+    assert.are.equal(65, info.trusted)
+    assert.are.equal(65, have:count())
+    local s = session.new{ port = 0 }
+    local t = s:add(torrent, { dir = dir, trackers = false, resume = false })   -- opt out
+    assert.are.equal(0, s:resume_info(t).trusted)
+    assert.is_true(t.complete)                                               -- by hashing
+    s:close()
   end)
 end)

@@ -119,7 +119,7 @@ function S.download(torrent, opts)
   local session = require "bt.session"
   local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = opts.tick_ms or 50,
     idle_timeout = opts.idle_timeout, connect_timeout = opts.connect_timeout,
-    policy_time_limit = opts.policy_time_limit }
+    policy_time_limit = opts.policy_time_limit, keepalive = opts.keepalive }
   local t = s:add(torrent, { dir = opts.dir, policy = opts.policy, peers = opts.peers,
     trackers = opts.trackers })
   local errors = {}
@@ -182,7 +182,7 @@ function S.lua_seed(mode, torrent, datafile, lifetime)
   local port = S.port()
   local env = ("%s SEED_LIFETIME=%d"):format(H.lua_env(), lifetime or 60)
   local pid = S.spawn(("%s lua5.4 %s %s %d %s %s"):format(env, H.q(H.root .. "/spec/peers/seed.lua"), mode,
-    port, H.q(torrent), H.q(datafile)), "/tmp/bt-lua-seed-" .. mode .. ".log", true)
+    port, H.q(torrent), H.q(datafile)), (torrent:match("^(.*)/") or ".") .. "/seed-" .. mode .. "-" .. port .. ".log", true)
   assert(S.wait_port(port, 10), "lua seed did not listen")
   return pid, port
 end
@@ -192,7 +192,7 @@ function S.bt_seed(torrent, dir, lifetime)
   local port = S.port()
   local env = H.lua_env()
   local pid = S.spawn(("%s lua5.4 %s %s %s %d %d"):format(env, H.q(H.root .. "/spec/peers/btseed.lua"),
-    H.q(torrent), H.q(dir), port, lifetime or 60), "/tmp/bt-lua-btseed.log", true)
+    H.q(torrent), H.q(dir), port, lifetime or 60), (torrent:match("^(.*)/") or ".") .. "/btseed-" .. port .. ".log", true)
   assert(S.wait_port(port, 10), "bt-lua seed did not listen")
   return pid, port
 end

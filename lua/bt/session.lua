@@ -75,7 +75,7 @@ function M.new(opts)
   local self = setmetatable({ handlers = {}, torrents = {}, by_handle = {} }, Session)
   local cs, err = core.session_new({
     port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
-    connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout,
+    connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
   }, function(kind, ...) return self:_dispatch(kind, ...) end)
   if not cs then error("bt.session: " .. tostring(err), 2) end
@@ -101,21 +101,40 @@ function Session:_emit(event, ...)
 end
 
 --- s:add(torrent, opts) -> bt.Torrent handle. opts: dir, policy (table, path or module
--- name), peers ({"host:port", ...}), max_peers, trackers (false: do not announce).
+-- name), peers ({"host:port", ...}), max_peers, trackers (false: do not announce),
+-- resume (false: no resume data; default: <dir>/.bt-lua/<info-hash>.resume is read
+-- at add, pieces it vouches for are not hashed, and it is saved every few seconds
+-- while pieces arrive, on completion, on a policy error and at close).
 function Session:add(torrent, opts)
   opts = opts or {}
   local m, err = M.metainfo(torrent)
   if not m then error(err, 2) end
   local pol = policy.load(opts.policy)
   local dir = opts.dir or "."
-  local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers)
+  -- resume data (bt.resume): pieces it vouches for are not hashed again
+  local resume, rpath, trust, rreason
+  if opts.resume ~= false then
+    local okr, mod = pcall(require, "bt.resume")
+    if okr then
+      resume, rpath = mod, mod.path(dir, m.info_hash_hex)
+      pcall(mod.cleanup, rpath)
+      local okl, r = pcall(mod.load, rpath, m, dir)
+      if okl and r then trust, rreason = r.have, r.reason else rreason = tostring(r) end
+    end
+  end
+  local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust)
   if not t then error("bt.session: " .. tostring(aerr), 2) end
-  local rec = { t = t, meta = m, candidates = {}, order = {}, trackers = {}, started = self.core:now() }
+  local rec = { t = t, meta = m, candidates = {}, order = {}, trackers = {}, started = self.core:now(),
+                resume_reason = rreason, trusted = trust and trust:count() or 0 }
+  if resume then
+    rec.saver = resume.saver{ path = rpath, torrent = m, dir = dir, sync = function() return t:sync() end }
+  end
   self.torrents[#self.torrents + 1] = rec
   self.by_handle[t] = rec
   for _, p in ipairs(opts.peers or {}) do self:add_peer(t, p) end
   if opts.trackers ~= false then self:_setup_trackers(rec, m) end
-  self:_connect_some(rec, self.core:now())   -- dial now, not a tick later
+  self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
+  self:_tracker_tick(rec, self.core:now())
   return t
 end
 
@@ -124,7 +143,14 @@ function Session:add_peer(t, hostport)
   local rec = self.by_handle[t]
   if not rec then error("bt.session: unknown torrent", 2) end
   local host, port = parse_hostport(hostport)
-  if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 2) end
+  if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 0) end
+  if not host:match("^[%d.]+$") and not host:find(":", 1, true) then
+    -- a name (given by a user, never by a tracker): resolved once, here, blocking
+    local ok, sock = pcall(require, "socket")
+    local ip = ok and sock.dns.toip(host)
+    if not ip then error("bt.session: cannot resolve peer host '" .. host .. "'", 0) end
+    host = ip
+  end
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
   if #rec.order >= M.MAX_CANDIDATES then return end
@@ -159,6 +185,10 @@ function Session:_dispatch(kind, ...)
     for _, rec in ipairs(self.torrents) do
       self:_connect_some(rec, now)
       self:_tracker_tick(rec, now)
+      if rec.saver and now - (rec.resume_checked or 0) >= M.RESUME_CHECK then
+        rec.resume_checked = now
+        self:_save_resume(rec, false, now)
+      end
     end
     self:_emit("tick", now)
     if self.until_fn and self.until_fn(self) then self.core:stop() end
@@ -183,13 +213,46 @@ function Session:_dispatch(kind, ...)
   elseif kind == "complete" then
     local t = ...
     local rec = self.by_handle[t]
-    if rec then self:_tracker_event(rec, "completed") end
+    if rec then
+      self:_save_resume(rec, true)
+      self:_tracker_event(rec, "completed")
+    end
     self:_emit("complete", t)
   elseif kind == "error" then
+    local t = ...
+    local rec = self.by_handle[t]
+    if rec then self:_save_resume(rec, true) end   -- a stopped torrent keeps its progress
     self:_emit("error", ...)
   elseif kind == "piece" then
     self:_emit("piece", ...)
   end
+end
+
+-- How often the tick asks the resume saver (it saves at most every bt.resume.SAVE_INTERVAL).
+M.RESUME_CHECK = 1
+
+--- Save resume data: now (flush) or when due. Failures are kept in rec.resume_error:
+-- resume data is an optimization, never a reason to stop a download.
+function Session:_save_resume(rec, flush, now)
+  if not rec.saver then return end
+  local st = rec.t:stats()
+  local extra = { uploaded = st.uploaded, downloaded = st.downloaded }
+  local ok, r, err
+  if flush then
+    ok, r, err = pcall(rec.saver.flush, rec.saver, rec.t.have, extra)
+  else
+    ok, r, err = pcall(rec.saver.tick, rec.saver, now, rec.t.have, extra)
+  end
+  if not ok then rec.resume_error = tostring(r) elseif r == nil then rec.resume_error = err end
+end
+
+--- s:resume_info(t) -> { trusted = pieces taken from resume data at add, reason = why
+-- not all could be trusted (nil when all was fine), error = last save failure }
+function Session:resume_info(t)
+  local rec = self.by_handle[t]
+  if not rec then return nil end
+  return { trusted = rec.trusted, reason = rec.resume_reason, error = rec.resume_error,
+           saves = rec.saver and rec.saver.saves or 0 }
 end
 
 --- s:run([until_fn]): runs the loop until s:stop() or until_fn(s) returns true
@@ -215,6 +278,7 @@ function Session:close()
   self.closed = true
   local any = false
   for _, rec in ipairs(self.torrents) do
+    if not rec.t.complete then self:_save_resume(rec, true) end   -- complete: saved then
     self:_tracker_event(rec, "stopped")
     for _, tr in ipairs(rec.trackers) do any = any or tr.pending end
   end

@@ -9,6 +9,10 @@
 --       oversized send a message whose length prefix is far past any limit
 --       badfield  send a bitfield one byte too long
 --       choker    never unchoke (requests must not be sent; the peer stays)
+--       kaclose   like choker, and close the connection when a keep-alive arrives
+--       junk      answer each request with random, correctly framed messages of random ids,
+--                 lengths and fields (pieces with wrong offsets, haves past the end...)
+--       half      have a random half of the pieces (fixed by the port), serve only those
 --       reqq4     announce reqq=4 (BEP 10), answer requests in batches every 50 ms, and
 --                 drop the connection if more than 4 are ever outstanding
 local bt = require "bt"
@@ -31,12 +35,23 @@ local data = readall(datafile)
 local npieces = m.num_pieces or #m:info_value("pieces") // 20
 local plen = m.piece_length
 
+-- which pieces this seed claims: all, or (mode "half") a random half fixed by the port
+local has = {}
+do
+  local x = port
+  for i = 0, npieces - 1 do
+    x = (x * 1103515245 + 12345) % 2147483648
+    has[i] = mode ~= "half" or (x >> 16) % 2 == 0
+  end
+end
+
 local function bitfield_bytes(extra)
   local n = (npieces + 7) // 8
   local bytes = {}
-  for i = 1, n do bytes[i] = 255 end
-  local spare = n * 8 - npieces
-  if spare > 0 then bytes[n] = (255 << spare) & 255 end
+  for i = 1, n do bytes[i] = 0 end
+  for i = 0, npieces - 1 do
+    if has[i] then bytes[i // 8 + 1] = bytes[i // 8 + 1] | (0x80 >> (i % 8)) end
+  end
   local s = string.char(table.unpack(bytes))
   return s .. string.rep("\0", extra or 0)
 end
@@ -45,6 +60,7 @@ local srv = assert(socket.bind("127.0.0.1", port))
 srv:settimeout(0)
 local clients = {}
 local deadline = socket.gettime() + LIFETIME
+math.randomseed(tonumber(os.getenv("SEED_RANDOM") or "") or (os.time() * 65536 + port))   -- distinct peer ids
 local my_id = "-LS0001-" .. string.format("%012d", math.random(0, 999999999))
 
 local function send(c, s)
@@ -75,13 +91,42 @@ local function on_msg(c, msg)
       send(c, bt.wire.encode{ type = "extended", id = 0, payload = "d4:reqqi" .. REQQ .. "ee" })
     end
     send(c, bt.wire.encode{ type = "bitfield", bits = bitfield_bytes(mode == "badfield" and 1 or 0) })
-    if mode ~= "choker" then send(c, bt.wire.encode{ type = "unchoke" }) end
+    if mode ~= "choker" and mode ~= "kaclose" then send(c, bt.wire.encode{ type = "unchoke" }) end
+  elseif msg.type == "keepalive" and mode == "kaclose" then
+    return false
+  elseif msg.type == "request" and mode == "junk" then
+    local r = math.random(1, 6)
+    local out
+    if r == 1 then      -- a piece at a random place, of a random size
+      local len = math.random(0, 16384)
+      out = string.pack(">I4BI4I4", 9 + len, 7, math.random(0, npieces + 2), math.random(0, plen + 100)) ..
+        string.rep("x", len)
+    elseif r == 2 then  -- have, maybe past the end
+      out = string.pack(">I4BI4", 5, 4, math.random(0, npieces * 2))
+    elseif r == 3 then  -- any id with a random payload
+      local len = math.random(0, 64)
+      local bytes = {}
+      for i = 1, len do bytes[i] = string.char(math.random(0, 255)) end
+      out = string.pack(">I4B", 1 + len, math.random(0, 40)) .. table.concat(bytes)
+    elseif r == 4 then  -- choke / unchoke flapping
+      out = string.pack(">I4B", 1, math.random(0, 1))
+    elseif r == 5 then  -- the right block with one byte flipped
+      local off = msg.index * plen + msg.begin
+      local block = data:sub(off + 1, off + msg.length)
+      out = bt.wire.encode{ type = "piece", index = msg.index, begin = msg.begin,
+        block = string.char((block:byte(1) + 1) % 256) .. block:sub(2) }
+    else                -- an extended message with junk bencode
+      out = string.pack(">I4BB", 2 + 5, 20, 0) .. "d1:x"
+    end
+    send(c, out)
   elseif msg.type == "request" and mode == "reqq4" then
     c.pending[#c.pending + 1] = msg
     if #c.pending > REQQ then
       io.stderr:write("reqq4: ", #c.pending, " requests outstanding\n")
       return false
     end
+  elseif msg.type == "request" and not has[msg.index] then
+    return false   -- asked for a piece it never announced: the engine broke the rules
   elseif msg.type == "request" then
     c.served = c.served + 1
     if mode == "stall" and c.served > STALL_AFTER then return true end

@@ -55,7 +55,7 @@ function M.run(args)
   local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers }
   local aok, t = pcall(s.add, s, m, { dir = args.output, policy = pol,
     peers = args.peer, trackers = not args.no_trackers })
-  if not aok then cli.fail(tostring(t)) end
+  if not aok then cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", ""))) end
 
   local failure, code
   s:on("error", function(_, msg)
