@@ -12,6 +12,7 @@ local lazy = {
   torrent = "bt.torrent",
   policy  = "bt.policy",
   resume  = "bt.resume",
+  session = "bt.session",
 }
 return setmetatable(bt, {
   __index = function(t, k)
