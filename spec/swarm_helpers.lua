@@ -149,34 +149,6 @@ function S.info_hash_hex(torrent)
   return m.info_hash_hex
 end
 
-local function urlencode_hex(hex)
-  return (hex:gsub("%x%x", "%%%0"))
-end
-
---- opentracker on 127.0.0.1 serving the whitelisted info-hashes (hex). Returns pid,
--- port, announce URL. Waits (bounded) until an announce for the first hash is accepted.
-function S.opentracker(dir, hashes)
-  local http = require "socket.http"
-  os.execute("mkdir -p " .. H.q(dir) .. " && chmod 755 " .. H.q(dir))
-  local wl = dir .. "/whitelist"
-  H.writefile(wl, table.concat(hashes, "\n") .. "\n")
-  os.execute("chmod 644 " .. H.q(wl))
-  local port = S.port()
-  local pid = S.spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(port, port, H.q(wl)),
-    dir .. "/opentracker.log")
-  local url = ("http://127.0.0.1:%d/announce"):format(port)
-  local probe = ("%s?info_hash=%s&peer_id=%s&port=1&uploaded=0&downloaded=0&left=0&compact=1&event=stopped")
-    :format(url, urlencode_hex(hashes[1]), "-PROBE-000000000000")
-  local deadline = socket.gettime() + 15
-  while socket.gettime() < deadline do
-    local body = http.request(probe)
-    if body and not body:find("failure reason", 1, true) then return pid, port, url end
-    socket.sleep(0.2)
-  end
-  S.kill(pid)
-  error("opentracker did not accept the whitelisted hash")
-end
-
 --- A misbehaving seed written in Lua (spec/peers/seed.lua). Returns pid, port.
 function S.lua_seed(mode, torrent, datafile, lifetime)
   local port = S.port()

@@ -2,6 +2,8 @@
 -- Payloads are a few MiB so the whole file stays well inside CI limits.
 local H = require "helpers"
 local S = require "swarm_helpers"
+local T = require "tracker_helpers"
+local bt = require "bt"
 
 local function same(a, b)
   assert.is_truthy(S.sha256(a))
@@ -139,23 +141,9 @@ describe("trackers", function()
     local tport = S.port()
     local torrent = S.mktorrent(tmp .. "/seed/t.bin", tmp .. "/t.torrent", 16,
       ("http://127.0.0.1:%d/announce"):format(tport))
-    local hash = S.info_hash_hex(torrent)
-    -- opentracker takes the port we chose: start it by hand on tport
-    local http = require "socket.http"
-    os.execute("chmod 755 " .. tmp)
-    H.writefile(tmp .. "/wl", hash .. "\n")
-    local opid = S.spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(tport, tport, H.q(tmp .. "/wl")))
+    -- opentracker takes the port we chose (T.start_opentracker waits until it serves the hash)
+    local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
     local ok, err = pcall(function()
-      local url = ("http://127.0.0.1:%d/announce"):format(tport)
-      local probe = url .. "?info_hash=" .. hash:gsub("%x%x", "%%%0") ..
-        "&peer_id=-PROBE-000000000000&port=1&uploaded=0&downloaded=0&left=0&compact=1&event=stopped"
-      local ready = false
-      for _ = 1, 75 do
-        local body = http.request(probe)
-        if body and not body:find("failure reason", 1, true) then ready = true; break end
-        S.sleep(0.2)
-      end
-      assert.is_true(ready, "opentracker never accepted the hash")
       local apid = S.aria2_seed(torrent, tmp .. "/seed")
       local events = {}
       local ok2, err2 = pcall(function()
@@ -171,7 +159,7 @@ describe("trackers", function()
       assert.is_true(seen.started, "no successful 'started' announce")
       assert.is_true(seen.completed, "no successful 'completed' announce")
     end)
-    S.kill(opid)
+    T.stop(tracker)
     assert(ok, err)
   end)
 
@@ -454,21 +442,9 @@ describe("a swarm through opentracker", function()
     local tport = S.port()
     local torrent = S.mktorrent(tmp .. "/seed/w.bin", tmp .. "/w.torrent", 15,
       ("http://127.0.0.1:%d/announce"):format(tport))
-    local hash = S.info_hash_hex(torrent)
-    os.execute("chmod 755 " .. tmp)
-    H.writefile(tmp .. "/wl", hash .. "\n")
-    local pids = { S.spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(tport, tport, H.q(tmp .. "/wl"))) }
+    local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
+    local pids = {}
     local ok, err = pcall(function()
-      local http = require "socket.http"
-      local probe = ("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-PROBE-000000000000&port=1&left=0&compact=1&event=stopped")
-        :format(tport, hash:gsub("%x%x", "%%%0"))
-      local ready = false
-      for _ = 1, 75 do
-        local body = http.request(probe)
-        if body and not body:find("failure reason", 1, true) then ready = true; break end
-        S.sleep(0.2)
-      end
-      assert.is_true(ready)
       -- 1 MiB/s: the seed alone would need 3 s per leecher; trading is faster
       pids[#pids + 1] = S.aria2_seed(torrent, tmp .. "/seed", { limit = "1M" })
       local leechers = {}
@@ -492,6 +468,7 @@ describe("a swarm through opentracker", function()
       print(("\nswarm: leechers uploaded %d bytes to each other"):format(uploaded))
     end)
     for _, pid in ipairs(pids) do S.kill(pid) end
+    T.stop(tracker)
     H.rmtree(tmp)
     assert(ok, err)
   end)

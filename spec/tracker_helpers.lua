@@ -53,7 +53,8 @@ end
 -- looking at the whitelist.
 T.PROBE_HASH = string.rep("\255", 20)
 
-function T.start_opentracker(hashes)
+-- `port` may be given when a torrent must name the tracker's URL before it starts.
+function T.start_opentracker(hashes, port)
   local bt = require "bt"
   local dir = H.tmpdir()
   H.sh("chmod 755 " .. H.q(dir))
@@ -62,7 +63,7 @@ function T.start_opentracker(hashes)
   hex[#hex + 1] = string.rep("ff", 20)
   H.writefile(dir .. "/whitelist", table.concat(hex, "\n") .. "\n")
   H.sh("chmod 644 " .. H.q(dir .. "/whitelist"))
-  local port = T.free_port()
+  port = port or T.free_port()
   local pid = T.spawn(string.format("cd %s && exec opentracker -i 127.0.0.1 -p %d -P %d -w %s",
     H.q(dir), port, port, H.q(dir .. "/whitelist")), dir .. "/log")
   local o = { pid = pid, port = port, dir = dir, url = "http://127.0.0.1:" .. port .. "/announce" }
