@@ -2,7 +2,7 @@
 --   lua5.4 examples/library.lua file.torrent [out-dir] [host:port ...]
 -- Downloads with the default policy, prints each verified piece, stops when done.
 local bt = require "bt"
-local session = bt.session or require "bt.session"   -- bt.session once bt/init.lua lists it
+local session = bt.session
 
 local torrent, dir = arg[1], arg[2] or "."
 if not torrent then
