@@ -17,6 +17,7 @@
 #include "lbt.h"
 #include "l_meta.h"
 #include "l_ranges.h"
+#include "l_tracker.h"
 #include "session.h"
 #include "tracker.h"
 
@@ -1130,44 +1131,6 @@ static int l_torrent_tostring(lua_State *L)
 
 /* ---- tracker announces on the session's loop ---- */
 
-static void push_announce_result(lua_State *L, const bt_announce_result *r)
-{
-    lua_createtable(L, 0, 8);
-    if (r->failure_reason) {
-        lua_pushstring(L, r->failure_reason);
-        lua_setfield(L, -2, "failure_reason");
-    }
-    if (r->warning_message) {
-        lua_pushstring(L, r->warning_message);
-        lua_setfield(L, -2, "warning_message");
-    }
-    if (r->tracker_id) {
-        lua_pushlstring(L, r->tracker_id, r->tracker_id_len);
-        lua_setfield(L, -2, "tracker_id");
-    }
-    if (r->interval >= 0)
-        SETI("interval", r->interval);
-    if (r->min_interval >= 0)
-        SETI("min_interval", r->min_interval);
-    if (r->complete >= 0)
-        SETI("complete", r->complete);
-    if (r->incomplete >= 0)
-        SETI("incomplete", r->incomplete);
-    lua_createtable(L, (int)r->npeers, 0);
-    for (uint32_t i = 0; i < r->npeers; i++) {
-        const bt_peer_addr *a = &r->peers[i];
-        char ip[INET6_ADDRSTRLEN];
-        if (!inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->addr, ip, sizeof ip))
-            continue;
-        if (a->family == 4)
-            lua_pushfstring(L, "%s:%d", ip, (int)a->port);
-        else
-            lua_pushfstring(L, "[%s]:%d", ip, (int)a->port);
-        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    }
-    lua_setfield(L, -2, "peers");
-}
-
 static void on_announce(void *ud, int id, const bt_announce_result *res)
 {
     lsess *ls = ud;
@@ -1186,7 +1149,7 @@ static void on_announce(void *ud, int id, const bt_announce_result *res)
         return;
     }
     if (res->ok) {
-        push_announce_result(L, res);
+        bt_ltracker_push_result(L, res, 1);
         call_fn(ls, 1);
     } else {
         lua_pushnil(L);

@@ -27,6 +27,7 @@
 
 #include <ev.h>
 
+#include "l_tracker.h"
 #include "lbt.h"
 #include "tracker.h"
 
@@ -68,14 +69,9 @@ static void set_int(lua_State *L, const char *k, int64_t v)
     }
 }
 
-/* Push the result table, or nil, message. Returns the number of values. */
-static int push_result(lua_State *L, const bt_announce_result *r)
+/* The result table of a successful announce (see l_tracker.h).  [-0, +1, m] */
+void bt_ltracker_push_result(lua_State *L, const bt_announce_result *r, int peer_strings)
 {
-    if (!r->ok) {
-        lua_pushnil(L);
-        lua_pushstring(L, r->error[0] ? r->error : "unknown error");
-        return 2;
-    }
     lua_createtable(L, 0, 10);
     if (r->failure_reason) {
         lua_pushstring(L, r->failure_reason);
@@ -103,14 +99,29 @@ static int push_result(lua_State *L, const bt_announce_result *r)
         char ip[INET6_ADDRSTRLEN];
         if (!inet_ntop(p->family == 4 ? AF_INET : AF_INET6, p->addr, ip, sizeof ip))
             continue;
-        lua_createtable(L, 0, 2);
-        lua_pushstring(L, ip);
-        lua_setfield(L, -2, "ip");
-        lua_pushinteger(L, p->port);
-        lua_setfield(L, -2, "port");
-        lua_rawseti(L, -2, (lua_Integer)i + 1);
+        if (peer_strings) {
+            lua_pushfstring(L, p->family == 4 ? "%s:%d" : "[%s]:%d", ip, (int)p->port);
+        } else {
+            lua_createtable(L, 0, 2);
+            lua_pushstring(L, ip);
+            lua_setfield(L, -2, "ip");
+            lua_pushinteger(L, p->port);
+            lua_setfield(L, -2, "port");
+        }
+        lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);   /* no hole if one is skipped */
     }
     lua_setfield(L, -2, "peers");
+}
+
+/* Push the result table, or nil, message. Returns the number of values. */
+static int push_result(lua_State *L, const bt_announce_result *r)
+{
+    if (!r->ok) {
+        lua_pushnil(L);
+        lua_pushstring(L, r->error[0] ? r->error : "unknown error");
+        return 2;
+    }
+    bt_ltracker_push_result(L, r, 0);
     return 1;
 }
 
