@@ -81,7 +81,7 @@ asan: deps $(ASAN_MODULE)
 
 build/fuzz/%: fuzz/%.c $(PURE) $(HDRS)
 	@mkdir -p $(dir $@)
-	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc -o $@ $< $(PURE) -lcrypto
+	clang -O1 -g $(WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc -o $@ $< $(PURE) -lcrypto
 
 # Each fuzzer starts from its seed corpus in fuzz/corpus/NAME; new inputs go to build/.
 fuzz-smoke: deps $(FUZZERS)
