@@ -49,12 +49,12 @@ local function wait_port(port)
   error("nothing listens on " .. port)
 end
 
--- /usr/bin/time: "wall user sys" of a command
+-- /usr/bin/time: wall, cpu (user+sys), user, sys seconds and peak RSS (KiB) of a command
 local function timed(cmd)
-  local out = sh("/usr/bin/time -f '__T %e %U %S' " .. cmd)
-  local w, u, s = out:match("__T ([%d.]+) ([%d.]+) ([%d.]+)")
+  local out = sh("/usr/bin/time -f '__T %e %U %S %M' " .. cmd)
+  local w, u, s, rss = out:match("__T ([%d.]+) ([%d.]+) ([%d.]+) (%d+)")
   if not w then error("run failed:\n" .. out) end
-  return tonumber(w), tonumber(u) + tonumber(s), tonumber(u), tonumber(s)
+  return tonumber(w), tonumber(u) + tonumber(s), tonumber(u), tonumber(s), tonumber(rss)
 end
 
 local dir = sh("mktemp -d " .. q(base .. "/bt-bench.XXXXXX")):gsub("%s+$", "")
@@ -109,14 +109,15 @@ local ok, err = pcall(function()
     for _, c in ipairs(clients) do
       local out = dir .. "/out"
       os.execute("rm -rf " .. q(out))
-      local wall, cpu, user, sys = timed(c.cmd(out))
+      local wall, cpu, user, sys, rss = timed(c.cmd(out))
       local got = sh("cmp " .. q(data) .. " " .. q(out .. "/payload.bin") .. " && echo same")
       if not got:find("same") then error(c.name .. ": output differs\n" .. got) end
-      results[c.name] = results[c.name] or { wall = {}, cpu = {} }
+      results[c.name] = results[c.name] or { wall = {}, cpu = {}, rss = {} }
       table.insert(results[c.name].wall, wall)
       table.insert(results[c.name].cpu, cpu)
-      io.stderr:write(("  run %d %-42s wall %.2f s  cpu %.2f s (user %.2f, sys %.2f)\n"):format(r, c.name, wall,
-        cpu, user, sys))
+      table.insert(results[c.name].rss, rss)
+      io.stderr:write(("  run %d %-42s wall %.2f s  cpu %.2f s (user %.2f, sys %.2f)  peak RSS %d MiB\n"):format(
+        r, c.name, wall, cpu, user, sys, rss // 1024))
       os.execute("rm -rf " .. q(out))
     end
   end
@@ -129,13 +130,15 @@ local ok, err = pcall(function()
   local ref = {}
   for _, c in ipairs(clients) do
     local r = results[c.name]
-    ref[c.name] = { wall = median(r.wall), cpu = median(r.cpu) / gib }
-    print(("  %-42s wall %6.2f s  (%6.1f MiB/s)  cpu %5.2f s/GiB"):format(c.name, ref[c.name].wall,
-      MIB / ref[c.name].wall, ref[c.name].cpu))
+    ref[c.name] = { wall = median(r.wall), cpu = median(r.cpu) / gib, rss = median(r.rss) / 1024 }
+    print(("  %-42s wall %6.2f s  (%6.1f MiB/s)  cpu %5.2f s/GiB  peak RSS %6.1f MiB"):format(c.name,
+      ref[c.name].wall, MIB / ref[c.name].wall, ref[c.name].cpu, ref[c.name].rss))
   end
-  local me = ref[clients[1].name]
-  print(("  bt-lua wall / libtorrent wall: %.2f (below 1: faster)"):format(me.wall / ref[clients[2].name].wall))
-  print(("  bt-lua cpu / aria2c cpu:       %.2f (below 1: cheaper)"):format(me.cpu / ref[clients[3].name].cpu))
+  local me, lt, aria = ref[clients[1].name], ref[clients[2].name], ref[clients[3].name]
+  print(("  bt-lua / libtorrent: wall %.2f  cpu %.2f  RSS %.2f (below 1: bt-lua faster, cheaper, smaller)")
+    :format(me.wall / lt.wall, me.cpu / lt.cpu, me.rss / lt.rss))
+  print(("  bt-lua / aria2c:     wall %.2f  cpu %.2f  RSS %.2f"):format(me.wall / aria.wall, me.cpu / aria.cpu,
+    me.rss / aria.rss))
 end)
 for _, pid in ipairs(pids) do kill(pid) end
 os.execute("rm -rf " .. q(dir))
