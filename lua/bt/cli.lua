@@ -7,6 +7,7 @@ local COMMANDS = {
   { "info",   "Show what a .torrent file holds." },
   { "create", "Make a .torrent file from a file or a folder." },
   { "run",    "Download a torrent with a Lua policy." },
+  { "seed",   "Verify a torrent's data and seed it." },
 }
 
 local M = {}
