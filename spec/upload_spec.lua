@@ -1,0 +1,72 @@
+-- Integration: bt-lua as the uploader. Real leechers (aria2c, bt-lua's CLI) on
+-- 127.0.0.1 fetch from a bt-lua seed; every process is killed by PID, every wait bounded.
+local H = require "helpers"
+local S = require "swarm_helpers"
+local T = require "tracker_helpers"
+local bt = require "bt"
+
+local PAYLOAD = 3 * 1024 * 1024 + 4321 -- a short last piece on purpose
+local LEECH_TIMEOUT = 40               -- seconds any leecher may take here
+
+local function same(a, b)
+  assert.is_truthy(S.sha256(a))
+  assert.are.equal(S.sha256(a), S.sha256(b))
+end
+
+-- A seed folder, a torrent naming an opentracker on a chosen port, the tracker itself.
+local function tracked_swarm(name, seed)
+  local tmp = H.tmpdir()
+  os.execute("mkdir -p " .. tmp .. "/seed")
+  S.make_files(tmp .. "/seed", { [name] = PAYLOAD }, seed)
+  local tport = S.port()
+  local torrent = S.mktorrent(tmp .. "/seed/" .. name, tmp .. "/t.torrent", 16,
+    ("http://127.0.0.1:%d/announce"):format(tport))
+  local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
+  return tmp, torrent, tracker
+end
+
+describe("a bt-lua seed", function()
+  it("serves aria2c (found through opentracker) byte-identical data", function()
+    local tmp, torrent, tracker = tracked_swarm("a.bin", 11)
+    local pids = {}
+    local ok, err = pcall(function()
+      pids[1] = S.bt_seed_tracked(torrent, tmp .. "/seed", 60)
+      local t0 = os.time()
+      pids[2] = S.aria2_leech(torrent, tmp .. "/aria")
+      assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT), "aria2c did not finish")
+      print(("\naria2c from a bt-lua seed: ~%d s"):format(os.time() - t0))
+      same(tmp .. "/seed/a.bin", tmp .. "/aria/a.bin")
+    end)
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    T.stop(tracker)
+    H.rmtree(tmp)
+    assert(ok, err)
+  end)
+
+  it("one seed, bt-lua leechers with two policies and aria2c, all through opentracker", function()
+    local tmp, torrent, tracker = tracked_swarm("w.bin", 23)
+    local pids, cli = {}, {}
+    local ok, err = pcall(function()
+      pids[1] = S.bt_seed_tracked(torrent, tmp .. "/seed", 90)
+      pids[2] = S.aria2_leech(torrent, tmp .. "/aria")
+      local policies = { "bt.policy.default", H.root .. "/examples/rarest_first.lua",
+        H.root .. "/examples/sequential.lua" }
+      for i, pol in ipairs(policies) do
+        cli[i] = io.popen(("lua5.4 %s run %s %s -o %s --timeout 30 --tick-ms 50 -q --bind 127.0.0.1 2>&1; echo \"__exit=$?\"")
+          :format(H.q(H.root .. "/scripts/bt-lua"), H.q(pol), H.q(torrent), H.q(tmp .. "/l" .. i)))
+      end
+      for i = 1, #policies do
+        local o = cli[i]:read("a")
+        cli[i]:close()
+        assert.matches("__exit=0", o)
+        same(tmp .. "/seed/w.bin", tmp .. "/l" .. i .. "/w.bin")
+      end
+      assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT), "aria2c did not finish")
+      same(tmp .. "/seed/w.bin", tmp .. "/aria/w.bin")
+    end)
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    T.stop(tracker)
+    H.rmtree(tmp)
+    assert(ok, err)
+  end)
+end)
