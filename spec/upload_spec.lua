@@ -70,3 +70,48 @@ describe("a bt-lua seed", function()
     assert(ok, err)
   end)
 end)
+
+describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
+  -- Each mode's expectation. BEP 3 lets a seed ignore what it will not serve; ours ignores
+  -- (never disconnects) and keeps the connection usable, so the sentinel request is answered.
+  local EXPECT = {
+    range = { served = 1 },      -- only the sentinel
+    oversized = { served = 1 },
+    choked = { served = 1 },
+    flood = { served = 250 },    -- exactly our announced reqq; the other 150 are dropped
+  }
+  it("ignores out-of-range, oversized, choked and flooding requests while aria2c completes", function()
+    local tmp = H.tmpdir()
+    os.execute("mkdir -p " .. tmp .. "/seed")
+    S.make_files(tmp .. "/seed", { ["b.bin"] = PAYLOAD }, 31)
+    local tport = S.port()
+    -- 256 KiB pieces: room for a 128 KiB + 1 request inside one piece
+    local torrent = S.mktorrent(tmp .. "/seed/b.bin", tmp .. "/b.torrent", 18,
+      ("http://127.0.0.1:%d/announce"):format(tport))
+    local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
+    local pids = {}
+    local ok, err = pcall(function()
+      local port
+      pids[1], port = S.bt_seed_tracked(torrent, tmp .. "/seed", 90)
+      -- slowed so it is still downloading while the bad peers run
+      pids[2] = S.aria2_leech(torrent, tmp .. "/aria", { limit = "200K" })
+      for _, mode in ipairs{ "range", "oversized", "choked", "flood" } do
+        local o = H.sh_bt(("timeout 30 env %s lua5.4 %s %s %s %d 2>&1"):format(H.lua_env(),
+          H.q(H.root .. "/spec/peers/badreq.lua"), mode, H.q(torrent), port))
+        local served, bad, closed, sentinel = o:match("served=(%d+) bad_served=(%d+) closed=(%a+) sentinel=(%a+)")
+        assert.is_truthy(served, mode .. ": " .. o)
+        assert.are.equal(0, tonumber(bad), mode .. " got a bad request served")
+        assert.are.equal("false", closed, mode .. ": the seed disconnected")
+        assert.are.equal("true", sentinel, mode .. ": the connection stopped working")
+        assert.are.equal(EXPECT[mode].served, tonumber(served), mode)
+      end
+      assert.is_true(S.alive(pids[2]), "aria2c finished before the bad peers ran: not a concurrent test")
+      assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT), "aria2c did not finish")
+      same(tmp .. "/seed/b.bin", tmp .. "/aria/b.bin")
+    end)
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    T.stop(tracker)
+    H.rmtree(tmp)
+    assert(ok, err)
+  end)
+end)
