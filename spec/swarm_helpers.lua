@@ -171,20 +171,30 @@ end
 
 --- bt-lua seeding `dir` AND announcing to the torrent's trackers (btseed.lua does not
 -- announce; aria2c cannot be handed a peer, so it must learn the seed from a tracker).
--- The script is written next to the torrent. Returns pid, port.
-function S.bt_seed_tracked(torrent, dir, lifetime)
+-- The script is written next to the torrent. `peers` ({"host:port"}, optional): leechers
+-- the seed dials itself (transmission ignores 127.x peers from trackers but accepts a
+-- connection). Returns pid, port.
+function S.bt_seed_tracked(torrent, dir, lifetime, peers)
   local port = S.port()
   local base = (torrent:match("^(.*)/") or ".")
   local script = base .. "/btseed-tracked-" .. port .. ".lua"
+  local quoted = {}
+  for i, p in ipairs(peers or {}) do quoted[i] = ("%q"):format(p) end
+  local plist = table.concat(quoted, ", ")
   H.writefile(script, ([[
 local session = require "bt.session"
 local s = session.new{ port = %d, bind = "127.0.0.1", tick_ms = 50 }
 local t = s:add(%q, { dir = %q })
 assert(t.complete, "seed data is not complete")
+-- a complete torrent does not dial its candidates: dial each leecher once, by hand
+for _, hp in ipairs{ %s } do
+  local host, port = hp:match("^(.*):(%%d+)$")
+  t:connect(host, tonumber(port))
+end
 local t0 = s.core:now()
 s:run(function() return s.core:now() - t0 > %d end)
 s:close()
-]]):format(port, torrent, dir, lifetime or 60))
+]]):format(port, torrent, dir, plist, lifetime or 60))
   local pid = S.spawn(("%s lua5.4 %s"):format(H.lua_env(), H.q(script)),
     base .. "/btseed-" .. port .. ".log", true)
   assert(S.wait_port(port, 10), "bt-lua seed did not listen")
