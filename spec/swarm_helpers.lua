@@ -169,4 +169,59 @@ function S.bt_seed(torrent, dir, lifetime)
   return pid, port
 end
 
+--- bt-lua seeding `dir` AND announcing to the torrent's trackers (btseed.lua does not
+-- announce; aria2c cannot be handed a peer, so it must learn the seed from a tracker).
+-- The script is written next to the torrent. `peers` ({"host:port"}, optional): leechers
+-- the seed dials itself (transmission ignores 127.x peers from trackers but accepts a
+-- connection). Returns pid, port.
+function S.bt_seed_tracked(torrent, dir, lifetime, peers)
+  local port = S.port()
+  local base = (torrent:match("^(.*)/") or ".")
+  local script = base .. "/btseed-tracked-" .. port .. ".lua"
+  local quoted = {}
+  for i, p in ipairs(peers or {}) do quoted[i] = ("%q"):format(p) end
+  local plist = table.concat(quoted, ", ")
+  H.writefile(script, ([[
+local session = require "bt.session"
+local s = session.new{ port = %d, bind = "127.0.0.1", tick_ms = 50 }
+local t = s:add(%q, { dir = %q })
+assert(t.complete, "seed data is not complete")
+-- a complete torrent does not dial its candidates: dial each leecher once, by hand
+for _, hp in ipairs{ %s } do
+  local host, port = hp:match("^(.*):(%%d+)$")
+  t:connect(host, tonumber(port))
+end
+local t0 = s.core:now()
+s:run(function() return s.core:now() - t0 > %d end)
+s:close()
+]]):format(port, torrent, dir, plist, lifetime or 60))
+  local pid = S.spawn(("%s lua5.4 %s"):format(H.lua_env(), H.q(script)),
+    base .. "/btseed-" .. port .. ".log", true)
+  assert(S.wait_port(port, 10), "bt-lua seed did not listen")
+  return pid, port
+end
+
+--- aria2c leeching `torrent` into `dir` in the background (finds peers via the tracker).
+-- Returns pid, the path of its log.
+function S.aria2_leech(torrent, dir, opts)
+  opts = opts or {}
+  local log = dir .. ".aria2.log"
+  local extra = opts.limit and (" --max-download-limit=" .. opts.limit) or ""
+  local pid = S.spawn(("aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false " ..
+    "--enable-peer-exchange=false --file-allocation=none --listen-port=%d --dht-listen-port=%d " ..
+    "--bt-stop-timeout=%d -d %s%s %s"):format(S.port(), S.port(), opts.timeout or 40, H.q(dir),
+    extra, H.q(torrent)), log)
+  return pid, log
+end
+
+--- Wait (bounded) until a PID exits.
+function S.wait_exit(pid, seconds)
+  local deadline = socket.gettime() + (seconds or 30)
+  while socket.gettime() < deadline do
+    if not S.alive(pid) then return true end
+    socket.sleep(0.1)
+  end
+  return false
+end
+
 return S
