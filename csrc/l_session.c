@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 
 #include <dlfcn.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -527,7 +528,8 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
  * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
- * policy_time_limit (seconds one hook call may run, default 2) */
+ * policy_time_limit (seconds one hook call may run, default 2), signals (true: SIGINT/SIGTERM
+ * stop run() and are reported by cs:signal(); one such session per process) */
 static int l_session_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -550,6 +552,9 @@ static int l_session_new(lua_State *L)
     double limit = opt_num(L, 1, "policy_time_limit", POLICY_TIME_LIMIT);
     if (!(limit > 0 && limit <= 3600))
         luaL_argerror(L, 1, "policy_time_limit must be in (0, 3600] seconds");
+    lua_getfield(L, 1, "signals");
+    o.signals = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 1, "bind");
     o.bind = luaL_optstring(L, -1, NULL);   /* stays on the stack while used */
     lsess *ls = lua_newuserdatauv(L, sizeof *ls, 1);
@@ -587,6 +592,19 @@ static int l_sess_port(lua_State *L)
 static int l_sess_now(lua_State *L)
 {
     lua_pushnumber(L, bt_sess_now(&check_sess(L, 1)->s));
+    return 1;
+}
+
+/* cs:signal() -> "SIGINT" | "SIGTERM" | nil: the signal that stopped run()  [-0, +1, -] */
+static int l_sess_signal(lua_State *L)
+{
+    int sig = check_sess(L, 1)->s.got_signal;
+    if (sig == SIGINT)
+        lua_pushliteral(L, "SIGINT");
+    else if (sig == SIGTERM)
+        lua_pushliteral(L, "SIGTERM");
+    else
+        lua_pushnil(L);
     return 1;
 }
 
@@ -1437,7 +1455,8 @@ void bt_open_session(lua_State *L, int mod)
     static const luaL_Reg sess_methods[] = {
         { "add", l_sess_add },   { "run", l_sess_run },         { "stop", l_sess_stop },
         { "close", l_sess_close }, { "port", l_sess_port },     { "now", l_sess_now },
-        { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce }, { NULL, NULL },
+        { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce },
+        { "signal", l_sess_signal }, { NULL, NULL },
     };
     luaL_newmetatable(L, SESSION_MT);
     lua_newtable(L);

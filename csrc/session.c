@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,18 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         s->hooks.tick(s->hooks.ud, now);
 }
 
+/* libev binds a signal to one loop per process: the session owning them. */
+static bt_session *signal_owner;
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bt_session *s = w->data;
+    s->got_signal = w->signum;
+    bt_sess_stop(s);   /* the Lua side saves resume data and announces "stopped" */
+}
+
 int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, const char **err)
 {
     memset(s, 0, sizeof *s);
@@ -256,6 +269,21 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, c
     ev_timer_init(&s->tickw, on_tick, s->tick_s, s->tick_s);
     s->tickw.data = s;
     ev_timer_start(s->loop, &s->tickw);
+    if (o->signals) {
+        if (signal_owner) {
+            *err = "another session already handles SIGINT/SIGTERM";
+            bt_sess_free(s);
+            return -1;
+        }
+        ev_signal_init(&s->sigint_w, on_signal, SIGINT);
+        s->sigint_w.data = s;
+        ev_signal_start(s->loop, &s->sigint_w);
+        ev_signal_init(&s->sigterm_w, on_signal, SIGTERM);
+        s->sigterm_w.data = s;
+        ev_signal_start(s->loop, &s->sigterm_w);
+        s->signals = true;
+        signal_owner = s;
+    }
     return 0;
 }
 
@@ -297,6 +325,12 @@ void bt_sess_free(bt_session *s)
     if (s->loop) {
         ev_prepare_stop(s->loop, &s->prep);
         ev_timer_stop(s->loop, &s->tickw);
+        if (s->signals) {   /* libev restores the default action */
+            ev_signal_stop(s->loop, &s->sigint_w);
+            ev_signal_stop(s->loop, &s->sigterm_w);
+            s->signals = false;
+            signal_owner = NULL;
+        }
         ev_loop_destroy(s->loop);
         s->loop = NULL;
     }

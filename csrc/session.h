@@ -231,6 +231,9 @@ struct bt_session {
     bool running, stop, in_callout;
     uint8_t *scratch;         /* one block for hashing read-back and serving */
     bt_worker *worker;        /* NULL: pieces are verified on the loop thread */
+    ev_signal sigint_w, sigterm_w;
+    bool signals;             /* the two watchers above are started */
+    int got_signal;           /* last SIGINT/SIGTERM received (0: none); run() returned for it */
 };
 
 typedef struct bt_sess_opts {
@@ -238,6 +241,7 @@ typedef struct bt_sess_opts {
     int port;                 /* 0: ephemeral; -1: do not listen */
     double tick_s, connect_timeout, idle_timeout, keepalive;
     uint32_t max_peers;
+    bool signals;             /* catch SIGINT/SIGTERM: stop the loop, note the signal (one session per process) */
 } bt_sess_opts;
 
 /* Session. Return 0, or -1 with *err (static or errno text). */

@@ -77,6 +77,7 @@ function M.new(opts)
     port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
     connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
+    signals = opts.signals,
   }, function(kind, ...) return self:_dispatch(kind, ...) end)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
@@ -268,6 +269,12 @@ end
 
 function Session:stop()
   self.core:stop()
+end
+
+--- s:signal() -> "SIGINT" | "SIGTERM" | nil: the signal that made run() return
+-- (only with bt.session{ signals = true }, which one session per process may ask).
+function Session:signal()
+  return self.core:signal()
 end
 
 --- s:close(): announces "stopped" (best effort, not waited for), drops everything.

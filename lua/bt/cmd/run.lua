@@ -52,7 +52,10 @@ function M.run(args)
   if not ok then cli.fail("policy failed to load: " .. tostring(pol), M.EXIT_POLICY) end
   local port, max_peers, tick_ms, timeout = num(args, "port"), num(args, "max_peers"),
     num(args, "tick_ms"), num(args, "timeout")
-  local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers }
+  -- signals: SIGINT/SIGTERM stop the loop; s:close() below then saves resume data
+  -- and announces "stopped" (bounded by session.STOPPED_WAIT), and we exit 0.
+  local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
+    signals = true }
   local aok, t = pcall(s.add, s, m, { dir = args.output, policy = pol,
     peers = args.peer, trackers = not args.no_trackers })
   if not aok then cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", ""))) end
@@ -135,6 +138,14 @@ function M.run(args)
 
   if not t.complete then s:run() end
   local now = s.core:now()
+  local sig = s:signal()
+  if sig and not failure and not t.complete then
+    report(now, true)
+    if statsf then statsf:close() end
+    s:close()
+    if not quiet then io.stderr:write(("interrupted by %s: progress saved\n"):format(sig)) end
+    return 0
+  end
   if not failure and not t.complete then failure, code = t.error or "stopped before completion", 1 end
   report(now, true)
   local st = t:stats()
