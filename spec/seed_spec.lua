@@ -104,3 +104,125 @@ describe("bt-lua run: SIGTERM / SIGINT", function()
     end)
   end
 end)
+
+--- aria2c downloading `torrent` into dir (it exits once done: --seed-time=0). Returns pid, port.
+local function aria2_leech(torrent, dir, log)
+  local port = S.port()
+  local pid = S.spawn(("aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false " ..
+    "--enable-peer-exchange=false --listen-port=%d --dht-listen-port=%d -d %s %s"):format(
+    port, S.port(), H.q(dir), H.q(torrent)), log)
+  assert(S.wait_port(port, 15), "aria2c did not listen on " .. port)
+  return pid, port
+end
+
+--- Wait (bounded) until path has `size` bytes and pid has exited.
+local function wait_done(pid, path, size, seconds)
+  local deadline = socket.gettime() + seconds
+  while socket.gettime() < deadline do
+    if file_size(path) == size and not S.alive(pid) then return true end
+    socket.sleep(0.2)
+  end
+  return false
+end
+
+describe("bt-lua seed", function()
+  local dir, pids = nil, {}
+  local size = 3 * 1024 * 1024 + 12345   -- a short last piece
+  local torrent
+  before_each(function()
+    dir = H.tmpdir(); pids = {}
+    os.execute("mkdir -p " .. H.q(dir .. "/seed") .. " " .. H.q(dir .. "/out"))
+    S.make_files(dir .. "/seed", { ["payload.bin"] = size }, 11)
+    torrent = S.mktorrent(dir .. "/seed/payload.bin", dir .. "/p.torrent", 16)
+  end)
+  after_each(function()
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    H.rmtree(dir)
+  end)
+
+  it("aria2c downloads from it (sha256 equal); --seed-time ends it with exit 0", function()
+    local apid, aport = aria2_leech(torrent, dir .. "/out", dir .. "/aria2.log")
+    pids[#pids + 1] = apid
+    local t0 = socket.gettime()
+    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 --seed-time 8"):format(
+      H.q(torrent), H.q(dir .. "/seed"), aport))
+    pids[#pids + 1] = h.pid
+    assert.truthy(wait_done(apid, dir .. "/out/payload.bin", size, 20), "aria2c did not finish")
+    assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out/payload.bin"))
+    local rc, log = wait_exit(h, 15)
+    local took = socket.gettime() - t0
+    assert.are.equal(0, rc, "log: " .. tostring(log))
+    assert.truthy(log:find("done seeding (time)", 1, true), log)
+    assert.truthy(took >= 7.5 and took < 15, "seeded for " .. took .. " s")
+  end)
+
+  it("--ratio 1 ends it once a full copy is uploaded", function()
+    local apid, aport = aria2_leech(torrent, dir .. "/out", dir .. "/aria2.log")
+    pids[#pids + 1] = apid
+    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 --ratio 1 --seed-time 60"):format(
+      H.q(torrent), H.q(dir .. "/seed"), aport))
+    pids[#pids + 1] = h.pid
+    local rc, log = wait_exit(h, 30)
+    assert.are.equal(0, rc, "log: " .. tostring(log))
+    assert.truthy(log:find("done seeding (ratio)", 1, true), log)
+    assert.truthy(wait_done(apid, dir .. "/out/payload.bin", size, 10), "aria2c did not finish")
+    assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out/payload.bin"))
+  end)
+
+  it("refuses incomplete data with a clear message and exit != 0, announcing nothing", function()
+    -- flip one byte in the middle: that piece fails its hash check
+    local f = assert(io.open(dir .. "/seed/payload.bin", "r+b"))
+    f:seek("set", size // 2)
+    local b = f:read(1)
+    f:seek("set", size // 2)
+    f:write(string.char((b:byte() + 1) % 256))
+    f:close()
+    local out, code = S.btlua(("seed %s --dir %s --seed-time 5"):format(H.q(torrent), H.q(dir .. "/seed")))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("is incomplete: %d+ of %d+ pieces verified"), out)
+    -- missing data altogether
+    out, code = S.btlua(("seed %s --dir %s --seed-time 5"):format(H.q(torrent), H.q(dir .. "/out")))
+    assert.are_not.equal(0, code)
+    assert.truthy(out:find("incomplete: 0 of", 1, true), out)
+  end)
+
+  it("rejects a bad rate or ratio", function()
+    local out, code = S.btlua(("seed %s --dir %s --max-up 12Q"):format(H.q(torrent), H.q(dir .. "/seed")))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("--max-up must be a rate", 1, true), out)
+    out, code = S.btlua(("seed %s --dir %s --ratio=-1"):format(H.q(torrent), H.q(dir .. "/seed")))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("--ratio must be a number >= 0", 1, true), out)
+  end)
+end)
+
+describe("bt-lua run --seed", function()
+  local dir, pids = nil, {}
+  before_each(function() dir = H.tmpdir(); pids = {} end)
+  after_each(function()
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    H.rmtree(dir)
+  end)
+
+  it("downloads from aria2c, then seeds to another aria2c until --seed-time", function()
+    local size = 2 * 1024 * 1024
+    os.execute("mkdir -p " .. H.q(dir .. "/seed") .. " " .. H.q(dir .. "/mid") .. " " .. H.q(dir .. "/out"))
+    S.make_files(dir .. "/seed", { ["payload.bin"] = size }, 5)
+    local torrent = S.mktorrent(dir .. "/seed/payload.bin", dir .. "/p.torrent", 16)
+    local spid, sport = S.aria2_seed(torrent, dir .. "/seed")
+    pids[#pids + 1] = spid
+    local lpid, lport = aria2_leech(torrent, dir .. "/out", dir .. "/aria2.log")
+    pids[#pids + 1] = lpid
+    -- the leecher is dialed too: it may take from both; --seed-time bounds the wait
+    local h = start_btlua(dir, ("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --peer 127.0.0.1:%d " ..
+      "--no-trackers --bind 127.0.0.1 --seed --seed-time 6"):format(H.q(torrent), H.q(dir .. "/mid"), sport, lport))
+    pids[#pids + 1] = h.pid
+    local rc, log = wait_exit(h, 30)
+    assert.are.equal(0, rc, "log: " .. tostring(log))
+    assert.truthy(log:find("done: ", 1, true), log)
+    assert.truthy(log:find("done seeding (time)", 1, true), log)
+    assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/mid/payload.bin"))
+    assert.truthy(wait_done(lpid, dir .. "/out/payload.bin", size, 10), "aria2c did not finish")
+    assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out/payload.bin"))
+  end)
+end)

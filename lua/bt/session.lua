@@ -103,6 +103,7 @@ end
 
 --- s:add(torrent, opts) -> bt.Torrent handle. opts: dir, policy (table, path or module
 -- name), peers ({"host:port", ...}), max_peers, trackers (false: do not announce),
+-- seed (true: keep dialing peers after completion, to upload to them),
 -- resume (false: no resume data; default: <dir>/.bt-lua/<info-hash>.resume is read
 -- at add, pieces it vouches for are not hashed, and it is saved every few seconds
 -- while pieces arrive, on completion, on a policy error and at close).
@@ -125,8 +126,11 @@ function Session:add(torrent, opts)
   end
   local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust)
   if not t then error("bt.session: " .. tostring(aerr), 2) end
+  -- complete_at_add: the data was all there; "completed" is announced only for a
+  -- download that completes in this run (BEP 3). seed: keep dialing peers once complete.
   local rec = { t = t, meta = m, candidates = {}, order = {}, trackers = {}, started = self.core:now(),
-                resume_reason = rreason, trusted = trust and trust:count() or 0 }
+                resume_reason = rreason, trusted = trust and trust:count() or 0,
+                complete_at_add = t.complete, seed = opts.seed and true or false }
   if resume then
     rec.saver = resume.saver{ path = rpath, torrent = m, dir = dir, sync = function() return t:sync() end }
   end
@@ -137,6 +141,16 @@ function Session:add(torrent, opts)
   self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
   self:_tracker_tick(rec, self.core:now())
   return t
+end
+
+--- s:start_trackers(t): announce to t's trackers (for a torrent added with
+-- trackers = false, e.g. until its data is known to be complete). Idempotent.
+function Session:start_trackers(t)
+  local rec = self.by_handle[t]
+  if not rec then error("bt.session: unknown torrent", 2) end
+  if #rec.trackers > 0 then return end
+  self:_setup_trackers(rec, rec.meta)
+  self:_tracker_tick(rec, self.core:now())
 end
 
 --- s:add_peer(t, "host:port"): a candidate to dial (with back-off on failure).
@@ -162,7 +176,7 @@ end
 
 function Session:_connect_some(rec, now)
   local t = rec.t
-  if t.stopped or t.complete then return end
+  if t.stopped or (t.complete and not rec.seed) then return end
   local started = 0
   for _, c in ipairs(rec.order) do
     if started >= M.CONNECTS_PER_TICK or t.npeers >= self.max_peers then break end
@@ -216,7 +230,7 @@ function Session:_dispatch(kind, ...)
     local rec = self.by_handle[t]
     if rec then
       self:_save_resume(rec, true)
-      self:_tracker_event(rec, "completed")
+      if not rec.complete_at_add then self:_tracker_event(rec, "completed") end
     end
     self:_emit("complete", t)
   elseif kind == "error" then
