@@ -483,8 +483,27 @@ static void on_cancel(bt_peer *p, const bt_msg *m)
 void bt_peer_serve(bt_peer *p)
 {
     bt_torrent *t = p->t;
+    bt_bucket *bs[2] = { &p->s->up, &t->up };
+    bt_rate_refill(p->s, bs[0]);
+    bt_rate_refill(p->s, bs[1]);
     while (p->uqcount > 0 && !p->closing && !p->am_choking && p->wbuf.len < BT_SESS_UPLOAD_WATER) {
         struct bt_ureq r = p->uq[p->uqhead];
+        if (r.length != 0) {
+            /* Upload limit: a block goes whole or waits for the rate timer. A block
+             * above the burst is sent once the bucket is full (the debt slows what follows). */
+            int64_t n = 13 + (int64_t)r.length;
+            bool ok = true;
+            for (int i = 0; i < 2; i++) {
+                int64_t need = (double)n < bs[i]->burst ? n : (int64_t)bs[i]->burst;
+                if (bt_bucket_available(bs[i]) < need)
+                    ok = false;
+            }
+            if (!ok) {
+                bt_sess_rate_wait(p->s, bt_bucket_wait_chain(bs, 2, n));
+                return;
+            }
+            bt_bucket_spend_chain(bs, 2, n);
+        }
         p->uqhead = (p->uqhead + 1) % BT_SESS_UPLOAD_QUEUE;
         p->uqcount--;
         if (r.length == 0)
@@ -904,7 +923,33 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         bt_peer_close(p, "message larger than the read buffer");
         return;
     }
-    ssize_t r = recv(p->fd, p->rbuf + p->rlen, p->rcap - p->rlen, 0);
+    /* Download limit: read only what the session's and the torrent's buckets grant;
+     * when they grant nothing, stop reading until the rate timer fires (the kernel
+     * buffer fills and TCP slows the sender down). */
+    bt_session *s = p->s;
+    bt_bucket *bs[2] = { &s->down, p->t ? &p->t->down : NULL };
+    bt_rate_refill(s, bs[0]);
+    if (bs[1])
+        bt_rate_refill(s, bs[1]);
+    int64_t want = (int64_t)(p->rcap - p->rlen);
+    int64_t granted = bt_bucket_take_chain(bs, 2, want);
+    if (granted <= 0) {
+        ev_io_stop(s->loop, &p->rw);
+        p->read_throttled = true;
+        /* wait for one block's worth, not for the whole read: waiting for a full
+         * bucket loses the tokens that would arrive between full and the timer */
+        bt_sess_rate_wait(s, bt_bucket_wait_chain(bs, 2, want < BT_BUCKET_MIN_BURST ? want : BT_BUCKET_MIN_BURST));
+        return;
+    }
+    ssize_t r = recv(p->fd, p->rbuf + p->rlen, (size_t)granted, 0);
+    /* tokens granted but not used go back (a short read is not traffic) */
+    int64_t unused = granted - (r > 0 ? r : 0);
+    for (int i = 0; i < 2 && unused > 0; i++)
+        if (bs[i] && bs[i]->rate > 0) {
+            bs[i]->tokens += (double)unused;
+            if (bs[i]->tokens > bs[i]->burst)
+                bs[i]->tokens = bs[i]->burst;
+        }
     if (r < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             bt_peer_close(p, strerror(errno));

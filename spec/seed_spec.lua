@@ -226,3 +226,101 @@ describe("bt-lua run --seed", function()
     assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out/payload.bin"))
   end)
 end)
+
+describe("rate limits", function()
+  local dir, pids = nil, {}
+  local size = 3 * 1024 * 1024
+  local torrent
+  before_each(function()
+    dir = H.tmpdir(); pids = {}
+    os.execute("mkdir -p " .. H.q(dir .. "/seed") .. " " .. H.q(dir .. "/out"))
+    S.make_files(dir .. "/seed", { ["payload.bin"] = size }, 3)
+    torrent = S.mktorrent(dir .. "/seed/payload.bin", dir .. "/p.torrent", 16)
+  end)
+  after_each(function()
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    H.rmtree(dir)
+  end)
+
+  -- 3 MiB at 1 MiB/s with a quarter-second burst: ~2.75 s; unlimited it takes well
+  -- under a second here. The bounds are generous: a functional check, not a benchmark.
+  local function check_time(secs, what)
+    if os.getenv("BT_SPEC_VERBOSE") then io.stderr:write(("\n%s: %.2f s\n"):format(what, secs)) end
+    assert.truthy(secs >= 2.5 and secs < 6, what .. " took " .. secs .. " s")
+  end
+
+  it("bt-lua run --max-down 1M: 3 MiB take between 2.5 and 6 s", function()
+    local apid, aport = S.aria2_seed(torrent, dir .. "/seed")
+    pids[#pids + 1] = apid
+    local t0 = socket.gettime()
+    local out, code = S.btlua(("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q --max-down 1M"):format(
+      H.q(torrent), H.q(dir .. "/out"), aport))
+    local secs = socket.gettime() - t0
+    assert.are.equal(0, code, out)
+    assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out/payload.bin"))
+    check_time(secs, "download")
+  end)
+
+  it("library: a torrent limit (t:set_limits) and a session limit (max_down) each hold", function()
+    local apid, aport = S.aria2_seed(torrent, dir .. "/seed")
+    pids[#pids + 1] = apid
+    local session = require "bt.session"
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 50 }
+    local t = s:add(torrent, { dir = dir .. "/out", peers = { "127.0.0.1:" .. aport }, trackers = false })
+    t:set_limits{ down = 1024 * 1024 }
+    assert.are.same({ down = 1024 * 1024, up = 0 }, t:limits())
+    s:on("complete", function() s:stop() end)
+    local t0 = s.core:now()
+    s:run(function() return s.core:now() - t0 > 15 end)
+    local secs = s.core:now() - t0
+    assert.truthy(t.complete)
+    s:close()
+    check_time(secs, "torrent-limited download")
+
+    os.execute("rm -rf " .. H.q(dir .. "/out2"))
+    s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 50, max_down = 1024 * 1024 }
+    assert.are.same({ down = 1024 * 1024, up = 0 }, s:limits())
+    t = s:add(torrent, { dir = dir .. "/out2", peers = { "127.0.0.1:" .. aport }, trackers = false })
+    s:on("complete", function() s:stop() end)
+    t0 = s.core:now()
+    s:run(function() return s.core:now() - t0 > 15 end)
+    secs = s.core:now() - t0
+    assert.truthy(t.complete)
+    s:close()
+    check_time(secs, "session-limited download")
+    assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out2/payload.bin"))
+  end)
+
+  it("bt-lua seed --max-up 1M: aria2c's download takes between 2.5 and 6 s", function()
+    local apid, aport = aria2_leech(torrent, dir .. "/out", dir .. "/aria2.log")
+    pids[#pids + 1] = apid
+    local t0 = socket.gettime()
+    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 --ratio 1 --seed-time 30 --max-up 1M"):format(
+      H.q(torrent), H.q(dir .. "/seed"), aport))
+    pids[#pids + 1] = h.pid
+    -- --ratio 1: bt-lua exits once it uploaded a full copy (aria2c preallocates its
+    -- file and lingers after finishing, so its side gives no clean end time)
+    local rc, log = wait_exit(h, 20)
+    local secs = socket.gettime() - t0
+    assert.are.equal(0, rc, "log: " .. tostring(log))
+    assert.truthy(log:find("done seeding (ratio)", 1, true), log)
+    assert.truthy(wait_done(apid, dir .. "/out/payload.bin", size, 20), "aria2c did not finish")
+    assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out/payload.bin"))
+    check_time(secs, "upload")
+  end)
+
+  it("refuses bad limits", function()
+    local session = require "bt.session"
+    assert.has_error(function() session.new{ port = -1, max_down = -1 } end)
+    local s = session.new{ port = -1 }
+    assert.has_error(function() s:set_limits{ up = "fast" } end)
+    assert.has_error(function() s:set_limits{ down = 0 / 0 } end)
+    s:set_limits{ up = 500 * 1024 }
+    assert.are.same({ down = 0, up = 500 * 1024 }, s:limits())
+    s:close()
+    assert.are.equal(512000, require("bt.cmd.seed").parse_rate("500K"))
+    assert.are.equal(2097152, require("bt.cmd.seed").parse_rate("2M"))
+    assert.are.equal(0, require("bt.cmd.seed").parse_rate("0"))
+    assert.is_nil(require("bt.cmd.seed").parse_rate("-5"))
+  end)
+end)

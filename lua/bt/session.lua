@@ -3,7 +3,7 @@
 -- connections, loads policies and turns core events into user callbacks.
 --
 --   local session = require "bt.session"
---   local s = session{ port = 0, tick_ms = 100, max_peers = 50 }
+--   local s = session{ port = 0, tick_ms = 100, max_peers = 50, max_down = 0, max_up = 0 }
 --   local t = s:add("file.torrent", { dir = "out", policy = "examples/sequential.lua",
 --                                     peers = { "127.0.0.1:6881" } })
 --   s:on("complete", function(t) s:stop() end)
@@ -77,7 +77,7 @@ function M.new(opts)
     port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
     connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
-    signals = opts.signals,
+    signals = opts.signals, max_down = opts.max_down, max_up = opts.max_up,
   }, function(kind, ...) return self:_dispatch(kind, ...) end)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
@@ -103,7 +103,8 @@ end
 
 --- s:add(torrent, opts) -> bt.Torrent handle. opts: dir, policy (table, path or module
 -- name), peers ({"host:port", ...}), max_peers, trackers (false: do not announce),
--- seed (true: keep dialing peers after completion, to upload to them),
+-- seed (true: keep dialing peers after completion, to upload to them), max_down and
+-- max_up (this torrent's limits in bytes/s, 0: none; see s:set_limits),
 -- resume (false: no resume data; default: <dir>/.bt-lua/<info-hash>.resume is read
 -- at add, pieces it vouches for are not hashed, and it is saved every few seconds
 -- while pieces arrive, on completion, on a policy error and at close).
@@ -126,6 +127,7 @@ function Session:add(torrent, opts)
   end
   local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust)
   if not t then error("bt.session: " .. tostring(aerr), 2) end
+  if opts.max_down or opts.max_up then t:set_limits{ down = opts.max_down, up = opts.max_up } end
   -- complete_at_add: the data was all there; "completed" is announced only for a
   -- download that completes in this run (BEP 3). seed: keep dialing peers once complete.
   local rec = { t = t, meta = m, candidates = {}, order = {}, trackers = {}, started = self.core:now(),
@@ -283,6 +285,16 @@ end
 
 function Session:stop()
   self.core:stop()
+end
+
+--- s:set_limits{ down = bytes/s, up = bytes/s } (0: unlimited; a missing field is kept).
+-- A torrent has its own: t:set_limits{...}; both apply. s:limits() / t:limits() read them.
+function Session:set_limits(l)
+  self.core:set_limits(l)
+end
+
+function Session:limits()
+  return self.core:limits()
 end
 
 --- s:signal() -> "SIGINT" | "SIGTERM" | nil: the signal that made run() return
