@@ -622,6 +622,7 @@ int bt_torrent_connect(bt_torrent *t, const char *host, int port, const char **e
         bt_handshake hs;
         memset(&hs, 0, sizeof hs);
         hs.reserved[BT_RESERVED_EXTENSION_BYTE] |= BT_RESERVED_EXTENSION_BIT;
+        hs.reserved[BT_RESERVED_FAST_BYTE] |= BT_RESERVED_FAST_BIT;   /* BEP 6, as send_handshake */
         memcpy(hs.info_hash, t->meta->info_hash, 20);
         memcpy(hs.peer_id, s->peer_id, 20);
         if (bt_buf_reserve(&p->wbuf, BT_HANDSHAKE_LEN) == 0) {

@@ -45,6 +45,8 @@
 #define BT_RATE_BURST_S        0.25
 #define BT_RATE_MIN_WAIT       0.005   /* s: a throttled peer is retried no sooner (no busy loop) */
 #define BT_RATE_MAX_WAIT       1.0     /* s: and no later, so a raised limit takes effect soon */
+#define BT_FAST_SET            4       /* BEP 6 allowed-fast pieces offered per peer (libtorrent: 10;
+                                          a few let a new peer start without an unchoke) */
 #define BT_SESS_MAX_EVENTS     65536   /* queued events before the oldest piece events drop */
 /* Pieces are assembled in memory and written with one pwrite once verified: measured
  * here, 16 KiB pwrites into a growing ext4 file cost ~24 us each (1.6 s/GiB) against
@@ -82,6 +84,9 @@ struct bt_peer {
     bool snubbed;
     bool want_unchoke;                  /* scratch for a choke round */
     bool avail_gone;                    /* its pieces were taken out of the availability counts */
+    bool fast;                          /* BEP 6 negotiated: rejects are explicit */
+    uint32_t allowed[BT_FAST_SET];      /* BEP 6 allowed-fast pieces we offered it */
+    uint32_t nallowed;
     bool read_throttled;                /* read watcher stopped by the download limit; the rate timer restarts it */
     struct sockaddr_storage addr;
     char address[64];                   /* "ip:port" for messages and bans */

@@ -324,3 +324,87 @@ describe("rate limits", function()
     assert.is_nil(require("bt.cmd.seed").parse_rate("-5"))
   end)
 end)
+
+describe("BEP 6 fast extension (a raw client against bt-lua seed)", function()
+  local dir, pids = nil, {}
+  before_each(function() dir = H.tmpdir(); pids = {} end)
+  after_each(function()
+    for _, pid in ipairs(pids) do S.kill(pid) end
+    H.rmtree(dir)
+  end)
+
+  local function u32(s, i) return (string.unpack(">I4", s, i)) end
+
+  --- BEP 6 canonical allowed-fast set (the reference algorithm from the BEP).
+  local function canonical(ip, info_hash, npieces, k)
+    local bt = require "bt"
+    local a, b, c = ip:match("^(%d+)%.(%d+)%.(%d+)%.")
+    local x = string.char(tonumber(a), tonumber(b), tonumber(c), 0) .. info_hash
+    local set, seen = {}, {}
+    while #set < k do
+      x = bt.sha1(x)
+      for i = 0, 4 do
+        if #set >= k then break end
+        local idx = u32(x, 4 * i + 1) % npieces
+        if not seen[idx] then seen[idx] = true; set[#set + 1] = idx end
+      end
+    end
+    return set
+  end
+
+  it("offers allowed-fast pieces, serves them while choked, rejects other requests", function()
+    local size = 1024 * 1024   -- 32 pieces of 32 KiB
+    os.execute("mkdir -p " .. H.q(dir .. "/seed"))
+    S.make_files(dir .. "/seed", { ["payload.bin"] = size }, 9)
+    local torrent = S.mktorrent(dir .. "/seed/payload.bin", dir .. "/p.torrent", 15)
+    local bt = require "bt"
+    local m = assert(bt.meta_parse(H.readfile(torrent)))
+    local port = S.port()
+    local h = start_btlua(dir, ("seed %s --dir %s --port %d --bind 127.0.0.1 --no-trackers --seed-time 20"):format(
+      H.q(torrent), H.q(dir .. "/seed"), port))
+    pids[#pids + 1] = h.pid
+    assert.truthy(S.wait_port(port, 10), "bt-lua seed did not listen")
+    local c = assert(socket.connect("127.0.0.1", port))
+    c:settimeout(5)
+    local reserved = string.rep("\0", 7) .. "\4"   -- fast only: no BEP 10
+    assert(c:send("\19BitTorrent protocol" .. reserved .. m.info_hash .. "-XX0001-abcdefghijkl"))
+    local hs = assert(c:receive(68))
+    assert.are.equal(4, hs:byte(28) & 4, "bt-lua did not offer the fast extension")
+    local function recv_msg()
+      local len = u32(assert(c:receive(4)), 1)
+      if len == 0 then return "keepalive" end
+      local body = assert(c:receive(len))
+      return body:byte(1), body
+    end
+    -- first a have-all (a seed with fast), then the allowed-fast set
+    local allowed, got_have_all = {}, false
+    local expected = canonical("127.0.0.1", m.info_hash, m.num_pieces, 4)
+    for _ = 1, 20 do
+      local id, body = recv_msg()
+      if id == 14 then got_have_all = true end
+      if id == 17 then allowed[#allowed + 1] = u32(body, 2) end
+      if #allowed == #expected then break end
+    end
+    assert.truthy(got_have_all, "no have-all")
+    assert.are.same(expected, allowed)
+    local data = H.readfile(dir .. "/seed/payload.bin")
+    -- not interested, so choked: a request outside the set is rejected explicitly
+    local other = 0
+    while other == allowed[1] or other == allowed[2] or other == allowed[3] or other == allowed[4] do other = other + 1 end
+    assert(c:send(string.pack(">I4BI4I4I4", 13, 6, other, 0, 16384)))
+    local id, body = recv_msg()
+    while id == "keepalive" or id == 5 or id == 14 or id == 17 do id, body = recv_msg() end
+    assert.are.equal(16, id, "expected a reject")
+    assert.are.same({ other, 0, 16384 }, { u32(body, 2), u32(body, 6), u32(body, 10) })
+    -- an allowed-fast piece is served although we are choked
+    assert(c:send(string.pack(">I4BI4I4I4", 13, 6, allowed[1], 16384, 16384)))
+    id, body = recv_msg()
+    while id == "keepalive" or id == 5 do id, body = recv_msg() end
+    assert.are.equal(7, id, "expected a piece")
+    assert.are.equal(allowed[1], u32(body, 2))
+    assert.are.equal(16384, u32(body, 6))
+    local off = allowed[1] * m.piece_length + 16384
+    assert.truthy(body:sub(10) == data:sub(off + 1, off + 16384), "wrong block data")
+    c:close()
+  end)
+end)
