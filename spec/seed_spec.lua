@@ -408,3 +408,38 @@ describe("BEP 6 fast extension (a raw client against bt-lua seed)", function()
     c:close()
   end)
 end)
+
+describe("announces of a seed (library, opentracker)", function()
+  local T = require "tracker_helpers"
+  local dir
+  before_each(function() dir = H.tmpdir() end)
+  after_each(function() H.rmtree(dir) end)
+
+  it("data complete at add: 'started' then 'stopped' at close, never 'completed'", function()
+    os.execute("mkdir -p " .. H.q(dir .. "/seed"))
+    S.make_files(dir .. "/seed", { ["t.bin"] = 512 * 1024 }, 13)
+    local tport = S.port()
+    local torrent = S.mktorrent(dir .. "/seed/t.bin", dir .. "/t.torrent", 16,
+      ("http://127.0.0.1:%d/announce"):format(tport))
+    local bt = require "bt"
+    local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
+    local ok, err = pcall(function()
+      local session = require "bt.session"
+      local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 50 }
+      local events = {}
+      s:on("tracker", function(_, info) events[#events + 1] = info end)
+      local t = s:add(torrent, { dir = dir .. "/seed", seed = true })
+      assert.is_true(t.complete)
+      local t0 = s.core:now()
+      s:run(function() return #events > 0 or s.core:now() - t0 > 10 end)
+      s:close()   -- waits (at most session.STOPPED_WAIT) for "stopped" to go out
+      local seen = {}
+      for _, e in ipairs(events) do if e.ok then seen[e.event or "none"] = true end end
+      assert.is_true(seen.started, "no successful 'started'")
+      assert.is_true(seen.stopped, "no successful 'stopped'")
+      assert.is_nil(seen.completed, "'completed' announced for data complete at add")
+    end)
+    T.stop(tracker)
+    assert(ok, err)
+  end)
+end)
