@@ -24,6 +24,7 @@
 #include <arpa/inet.h>
 
 #include <dlfcn.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -509,6 +510,10 @@ static void hook_peer_gone(void *ud, bt_peer *p)
 
 /* ---- bt.Session ---- */
 
+/* Largest rate limit accepted, bytes/s: 1 TiB/s is already "unlimited"; the bound
+ * keeps token arithmetic exact (ratelimit.h clamps at 2^53). */
+#define MAX_RATE 1099511627776.0
+
 static lsess *check_sess(lua_State *L, int idx)
 {
     lsess *ls = luaL_checkudata(L, idx, SESSION_MT);
@@ -527,7 +532,9 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
  * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
- * policy_time_limit (seconds one hook call may run, default 2) */
+ * policy_time_limit (seconds one hook call may run, default 2), max_down, max_up (bytes/s, 0
+ * unlimited), signals (true: SIGINT/SIGTERM
+ * stop run() and are reported by cs:signal(); one such session per process) */
 static int l_session_new(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
@@ -550,6 +557,13 @@ static int l_session_new(lua_State *L)
     double limit = opt_num(L, 1, "policy_time_limit", POLICY_TIME_LIMIT);
     if (!(limit > 0 && limit <= 3600))
         luaL_argerror(L, 1, "policy_time_limit must be in (0, 3600] seconds");
+    o.max_down = opt_num(L, 1, "max_down", 0);
+    o.max_up = opt_num(L, 1, "max_up", 0);
+    if (!(o.max_down >= 0 && o.max_down <= MAX_RATE) || !(o.max_up >= 0 && o.max_up <= MAX_RATE))
+        luaL_argerror(L, 1, "max_down and max_up must be in [0, 2^40] bytes/s");
+    lua_getfield(L, 1, "signals");
+    o.signals = lua_toboolean(L, -1);
+    lua_pop(L, 1);
     lua_getfield(L, 1, "bind");
     o.bind = luaL_optstring(L, -1, NULL);   /* stays on the stack while used */
     lsess *ls = lua_newuserdatauv(L, sizeof *ls, 1);
@@ -587,6 +601,61 @@ static int l_sess_port(lua_State *L)
 static int l_sess_now(lua_State *L)
 {
     lua_pushnumber(L, bt_sess_now(&check_sess(L, 1)->s));
+    return 1;
+}
+
+/* Read a { down =, up = } limits table at idx (bytes/s, 0: unlimited); a missing field
+ * keeps *down / *up. */
+static void check_limits(lua_State *L, int idx, double *down, double *up)
+{
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "down");
+    if (!lua_isnil(L, -1)) {
+        lua_Number v = luaL_checknumber(L, -1);
+        if (!(v >= 0 && v <= MAX_RATE))
+            luaL_argerror(L, idx, "down must be in [0, 2^40] bytes/s");
+        *down = v;
+    }
+    lua_getfield(L, idx, "up");
+    if (!lua_isnil(L, -1)) {
+        lua_Number v = luaL_checknumber(L, -1);
+        if (!(v >= 0 && v <= MAX_RATE))
+            luaL_argerror(L, idx, "up must be in [0, 2^40] bytes/s");
+        *up = v;
+    }
+    lua_pop(L, 2);
+}
+
+/* cs:set_limits{ down =, up = }: session-wide rates in bytes/s, 0 unlimited  [-0, +0, e] */
+static int l_sess_set_limits(lua_State *L)
+{
+    lsess *ls = check_sess(L, 1);
+    double down = ls->s.down.rate, up = ls->s.up.rate;
+    check_limits(L, 2, &down, &up);
+    bt_sess_set_limits(&ls->s, down, up);
+    return 0;
+}
+
+/* cs:limits() -> { down =, up = } (bytes/s, 0 unlimited)  [-0, +1, -] */
+static int l_sess_limits(lua_State *L)
+{
+    lsess *ls = check_sess(L, 1);
+    lua_createtable(L, 0, 2);
+    SETN("down", ls->s.down.rate);
+    SETN("up", ls->s.up.rate);
+    return 1;
+}
+
+/* cs:signal() -> "SIGINT" | "SIGTERM" | nil: the signal that stopped run()  [-0, +1, -] */
+static int l_sess_signal(lua_State *L)
+{
+    int sig = check_sess(L, 1)->s.got_signal;
+    if (sig == SIGINT)
+        lua_pushliteral(L, "SIGINT");
+    else if (sig == SIGTERM)
+        lua_pushliteral(L, "SIGTERM");
+    else
+        lua_pushnil(L);
     return 1;
 }
 
@@ -1050,6 +1119,27 @@ static int l_torrent_connect(lua_State *L)
 }
 
 /* t:stop([reason]): drops every peer; data on disk stays.  [-0, +0, v] */
+/* t:set_limits{ down =, up = }: this torrent's rates in bytes/s, 0 unlimited (the
+ * session's limits apply too)  [-0, +0, e] */
+static int l_torrent_set_limits(lua_State *L)
+{
+    bt_torrent *t = check_torrent(L, 1);
+    double down = t->down.rate, up = t->up.rate;
+    check_limits(L, 2, &down, &up);
+    bt_torrent_set_limits(t, down, up);
+    return 0;
+}
+
+/* t:limits() -> { down =, up = }  [-0, +1, -] */
+static int l_torrent_limits(lua_State *L)
+{
+    bt_torrent *t = check_torrent(L, 1);
+    lua_createtable(L, 0, 2);
+    SETN("down", t->down.rate);
+    SETN("up", t->up.rate);
+    return 1;
+}
+
 static int l_torrent_stop(lua_State *L)
 {
     bt_torrent *t = check_torrent(L, 1);
@@ -1437,7 +1527,9 @@ void bt_open_session(lua_State *L, int mod)
     static const luaL_Reg sess_methods[] = {
         { "add", l_sess_add },   { "run", l_sess_run },         { "stop", l_sess_stop },
         { "close", l_sess_close }, { "port", l_sess_port },     { "now", l_sess_now },
-        { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce }, { NULL, NULL },
+        { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce },
+        { "signal", l_sess_signal }, { "set_limits", l_sess_set_limits },
+        { "limits", l_sess_limits }, { NULL, NULL },
     };
     luaL_newmetatable(L, SESSION_MT);
     lua_newtable(L);
@@ -1460,6 +1552,7 @@ void bt_open_session(lua_State *L, int mod)
         { "wanted", l_torrent_wanted }, { "peers", l_torrent_peers },
         { "connect", l_torrent_connect }, { "stop", l_torrent_stop },
         { "banned", l_torrent_banned }, { "stats", l_torrent_stats }, { "sync", l_torrent_sync },
+        { "set_limits", l_torrent_set_limits }, { "limits", l_torrent_limits },
         { NULL, NULL },
     };
     new_class(L, TORRENT_MT, t_meta, t_methods);

@@ -9,6 +9,7 @@
 #include "session.h"
 #include "piece.h"
 #include "bencode.h"
+#include "sha1.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -84,6 +85,7 @@ static void send_handshake(bt_peer *p)
     bt_handshake hs;
     memset(&hs, 0, sizeof hs);
     hs.reserved[BT_RESERVED_EXTENSION_BYTE] |= BT_RESERVED_EXTENSION_BIT;
+    hs.reserved[BT_RESERVED_FAST_BYTE] |= BT_RESERVED_FAST_BIT;
     memcpy(hs.info_hash, p->t->meta->info_hash, 20);
     memcpy(hs.peer_id, p->s->peer_id, 20);
     uint8_t *w = wb_room(p, BT_HANDSHAKE_LEN);
@@ -92,8 +94,28 @@ static void send_handshake(bt_peer *p)
     p->hs_sent = true;
 }
 
+static void send_allowed_fast(bt_peer *p);
+static bool allowed_fast(const bt_peer *p, uint32_t piece);
+static void send_reject(bt_peer *p, uint32_t index, uint32_t begin, uint32_t length);
+
 static void send_after_handshake(bt_peer *p)
 {
+    /* The piece set first: BEP 3 allows a bitfield only as the first message, and BEP 6
+     * peers (aria2c) drop a connection whose have-all/have-none comes after another one. */
+    bt_torrent *t = p->t;
+    if (p->fast && bt_ranges_count(&t->have) == 0) {
+        send_simple(p, BT_MSG_HAVE_NONE);   /* BEP 6: one of bitfield/have all/have none is required */
+    } else if (p->fast && bt_ranges_full(&t->have)) {
+        send_simple(p, BT_MSG_HAVE_ALL);
+    } else if (bt_ranges_count(&t->have) > 0) {
+        size_t n = bt_ranges_wire_len(&t->have);
+        uint8_t *w = wb_room(p, 5 + n);
+        if (w) {
+            put32(w, (uint32_t)n + 1);
+            w[4] = BT_MSG_BITFIELD;
+            bt_ranges_to_wire(&t->have, w + 5);
+        }
+    }
     if (p->ext) {
         /* BEP 10: tell the peer how many requests we queue (reqq) and our client name. */
         char d[128];
@@ -107,16 +129,77 @@ static void send_after_handshake(bt_peer *p)
             memcpy(w + 6, d, (size_t)n);
         }
     }
+    if (p->fast)
+        send_allowed_fast(p);
+}
+
+/* BEP 6 canonical allowed-fast set for an IPv4 peer: SHA-1 chained from the
+ * peer's /24 and the info-hash. Offered for the pieces of it we have. */
+static void send_allowed_fast(bt_peer *p)
+{
     bt_torrent *t = p->t;
-    if (bt_ranges_count(&t->have) > 0) {
-        size_t n = bt_ranges_wire_len(&t->have);
-        uint8_t *w = wb_room(p, 5 + n);
-        if (w) {
-            put32(w, (uint32_t)n + 1);
-            w[4] = BT_MSG_BITFIELD;
-            bt_ranges_to_wire(&t->have, w + 5);
+    p->nallowed = 0;
+    if (p->addr.ss_family != AF_INET || t->npieces == 0)
+        return;
+    uint32_t k = t->npieces < BT_FAST_SET ? t->npieces : BT_FAST_SET;
+    uint8_t x[24];
+    memcpy(x, &((struct sockaddr_in *)&p->addr)->sin_addr, 4);
+    x[3] = 0;
+    memcpy(x + 4, t->meta->info_hash, 20);
+    uint8_t h[20];
+    uint32_t set[BT_FAST_SET], n = 0;
+    const uint8_t *in = x;
+    size_t inlen = sizeof x;
+    /* bounded: each round adds up to 5 indices; duplicates can only repeat so often */
+    for (int round = 0; round < 64 && n < k; round++) {
+        if (bt_sha1(in, inlen, h) != 0)
+            return;
+        in = h;
+        inlen = sizeof h;
+        uint8_t hcopy[20];
+        memcpy(hcopy, h, 20);
+        for (int i = 0; i < 5 && n < k; i++) {
+            uint32_t y = ((uint32_t)hcopy[4 * i] << 24) | ((uint32_t)hcopy[4 * i + 1] << 16) |
+                         ((uint32_t)hcopy[4 * i + 2] << 8) | hcopy[4 * i + 3];
+            uint32_t idx = y % t->npieces;
+            bool dup = false;
+            for (uint32_t j = 0; j < n; j++)
+                dup = dup || set[j] == idx;
+            if (!dup)
+                set[n++] = idx;
         }
     }
+    for (uint32_t j = 0; j < n; j++) {
+        if (!bt_ranges_has(&t->have, set[j]))
+            continue;
+        uint8_t *w = wb_room(p, 9);
+        if (!w)
+            return;
+        put32(w, 5);
+        w[4] = BT_MSG_ALLOWED_FAST;
+        put32(w + 5, set[j]);
+        p->allowed[p->nallowed++] = set[j];
+    }
+}
+
+static bool allowed_fast(const bt_peer *p, uint32_t piece)
+{
+    for (uint32_t j = 0; j < p->nallowed; j++)
+        if (p->allowed[j] == piece)
+            return true;
+    return false;
+}
+
+static void send_reject(bt_peer *p, uint32_t index, uint32_t begin, uint32_t length)
+{
+    uint8_t *w = wb_room(p, 17);
+    if (!w)
+        return;
+    put32(w, 13);
+    w[4] = BT_MSG_REJECT;
+    put32(w + 5, index);
+    put32(w + 9, begin);
+    put32(w + 13, length);
 }
 
 void bt_peer_flush(bt_peer *p)
@@ -426,7 +509,22 @@ void bt_peer_set_choke(bt_peer *p, bool choke)
     p->am_choking = choke;
     if (choke) {
         p->t->unchoked--;
-        p->uqcount = 0;   /* without BEP 6 a choke drops every queued request */
+        if (p->fast && p->uq) {
+            /* BEP 6: queued requests are rejected explicitly, except allowed-fast ones */
+            uint32_t keep = 0;
+            for (uint32_t i = 0; i < p->uqcount; i++) {
+                struct bt_ureq r = p->uq[(p->uqhead + i) % BT_SESS_UPLOAD_QUEUE];
+                if (r.length == 0)
+                    continue;
+                if (allowed_fast(p, r.index))
+                    p->uq[(p->uqhead + keep++) % BT_SESS_UPLOAD_QUEUE] = r;
+                else
+                    send_reject(p, r.index, r.begin, r.length);
+            }
+            p->uqcount = keep;
+        } else {
+            p->uqcount = 0;   /* without BEP 6 a choke drops every queued request */
+        }
     } else {
         p->t->unchoked++;
     }
@@ -450,17 +548,24 @@ void bt_torrent_unchoke_some(bt_torrent *t)
 static void on_request(bt_peer *p, const bt_msg *m)
 {
     bt_torrent *t = p->t;
-    if (p->am_choking || m->index >= t->npieces || !bt_ranges_has(&t->have, m->index) ||
-        m->length == 0 || m->length > BT_WIRE_MAX_BLOCK ||
-        (int64_t)m->begin + m->length > bt_piece_size(t, m->index))
-        return;   /* not served; BEP 3 lets us ignore what we cannot answer */
+    if ((p->am_choking && !(p->fast && allowed_fast(p, m->index))) || m->index >= t->npieces ||
+        !bt_ranges_has(&t->have, m->index) || m->length == 0 || m->length > BT_WIRE_MAX_BLOCK ||
+        (int64_t)m->begin + m->length > bt_piece_size(t, m->index)) {
+        /* not served: BEP 3 lets us ignore it, BEP 6 wants a reject */
+        if (p->fast)
+            send_reject(p, m->index, m->begin, m->length);
+        return;
+    }
     if (!p->uq) {
         p->uq = malloc(BT_SESS_UPLOAD_QUEUE * sizeof *p->uq);
         if (!p->uq)
             return;
     }
-    if (p->uqcount >= BT_SESS_UPLOAD_QUEUE)
-        return;   /* past the reqq we announced */
+    if (p->uqcount >= BT_SESS_UPLOAD_QUEUE) {   /* past the reqq we announced */
+        if (p->fast)
+            send_reject(p, m->index, m->begin, m->length);
+        return;
+    }
     struct bt_ureq *r = &p->uq[(p->uqhead + p->uqcount) % BT_SESS_UPLOAD_QUEUE];
     r->index = m->index;
     r->begin = m->begin;
@@ -474,6 +579,8 @@ static void on_cancel(bt_peer *p, const bt_msg *m)
         struct bt_ureq *r = &p->uq[(p->uqhead + i) % BT_SESS_UPLOAD_QUEUE];
         if (r->index == m->index && r->begin == m->begin && r->length == m->length) {
             r->length = 0;   /* skipped when it reaches the head */
+            if (p->fast)
+                send_reject(p, m->index, m->begin, m->length);   /* BEP 6: a cancel is answered */
             return;
         }
     }
@@ -483,8 +590,29 @@ static void on_cancel(bt_peer *p, const bt_msg *m)
 void bt_peer_serve(bt_peer *p)
 {
     bt_torrent *t = p->t;
-    while (p->uqcount > 0 && !p->closing && !p->am_choking && p->wbuf.len < BT_SESS_UPLOAD_WATER) {
+    bt_bucket *bs[2] = { &p->s->up, &t->up };
+    bt_rate_refill(p->s, bs[0]);
+    bt_rate_refill(p->s, bs[1]);
+    /* while choking, a fast peer's queue holds only allowed-fast requests (set_choke and
+     * on_request filter them), which BEP 6 lets us serve */
+    while (p->uqcount > 0 && !p->closing && (!p->am_choking || p->fast) && p->wbuf.len < BT_SESS_UPLOAD_WATER) {
         struct bt_ureq r = p->uq[p->uqhead];
+        if (r.length != 0) {
+            /* Upload limit: a block goes whole or waits for the rate timer. A block
+             * above the burst is sent once the bucket is full (the debt slows what follows). */
+            int64_t n = 13 + (int64_t)r.length;
+            bool ok = true;
+            for (int i = 0; i < 2; i++) {
+                int64_t need = (double)n < bs[i]->burst ? n : (int64_t)bs[i]->burst;
+                if (bt_bucket_available(bs[i]) < need)
+                    ok = false;
+            }
+            if (!ok) {
+                bt_sess_rate_wait(p->s, bt_bucket_wait_chain(bs, 2, n));
+                return;
+            }
+            bt_bucket_spend_chain(bs, 2, n);
+        }
         p->uqhead = (p->uqhead + 1) % BT_SESS_UPLOAD_QUEUE;
         p->uqcount--;
         if (r.length == 0)
@@ -885,6 +1013,7 @@ static int on_handshake(bt_peer *p, const bt_handshake *hs)
             return bt_peer_close(p, "already connected to this peer id"), -1;
     memcpy(p->peer_id, hs->peer_id, 20);
     p->ext = (hs->reserved[BT_RESERVED_EXTENSION_BYTE] & BT_RESERVED_EXTENSION_BIT) != 0;
+    p->fast = (hs->reserved[BT_RESERVED_FAST_BYTE] & BT_RESERVED_FAST_BIT) != 0;   /* we always offer it */
     if (!p->hs_sent)
         send_handshake(p);
     p->state = BT_PS_ACTIVE;
@@ -904,7 +1033,33 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         bt_peer_close(p, "message larger than the read buffer");
         return;
     }
-    ssize_t r = recv(p->fd, p->rbuf + p->rlen, p->rcap - p->rlen, 0);
+    /* Download limit: read only what the session's and the torrent's buckets grant;
+     * when they grant nothing, stop reading until the rate timer fires (the kernel
+     * buffer fills and TCP slows the sender down). */
+    bt_session *s = p->s;
+    bt_bucket *bs[2] = { &s->down, p->t ? &p->t->down : NULL };
+    bt_rate_refill(s, bs[0]);
+    if (bs[1])
+        bt_rate_refill(s, bs[1]);
+    int64_t want = (int64_t)(p->rcap - p->rlen);
+    int64_t granted = bt_bucket_take_chain(bs, 2, want);
+    if (granted <= 0) {
+        ev_io_stop(s->loop, &p->rw);
+        p->read_throttled = true;
+        /* wait for one block's worth, not for the whole read: waiting for a full
+         * bucket loses the tokens that would arrive between full and the timer */
+        bt_sess_rate_wait(s, bt_bucket_wait_chain(bs, 2, want < BT_BUCKET_MIN_BURST ? want : BT_BUCKET_MIN_BURST));
+        return;
+    }
+    ssize_t r = recv(p->fd, p->rbuf + p->rlen, (size_t)granted, 0);
+    /* tokens granted but not used go back (a short read is not traffic) */
+    int64_t unused = granted - (r > 0 ? r : 0);
+    for (int i = 0; i < 2 && unused > 0; i++)
+        if (bs[i] && bs[i]->rate > 0) {
+            bs[i]->tokens += (double)unused;
+            if (bs[i]->tokens > bs[i]->burst)
+                bs[i]->tokens = bs[i]->burst;
+        }
     if (r < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             bt_peer_close(p, strerror(errno));

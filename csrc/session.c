@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,87 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         s->hooks.tick(s->hooks.ud, now);
 }
 
+static double burst_of(double rate)
+{
+    return rate * BT_RATE_BURST_S;   /* bt_bucket_set raises it to one block at least */
+}
+
+static void bucket_limit(bt_bucket *b, double rate)
+{
+    if (!(rate > 0))
+        rate = 0;
+    bt_bucket_set(b, rate, rate > 0 ? burst_of(rate) : 0);
+    if (b->tokens > b->burst || rate == 0)
+        b->tokens = b->burst;
+}
+
+void bt_rate_refill(bt_session *s, bt_bucket *b)
+{
+    bt_bucket_refill(b, ev_now(s->loop));
+}
+
+void bt_sess_set_limits(bt_session *s, double down, double up)
+{
+    bucket_limit(&s->down, down);
+    bucket_limit(&s->up, up);
+    bt_sess_rate_wait(s, 0);   /* a raised limit frees throttled peers now */
+}
+
+void bt_torrent_set_limits(bt_torrent *t, double down, double up)
+{
+    bucket_limit(&t->down, down);
+    bucket_limit(&t->up, up);
+    bt_sess_rate_wait(t->s, 0);
+}
+
+static void on_rate(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    bt_session *s = w->data;
+    /* restart throttled reads: on_read asks the buckets again (and throttles again
+     * if they are still empty); queued uploads are retried by the prepare watcher */
+    for (bt_torrent *t = s->torrents; t; t = t->next)
+        for (bt_peer *p = t->peers; p; p = p->next)
+            if (p->read_throttled && !p->closing) {
+                p->read_throttled = false;
+                ev_io_start(loop, &p->rw);
+            }
+    for (bt_peer *p = s->pending; p; p = p->next)
+        if (p->read_throttled && !p->closing) {
+            p->read_throttled = false;
+            ev_io_start(loop, &p->rw);
+        }
+}
+
+void bt_sess_rate_wait(bt_session *s, double secs)
+{
+    if (!s->loop)
+        return;
+    if (!(secs >= BT_RATE_MIN_WAIT))
+        secs = BT_RATE_MIN_WAIT;
+    if (secs > BT_RATE_MAX_WAIT)
+        secs = BT_RATE_MAX_WAIT;
+    if (ev_is_active(&s->ratew)) {
+        if (ev_timer_remaining(s->loop, &s->ratew) <= secs)
+            return;   /* fires soon enough already */
+        ev_timer_stop(s->loop, &s->ratew);
+    }
+    ev_timer_set(&s->ratew, secs, 0);
+    ev_timer_start(s->loop, &s->ratew);
+}
+
+/* libev binds a signal to one loop per process: the session owning them. */
+static bt_session *signal_owner;
+
+static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bt_session *s = w->data;
+    s->got_signal = w->signum;
+    bt_sess_stop(s);   /* the Lua side saves resume data and announces "stopped" */
+}
+
 int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, const char **err)
 {
     memset(s, 0, sizeof *s);
@@ -256,6 +338,27 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, c
     ev_timer_init(&s->tickw, on_tick, s->tick_s, s->tick_s);
     s->tickw.data = s;
     ev_timer_start(s->loop, &s->tickw);
+    ev_timer_init(&s->ratew, on_rate, BT_RATE_MIN_WAIT, 0);
+    s->ratew.data = s;
+    bt_bucket_init(&s->down, 0, 0);
+    bt_bucket_init(&s->up, 0, 0);
+    bucket_limit(&s->down, o->max_down);
+    bucket_limit(&s->up, o->max_up);
+    if (o->signals) {
+        if (signal_owner) {
+            *err = "another session already handles SIGINT/SIGTERM";
+            bt_sess_free(s);
+            return -1;
+        }
+        ev_signal_init(&s->sigint_w, on_signal, SIGINT);
+        s->sigint_w.data = s;
+        ev_signal_start(s->loop, &s->sigint_w);
+        ev_signal_init(&s->sigterm_w, on_signal, SIGTERM);
+        s->sigterm_w.data = s;
+        ev_signal_start(s->loop, &s->sigterm_w);
+        s->signals = true;
+        signal_owner = s;
+    }
     return 0;
 }
 
@@ -297,6 +400,13 @@ void bt_sess_free(bt_session *s)
     if (s->loop) {
         ev_prepare_stop(s->loop, &s->prep);
         ev_timer_stop(s->loop, &s->tickw);
+        ev_timer_stop(s->loop, &s->ratew);
+        if (s->signals) {   /* libev restores the default action */
+            ev_signal_stop(s->loop, &s->sigint_w);
+            ev_signal_stop(s->loop, &s->sigterm_w);
+            s->signals = false;
+            signal_owner = NULL;
+        }
         ev_loop_destroy(s->loop);
         s->loop = NULL;
     }
@@ -318,6 +428,8 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
         return NULL;
     }
     t->s = s;
+    bt_bucket_init(&t->down, 0, 0);   /* unlimited until set_limits */
+    bt_bucket_init(&t->up, 0, 0);
     t->meta = m;
     t->id = ++s->next_tid;
     t->npieces = m->num_pieces;
@@ -510,6 +622,7 @@ int bt_torrent_connect(bt_torrent *t, const char *host, int port, const char **e
         bt_handshake hs;
         memset(&hs, 0, sizeof hs);
         hs.reserved[BT_RESERVED_EXTENSION_BYTE] |= BT_RESERVED_EXTENSION_BIT;
+        hs.reserved[BT_RESERVED_FAST_BYTE] |= BT_RESERVED_FAST_BIT;   /* BEP 6, as send_handshake */
         memcpy(hs.info_hash, t->meta->info_hash, 20);
         memcpy(hs.peer_id, s->peer_id, 20);
         if (bt_buf_reserve(&p->wbuf, BT_HANDSHAKE_LEN) == 0) {

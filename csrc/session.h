@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "metainfo.h"
 #include "ranges.h"
+#include "ratelimit.h"
 #include "wire.h"
 
 /* Limits and defaults, each with its reason. */
@@ -38,6 +39,14 @@
 #define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
 #define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
 #define BT_SESS_UPLOAD_WATER   (256u * 1024)  /* serve more blocks only below this much queued output */
+/* Rate limits: a bucket holds a quarter second of traffic (at least one block,
+ * BT_BUCKET_MIN_BURST): small enough that a limited transfer is smooth from its
+ * start, large enough that one read still takes several blocks at 1 MiB/s. */
+#define BT_RATE_BURST_S        0.25
+#define BT_RATE_MIN_WAIT       0.005   /* s: a throttled peer is retried no sooner (no busy loop) */
+#define BT_RATE_MAX_WAIT       1.0     /* s: and no later, so a raised limit takes effect soon */
+#define BT_FAST_SET            4       /* BEP 6 allowed-fast pieces offered per peer (libtorrent: 10;
+                                          a few let a new peer start without an unchoke) */
 #define BT_SESS_MAX_EVENTS     65536   /* queued events before the oldest piece events drop */
 /* Pieces are assembled in memory and written with one pwrite once verified: measured
  * here, 16 KiB pwrites into a growing ext4 file cost ~24 us each (1.6 s/GiB) against
@@ -75,6 +84,10 @@ struct bt_peer {
     bool snubbed;
     bool want_unchoke;                  /* scratch for a choke round */
     bool avail_gone;                    /* its pieces were taken out of the availability counts */
+    bool fast;                          /* BEP 6 negotiated: rejects are explicit */
+    uint32_t allowed[BT_FAST_SET];      /* BEP 6 allowed-fast pieces we offered it */
+    uint32_t nallowed;
+    bool read_throttled;                /* read watcher stopped by the download limit; the rate timer restarts it */
     struct sockaddr_storage addr;
     char address[64];                   /* "ip:port" for messages and bans */
     uint8_t peer_id[20];
@@ -185,6 +198,7 @@ struct bt_torrent {
     char *error;              /* why the torrent stopped (policy traceback...) */
     uint64_t downloaded, uploaded, wasted, dup_bytes, failed_bytes;
     uint64_t have_bytes;
+    bt_bucket down, up;       /* this torrent's limits (rate 0: none), chained with the session's */
     uint64_t bufmem;          /* bytes held by partial piece buffers */
     uint8_t **pool;           /* spare piece buffers (piece_len bytes each) */
     uint32_t npool, poolcap;
@@ -231,6 +245,11 @@ struct bt_session {
     bool running, stop, in_callout;
     uint8_t *scratch;         /* one block for hashing read-back and serving */
     bt_worker *worker;        /* NULL: pieces are verified on the loop thread */
+    bt_bucket down, up;       /* session-wide limits (rate 0: none) */
+    ev_timer ratew;           /* retries throttled reads and uploads */
+    ev_signal sigint_w, sigterm_w;
+    bool signals;             /* the two watchers above are started */
+    int got_signal;           /* last SIGINT/SIGTERM received (0: none); run() returned for it */
 };
 
 typedef struct bt_sess_opts {
@@ -238,6 +257,8 @@ typedef struct bt_sess_opts {
     int port;                 /* 0: ephemeral; -1: do not listen */
     double tick_s, connect_timeout, idle_timeout, keepalive;
     uint32_t max_peers;
+    double max_down, max_up;  /* bytes/s, 0: unlimited */
+    bool signals;             /* catch SIGINT/SIGTERM: stop the loop, note the signal (one session per process) */
 } bt_sess_opts;
 
 /* Session. Return 0, or -1 with *err (static or errno text). */
@@ -246,6 +267,14 @@ void bt_sess_free(bt_session *s);
 void bt_sess_run(bt_session *s);      /* until bt_sess_stop */
 void bt_sess_stop(bt_session *s);
 double bt_sess_now(bt_session *s);
+
+/* Rate limits in bytes/s (0: unlimited): the session's, or a torrent's. */
+void bt_sess_set_limits(bt_session *s, double down, double up);
+void bt_torrent_set_limits(bt_torrent *t, double down, double up);
+/* Arm the rate timer to fire within `secs` (clamped to the BT_RATE_*_WAIT bounds). */
+void bt_sess_rate_wait(bt_session *s, double secs);
+/* Refill a session's or torrent's bucket to the loop's now. */
+void bt_rate_refill(bt_session *s, bt_bucket *b);
 
 /* Torrent: files opened (created) under dir, existing data hash-checked. */
 /* trust: pieces vouched for by resume data (marked had without hashing), or NULL. */

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,7 +104,15 @@ bt_worker *bt_worker_start(bt_session *s)
     ev_async_init(&w->as, on_async);
     w->as.data = w;
     ev_async_start(s->loop, &w->as);
-    if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
+    /* The thread starts with every signal blocked: SIGINT/SIGTERM are the loop's
+     * (an ev_signal watcher; with signalfd libev only blocks them in the loop's
+     * thread, and a thread that did not block them would take the default action). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->th, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
         ev_async_stop(s->loop, &w->as);
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);

@@ -3,7 +3,7 @@
 -- connections, loads policies and turns core events into user callbacks.
 --
 --   local session = require "bt.session"
---   local s = session{ port = 0, tick_ms = 100, max_peers = 50 }
+--   local s = session{ port = 0, tick_ms = 100, max_peers = 50, max_down = 0, max_up = 0 }
 --   local t = s:add("file.torrent", { dir = "out", policy = "examples/sequential.lua",
 --                                     peers = { "127.0.0.1:6881" } })
 --   s:on("complete", function(t) s:stop() end)
@@ -77,6 +77,7 @@ function M.new(opts)
     port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
     connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
+    signals = opts.signals, max_down = opts.max_down, max_up = opts.max_up,
   }, function(kind, ...) return self:_dispatch(kind, ...) end)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
@@ -102,6 +103,8 @@ end
 
 --- s:add(torrent, opts) -> bt.Torrent handle. opts: dir, policy (table, path or module
 -- name), peers ({"host:port", ...}), max_peers, trackers (false: do not announce),
+-- seed (true: keep dialing peers after completion, to upload to them), max_down and
+-- max_up (this torrent's limits in bytes/s, 0: none; see s:set_limits),
 -- resume (false: no resume data; default: <dir>/.bt-lua/<info-hash>.resume is read
 -- at add, pieces it vouches for are not hashed, and it is saved every few seconds
 -- while pieces arrive, on completion, on a policy error and at close).
@@ -124,8 +127,12 @@ function Session:add(torrent, opts)
   end
   local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust)
   if not t then error("bt.session: " .. tostring(aerr), 2) end
+  if opts.max_down or opts.max_up then t:set_limits{ down = opts.max_down, up = opts.max_up } end
+  -- complete_at_add: the data was all there; "completed" is announced only for a
+  -- download that completes in this run (BEP 3). seed: keep dialing peers once complete.
   local rec = { t = t, meta = m, candidates = {}, order = {}, trackers = {}, started = self.core:now(),
-                resume_reason = rreason, trusted = trust and trust:count() or 0 }
+                resume_reason = rreason, trusted = trust and trust:count() or 0,
+                complete_at_add = t.complete, seed = opts.seed and true or false }
   if resume then
     rec.saver = resume.saver{ path = rpath, torrent = m, dir = dir, sync = function() return t:sync() end }
   end
@@ -136,6 +143,16 @@ function Session:add(torrent, opts)
   self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
   self:_tracker_tick(rec, self.core:now())
   return t
+end
+
+--- s:start_trackers(t): announce to t's trackers (for a torrent added with
+-- trackers = false, e.g. until its data is known to be complete). Idempotent.
+function Session:start_trackers(t)
+  local rec = self.by_handle[t]
+  if not rec then error("bt.session: unknown torrent", 2) end
+  if #rec.trackers > 0 then return end
+  self:_setup_trackers(rec, rec.meta)
+  self:_tracker_tick(rec, self.core:now())
 end
 
 --- s:add_peer(t, "host:port"): a candidate to dial (with back-off on failure).
@@ -161,7 +178,7 @@ end
 
 function Session:_connect_some(rec, now)
   local t = rec.t
-  if t.stopped or t.complete then return end
+  if t.stopped or (t.complete and not rec.seed) then return end
   local started = 0
   for _, c in ipairs(rec.order) do
     if started >= M.CONNECTS_PER_TICK or t.npeers >= self.max_peers then break end
@@ -215,7 +232,7 @@ function Session:_dispatch(kind, ...)
     local rec = self.by_handle[t]
     if rec then
       self:_save_resume(rec, true)
-      self:_tracker_event(rec, "completed")
+      if not rec.complete_at_add then self:_tracker_event(rec, "completed") end
     end
     self:_emit("complete", t)
   elseif kind == "error" then
@@ -268,6 +285,22 @@ end
 
 function Session:stop()
   self.core:stop()
+end
+
+--- s:set_limits{ down = bytes/s, up = bytes/s } (0: unlimited; a missing field is kept).
+-- A torrent has its own: t:set_limits{...}; both apply. s:limits() / t:limits() read them.
+function Session:set_limits(l)
+  self.core:set_limits(l)
+end
+
+function Session:limits()
+  return self.core:limits()
+end
+
+--- s:signal() -> "SIGINT" | "SIGTERM" | nil: the signal that made run() return
+-- (only with bt.session{ signals = true }, which one session per process may ask).
+function Session:signal()
+  return self.core:signal()
 end
 
 --- s:close(): announces "stopped" (best effort, not waited for), drops everything.

@@ -3,6 +3,7 @@
 -- and a non-zero code: 2 bad torrent, 3 policy failed to load or threw,
 -- 4 no peer reachable within --timeout, 1 anything else.
 local cli = require "bt.cli"
+local seedcmd = require "bt.cmd.seed"
 
 local M = {}
 
@@ -20,6 +21,9 @@ function M.setup(cmd)
   cmd:option("--stats", "Write one JSON object per second to this file.")
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
+  cmd:flag("--seed", "Keep seeding after the download completes (see --ratio, --seed-time).")
+  seedcmd.seed_options(cmd)
+  seedcmd.limit_options(cmd)
   cmd:flag("-q --quiet", "No progress output.")
 end
 
@@ -52,9 +56,14 @@ function M.run(args)
   if not ok then cli.fail("policy failed to load: " .. tostring(pol), M.EXIT_POLICY) end
   local port, max_peers, tick_ms, timeout = num(args, "port"), num(args, "max_peers"),
     num(args, "tick_ms"), num(args, "timeout")
-  local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers }
+  -- signals: SIGINT/SIGTERM stop the loop; s:close() below then saves resume data
+  -- and announces "stopped" (bounded by session.STOPPED_WAIT), and we exit 0.
+  local ratio, stime = seedcmd.num(args, "ratio", 0), seedcmd.num(args, "seed_time", 0)
+  local down, up = seedcmd.rate_option(args, "max_down"), seedcmd.rate_option(args, "max_up")
+  local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
+    signals = true, max_down = down, max_up = up }
   local aok, t = pcall(s.add, s, m, { dir = args.output, policy = pol,
-    peers = args.peer, trackers = not args.no_trackers })
+    peers = args.peer, trackers = not args.no_trackers, seed = args.seed })
   if not aok then cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", ""))) end
 
   local failure, code
@@ -63,7 +72,8 @@ function M.run(args)
     code = msg:find("^policy") and M.EXIT_POLICY or 1
     s:stop()
   end)
-  s:on("complete", function() s:stop() end)
+  local seeding = false   -- once seeding, a late "complete" event must not stop the loop
+  s:on("complete", function() if not seeding then s:stop() end end)
 
   local isatty = false
   do
@@ -135,17 +145,41 @@ function M.run(args)
 
   if not t.complete then s:run() end
   local now = s.core:now()
+  local sig = s:signal()
+  if sig and not failure and not t.complete then
+    report(now, true)
+    if statsf then statsf:close() end
+    s:close()
+    if not quiet then io.stderr:write(("interrupted by %s: progress saved\n"):format(sig)) end
+    return 0
+  end
   if not failure and not t.complete then failure, code = t.error or "stopped before completion", 1 end
   report(now, true)
   local st = t:stats()
-  if statsf then statsf:close() end
-  s:close()
-  if failure then cli.fail(failure, code) end
+  if failure then
+    if statsf then statsf:close() end
+    s:close()
+    cli.fail(failure, code)
+  end
   if not quiet then
     local secs = now - start
     io.stderr:write(("done: %s in %.2f s (%s/s), %s duplicate\n"):format(human(st.total_bytes), secs,
       human(secs > 0 and st.total_bytes / secs or 0), human(st.dup_bytes)))
   end
+  if args.seed then
+    seeding = true
+    if not quiet then io.stderr:write("seeding\n") end
+    local why = seedcmd.seed_until(s, t, { ratio = ratio, time = stime })
+    st = t:stats()
+    local terr = t.error
+    if statsf then report(s.core:now(), true); statsf:close() end
+    s:close()
+    if why == "error" or why == "stopped" then cli.fail("seeding stopped: " .. tostring(terr or why), 1) end
+    if not quiet then io.stderr:write(("done seeding (%s): uploaded %s\n"):format(why, human(st.uploaded))) end
+    return 0
+  end
+  if statsf then statsf:close() end
+  s:close()
   return 0
 end
 

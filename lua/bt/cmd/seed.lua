@@ -1,0 +1,137 @@
+--- bt-lua seed TORRENT --dir DIR: verify a torrent's data (resume data, else a hash
+-- check) and seed it until --ratio or --seed-time is reached, or SIGINT/SIGTERM.
+-- Exit 0 then; 2 bad torrent; 5 the data is incomplete (nothing is seeded); 1 other.
+-- M.seed_until is shared with `bt-lua run --seed`.
+local cli = require "bt.cli"
+
+local M = {}
+
+M.EXIT_TORRENT, M.EXIT_INCOMPLETE = 2, 5
+-- How often the progress line is printed when stderr is not a terminal (seconds).
+M.PRINT_EVERY = 5
+
+--- Parse a rate: bytes/s as a number with an optional K/M/G suffix (powers of
+-- 1024, "k"/"KiB" too). 0 means unlimited. Returns the integer or nil.
+function M.parse_rate(v)
+  if v == nil then return 0 end
+  local n, suf = tostring(v):match("^%s*(%d+%.?%d*)%s*([kKmMgG]?)[iI]?[bB]?%s*$")
+  n = tonumber(n)
+  if not n then return nil end
+  local mul = ({ [""] = 1, k = 1024, m = 1024 ^ 2, g = 1024 ^ 3 })[suf:lower()]
+  local r = math.floor(n * mul)
+  if r > 2 ^ 40 then return nil end   -- a terabyte per second is a typo
+  return r
+end
+
+function M.rate_option(args, name)
+  local r = M.parse_rate(args[name])
+  if not r then cli.fail("--" .. name:gsub("_", "-") .. " must be a rate like 500K or 2M (bytes/s)") end
+  return r
+end
+
+local function num(args, name, min)
+  if args[name] == nil then return nil end
+  local v = tonumber(args[name])
+  if not v or (min and v < min) then
+    cli.fail("--" .. name:gsub("_", "-") .. " must be a number" .. (min and (" >= " .. min) or ""))
+  end
+  return v
+end
+M.num = num
+
+--- Seeding options shared by run and seed.
+function M.seed_options(cmd)
+  cmd:option("--ratio", "Stop seeding once uploaded / total size reaches this.")
+  cmd:option("--seed-time", "Stop seeding after this many seconds.")
+end
+
+function M.limit_options(cmd)
+  cmd:option("--max-down", "Download limit in bytes/s (500K, 2M; 0: none).", "0")
+  cmd:option("--max-up", "Upload limit in bytes/s (500K, 2M; 0: none).", "0")
+end
+
+--- Run the session while t seeds: until uploaded/total >= ratio, `time` seconds
+-- have passed, a signal, or t stops. Returns why it ended ("ratio", "time",
+-- "SIGINT", "SIGTERM", "stopped" or "error").
+function M.seed_until(s, t, opts)
+  if s:signal() then return s:signal() end   -- asked to stop before seeding began
+  local t0 = s.core:now()
+  local why
+  local total = t:stats().total_bytes
+  local function done()
+    local st = t:stats()
+    if opts.ratio and total > 0 and st.uploaded / total >= opts.ratio then why = "ratio"; return true end
+    if opts.time and s.core:now() - t0 >= opts.time then why = "time"; return true end
+    if t.stopped then why = "stopped"; return true end
+    return false
+  end
+  if not done() then s:run(done) end
+  why = why or s:signal() or (t.error and "error") or "stopped"
+  return why
+end
+
+function M.setup(cmd)
+  cmd:argument("torrent", ".torrent file to seed.")
+  cmd:option("-d --dir", "Folder holding the torrent's data.", ".")
+  cmd:option("--port", "Port to listen on (0: any free port).", "0")
+  cmd:option("--bind", "Address to listen on.", "0.0.0.0")
+  cmd:option("--max-peers", "Most peers at once.", "50")
+  cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
+  cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
+  M.seed_options(cmd)
+  M.limit_options(cmd)
+  cmd:flag("-q --quiet", "No progress output.")
+end
+
+local function human(n)
+  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
+  local i = 1
+  while n >= 1024 and i < #units do n = n / 1024; i = i + 1 end
+  return (i == 1 and "%d %s" or "%.1f %s"):format(n, units[i])
+end
+
+function M.run(args)
+  local session = require "bt.session"
+  local m, terr = session.metainfo(args.torrent)
+  if not m then cli.fail(terr, M.EXIT_TORRENT) end
+  local port, max_peers = num(args, "port", 0), num(args, "max_peers", 1)
+  local ratio, stime = num(args, "ratio", 0), num(args, "seed_time", 0)
+  local down, up = M.rate_option(args, "max_down"), M.rate_option(args, "max_up")
+  local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
+    max_down = down, max_up = up }
+  -- trackers only once the data is known complete: an incomplete copy announces nothing
+  local aok, t = pcall(s.add, s, m, { dir = args.dir, peers = args.peer, seed = true, trackers = false })
+  if not aok then
+    s:close()
+    cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", "")))
+  end
+  if not t.complete then
+    local st = t:stats()
+    s:close()
+    cli.fail(("data in %s is incomplete: %d of %d pieces verified; nothing to seed"):format(
+      args.dir, st.pieces_done, st.pieces), M.EXIT_INCOMPLETE)
+  end
+  if not args.no_trackers then s:start_trackers(t) end
+  if not args.quiet then
+    io.stderr:write(("seeding %s (%s) from %s on port %d\n"):format(t.name, human(t:stats().total_bytes),
+      args.dir, s.port))
+    local last = s.core:now()
+    s:on("tick", function(now)
+      if now - last < M.PRINT_EVERY then return end
+      last = now
+      local st = t:stats()
+      io.stderr:write(("uploaded %s, %d peers\n"):format(human(st.uploaded), st.peers))
+    end)
+  end
+  local why = M.seed_until(s, t, { ratio = ratio, time = stime })
+  local st = t:stats()
+  local err = t.error
+  s:close()
+  if why == "error" or why == "stopped" then cli.fail("seeding stopped: " .. tostring(err or why), 1) end
+  if not args.quiet then
+    io.stderr:write(("done seeding (%s): uploaded %s\n"):format(why, human(st.uploaded)))
+  end
+  return 0
+end
+
+return M
