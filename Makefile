@@ -15,7 +15,7 @@ FUZZ_SMOKE_SECONDS ?= 4
 DEB_PKGS := make gcc g++ pkg-config lua5.4 liblua5.4-dev libev-dev libcurl4-openssl-dev libssl-dev \
             lua-busted lua-argparse lua-cjson lua-socket lua-term luarocks \
             clang libclang-rt-14-dev opentracker aria2 transmission-cli transmission-daemon \
-            mktorrent python3-libtorrent libtorrent-rasterbar-dev hyperfine time strace ca-certificates
+            mktorrent python3-libtorrent libtorrent-rasterbar-dev hyperfine time strace iproute2 ca-certificates
 
 # Evaluated when a recipe runs (after deps), not when the Makefile is read.
 PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libcurl libcrypto)
