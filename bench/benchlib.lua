@@ -102,4 +102,36 @@ function B.run_ref(name, ...)
   return out
 end
 
+--- Processes for the benchmarks that run real peers (engine, upload): start one in the
+-- background (its output to `log` or nowhere) and get its PID, kill it by PID, find a
+-- free port on 127.0.0.1, wait (bounded: `tries` x 0.1 s, default 10 s) until a port accepts.
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+function B.spawn(cmd, log)
+  local p = io.popen("sh -c " .. q(cmd .. " >" .. (log or "/dev/null") .. " 2>&1 & echo $!"))
+  local pid = tonumber(p:read("l"))
+  p:close()
+  return assert(pid, "could not start " .. cmd)
+end
+function B.kill(pid) if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end
+function B.free_port()
+  local socket = require "socket"
+  for _ = 1, 100 do
+    local port = math.random(20000, 60000)
+    local s = socket.bind("127.0.0.1", port)
+    if s then s:close(); return port end
+  end
+  error("no free port")
+end
+function B.wait_port(port, tries)
+  local socket = require "socket"
+  for _ = 1, tries or 100 do
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    if c:connect("127.0.0.1", port) then c:close(); return true end
+    c:close()
+    socket.sleep(0.1)
+  end
+  error("nothing listens on " .. port)
+end
+
 return B

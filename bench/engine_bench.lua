@@ -23,31 +23,8 @@ local function sh(cmd)
   p:close()
   return out
 end
-local function spawn(cmd)
-  local p = io.popen("sh -c " .. q(cmd .. " >/dev/null 2>&1 & echo $!"))
-  local pid = tonumber(p:read("l"))
-  p:close()
-  return pid
-end
-local function kill(pid) if pid then os.execute("kill " .. pid .. " 2>/dev/null") end end
-local function free_port()
-  for _ = 1, 100 do
-    local port = math.random(20000, 60000)
-    local s = socket.bind("127.0.0.1", port)
-    if s then s:close(); return port end
-  end
-  error("no free port")
-end
-local function wait_port(port)
-  for _ = 1, 100 do
-    local c = socket.tcp()
-    c:settimeout(0.2)
-    if c:connect("127.0.0.1", port) then c:close(); return true end
-    c:close()
-    socket.sleep(0.1)
-  end
-  error("nothing listens on " .. port)
-end
+local B = dofile(here .. "/benchlib.lua")
+local spawn, kill, free_port, wait_port = B.spawn, B.kill, B.free_port, B.wait_port
 
 -- /usr/bin/time: wall, cpu (user+sys), user, sys seconds and peak RSS (KiB) of a command
 local function timed(cmd)
