@@ -1118,7 +1118,6 @@ static int l_torrent_connect(lua_State *L)
     return 1;
 }
 
-/* t:stop([reason]): drops every peer; data on disk stays.  [-0, +0, v] */
 /* t:set_limits{ down =, up = }: this torrent's rates in bytes/s, 0 unlimited (the
  * session's limits apply too)  [-0, +0, e] */
 static int l_torrent_set_limits(lua_State *L)
@@ -1140,6 +1139,7 @@ static int l_torrent_limits(lua_State *L)
     return 1;
 }
 
+/* t:stop([reason]): drops every peer; data on disk stays.  [-0, +0, v] */
 static int l_torrent_stop(lua_State *L)
 {
     bt_torrent *t = check_torrent(L, 1);
