@@ -666,26 +666,41 @@ static int l_sess_peer_id(lua_State *L)
     return 1;
 }
 
-/* cs:add(meta, dir, policy, max_peers [, trust]) -> bt.Torrent | nil, message  [-0, +1|2, e]
- * Opens (creates) the files under dir and hash-checks what is already there,
- * except the pieces in `trust` (a bt.Ranges from resume data), taken as had. */
+/* cs:add(meta, dir, policy, max_peers [, trust [, storage [, load]]])
+ *   -> bt.Torrent | nil, message  [-0, +1|2, e]
+ * storage "disk" (default): opens (creates) the files under dir and hash-checks
+ * what is already there, except the pieces in `trust` (a bt.Ranges from resume
+ * data), taken as had. storage "memory": dir must be nil, trust too; nothing
+ * touches the file system, except that `load` (a folder) is read (never written)
+ * and every piece that verifies there is copied into memory and had. */
 static int l_sess_add(lua_State *L)
 {
     lsess *ls = check_sess(L, 1);
     const bt_meta *m = bt_lmeta_check(L, 2);
-    const char *dir = luaL_checkstring(L, 3);
+    static const char *const kinds[] = { "disk", "memory", NULL };
+    int kind = luaL_checkoption(L, 7, "disk", kinds);
+    const char *dir = kind == 0 ? luaL_checkstring(L, 3) : NULL;
+    if (kind == 1 && !lua_isnoneornil(L, 3))
+        luaL_argerror(L, 3, "memory storage takes no folder (dir must be nil)");
     luaL_checktype(L, 4, LUA_TTABLE);
     lua_Integer mp = luaL_optinteger(L, 5, 0);
     if (mp < 0 || mp > 100000)
         luaL_argerror(L, 5, "max_peers must be in [0, 100000]");
     const bt_ranges *trust = NULL;
     if (!lua_isnoneornil(L, 6)) {
+        if (kind == 1)
+            luaL_argerror(L, 6, "memory storage has no resume data to trust");
         trust = bt_lranges_check(L, 6);
         if (trust->size != m->num_pieces)
             luaL_argerror(L, 6, "trusted set has the wrong number of pieces");
     }
+    const char *load = luaL_optstring(L, 8, NULL);
+    if (load && kind == 0)
+        luaL_argerror(L, 8, "load is for memory storage (disk storage reads its own folder)");
+    bt_add_opts o = { .storage = kind == 1 ? BT_STORE_MEMORY : BT_STORE_DISK, .dir = dir,
+                      .load = load, .max_peers = (uint32_t)mp, .trust = trust };
     char err[512];
-    bt_torrent *t = bt_sess_add(&ls->s, m, dir, (uint32_t)mp, trust, err, sizeof err);
+    bt_torrent *t = bt_sess_add(&ls->s, m, &o, err, sizeof err);
     if (!t) {
         lua_pushnil(L);
         lua_pushstring(L, err);
@@ -863,7 +878,9 @@ static int l_torrent_index(lua_State *L)
     } else if (strcmp(k, "npeers") == 0)
         lua_pushinteger(L, t->npeers);
     else if (strcmp(k, "dir") == 0)
-        lua_pushstring(L, t->dir);
+        lua_pushstring(L, t->dir);   /* nil for memory storage */
+    else if (strcmp(k, "storage") == 0)
+        lua_pushstring(L, t->in_memory ? "memory" : "disk");
     else if (strcmp(k, "id") == 0)
         lua_pushinteger(L, t->id);
     else
@@ -1213,7 +1230,7 @@ static int l_torrent_tostring(lua_State *L)
     if (!lt->t)
         lua_pushliteral(L, "bt.Torrent(closed)");
     else
-        lua_pushfstring(L, "bt.Torrent(%s, %d/%d pieces)", lt->t->dir, (int)bt_ranges_count(&lt->t->have),
+        lua_pushfstring(L, "bt.Torrent(%s, %d/%d pieces)", lt->t->dir ? lt->t->dir : "memory", (int)bt_ranges_count(&lt->t->have),
                         (int)lt->t->npieces);
     return 1;
 }

@@ -1,14 +1,16 @@
-/* piece.h: internal to the engine (session.c, peer.c): files and partial pieces. */
+/* piece.h: internal to the engine (session.c, peer.c): piece I/O and partial pieces. */
 #ifndef BT_PIECE_H
 #define BT_PIECE_H
 
 #include "session.h"
+#include "storage.h"
 
-int  bt_files_open(bt_torrent *t, char *err, size_t errlen);
-void bt_files_close(bt_torrent *t);
+/* Piece bytes through t->st (storage.h); 0 or -1 with errno. Loop thread and worker. */
 int  bt_files_io(bt_torrent *t, int64_t off, uint8_t *buf, size_t len, int write);
+/* Start-up: hash-check what the storage holds, pieces not had yet. 0 / -1 with err. */
 int  bt_files_check(bt_torrent *t, char *err, size_t errlen);
-int  bt_hash_range(bt_torrent *t, int64_t off, int64_t len, void *ctx, uint8_t *scratch, size_t scap);
+/* Mark piece i had at start-up (counted, out of the pool). 0 / -1 out of memory. */
+int  bt_files_had(bt_torrent *t, uint32_t i);
 
 bt_partial *bt_partial_get(bt_torrent *t, uint32_t piece);   /* find or create; NULL: OOM */
 void bt_partial_drop(bt_torrent *t, bt_partial *p, bool back_to_pool);

@@ -419,9 +419,36 @@ void bt_sess_free(bt_session *s)
 
 /* ---- torrents ---- */
 
-bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32_t max_peers,
-                        const bt_ranges *trust, char *errbuf, size_t errlen)
+/* Memory storage filled from the files under dir (opened read-only): every piece
+ * that verifies there is copied in and had. */
+static int load_into_memory(bt_torrent *t, const char *dir, char *errbuf, size_t errlen)
 {
+    bt_storage *src = bt_storage_open_readonly(t->meta, dir, errbuf, errlen);
+    if (!src)
+        return -1;
+    int rc = 0;
+    for (uint32_t i = 0; i < t->npieces && rc == 0; i++) {
+        int good = bt_storage_copy_piece(t->st, src, i);
+        if (good < 0) {
+            snprintf(errbuf, errlen, "loading piece %u from %s: %s", i, dir, bt_storage_error(t->st));
+            rc = -1;
+        } else if (good && bt_files_had(t, i) != 0) {
+            snprintf(errbuf, errlen, "out of memory");
+            rc = -1;
+        }
+    }
+    bt_storage_close(src);
+    return rc;
+}
+
+bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, char *errbuf,
+                        size_t errlen)
+{
+    bool mem = o->storage == BT_STORE_MEMORY;
+    if (!mem && !o->dir) {
+        snprintf(errbuf, errlen, "disk storage needs a folder");
+        return NULL;
+    }
     bt_torrent *t = calloc(1, sizeof *t);
     if (!t) {
         snprintf(errbuf, errlen, "out of memory");
@@ -440,20 +467,23 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
     for (int i = 8; i < 20; i++)
         r = (r ^ s->peer_id[i]) * 16777619u;
     t->rot = t->npieces ? (r ^ t->id) % t->npieces : 0;
-    t->max_peers = max_peers ? max_peers : s->max_peers;
-    t->dir = strdup(dir);
+    t->max_peers = o->max_peers ? o->max_peers : s->max_peers;
+    t->in_memory = mem;
+    t->dir = mem ? NULL : strdup(o->dir);
     t->avail = calloc(t->npieces ? t->npieces : 1, sizeof *t->avail);
     if (t->npieces <= BT_PMAP_MAX)
         t->pmap = calloc(t->npieces ? t->npieces : 1, sizeof *t->pmap);   /* NULL: list search */
     bt_ranges_init(&t->have, t->npieces);
     bt_ranges_init(&t->unrequested, t->npieces);
-    if (!t->dir || !t->avail) {
+    if ((!mem && !t->dir) || !t->avail) {
         snprintf(errbuf, errlen, "out of memory");
         goto fail;
     }
     bt_ranges_set_all(&t->unrequested);
-    if (bt_files_open(t, errbuf, errlen) != 0)
+    t->st = mem ? bt_storage_open_memory(m, errbuf, errlen) : bt_storage_open(m, o->dir, errbuf, errlen);
+    if (!t->st)
         goto fail;
+    const bt_ranges *trust = mem ? NULL : o->trust;   /* memory holds nothing from before */
     if (trust && trust->size == t->npieces && bt_ranges_count(trust) > 0) {
         if (bt_ranges_copy(&t->have, trust) != 0) {
             snprintf(errbuf, errlen, "out of memory");
@@ -470,8 +500,12 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
             for (uint32_t k = trust->r[i].start; k < trust->r[i].end; k++)
                 t->have_bytes += (uint64_t)bt_piece_size(t, k);
     }
-    if (bt_files_check(t, errbuf, errlen) != 0)   /* hashes what is on disk and not trusted */
+    if (mem) {
+        if (o->load && load_into_memory(t, o->load, errbuf, errlen) != 0)
+            goto fail;
+    } else if (bt_files_check(t, errbuf, errlen) != 0) {   /* hashes what is on disk and not trusted */
         goto fail;
+    }
     t->checked = true;
     t->next = s->torrents;
     s->torrents = t;
@@ -481,7 +515,7 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32
     }
     return t;
 fail:
-    bt_files_close(t);
+    bt_storage_close(t->st);
     bt_ranges_free(&t->have);
     bt_ranges_free(&t->unrequested);
     free(t->avail);
@@ -525,7 +559,7 @@ void bt_torrent_free(bt_torrent *t)
             s->events[i].t = NULL;
     while (t->partials)
         bt_partial_drop(t, t->partials, false);
-    bt_files_close(t);
+    bt_storage_close(t->st);   /* the worker has forgotten t: no I/O is in flight */
     bt_ranges_free(&t->have);
     bt_ranges_free(&t->unrequested);
     for (uint32_t i = 0; i < t->nsuspects; i++) {
@@ -636,11 +670,9 @@ int bt_torrent_connect(bt_torrent *t, const char *host, int port, const char **e
 
 int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen)
 {
-    for (uint32_t f = 0; f < t->nfiles; f++) {
-        if (t->files[f].fd >= 0 && fsync(t->files[f].fd) != 0) {
-            snprintf(errbuf, errlen, "fsync %s: %s", t->files[f].path, strerror(errno));
-            return -1;
-        }
+    if (bt_storage_sync(t->st) != 0) {   /* memory: nothing to do */
+        snprintf(errbuf, errlen, "%s", bt_storage_error(t->st));
+        return -1;
     }
     return 0;
 }

@@ -146,14 +146,6 @@ typedef struct bt_suspect {
     uint64_t *sum;
 } bt_suspect;
 
-/* A file of the torrent on disk. */
-typedef struct bt_file {
-    int fd;
-    int64_t offset, length;
-    char *path;
-    bool fresh;               /* created empty by us: nothing in it to hash-check */
-} bt_file;
-
 /* Events for the Lua side, queued by C and delivered from the prepare watcher. */
 typedef enum {
     BT_EV_PIECE, BT_EV_COMPLETE, BT_EV_ERROR, BT_EV_PEER_CONNECT, BT_EV_PEER_DISCONNECT
@@ -177,9 +169,9 @@ struct bt_torrent {
     uint32_t piece_len;
     uint32_t rot;             /* random start for index-order tie-breaks (rarest) */
     int64_t total;
-    bt_file *files;
-    uint32_t nfiles;
-    char *dir;
+    struct bt_storage *st;    /* the pieces' bytes (storage.h): disk or memory; the one I/O path */
+    bool in_memory;           /* st is the memory backend: no file is touched */
+    char *dir;                /* disk: the download folder; memory: NULL */
     bt_ranges have;           /* verified pieces */
     bt_ranges unrequested;    /* not had and no partial state */
     uint32_t *avail;          /* peers having each piece, seeds excluded */
@@ -276,10 +268,22 @@ void bt_sess_rate_wait(bt_session *s, double secs);
 /* Refill a session's or torrent's bucket to the loop's now. */
 void bt_rate_refill(bt_session *s, bt_bucket *b);
 
-/* Torrent: files opened (created) under dir, existing data hash-checked. */
-/* trust: pieces vouched for by resume data (marked had without hashing), or NULL. */
-bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const char *dir, uint32_t max_peers,
-                        const bt_ranges *trust, char *errbuf, size_t errlen);
+/* Where a torrent's bytes live (storage.h backends). */
+typedef enum { BT_STORE_DISK, BT_STORE_MEMORY } bt_store_kind;
+
+typedef struct bt_add_opts {
+    bt_store_kind storage;
+    const char *dir;          /* disk: files opened (created) under it; memory: unused */
+    const char *load;         /* memory: fill from the files under this folder (opened read-only,
+                                 nothing there changes); pieces that verify are had. NULL: empty */
+    uint32_t max_peers;       /* 0: the session's */
+    const bt_ranges *trust;   /* disk: pieces vouched for by resume data (had without hashing), or NULL */
+} bt_add_opts;
+
+/* Torrent: storage opened, existing data hash-checked (disk: what is in the files
+ * and not trusted; memory: what `load` holds). */
+bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, char *errbuf,
+                        size_t errlen);
 /* fsync every file of the torrent (resume data may then vouch for what is had). */
 int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen);
 void bt_torrent_stop(bt_torrent *t, const char *why);   /* drops peers, keeps data */

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,15 +37,21 @@ struct bt_storage {
     bt_sha1_ctx md;             /* initialized on first hash */
     uint8_t zero_hash[2][20];   /* SHA-1 of a full / the last piece of zeros */
     int zero_hash_ok[2];
+    pthread_mutex_t errmu;      /* two threads may fail at once (see storage.h) */
     char err[BT_STORAGE_ERRLEN];
 };
 
+/* Keeps errno: the engine reports what the failed system call said. */
 void bt_storage_seterr(bt_storage *s, const char *fmt, ...)
 {
+    int e = errno;
     va_list ap;
     va_start(ap, fmt);
+    pthread_mutex_lock(&s->errmu);
     vsnprintf(s->err, sizeof s->err, fmt, ap);
+    pthread_mutex_unlock(&s->errmu);
     va_end(ap);
+    errno = e;
 }
 
 const char *bt_storage_error(const bt_storage *s) { return s->err; }
@@ -73,12 +80,17 @@ typedef struct disk_file {
 typedef struct disk_slot {
     int fd;
     uint32_t file;
+    uint32_t users;    /* I/O calls using fd right now: the slot is not evicted (closed) */
     uint64_t used;     /* LRU clock */
 } disk_slot;
 
 typedef struct disk {
     int dirfd;
+    int ro;            /* opened read-only: nothing is created, sized or written */
     disk_file *f;
+    /* mu guards slot[], nslots, clock and f[].slot/orig_size/dirty; the pread and
+     * pwrite themselves run outside it, on a descriptor pinned by slot.users. */
+    pthread_mutex_t mu;
     disk_slot slot[BT_STORAGE_MAX_OPEN_FILES];
     int nslots;
     uint64_t clock;
@@ -195,7 +207,7 @@ static int walk_parent(int dirfd, const char *path, int create, int *symlink)
 }
 
 /* Open file i of the torrent. On first open (create=1) the folders and the file are
- * created. Returns an fd or -1 with the storage's error set. */
+ * created. Returns an fd or -1 with the storage's error set and errno kept. */
 static int disk_open_file(bt_storage *s, uint32_t i, int create, struct stat *stp)
 {
     disk *d = s->impl;
@@ -213,7 +225,8 @@ static int disk_open_file(bt_storage *s, uint32_t i, int create, struct stat *st
     base = base ? base + 1 : path;
     /* O_NONBLOCK: a FIFO planted under the file's name must not block the loop;
      * it has no effect on the regular file we insist on below. */
-    int flags = O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | (create ? O_CREAT : 0);
+    int flags = (d->ro ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
+                (create ? O_CREAT : 0);
     int fd = openat(parent, base, flags, 0644);
     int e = errno;
     struct stat st;
@@ -222,6 +235,7 @@ static int disk_open_file(bt_storage *s, uint32_t i, int create, struct stat *st
         symlink = 1;
     close(parent);
     if (fd < 0) {
+        errno = e;
         if (symlink)
             bt_storage_seterr(s, "%s: refusing to follow a symlink in the download folder", path);
         else
@@ -229,6 +243,7 @@ static int disk_open_file(bt_storage *s, uint32_t i, int create, struct stat *st
         return -1;
     }
     if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        errno = EINVAL;
         bt_storage_seterr(s, "%s: not a regular file", path);
         close(fd);
         return -1;
@@ -238,46 +253,84 @@ static int disk_open_file(bt_storage *s, uint32_t i, int create, struct stat *st
     return fd;
 }
 
-/* Put fd for file i in the cache, evicting the least recently used. */
-static void disk_cache(disk *d, uint32_t i, int fd)
+/* Put fd for file i in the cache (d->mu held), evicting the least recently used
+ * descriptor that no I/O is using. Returns the slot, or -1 if every slot is in
+ * use (cannot happen with the engine's two threads, each using one at a time). */
+static int disk_cache(disk *d, uint32_t i, int fd)
 {
     int k;
     if (d->nslots < BT_STORAGE_MAX_OPEN_FILES) {
         k = d->nslots++;
     } else {
-        k = 0;
-        for (int j = 1; j < d->nslots; j++)
-            if (d->slot[j].used < d->slot[k].used)
+        k = -1;
+        for (int j = 0; j < d->nslots; j++)
+            if (d->slot[j].users == 0 && (k < 0 || d->slot[j].used < d->slot[k].used))
                 k = j;
+        if (k < 0)
+            return -1;
         d->f[d->slot[k].file].slot = -1;
         close(d->slot[k].fd);
     }
     d->slot[k].fd = fd;
     d->slot[k].file = i;
+    d->slot[k].users = 0;
     d->slot[k].used = ++d->clock;
     d->f[i].slot = k;
+    return k;
 }
 
-static int disk_fd(bt_storage *s, uint32_t i)
+/* A descriptor of file i pinned for one I/O call: release it with disk_fd_put.
+ * Opening an evicted file happens under the lock (rare: > 64 files in use). */
+static int disk_fd_get(bt_storage *s, uint32_t i, int *slot)
 {
     disk *d = s->impl;
+    pthread_mutex_lock(&d->mu);
     int k = d->f[i].slot;
-    if (k >= 0) {
-        d->slot[k].used = ++d->clock;
-        return d->slot[k].fd;
+    if (k < 0) {
+        int fd = disk_open_file(s, i, 0, NULL);
+        if (fd < 0) {
+            pthread_mutex_unlock(&d->mu);
+            return -1;
+        }
+        k = disk_cache(d, i, fd);
+        if (k < 0) {
+            close(fd);
+            errno = EMFILE;
+            bt_storage_seterr(s, "%s: every cached descriptor is in use", d->f[i].path);
+            pthread_mutex_unlock(&d->mu);
+            return -1;
+        }
     }
-    int fd = disk_open_file(s, i, 0, NULL);
-    if (fd < 0)
-        return -1;
-    disk_cache(d, i, fd);
+    d->slot[k].used = ++d->clock;
+    d->slot[k].users++;
+    int fd = d->slot[k].fd;
+    pthread_mutex_unlock(&d->mu);
+    *slot = k;
     return fd;
+}
+
+/* wrote: [0, end) of the file was written: it is dirty (set after the write, so a
+ * concurrent sync that cleared the flag before our data landed syncs again). */
+static void disk_fd_put(disk *d, int slot, int wrote, int64_t end)
+{
+    pthread_mutex_lock(&d->mu);
+    d->slot[slot].users--;
+    if (wrote) {
+        disk_file *f = &d->f[d->slot[slot].file];
+        f->dirty = 1;
+        if (end > f->orig_size)
+            f->orig_size = INT64_MAX;   /* no longer "too short": check reads it */
+    }
+    pthread_mutex_unlock(&d->mu);
 }
 
 static int disk_read(bt_storage *s, uint32_t f, void *buf, size_t n, int64_t off)
 {
-    int fd = disk_fd(s, f);
+    int slot;
+    int fd = disk_fd_get(s, f, &slot);
     if (fd < 0)
         return -1;
+    int rc = 0;
     uint8_t *p = buf;
     while (n > 0) {
         ssize_t r = pread(fd, p, n, (off_t)off);
@@ -285,61 +338,79 @@ static int disk_read(bt_storage *s, uint32_t f, void *buf, size_t n, int64_t off
             if (errno == EINTR)
                 continue;
             bt_storage_seterr(s, "%s: read: %s", ((disk *)s->impl)->f[f].path, strerror(errno));
-            return -1;
+            rc = -1;
+            break;
         }
         if (r == 0) {
             /* Someone shortened the file behind our back: what is gone reads as
              * zeros (as a sparse extension would) and fails the hash. */
             memset(p, 0, n);
-            return 0;
+            break;
         }
         p += r;
         n -= (size_t)r;
         off += r;
     }
-    return 0;
+    disk_fd_put(s->impl, slot, 0, 0);
+    return rc;
 }
 
 static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int64_t off)
 {
     disk *d = s->impl;
-    int fd = disk_fd(s, f);
+    if (d->ro) {
+        errno = EROFS;
+        bt_storage_seterr(s, "%s: storage opened read-only", d->f[f].path);
+        return -1;
+    }
+    int slot;
+    int fd = disk_fd_get(s, f, &slot);
     if (fd < 0)
         return -1;
-    if (off + (int64_t)n > d->f[f].orig_size)
-        d->f[f].orig_size = INT64_MAX;   /* no longer "too short": check reads it */
+    int rc = 0;
+    int64_t end = off + (int64_t)n;
     const uint8_t *p = buf;
     while (n > 0) {
-        ssize_t w = pwrite(fd, p, n, (off_t)off);
+        size_t chunk = n < BT_STORAGE_WRITE_CHUNK ? n : BT_STORAGE_WRITE_CHUNK;
+        ssize_t w = pwrite(fd, p, chunk, (off_t)off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
             bt_storage_seterr(s, "%s: write: %s", d->f[f].path, strerror(errno));
-            return -1;
+            rc = -1;
+            break;
         }
         if (w == 0) {
+            errno = EIO;
             bt_storage_seterr(s, "%s: write: no progress", d->f[f].path);
-            return -1;
+            rc = -1;
+            break;
         }
         p += w;
         n -= (size_t)w;
         off += w;
-        d->f[f].dirty = 1;
     }
-    return 0;
+    disk_fd_put(d, slot, 1, end);
+    return rc;
 }
 
 static int disk_present(bt_storage *s, uint32_t f, int64_t off, int64_t n)
 {
     disk *d = s->impl;
-    if (d->f[f].orig_size < off + n)
+    pthread_mutex_lock(&d->mu);
+    int64_t orig = d->f[f].orig_size;
+    pthread_mutex_unlock(&d->mu);
+    if (orig < off + n)
         return BT_SPAN_MISSING;
-    int fd = disk_fd(s, f);
+    int slot;
+    int fd = disk_fd_get(s, f, &slot);
     if (fd < 0)
         return -1;
     off_t data = lseek(fd, (off_t)off, SEEK_DATA);
+    int e = errno;
+    disk_fd_put(d, slot, 0, 0);
     if (data < 0) {
-        if (errno == ENXIO)
+        if (e == ENXIO)
             return BT_SPAN_HOLE;   /* no data from off to the end of the file */
         return BT_SPAN_DATA;       /* no SEEK_DATA here: read it */
     }
@@ -348,21 +419,31 @@ static int disk_present(bt_storage *s, uint32_t f, int64_t off, int64_t n)
 
 /* fsync every file written since the last sync, reopening those whose
  * descriptor was evicted (close() does not make data durable). Resume data
- * relies on this: what it claims must be on disk before the claim is. */
+ * relies on this: what it claims must be on disk before the claim is. The flag
+ * is cleared before the fsync, so a write landing meanwhile marks it again. */
 static int disk_sync(bt_storage *s)
 {
     disk *d = s->impl;
     for (uint32_t i = 0; i < s->nfiles; i++) {
-        if (!d->f[i].dirty)
-            continue;
-        int fd = disk_fd(s, i);
-        if (fd < 0)
-            return -1;
-        if (fsync(fd) < 0) {
-            bt_storage_seterr(s, "%s: fsync: %s", d->f[i].path, strerror(errno));
-            return -1;
-        }
+        pthread_mutex_lock(&d->mu);
+        int dirty = d->f[i].dirty;
         d->f[i].dirty = 0;
+        pthread_mutex_unlock(&d->mu);
+        if (!dirty)
+            continue;
+        int slot;
+        int fd = disk_fd_get(s, i, &slot);
+        int rc = fd < 0 ? -1 : fsync(fd);
+        if (rc < 0 && fd >= 0)
+            bt_storage_seterr(s, "%s: fsync: %s", d->f[i].path, strerror(errno));
+        pthread_mutex_lock(&d->mu);
+        if (fd >= 0)
+            d->slot[slot].users--;
+        if (rc < 0)
+            d->f[i].dirty = 1;
+        pthread_mutex_unlock(&d->mu);
+        if (rc < 0)
+            return -1;
     }
     return 0;
 }
@@ -380,6 +461,7 @@ static void disk_close(bt_storage *s)
     free(d->f);
     if (d->dirfd >= 0)
         close(d->dirfd);
+    pthread_mutex_destroy(&d->mu);
     free(d);
     s->impl = NULL;
 }
@@ -388,8 +470,9 @@ static const bt_storage_ops disk_ops = {
     disk_read, disk_write, disk_present, disk_sync, disk_close,
 };
 
-/* Create the folders and files, size them. 0 / -1 with s->err set. */
-static int disk_init(bt_storage *s, const bt_meta *m, const char *dir)
+/* Create the folders and files, size them (ro: open what exists, change
+ * nothing; a missing file is "missing" to the check). 0 / -1 with s->err set. */
+static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
 {
     disk *d = calloc(1, sizeof *d);
     if (!d) {
@@ -397,6 +480,8 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir)
         return -1;
     }
     d->dirfd = -1;
+    d->ro = ro;
+    pthread_mutex_init(&d->mu, NULL);
     s->impl = d;
     s->ops = &disk_ops;
     d->f = calloc(s->nfiles, sizeof *d->f);
@@ -407,7 +492,7 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir)
     for (uint32_t i = 0; i < s->nfiles; i++)
         d->f[i].slot = -1;
     d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (d->dirfd < 0 && errno == ENOENT && mkdir(dir, 0755) == 0)
+    if (!ro && d->dirfd < 0 && errno == ENOENT && mkdir(dir, 0755) == 0)
         d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d->dirfd < 0) {
         bt_storage_seterr(s, "%s: %s", dir, strerror(errno));
@@ -420,17 +505,25 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir)
         if (!d->f[i].path)
             return -1;
         struct stat st;
-        int fd = disk_open_file(s, i, 1, &st);
+        int fd = disk_open_file(s, i, !ro, &st);
+        if (fd < 0 && ro && (errno == ENOENT || errno == ENOTDIR)) {
+            d->f[i].orig_size = -1;   /* missing: never read, no descriptor */
+            continue;
+        }
         if (fd < 0)
             return -1;
         d->f[i].orig_size = st.st_size;
-        if (st.st_size < s->files[i].length && ftruncate(fd, (off_t)s->files[i].length) < 0) {
+        if (!ro && st.st_size < s->files[i].length && ftruncate(fd, (off_t)s->files[i].length) < 0) {
             bt_storage_seterr(s, "%s: cannot size to %lld bytes: %s", d->f[i].path,
                               (long long)s->files[i].length, strerror(errno));
             close(fd);
             return -1;
         }
-        disk_cache(d, i, fd);
+        if (disk_cache(d, i, fd) < 0) {   /* only at init: every slot is free */
+            close(fd);
+            bt_storage_seterr(s, "internal: descriptor cache full");
+            return -1;
+        }
     }
     return 0;
 }
@@ -448,6 +541,7 @@ void bt_storage_close(bt_storage *s)
     free(s->files);
     free(s->chunk);
     bt_sha1_free(&s->md);
+    pthread_mutex_destroy(&s->errmu);
     free(s);
 }
 
@@ -496,20 +590,31 @@ static int copy_geometry(bt_storage *s, const bt_meta *m)
     return 0;
 }
 
-bt_storage *bt_storage_open(const bt_meta *m, const char *dir, char *err, size_t errlen)
+static bt_storage *open_disk(const bt_meta *m, const char *dir, int ro, char *err, size_t errlen)
 {
     bt_storage *s = calloc(1, sizeof *s);
     if (!s) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (copy_geometry(s, m) < 0 || disk_init(s, m, dir) < 0) {
+    pthread_mutex_init(&s->errmu, NULL);
+    if (copy_geometry(s, m) < 0 || disk_init(s, m, dir, ro) < 0) {
         snprintf(err, errlen, "%s", s->err);
         bt_storage_close(s);
         return NULL;
     }
     s->err[0] = '\0';
     return s;
+}
+
+bt_storage *bt_storage_open(const bt_meta *m, const char *dir, char *err, size_t errlen)
+{
+    return open_disk(m, dir, 0, err, errlen);
+}
+
+bt_storage *bt_storage_open_readonly(const bt_meta *m, const char *dir, char *err, size_t errlen)
+{
+    return open_disk(m, dir, 1, err, errlen);
 }
 
 bt_storage *bt_storage_new(const bt_meta *m, const bt_storage_ops *ops, void *impl, char *err,
@@ -521,11 +626,14 @@ bt_storage *bt_storage_new(const bt_meta *m, const bt_storage_ops *ops, void *im
         if (ops && ops->close) {   /* close() takes a storage: lend it a stack one */
             bt_storage tmp;
             memset(&tmp, 0, sizeof tmp);
+            pthread_mutex_init(&tmp.errmu, NULL);
             tmp.impl = impl;
             ops->close(&tmp);
+            pthread_mutex_destroy(&tmp.errmu);
         }
         return NULL;
     }
+    pthread_mutex_init(&s->errmu, NULL);
     s->ops = ops;
     s->impl = impl;
     if (copy_geometry(s, m) < 0) {
@@ -632,6 +740,17 @@ int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, si
     if (locate(s, piece, begin, len, &pos) < 0)
         return -1;
     return span_io(s, OP_READ, pos, buf, len);
+}
+
+int bt_storage_io(bt_storage *s, int64_t pos, void *buf, size_t len, int write)
+{
+    if (pos < 0 || pos > s->total_length || (uint64_t)len > (uint64_t)(s->total_length - pos)) {
+        errno = EINVAL;
+        bt_storage_seterr(s, "%zu bytes at %lld past the end of the torrent (%lld bytes)", len,
+                          (long long)pos, (long long)s->total_length);
+        return -1;
+    }
+    return span_io(s, write ? OP_WRITE : OP_READ, pos, buf, len);
 }
 
 static int hash_ready(bt_storage *s)
@@ -758,6 +877,38 @@ int bt_storage_check_piece(bt_storage *s, uint32_t p)
     if (r == BT_SPAN_DATA)
         return bt_storage_verify(s, p);
     return 0;
+}
+
+int bt_storage_copy_piece(bt_storage *dst, bt_storage *src, uint32_t piece)
+{
+    if (dst->num_pieces != src->num_pieces || dst->piece_length != src->piece_length
+        || dst->total_length != src->total_length) {
+        bt_storage_seterr(dst, "copy: storages of different torrents");
+        return -1;
+    }
+    int good = bt_storage_check_piece(src, piece);
+    if (good < 0) {
+        bt_storage_seterr(dst, "%s", src->err);
+        return -1;
+    }
+    if (!good || piece_presence(src, piece) == BT_SPAN_HOLE)
+        return good;   /* a good hole is zeros: what dst reads where nothing was written */
+    /* Read again, chunk by chunk, into dst: the first pass left it in the page
+     * cache, and dst never holds a piece that failed its hash. */
+    int64_t size = bt_storage_piece_size(src, piece);
+    for (int64_t done = 0; done < size;) {
+        size_t n = BT_STORAGE_HASH_CHUNK;
+        if ((int64_t)n > size - done)
+            n = (size_t)(size - done);
+        if (bt_storage_read(src, piece, (uint32_t)done, src->chunk, n) < 0) {
+            bt_storage_seterr(dst, "%s", src->err);
+            return -1;
+        }
+        if (bt_storage_write(dst, piece, (uint32_t)done, src->chunk, n) < 0)
+            return -1;
+        done += (int64_t)n;
+    }
+    return 1;
 }
 
 int bt_storage_check_cb(bt_storage *s, bt_ranges *have, bt_storage_progress_cb cb, void *ud)

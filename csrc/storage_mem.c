@@ -4,9 +4,15 @@
  * second backend proving the mapping needs nothing of the disk. The stream
  * [0, total) is cut into fixed-size chunks; chunk[k] is NULL until a write
  * touches it, then a zeroed buffer of the chunk's size (the last one is short).
+ * Threads (storage.h): chunk pointers are published with a compare-and-swap and
+ * read with acquire loads, so a reader on one thread and a writer on another
+ * (different bytes) need no lock; a published chunk never moves or goes away
+ * before close.
  */
 #include "storage.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,21 +46,34 @@ static int mem_rw(bt_storage *s, uint32_t f, uint8_t *buf, const uint8_t *src, s
         int64_t within = pos - (int64_t)k * m->chunk;
         int64_t room = chunk_len(m, k) - within;
         size_t take = (int64_t)n < room ? n : (size_t)room;
+        /* acquire: a chunk another thread just published is seen zeroed */
+        uint8_t *c = __atomic_load_n(&m->c[k], __ATOMIC_ACQUIRE);
         if (src) {
-            if (!m->c[k]) {
-                m->c[k] = calloc(1, (size_t)chunk_len(m, k));
-                if (!m->c[k]) {
+            if (!c) {
+                uint8_t *fresh = calloc(1, (size_t)chunk_len(m, k));
+                if (!fresh) {
+                    errno = ENOMEM;
                     bt_storage_seterr(s, "memory storage: out of memory (chunk of %lld bytes)",
                                       (long long)chunk_len(m, k));
                     return -1;
                 }
-                m->used += chunk_len(m, k);
+                /* Two writers (the loop and the worker, different pieces of one
+                 * chunk) may race to allocate it: the loser frees its copy. */
+                uint8_t *expect = NULL;
+                if (__atomic_compare_exchange_n(&m->c[k], &expect, fresh, false, __ATOMIC_ACQ_REL,
+                                                __ATOMIC_ACQUIRE)) {
+                    c = fresh;
+                    __atomic_fetch_add(&m->used, chunk_len(m, k), __ATOMIC_RELAXED);
+                } else {
+                    free(fresh);
+                    c = expect;
+                }
             }
-            memcpy(m->c[k] + within, src, take);
+            memcpy(c + within, src, take);
             src += take;
         } else {
-            if (m->c[k])
-                memcpy(buf, m->c[k] + within, take);
+            if (c)
+                memcpy(buf, c + within, take);
             else
                 memset(buf, 0, take);
             buf += take;
@@ -85,7 +104,7 @@ static int mem_present(bt_storage *s, uint32_t f, int64_t off, int64_t n)
     int64_t pos = m->foff[f] + off;
     uint64_t first = (uint64_t)(pos / m->chunk), last = (uint64_t)((pos + n - 1) / m->chunk);
     for (uint64_t k = first; k <= last; k++)
-        if (!m->c[k])
+        if (!__atomic_load_n(&m->c[k], __ATOMIC_ACQUIRE))
             return BT_SPAN_MISSING;
     return BT_SPAN_DATA;
 }
@@ -146,5 +165,5 @@ int64_t bt_storage_memory_used(const bt_storage *s)
     /* the ops pointer identifies the backend: only ours points at mem_ops */
     if (!s || bt_storage_ops_of(s) != &mem_ops)
         return -1;
-    return ((const mem_store *)bt_storage_impl(s))->used;
+    return __atomic_load_n(&((const mem_store *)bt_storage_impl(s))->used, __ATOMIC_RELAXED);
 }

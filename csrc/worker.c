@@ -3,8 +3,9 @@
  * On two cores the loop thread (recv, framing, bookkeeping) and the hashing plus
  * page-cache writes of finished pieces overlap instead of adding up. The worker
  * touches only what the job hands it: the piece buffer (owned by the job until it
- * comes back), the torrent's file descriptors (pwrite is thread-safe) and the
- * read-only piece hashes. Results return through a list and an ev_async; Lua is
+ * comes back), the torrent's storage through bt_files_io (writes may run while the
+ * loop thread reads other pieces: storage.h, "Threads") and the read-only piece
+ * hashes. Results return through a list and an ev_async; Lua is
  * never touched off the loop thread.
  */
 #define _GNU_SOURCE

@@ -6,6 +6,7 @@
 --   local s = session{ port = 0, tick_ms = 100, max_peers = 50, max_down = 0, max_up = 0 }
 --   local t = s:add("file.torrent", { dir = "out", policy = "examples/sequential.lua",
 --                                     peers = { "127.0.0.1:6881" } })
+--   local m = s:add("file.torrent", { storage = "memory" })   -- no files at all
 --   s:on("complete", function(t) s:stop() end)
 --   s:run()
 local core = require "bt.core"
@@ -107,16 +108,29 @@ end
 -- max_up (this torrent's limits in bytes/s, 0: none; see s:set_limits),
 -- resume (false: no resume data; default: <dir>/.bt-lua/<info-hash>.resume is read
 -- at add, pieces it vouches for are not hashed, and it is saved every few seconds
--- while pieces arrive, on completion, on a policy error and at close).
+-- while pieces arrive, on completion, on a policy error and at close),
+-- storage ("disk", the default: files under dir; "memory": the data is held in
+-- memory and nothing touches the file system: dir is not needed, and resume data
+-- is neither read nor written), load (memory only: a folder whose files are read,
+-- never written, and whose verified pieces are copied into memory, e.g. to seed
+-- from memory). t.storage says which storage a torrent has.
 function Session:add(torrent, opts)
   opts = opts or {}
   local m, err = M.metainfo(torrent)
   if not m then error(err, 2) end
+  local kind = opts.storage or "disk"
+  if kind ~= "disk" and kind ~= "memory" then
+    error("bt.session: storage must be \"disk\" or \"memory\", not " .. tostring(kind), 2)
+  end
+  if opts.load ~= nil and (kind ~= "memory" or type(opts.load) ~= "string") then
+    error("bt.session: load (a folder) is only for storage = \"memory\"", 2)
+  end
   local pol = policy.load(opts.policy)
-  local dir = opts.dir or "."
+  local memory = kind == "memory"
+  local dir = not memory and (opts.dir or ".") or nil
   -- resume data (bt.resume): pieces it vouches for are not hashed again
   local resume, rpath, trust, rreason
-  if opts.resume ~= false then
+  if opts.resume ~= false and not memory then
     local okr, mod = pcall(require, "bt.resume")
     if okr then
       resume, rpath = mod, mod.path(dir, m.info_hash_hex)
@@ -125,7 +139,7 @@ function Session:add(torrent, opts)
       if okl and r then trust, rreason = r.have, r.reason else rreason = tostring(r) end
     end
   end
-  local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust)
+  local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust, kind, opts.load)
   if not t then error("bt.session: " .. tostring(aerr), 2) end
   if opts.max_down or opts.max_up then t:set_limits{ down = opts.max_down, up = opts.max_up } end
   -- complete_at_add: the data was all there; "completed" is announced only for a
