@@ -13,6 +13,9 @@ function M.setup(cmd)
   cmd:argument("policy", "Policy script (.lua file) or module name (bt.policy.default).")
   cmd:argument("torrent", ".torrent file to download.")
   cmd:option("-o --output", "Download folder.", ".")
+  cmd:option("--storage", "disk: write the download under --output (with resume data). memory: "
+    .. "hold the data in memory only (for experiments): nothing is created under --output, no resume "
+    .. "data is read or written, and the data is gone when bt-lua exits (--seed serves it until then).", "disk"):choices{ "disk", "memory" }
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
   cmd:option("--bind", "Address to listen on.", "0.0.0.0")
   cmd:option("--max-peers", "Most peers at once.", "50")
@@ -62,8 +65,9 @@ function M.run(args)
   local down, up = seedcmd.rate_option(args, "max_down"), seedcmd.rate_option(args, "max_up")
   local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
     signals = true, max_down = down, max_up = up }
-  local aok, t = pcall(s.add, s, m, { dir = args.output, policy = pol,
-    peers = args.peer, trackers = not args.no_trackers, seed = args.seed })
+  local storage = seedcmd.storage_option(args)
+  local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
+    policy = pol, peers = args.peer, trackers = not args.no_trackers, seed = args.seed })
   if not aok then cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", ""))) end
 
   local failure, code

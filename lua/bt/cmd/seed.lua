@@ -1,5 +1,6 @@
 --- bt-lua seed TORRENT --dir DIR: verify a torrent's data (resume data, else a hash
 -- check) and seed it until --ratio or --seed-time is reached, or SIGINT/SIGTERM.
+-- --storage memory: the data is read from DIR once, verified and served from memory.
 -- Exit 0 then; 2 bad torrent; 5 the data is incomplete (nothing is seeded); 1 other.
 -- M.seed_until is shared with `bt-lua run --seed`.
 local cli = require "bt.cli"
@@ -45,6 +46,13 @@ function M.seed_options(cmd)
   cmd:option("--seed-time", "Stop seeding after this many seconds.")
 end
 
+--- Parse --storage: "disk" or "memory" (fails with a message otherwise).
+function M.storage_option(args)
+  local v = args.storage or "disk"
+  if v ~= "disk" and v ~= "memory" then cli.fail("--storage must be disk or memory, not " .. v) end
+  return v
+end
+
 function M.limit_options(cmd)
   cmd:option("--max-down", "Download limit in bytes/s (500K, 2M; 0: none).", "0")
   cmd:option("--max-up", "Upload limit in bytes/s (500K, 2M; 0: none).", "0")
@@ -73,6 +81,9 @@ end
 function M.setup(cmd)
   cmd:argument("torrent", ".torrent file to seed.")
   cmd:option("-d --dir", "Folder holding the torrent's data.", ".")
+  cmd:option("--storage", "disk: serve from the files in --dir. memory: read the files in --dir "
+    .. "once (never written), verify them, hold the data in memory and serve from there.", "disk")
+    :choices{ "disk", "memory" }
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
   cmd:option("--bind", "Address to listen on.", "0.0.0.0")
   cmd:option("--max-peers", "Most peers at once.", "50")
@@ -97,10 +108,14 @@ function M.run(args)
   local port, max_peers = num(args, "port", 0), num(args, "max_peers", 1)
   local ratio, stime = num(args, "ratio", 0), num(args, "seed_time", 0)
   local down, up = M.rate_option(args, "max_down"), M.rate_option(args, "max_up")
+  local storage = M.storage_option(args)
   local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
     max_down = down, max_up = up }
   -- trackers only once the data is known complete: an incomplete copy announces nothing
-  local aok, t = pcall(s.add, s, m, { dir = args.dir, peers = args.peer, seed = true, trackers = false })
+  local add = { dir = args.dir, peers = args.peer, seed = true, trackers = false }
+  if storage == "memory" then add = { storage = "memory", load = args.dir, peers = args.peer, seed = true,
+    trackers = false } end
+  local aok, t = pcall(s.add, s, m, add)
   if not aok then
     s:close()
     cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", "")))
@@ -114,7 +129,7 @@ function M.run(args)
   if not args.no_trackers then s:start_trackers(t) end
   if not args.quiet then
     io.stderr:write(("seeding %s (%s) from %s on port %d\n"):format(t.name, human(t:stats().total_bytes),
-      args.dir, s.port))
+      storage == "memory" and ("memory (loaded from " .. args.dir .. ")") or args.dir, s.port))
     local last = s.core:now()
     s:on("tick", function(now)
       if now - last < M.PRINT_EVERY then return end
