@@ -470,6 +470,37 @@ static const bt_storage_ops disk_ops = {
     disk_read, disk_write, disk_present, disk_sync, disk_close,
 };
 
+/* mkdir -p of the download folder itself (`-o a/b/c` with a/b missing). The folder
+ * is the caller's choice, so this path may follow symlinks; what lies inside it is
+ * walked with O_NOFOLLOW. 0, or -1 with errno. */
+static int mkdir_p(const char *dir)
+{
+    size_t n = strlen(dir);
+    char *p = malloc(n + 1);
+    if (!p) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(p, dir, n + 1);
+    for (char *c = p + 1; *c; c++) {
+        if (*c != '/')
+            continue;
+        *c = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            int e = errno;
+            free(p);
+            errno = e;
+            return -1;
+        }
+        *c = '/';
+    }
+    int r = mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+    int e = errno;
+    free(p);
+    errno = e;
+    return r;
+}
+
 /* Create the folders and files, size them (ro: open what exists, change
  * nothing; a missing file is "missing" to the check). 0 / -1 with s->err set. */
 static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
@@ -492,7 +523,7 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
     for (uint32_t i = 0; i < s->nfiles; i++)
         d->f[i].slot = -1;
     d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (!ro && d->dirfd < 0 && errno == ENOENT && mkdir(dir, 0755) == 0)
+    if (!ro && d->dirfd < 0 && errno == ENOENT && mkdir_p(dir) == 0)
         d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (d->dirfd < 0) {
         bt_storage_seterr(s, "%s: %s", dir, strerror(errno));
