@@ -2,7 +2,7 @@
  *
  * Lua usage (lua/bt/session.lua wraps this into the public bt.session):
  *   local cs = bt.session_new(opts, handler)   -- handler(kind, ...) gets ticks and events
- *   local t  = cs:add(meta, dir, policy, max_peers)
+ *   local t  = cs:add(meta, dir, policy, max_peers [, trust [, "disk"|"memory" [, load]]])
  *   cs:run(); cs:stop(); cs:close(); cs:port()
  *
  * Every call into Lua from C goes through call_policy / call_handler: a
