@@ -188,6 +188,42 @@ describe("bt-lua run --storage memory", function()
     assert.are.same({}, listing(dir .. "/out"))
   end)
 
+  it("SIGTERM mid-download: exit 0, says nothing was saved, -o still empty", function()
+    local size = 3 * 1024 * 1024
+    os.execute("mkdir -p " .. H.q(dir .. "/seed") .. " " .. H.q(dir .. "/out"))
+    S.make_files(dir .. "/seed", { ["payload.bin"] = size }, 23)
+    local torrent = S.mktorrent(dir .. "/seed/payload.bin", dir .. "/p.torrent", 16)
+    local apid, aport = S.aria2_seed(torrent, dir .. "/seed", { limit = "300K" })   -- ~10 s in all
+    pids[#pids + 1] = apid
+    -- the lua5.4 process records its own PID before exec, so the signal reaches bt-lua
+    local pidfile, rcfile, log = dir .. "/pid", dir .. "/rc", dir .. "/log"
+    local inner = ("echo $$ > %s; exec env %s lua5.4 %s run bt.policy.default %s -o %s --storage memory " ..
+      "--peer 127.0.0.1:%d --no-trackers --stats %s"):format(H.q(pidfile), H.lua_env(),
+      H.q(H.root .. "/scripts/bt-lua"), H.q(torrent), H.q(dir .. "/out"), aport, H.q(dir .. "/stats.json"))
+    S.spawn(("(sh -c %s; echo $? > %s)"):format(H.q(inner), H.q(rcfile)), log, true)
+    local deadline, pid = socket.gettime() + 5, nil
+    while not pid and socket.gettime() < deadline do
+      pid = tonumber(read_or_empty(pidfile):match("%d+"))
+      if not pid then socket.sleep(0.05) end
+    end
+    assert.truthy(pid, "bt-lua did not start")
+    pids[#pids + 1] = pid
+    deadline = socket.gettime() + 15   -- until some data arrived
+    while socket.gettime() < deadline do
+      local st = last_stats(dir .. "/stats.json")
+      if st and st.bytes > 0 then break end
+      socket.sleep(0.2)
+    end
+    local st = last_stats(dir .. "/stats.json")
+    assert.truthy(st and st.bytes > 0 and st.bytes < size, "no partial progress to interrupt")
+    os.execute("kill -TERM " .. pid)
+    deadline = socket.gettime() + 15
+    while read_or_empty(rcfile) == "" and socket.gettime() < deadline do socket.sleep(0.05) end
+    assert.are.equal(0, tonumber(read_or_empty(rcfile):match("%d+")), read_or_empty(log))
+    assert.truthy(read_or_empty(log):find("memory storage, nothing was saved", 1, true), read_or_empty(log))
+    assert.are.same({}, listing(dir .. "/out"))
+  end)
+
   it("--storage disk (the default) still writes under -o; a bad value is refused", function()
     local size = 200 * 1024
     os.execute("mkdir -p " .. H.q(dir .. "/seed") .. " " .. H.q(dir .. "/out"))

@@ -154,7 +154,10 @@ function M.run(args)
     report(now, true)
     if statsf then statsf:close() end
     s:close()
-    if not quiet then io.stderr:write(("interrupted by %s: progress saved\n"):format(sig)) end
+    if not quiet then
+      io.stderr:write(("interrupted by %s: %s\n"):format(sig, storage == "memory"
+        and "memory storage, nothing was saved" or "progress saved"))
+    end
     return 0
   end
   if not failure and not t.complete then failure, code = t.error or "stopped before completion", 1 end
