@@ -174,8 +174,10 @@ end
 -- The script is written next to the torrent. `peers` ({"host:port"}, optional): leechers
 -- the seed dials itself (transmission ignores 127.x peers from trackers but accepts a
 -- connection). Returns pid, port.
-function S.bt_seed_tracked(torrent, dir, lifetime, peers)
+function S.bt_seed_tracked(torrent, dir, lifetime, peers, sopts)
   local port = S.port()
+  local extra = {}   -- more numeric session options, e.g. { max_request = 131072 }
+  for k, v in pairs(sopts or {}) do extra[#extra + 1] = (", %s = %d"):format(k, v) end
   local base = (torrent:match("^(.*)/") or ".")
   local script = base .. "/btseed-tracked-" .. port .. ".lua"
   local quoted = {}
@@ -183,7 +185,7 @@ function S.bt_seed_tracked(torrent, dir, lifetime, peers)
   local plist = table.concat(quoted, ", ")
   H.writefile(script, ([[
 local session = require "bt.session"
-local s = session.new{ port = %d, bind = "127.0.0.1", tick_ms = 50 }
+local s = session.new{ port = %d, bind = "127.0.0.1", tick_ms = 50%s }
 local t = s:add(%q, { dir = %q })
 assert(t.complete, "seed data is not complete")
 -- a complete torrent does not dial its candidates: dial each leecher once, by hand
@@ -194,7 +196,7 @@ end
 local t0 = s.core:now()
 s:run(function() return s.core:now() - t0 > %d end)
 s:close()
-]]):format(port, torrent, dir, plist, lifetime or 60))
+]]):format(port, table.concat(extra), torrent, dir, plist, lifetime or 60))
   local pid = S.spawn(("%s lua5.4 %s"):format(H.lua_env(), H.q(script)),
     base .. "/btseed-" .. port .. ".log", true)
   assert(S.wait_port(port, 10), "bt-lua seed did not listen")

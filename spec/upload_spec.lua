@@ -78,15 +78,25 @@ describe("a bt-lua seed", function()
 end)
 
 describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
-  -- Each mode's expectation. BEP 3 lets a seed ignore what it will not serve; ours ignores
-  -- (never disconnects) and keeps the connection usable, so the sentinel request is answered.
+  -- A request outside what we announced (a piece past the end, a block outside its piece,
+  -- larger than max_request, past the reqq a BEP 10 peer was told) breaks the protocol:
+  -- the seed drops that peer and serves nothing of it. Requests sent while choked may have
+  -- crossed our choke on the wire, and a peer without BEP 10 never heard of our reqq: those
+  -- are only refused, and the connection keeps working (the sentinel request is answered).
   local EXPECT = {
-    range = { served = 1 },      -- only the sentinel
-    oversized = { served = 1 },
-    choked = { served = 1 },
-    flood = { served = 250 },    -- exactly our announced reqq; the other 150 are dropped
+    past_end = { closed = true, served = 0 },
+    past_piece = { closed = true, served = 0 },
+    at_piece_end = { closed = true, served = 0 },
+    past_last = { closed = true, served = 0 },
+    oversized = { closed = true, served = 0 },              -- 16 KiB + 1 against the default
+    oversized_128k = { closed = true, served = 0, size = 131073, max_request = 131072 },
+    choked = { closed = false, served = 1 },                -- only the sentinel
+    flood = { closed = false, served = 250 },               -- our reqq; the other 150 dropped
+    flood_ext = { closed = true, max_served = 250 },        -- told reqq = 250, sent 400
   }
-  it("ignores out-of-range, oversized, choked and flooding requests while aria2c completes", function()
+  local MODES = { "past_end", "past_piece", "at_piece_end", "past_last", "oversized", "choked",
+    "flood", "flood_ext" }
+  it("drops rule breakers, refuses choked and flooding requests, while aria2c completes", function()
     local tmp = H.tmpdir()
     os.execute("mkdir -p " .. tmp .. "/seed")
     S.make_files(tmp .. "/seed", { ["b.bin"] = PAYLOAD }, 31)
@@ -96,25 +106,32 @@ describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
       ("http://127.0.0.1:%d/announce"):format(tport))
     local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
     local pids = {}
+    local function check(mode, port)
+      local e = EXPECT[mode]
+      local o = H.sh_bt(("timeout 30 env %s lua5.4 %s %s %s %d %d 2>&1"):format(H.lua_env(),
+        H.q(H.root .. "/spec/peers/badreq.lua"), mode:gsub("_128k$", ""), H.q(torrent), port, e.size or 16385))
+      local served, bad, closed, sentinel = o:match("served=(%d+) bad_served=(%d+) closed=(%a+) sentinel=(%a+)")
+      assert.is_truthy(served, mode .. ": " .. o)
+      assert.are.equal(0, tonumber(bad), mode .. " got a bad request served")
+      assert.are.equal(tostring(e.closed), closed, mode .. ": closed")
+      assert.are.equal(tostring(not e.closed), sentinel, mode .. ": sentinel answered")
+      if e.served then assert.are.equal(e.served, tonumber(served), mode) end
+      if e.max_served then assert.is_true(tonumber(served) <= e.max_served, mode .. " served " .. served) end
+    end
     local ok, err = pcall(function()
       local port
       pids[1], port = S.bt_seed_tracked(torrent, tmp .. "/seed", 90)
       -- slowed (about 30 s) so it is still downloading while the bad peers run one after
       -- the other (at 200K it finished first under the sanitizer build)
       pids[2] = S.aria2_leech(torrent, tmp .. "/aria", { limit = "100K" })
-      for _, mode in ipairs{ "range", "oversized", "choked", "flood" } do
-        local o = H.sh_bt(("timeout 30 env %s lua5.4 %s %s %s %d 2>&1"):format(H.lua_env(),
-          H.q(H.root .. "/spec/peers/badreq.lua"), mode, H.q(torrent), port))
-        local served, bad, closed, sentinel = o:match("served=(%d+) bad_served=(%d+) closed=(%a+) sentinel=(%a+)")
-        assert.is_truthy(served, mode .. ": " .. o)
-        assert.are.equal(0, tonumber(bad), mode .. " got a bad request served")
-        assert.are.equal("false", closed, mode .. ": the seed disconnected")
-        assert.are.equal("true", sentinel, mode .. ": the connection stopped working")
-        assert.are.equal(EXPECT[mode].served, tonumber(served), mode)
-      end
+      for _, mode in ipairs(MODES) do check(mode, port) end
       assert.is_true(S.alive(pids[2]), "aria2c finished before the bad peers ran: not a concurrent test")
       assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT), "aria2c did not finish")
       same(tmp .. "/seed/b.bin", tmp .. "/aria/b.bin")
+      -- a seed allowing 128 KiB blocks still drops a peer asking for one byte more
+      local port2
+      pids[3], port2 = S.bt_seed_tracked(torrent, tmp .. "/seed", 90, nil, { max_request = 131072 })
+      check("oversized_128k", port2)
     end)
     for _, pid in ipairs(pids) do S.kill(pid) end
     T.stop(tracker)
