@@ -174,10 +174,11 @@ end
 -- The script is written next to the torrent. `peers` ({"host:port"}, optional): leechers
 -- the seed dials itself (transmission ignores 127.x peers from trackers but accepts a
 -- connection). Returns pid, port.
-function S.bt_seed_tracked(torrent, dir, lifetime, peers, sopts)
+function S.bt_seed_tracked(torrent, dir, lifetime, peers, opts)
+  opts = opts or {}
   local port = S.port()
-  local extra = {}   -- more numeric session options, e.g. { max_request = 131072 }
-  for k, v in pairs(sopts or {}) do extra[#extra + 1] = (", %s = %d"):format(k, v) end
+  local extra = {}   -- opts.session: more numeric session options, e.g. { max_request = 131072 }
+  for k, v in pairs(opts.session or {}) do extra[#extra + 1] = (", %s = %d"):format(k, v) end
   local base = (torrent:match("^(.*)/") or ".")
   local script = base .. "/btseed-tracked-" .. port .. ".lua"
   local quoted = {}
@@ -194,9 +195,21 @@ for _, hp in ipairs{ %s } do
   t:connect(host, tonumber(port))
 end
 local t0 = s.core:now()
-s:run(function() return s.core:now() - t0 > %d end)
+-- opts.report: a file kept holding the bytes uploaded so far (rewritten when it changes)
+local report, last = %q, -1
+s:run(function()
+  local up = t:stats().uploaded
+  if report ~= "" and up ~= last then
+    local f = io.open(report .. ".tmp", "w")
+    f:write(up, "\n")
+    f:close()
+    os.rename(report .. ".tmp", report)
+    last = up
+  end
+  return s.core:now() - t0 > %d
+end)
 s:close()
-]]):format(port, table.concat(extra), torrent, dir, plist, lifetime or 60))
+]]):format(port, table.concat(extra), torrent, dir, plist, opts.report or "", lifetime or 60))
   local pid = S.spawn(("%s lua5.4 %s"):format(H.lua_env(), H.q(script)),
     base .. "/btseed-" .. port .. ".log", true)
   assert(S.wait_port(port, 10), "bt-lua seed did not listen")

@@ -165,7 +165,7 @@ describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
       same(tmp .. "/seed/b.bin", tmp .. "/aria/b.bin")
       -- a seed allowing 128 KiB blocks still drops a peer asking for one byte more
       local port2
-      pids[3], port2 = S.bt_seed_tracked(torrent, tmp .. "/seed", 90, nil, { max_request = 131072 })
+      pids[3], port2 = S.bt_seed_tracked(torrent, tmp .. "/seed", 90, nil, { session = { max_request = 131072 } })
       check("oversized_128k", port2)
     end)
     for _, pid in ipairs(pids) do S.kill(pid) end
