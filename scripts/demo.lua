@@ -26,6 +26,10 @@ local MAX_MB = 4096
 -- seed alone would need four times as long, so most bytes must come from trading between
 -- leechers, and the demo lasts about this long whatever DEMO_MB is.
 local SEED_SECONDS = 15
+-- Each leecher's upload is capped at this fraction of the seed's: trading is then a scarce
+-- resource too, so what a leecher holds (the order its policy fetches pieces in) matters.
+-- Without a cap every leecher finishes the moment the seed has sent the last piece once.
+local LEECH_UP_FRACTION = 0.5
 -- About this many pieces: enough that the policies' piece orders differ visibly, few enough
 -- that the per-piece overhead stays small. Piece sizes are powers of two from 16 KiB to 4 MiB.
 local TARGET_PIECES = 512
@@ -33,6 +37,7 @@ local MIN_PIECE, MAX_PIECE = 16 * 1024, 4 * 1024 * 1024
 -- Bounds on every wait: the seed's hash check before it listens, the whole download,
 -- and each process's exit after SIGTERM.
 local SEED_LISTEN_WAIT = 60
+local LEECHER_LISTEN_WAIT = 10
 local SWARM_DEADLINE = 60 + 4 * SEED_SECONDS
 local STOP_WAIT = 5
 -- Each child also runs under timeout(1), which ends it by itself should this script die
@@ -173,6 +178,9 @@ local function stats_reader(path)
   return r
 end
 
+-- cjson decodes every number as a float; byte counts are printed as integers
+local function int(x) return ("%d"):format(math.floor(x)) end
+
 local function bar(frac, width)
   local n = math.floor(frac * width + 0.5)
   return ("#"):rep(n) .. ("."):rep(width - n)
@@ -184,7 +192,7 @@ local function progress_line(l)
   local frac = s.total > 0 and s.bytes / s.total or 1
   local tail_
   if l.stats.done_at then
-    tail_ = ("done in %.1f s, seeding: %s/s up, %d peers"):format(l.stats.done_at, human(s.rate_up), s.peers)
+    tail_ = ("done in %.1f s; seeding %9s/s up  %d peers"):format(l.stats.done_at, human(s.rate_up), s.peers)
   else
     tail_ = ("%9s/s down %9s/s up  %d peers"):format(human(s.rate_down), human(s.rate_up), s.peers)
   end
@@ -243,24 +251,40 @@ local function main()
     error(("the seed did not listen within %d s:\n    %s"):format(SEED_LISTEN_WAIT, tail(dir .. "/seed.log", LOG_TAIL)))
   end
 
+  -- The start order is shuffled each run: a leecher started earlier is dialed by the later
+  -- ones instead of dialing them, which affects how much it trades, so no policy should
+  -- always get the same place.
+  local order = { table.unpack(POLICIES) }
+  math.randomseed(os.time())
+  for i = #order, 2, -1 do
+    local j = math.random(i)
+    order[i], order[j] = order[j], order[i]
+  end
+  local leech_cap = math.max(MIN_PIECE, math.floor(cap * LEECH_UP_FRACTION))
   local leechers = {}
-  for i, policy in ipairs(POLICIES) do
+  for i, policy in ipairs(order) do
     leechers[i] = { policy = policy, port = free_port(taken), out = ("%s/leech-%d-%s"):format(dir, i, policy) }
   end
-  for _, l in ipairs(leechers) do
+  for i, l in ipairs(leechers) do
+    -- each leecher dials the seed and the leechers started before it, which listen already:
+    -- every pair is connected once, by the later one (a dial to a port nobody listens on
+    -- yet is retried seconds later and then doubles a connection the other side made)
     local peers = { "--peer 127.0.0.1:" .. seed_port }
-    for _, other in ipairs(leechers) do
-      if other ~= l then peers[#peers + 1] = "--peer 127.0.0.1:" .. other.port end
-    end
+    for j = 1, i - 1 do peers[#peers + 1] = "--peer 127.0.0.1:" .. leechers[j].port end
     l.statsfile = l.out .. ".stats"
     l.stats = stats_reader(l.statsfile)
     -- --seed: a finished leecher keeps serving the others until it is stopped
-    l.pid = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --seed --stats %s %s"):format(
-      q(root .. "/examples/" .. l.policy .. ".lua"), q(torrent), q(l.out), l.port, q(l.statsfile),
+    l.pid = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --seed --max-up %d --stats %s %s"):format(
+      q(root .. "/examples/" .. l.policy .. ".lua"), q(torrent), q(l.out), l.port, leech_cap, q(l.statsfile),
       table.concat(peers, " ")), l.out .. ".log")
     l.child = children[#children]
+    if not wait_port(l.port, LEECHER_LISTEN_WAIT) then
+      error(("leecher %s did not listen within %d s:\n    %s"):format(l.policy, LEECHER_LISTEN_WAIT,
+        tail(l.out .. ".log", LOG_TAIL)))
+    end
   end
-  say("%d leechers, each dialing the seed and the others: %s", #leechers, table.concat(POLICIES, ", "))
+  say("%d leechers in this start order, uploads capped at %s/s, each dialing the seed and the ones before it: %s",
+    #leechers, human(leech_cap), table.concat(order, ", "))
 
   local t0 = socket.gettime()
   local last_draw = -math.huge
@@ -309,7 +333,7 @@ local function main()
   for _, l in ipairs(leechers) do
     local s = l.stats.last
     down_total, up_total = down_total + s.downloaded, up_total + s.uploaded
-    print(fmt:format(l.policy, ("%.2f"):format(l.stats.done_at), s.downloaded, s.dup_bytes, s.uploaded,
+    print(fmt:format(l.policy, ("%.2f"):format(l.stats.done_at), int(s.downloaded), int(s.dup_bytes), int(s.uploaded),
       l.same and "ok" or "DIFFERS"))
   end
   print()
