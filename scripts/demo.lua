@@ -6,7 +6,7 @@
 -- At the end: every download is checked byte for byte (sha256) against the payload,
 -- and a table shows, per policy, the seconds to complete and the bytes downloaded,
 -- duplicated and uploaded, all taken from the leechers' own stats.
--- Exit 0 when every leecher completed with identical data; 1 otherwise.
+-- Exit 0 when every leecher completed with identical data; 130 after Ctrl-C; 1 otherwise.
 -- Everything it starts is stopped by PID (SIGTERM, then SIGKILL after a bounded wait)
 -- and its temporary folder removed, also after a failure or Ctrl-C.
 -- Env: DEMO_MB, the payload size in MiB (default 64).
@@ -351,6 +351,10 @@ if not ok and drawn > 0 and tty then io.stdout:write("\n") end
 stop_all()
 if dir then sh("rm -rf " .. q(dir)) end
 if not ok then
+  if tostring(err):match("interrupted!$") then
+    io.stderr:write("demo: interrupted; stopped everything it started and removed its folder\n")
+    os.exit(130)   -- the shell's code for a SIGINT
+  end
   io.stderr:write("demo failed: ", tostring(err), "\n")
   os.exit(1)
 end
