@@ -39,7 +39,10 @@ local MIN_PIECE, MAX_PIECE = 16 * 1024, 4 * 1024 * 1024
 local SEED_LISTEN_WAIT = 60
 local LEECHER_LISTEN_WAIT = 10
 local SWARM_DEADLINE = 60 + 4 * SEED_SECONDS
-local STOP_WAIT = 5
+-- timeout(1) turns our SIGTERM into a SIGKILL for bt-lua after KILL_AFTER; we SIGKILL
+-- timeout itself only if it still runs STOP_WAIT after the SIGTERM.
+local KILL_AFTER = 5
+local STOP_WAIT = KILL_AFTER + 3
 -- Each child also runs under timeout(1), which ends it by itself should this script die
 -- without cleaning up (SIGKILL): the deadline plus the time to verify and stop.
 local CHILD_LIFETIME = SEED_LISTEN_WAIT + SWARM_DEADLINE + 60
@@ -67,9 +70,9 @@ local function human(n)
 end
 
 -- Foreign programs (sha256sum, head, rm) never get the sanitizer runtime that `make asan`
--- preloads for our module.
-local function sh(cmd)
-  local p = io.popen("env -u LD_PRELOAD sh -c " .. q(cmd .. " 2>&1"))
+-- preloads for our module; `ours` keeps it, for a child that loads the module (bt-lua).
+local function sh(cmd, ours)
+  local p = io.popen((ours and "" or "env -u LD_PRELOAD ") .. "sh -c " .. q(cmd .. " 2>&1"))
   local out = p:read("a")
   local ok = p:close()
   return out, ok == true
@@ -101,7 +104,7 @@ local function free_port(taken)
     port = tonumber(port)
     if not taken[port] then taken[port] = true; return port end
   end
-  error("no free port on 127.0.0.1")
+  error("no free port on 127.0.0.1", 0)
 end
 
 local function wait_port(port, seconds)
@@ -121,23 +124,37 @@ local function alive(pid)
   return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
 end
 
-local children = {}   -- {pid=, name=, log=} of everything started, in order
+local children = {}   -- {pid=, name=, log=, pipe=, code=} of everything started, in order
 
---- Start lua5.4 scripts/bt-lua ARGS in the background under timeout(1); returns its PID
--- (timeout's, which passes SIGTERM on to bt-lua and exits when it does).
+--- Start lua5.4 scripts/bt-lua ARGS in the background under timeout(1); returns its record.
+-- pid is timeout's, which passes SIGTERM on to bt-lua and exits with its code. A small shell
+-- stays behind on a pipe to report that code once the process has ended (see finish).
 local function spawn(name, args, log)
-  local cmd = ("timeout -k %d %d lua5.4 %s %s >%s 2>&1 </dev/null & echo $!"):format(STOP_WAIT,
-    CHILD_LIFETIME, q(root .. "/scripts/bt-lua"), args, q(log))
+  -- the shell's own stderr is muted: it would report a killed job ("Killed") on the terminal
+  local cmd = ("exec 2>/dev/null; timeout -k %d %d lua5.4 %s %s >%s 2>&1 </dev/null & echo $!; wait $!; echo \"exit=$?\""):format(
+    KILL_AFTER, CHILD_LIFETIME, q(root .. "/scripts/bt-lua"), args, q(log))
   local p = io.popen(cmd)
   local pid = tonumber(p:read("l"))
-  p:close()
-  if not pid then error("could not start " .. name) end
-  children[#children + 1] = { pid = pid, name = name, log = log }
-  return pid
+  if not pid then p:close(); error("could not start " .. name, 0) end
+  local c = { pid = pid, name = name, log = log, pipe = p }
+  children[#children + 1] = c
+  return c
+end
+
+--- The exit code of a child that has ended (nil if its reporting shell was interrupted).
+local function finish(c)
+  if c.pipe then
+    local line = c.pipe:read("l")
+    c.pipe:close()
+    c.pipe = nil
+    c.code = line and tonumber(line:match("^exit=(%d+)"))
+  end
+  c.stopped = true
+  return c.code
 end
 
 --- SIGTERM every child still running (bt-lua saves and exits 0), wait for all of them
--- (bounded), then SIGKILL whatever is left.
+-- (bounded), then SIGKILL whatever is left; collect every exit code.
 local function stop_all()
   for _, c in ipairs(children) do
     if not c.stopped then os.execute("kill -TERM " .. c.pid .. " 2>/dev/null") end
@@ -146,7 +163,7 @@ local function stop_all()
   for _, c in ipairs(children) do
     while not c.stopped and alive(c.pid) and socket.gettime() < deadline do socket.sleep(0.05) end
     if not c.stopped and alive(c.pid) then os.execute("kill -KILL " .. c.pid .. " 2>/dev/null") end
-    c.stopped = true
+    finish(c)
   end
 end
 
@@ -235,7 +252,7 @@ local function main()
   assert(ok, "could not write the payload: " .. o)
   -- no announce URL: every peer is given by --peer
   o, ok = sh(("lua5.4 %s create %s -o %s -l %d"):format(q(root .. "/scripts/bt-lua"), q(payload),
-    q(torrent), piece))
+    q(torrent), piece), true)
   assert(ok, "bt-lua create failed: " .. o)
   local want = sh("sha256sum " .. q(payload)):match("^(%x+)")
   assert(want, "sha256sum failed")
@@ -245,10 +262,10 @@ local function main()
   local cap = math.max(MIN_PIECE, size // SEED_SECONDS)
   say("seed: bt-lua seed on 127.0.0.1:%d, upload capped at %s/s; %d pieces of %s",
     seed_port, human(cap), (size + piece - 1) // piece, human(piece))
-  spawn("seed", ("seed %s -d %s --bind 127.0.0.1 --port %d --no-trackers --max-up %d"):format(
+  local seed = spawn("seed", ("seed %s -d %s --bind 127.0.0.1 --port %d --no-trackers --max-up %d"):format(
     q(torrent), q(seed_dir), seed_port, cap), dir .. "/seed.log")
   if not wait_port(seed_port, SEED_LISTEN_WAIT) then
-    error(("the seed did not listen within %d s:\n    %s"):format(SEED_LISTEN_WAIT, tail(dir .. "/seed.log", LOG_TAIL)))
+    error(("the seed did not listen within %d s:\n    %s"):format(SEED_LISTEN_WAIT, tail(dir .. "/seed.log", LOG_TAIL)), 0)
   end
 
   -- The start order is shuffled each run: a leecher started earlier is dialed by the later
@@ -274,13 +291,12 @@ local function main()
     l.statsfile = l.out .. ".stats"
     l.stats = stats_reader(l.statsfile)
     -- --seed: a finished leecher keeps serving the others until it is stopped
-    l.pid = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --seed --max-up %d --stats %s %s"):format(
+    l.child = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --seed --max-up %d --stats %s %s"):format(
       q(root .. "/examples/" .. l.policy .. ".lua"), q(torrent), q(l.out), l.port, leech_cap, q(l.statsfile),
       table.concat(peers, " ")), l.out .. ".log")
-    l.child = children[#children]
     if not wait_port(l.port, LEECHER_LISTEN_WAIT) then
       error(("leecher %s did not listen within %d s:\n    %s"):format(l.policy, LEECHER_LISTEN_WAIT,
-        tail(l.out .. ".log", LOG_TAIL)))
+        tail(l.out .. ".log", LOG_TAIL)), 0)
     end
   end
   say("%d leechers in this start order, uploads capped at %s/s, each dialing the seed and the ones before it: %s",
@@ -295,22 +311,21 @@ local function main()
       l.stats:poll()
       if not l.stats.done_at then
         all = false
-        if not alive(l.pid) then
-          l.child.stopped = true
-          error(("leecher %s exited before completing:\n    %s"):format(l.policy, tail(l.out .. ".log", LOG_TAIL)))
+        if not alive(l.child.pid) then
+          error(("leecher %s exited (code %s) before completing:\n    %s"):format(l.policy,
+            tostring(finish(l.child)), tail(l.out .. ".log", LOG_TAIL)), 0)
         end
       end
     end
-    if not alive(children[1].pid) and not all then
-      children[1].stopped = true
-      error("the seed exited:\n    " .. tail(dir .. "/seed.log", LOG_TAIL))
+    if not all and not alive(seed.pid) then
+      error(("the seed exited (code %s):\n    %s"):format(tostring(finish(seed)), tail(seed.log, LOG_TAIL)), 0)
     end
     if all or now - last_draw >= (tty and TTY_EVERY or PLAIN_EVERY) then
       draw(leechers, now)
       last_draw = now
     end
     if all then break end
-    if now > SWARM_DEADLINE then error(("the swarm did not complete within %d s"):format(SWARM_DEADLINE)) end
+    if now > SWARM_DEADLINE then error(("the swarm did not complete within %d s"):format(SWARM_DEADLINE), 0) end
     socket.sleep(0.25)
   end
 
@@ -318,6 +333,12 @@ local function main()
   -- byte it uploaded while seeding for the others
   stop_all()
   for _, l in ipairs(leechers) do l.stats:poll() end
+  -- bt-lua exits 0 on SIGTERM; anything else (a crash, a sanitizer report) is a failure
+  for _, c in ipairs(children) do
+    if c.code ~= 0 then
+      error(("%s exited with code %s when stopped:\n    %s"):format(c.name, tostring(c.code), tail(c.log, LOG_TAIL)), 0)
+    end
+  end
 
   local bad = {}
   for _, l in ipairs(leechers) do
@@ -339,7 +360,7 @@ local function main()
   print()
   say("payload %d bytes; the leechers downloaded %s in all, %s (%.0f%%) of it from each other",
     size, human(down_total), human(up_total), down_total > 0 and 100 * up_total / down_total or 0)
-  if #bad > 0 then error("downloads differ from the payload: " .. table.concat(bad, ", ")) end
+  if #bad > 0 then error("downloads differ from the payload: " .. table.concat(bad, ", "), 0) end
 end
 
 -- Ctrl-C: the lua5.4 interpreter turns SIGINT into an "interrupted!" error in the running
