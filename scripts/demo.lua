@@ -268,9 +268,11 @@ local function main()
     error(("the seed did not listen within %d s:\n    %s"):format(SEED_LISTEN_WAIT, tail(dir .. "/seed.log", LOG_TAIL)), 0)
   end
 
-  -- The start order is shuffled each run: a leecher started earlier is dialed by the later
-  -- ones instead of dialing them, which affects how much it trades, so no policy should
-  -- always get the same place.
+  -- The start order is shuffled each run, because it sways the results: a capped seed
+  -- serves its newest peer first (the core walks its peer list from the head, where new
+  -- peers go), so the last leecher to start gets most of the seed and finishes first, and
+  -- the first one ends up holding nothing the others lack. No policy should always get the
+  -- same place.
   local order = { table.unpack(POLICIES) }
   math.randomseed(os.time())
   for i = #order, 2, -1 do
@@ -348,13 +350,15 @@ local function main()
   end
 
   print()
-  local fmt = "  %-14s %10s %14s %14s %14s  %s"
-  print(fmt:format("policy", "seconds", "downloaded", "duplicate", "uploaded", "sha256"))
+  -- "started": the leecher's place in the start order, shown because it sways the results
+  -- as much as the policy does (see the start order comment above)
+  local fmt = "  %-14s %7s %9s %12s %11s %11s  %s"
+  print(fmt:format("policy", "started", "seconds", "downloaded", "duplicate", "uploaded", "sha256"))
   local down_total, up_total = 0, 0
-  for _, l in ipairs(leechers) do
+  for i, l in ipairs(leechers) do
     local s = l.stats.last
     down_total, up_total = down_total + s.downloaded, up_total + s.uploaded
-    print(fmt:format(l.policy, ("%.2f"):format(l.stats.done_at), int(s.downloaded), int(s.dup_bytes), int(s.uploaded),
+    print(fmt:format(l.policy, i, ("%.2f"):format(l.stats.done_at), int(s.downloaded), int(s.dup_bytes), int(s.uploaded),
       l.same and "ok" or "DIFFERS"))
   end
   print()
