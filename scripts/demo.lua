@@ -203,17 +203,19 @@ local function bar(frac, width)
   return ("#"):rep(n) .. ("."):rep(width - n)
 end
 
+-- Progress lines stay under 80 columns: a wrapped line would break the redraw in place.
+local BAR_WIDTH = 12
 local function progress_line(l)
   local s = l.stats.last
-  if not s then return ("  %-14s starting"):format(l.policy) end
+  if not s then return ("  %-13s starting"):format(l.policy) end
   local frac = s.total > 0 and s.bytes / s.total or 1
   local tail_
   if l.stats.done_at then
-    tail_ = ("done in %.1f s; seeding %9s/s up  %d peers"):format(l.stats.done_at, human(s.rate_up), s.peers)
+    tail_ = ("done %5.1f s  %9s/s up %2d peers"):format(l.stats.done_at, human(s.rate_up), s.peers)
   else
-    tail_ = ("%9s/s down %9s/s up  %d peers"):format(human(s.rate_down), human(s.rate_up), s.peers)
+    tail_ = ("%9s/s down %9s/s up %2d peers"):format(human(s.rate_down), human(s.rate_up), s.peers)
   end
-  return ("  %-14s [%s] %5.1f%%  %s"):format(l.policy, bar(frac, 20), 100 * frac, tail_)
+  return ("  %-13s [%s] %5.1f%%  %s"):format(l.policy, bar(frac, BAR_WIDTH), 100 * frac, tail_)
 end
 
 local drawn = 0   -- lines of the last progress block on the terminal
@@ -247,7 +249,7 @@ local function main()
 
   local piece = MIN_PIECE
   while piece < MAX_PIECE and size / piece > TARGET_PIECES do piece = piece * 2 end
-  say("making a %s payload in %s", human(size), dir)
+  say("making a %s payload (%d pieces of %s) in %s", human(size), (size + piece - 1) // piece, human(piece), dir)
   local o, ok = sh(("head -c %d /dev/urandom > %s"):format(size, q(payload)))
   assert(ok, "could not write the payload: " .. o)
   -- no announce URL: every peer is given by --peer
@@ -260,8 +262,7 @@ local function main()
   local taken = {}
   local seed_port = free_port(taken)
   local cap = math.max(MIN_PIECE, size // SEED_SECONDS)
-  say("seed: bt-lua seed on 127.0.0.1:%d, upload capped at %s/s; %d pieces of %s",
-    seed_port, human(cap), (size + piece - 1) // piece, human(piece))
+  say("seed on 127.0.0.1:%d, upload capped at %s/s", seed_port, human(cap))
   local seed = spawn("seed", ("seed %s -d %s --bind 127.0.0.1 --port %d --no-trackers --max-up %d"):format(
     q(torrent), q(seed_dir), seed_port, cap), dir .. "/seed.log")
   if not wait_port(seed_port, SEED_LISTEN_WAIT) then
@@ -301,8 +302,8 @@ local function main()
         tail(l.out .. ".log", LOG_TAIL)), 0)
     end
   end
-  say("%d leechers in this start order, uploads capped at %s/s, each dialing the seed and the ones before it: %s",
-    #leechers, human(leech_cap), table.concat(order, ", "))
+  say("%d leechers, uploads capped at %s/s, each dialing the seed and those started", #leechers, human(leech_cap))
+  say("before it; start order: %s", table.concat(order, ", "))
 
   local t0 = socket.gettime()
   local last_draw = -math.huge
@@ -362,9 +363,10 @@ local function main()
       l.same and "ok" or "DIFFERS"))
   end
   print()
-  say("payload %d bytes; the leechers downloaded %s in all, %s (%.0f%%) of it from each other",
-    size, human(down_total), human(up_total), down_total > 0 and 100 * up_total / down_total or 0)
   if #bad > 0 then error("downloads differ from the payload: " .. table.concat(bad, ", "), 0) end
+  say("payload %d bytes, identical in every copy; the leechers downloaded %s", size, human(down_total))
+  say("in all, %s (%.0f%%) of it from each other", human(up_total),
+    down_total > 0 and 100 * up_total / down_total or 0)
 end
 
 -- Ctrl-C: the lua5.4 interpreter turns SIGINT into an "interrupted!" error in the running
