@@ -1,7 +1,8 @@
 --- make demo: a local swarm made of bt-lua alone, on 127.0.0.1.
 -- One `bt-lua seed` with a capped upload and one `bt-lua run --seed` leecher per
--- example policy; each leecher is handed the seed and every other leecher with --peer,
--- so once the seed's cap bites they trade pieces among themselves. No tracker.
+-- example policy; each leecher is handed (--peer) the seed and the leechers started before
+-- it, so every pair is connected and, the seed's upload being capped, they must trade pieces
+-- among themselves. No tracker.
 -- While it runs: one progress line per leecher, read from its --stats JSON lines.
 -- At the end: every download is checked byte for byte (sha256) against the payload,
 -- and a table shows, per policy, the seconds to complete and the bytes downloaded,
@@ -27,7 +28,7 @@ local MAX_MB = 4096
 -- leechers, and the demo lasts about this long whatever DEMO_MB is.
 local SEED_SECONDS = 15
 -- Each leecher's upload is capped at this fraction of the seed's: trading is then a scarce
--- resource too, so what a leecher holds (the order its policy fetches pieces in) matters.
+-- resource too, so what a leecher holds (the order its policy fetches pieces in) can matter.
 -- Without a cap every leecher finishes the moment the seed has sent the last piece once.
 local LEECH_UP_FRACTION = 0.5
 -- About this many pieces: enough that the policies' piece orders differ visibly, few enough
