@@ -288,8 +288,8 @@ local function main()
   end
   for i, l in ipairs(leechers) do
     -- each leecher dials the seed and the leechers started before it, which listen already:
-    -- every pair is connected once, by the later one (a dial to a port nobody listens on
-    -- yet is retried seconds later and then doubles a connection the other side made)
+    -- every pair is connected once, by the later one, with no dial to a port nobody listens
+    -- on yet (refused, then retried with back-off, then refused as a duplicate peer id)
     local peers = { "--peer 127.0.0.1:" .. seed_port }
     for j = 1, i - 1 do peers[#peers + 1] = "--peer 127.0.0.1:" .. leechers[j].port end
     l.statsfile = l.out .. ".stats"
