@@ -25,14 +25,12 @@ end
 
 describe("SIGKILL at random moments", function()
   it("ten kills and restarts, then completion with byte-identical data", function()
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["c.bin"] = PAYLOAD }, 53)
-    local torrent = S.mktorrent(tmp .. "/seed/c.bin", tmp .. "/c.torrent", 16)
-    local seed, port
-    local ok, err = pcall(function()
+    local tmp, torrent, data = S.fixture("c.bin", PAYLOAD, 53, 16)
+    local pids = {}
+    S.guard(tmp, pids, function()
       -- a bt-lua seed: it counts exactly what it sent, so the test can tell what the kills cost
-      seed, port = S.bt_seed_tracked(torrent, tmp .. "/seed", 120, nil,
+      local port
+      pids.seed, port = S.bt_seed_tracked(torrent, tmp .. "/seed", 120, nil,
         { session = { max_up = SEED_LIMIT }, report = tmp .. "/sent" })
       math.randomseed(RANDOM_SEED)
       local cmd = function(i)
@@ -43,6 +41,7 @@ describe("SIGKILL at random moments", function()
       local wall0 = require("socket").gettime()
       for i = 1, KILLS do
         local pid = S.spawn(cmd(i), ("%s/run%d.log"):format(tmp, i), true)
+        pids.run = pid
         local life = i == 1 and math.random() * FIRST_KILL_MAX or KILL_MIN + math.random() * (KILL_MAX - KILL_MIN)
         S.sleep(life)
         assert.is_true(S.alive(pid), ("run %d ended before its kill at %.2f s: %s"):format(i, life,
@@ -52,7 +51,7 @@ describe("SIGKILL at random moments", function()
       end
       local out, code = S.btlua(cmd(KILLS + 1):gsub("^.-lua5%.4 %S+ ", "") .. " --timeout " .. FINAL_TIMEOUT)
       assert.are.equal(0, code, out)
-      assert.are.equal(S.sha256(tmp .. "/seed/c.bin"), S.sha256(tmp .. "/out/c.bin"))
+      assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/c.bin"))
       -- every byte of the payload crossed the wire at least once, so the seed sent at least
       -- the payload; what it sent beyond is what the kills cost (blocks of pieces that were
       -- not yet verified and written when the process died, and what sat in socket buffers)
@@ -71,8 +70,5 @@ describe("SIGKILL at random moments", function()
         "the last run downloaded %d"):format(KILLS, require("socket").gettime() - wall0, sent, PAYLOAD,
         sent / PAYLOAD, final.downloaded))
     end)
-    S.kill(seed)
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 end)

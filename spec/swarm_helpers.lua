@@ -54,6 +54,30 @@ function S.mktorrent(target, out, log2, tracker)
   return out
 end
 
+--- A payload and its torrent in a new temporary folder: TMP/seed/NAME holding `size`
+-- pseudo-random bytes (from `seed`) and TMP/NAME.torrent, with 2^log2-byte pieces
+-- naming `tracker` (default: a dead URL). Returns tmp, the torrent's path, the payload's.
+function S.fixture(name, size, seed, log2, tracker)
+  local tmp = H.tmpdir()
+  os.execute("mkdir -p " .. H.q(tmp .. "/seed"))
+  S.make_files(tmp .. "/seed", { [name] = size }, seed)
+  local data = tmp .. "/seed/" .. name
+  return tmp, S.mktorrent(data, tmp .. "/" .. name .. ".torrent", log2, tracker), data
+end
+
+--- Run fn(), then whatever happened: kill every PID in `pids` (fn may add to it, in any
+-- order), call every function in pids.after (e.g. stopping a tracker), remove tmp (when
+-- given); then re-raise fn's error.
+function S.guard(tmp, pids, fn)
+  local ok, err = pcall(fn)
+  for k, pid in pairs(pids) do
+    if k ~= "after" then S.kill(pid) end
+  end
+  for _, f in ipairs(pids.after or {}) do f() end
+  if tmp then H.rmtree(tmp) end
+  if not ok then error(err, 0) end
+end
+
 --- Start a command in the background; returns its PID.
 -- `ours` keeps the sanitizer runtime preloaded by `make asan` (a child that loads our
 -- module needs it); foreign programs never get it.

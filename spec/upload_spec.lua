@@ -19,16 +19,14 @@ local function same(a, b)
   assert.are.equal(S.sha256(a), S.sha256(b))
 end
 
--- A seed folder, a torrent naming an opentracker on a chosen port, the tracker itself.
-local function tracked_swarm(name, seed)
-  local tmp = H.tmpdir()
-  os.execute("mkdir -p " .. tmp .. "/seed")
-  S.make_files(tmp .. "/seed", { [name] = PAYLOAD }, seed)
+-- S.fixture whose torrent names an opentracker on a chosen port, and the tracker, stopped
+-- by S.guard through pids.after. Returns tmp, torrent, the payload's path.
+local function tracked_swarm(pids, name, seed, log2)
   local tport = S.port()
-  local torrent = S.mktorrent(tmp .. "/seed/" .. name, tmp .. "/t.torrent", 16,
-    ("http://127.0.0.1:%d/announce"):format(tport))
+  local tmp, torrent, data = S.fixture(name, PAYLOAD, seed, log2 or 16, ("http://127.0.0.1:%d/announce"):format(tport))
   local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
-  return tmp, torrent, tracker
+  pids.after = { function() T.stop(tracker) end }
+  return tmp, torrent, data
 end
 
 -- transmission-cli leeching into tmp/<name>; it finishes by touching tmp/<name>.done.
@@ -61,26 +59,22 @@ end
 
 describe("a bt-lua seed", function()
   it("serves aria2c (found through opentracker) byte-identical data", function()
-    local tmp, torrent, tracker = tracked_swarm("a.bin", 11)
     local pids = {}
-    local ok, err = pcall(function()
+    local tmp, torrent, data = tracked_swarm(pids, "a.bin", 11)
+    S.guard(tmp, pids, function()
       pids[1] = S.bt_seed_tracked(torrent, tmp .. "/seed", 60)
       local t0 = os.time()
       pids[2] = S.aria2_leech(torrent, tmp .. "/aria")
       assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT), "aria2c did not finish")
       print(("\naria2c from a bt-lua seed: ~%d s"):format(os.time() - t0))
-      same(tmp .. "/seed/a.bin", tmp .. "/aria/a.bin")
+      same(data, tmp .. "/aria/a.bin")
     end)
-    for _, pid in ipairs(pids) do S.kill(pid) end
-    T.stop(tracker)
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 
   it("one seed, bt-lua leechers with three policies, aria2c and transmission all complete", function()
-    local tmp, torrent, tracker = tracked_swarm("w.bin", 23)
     local pids, cli = {}, {}
-    local ok, err = pcall(function()
+    local tmp, torrent, data = tracked_swarm(pids, "w.bin", 23)
+    S.guard(tmp, pids, function()
       -- aria2c and the bt-lua leechers find everyone through opentracker; transmission
       -- ignores loopback addresses from trackers, so the seed dials it
       local trport, trdone
@@ -97,18 +91,14 @@ describe("a bt-lua seed", function()
         local o = cli[i]:read("a")
         cli[i]:close()
         assert.matches("__exit=0", o)
-        same(tmp .. "/seed/w.bin", tmp .. "/l" .. i .. "/w.bin")
+        same(data, tmp .. "/l" .. i .. "/w.bin")
       end
       assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT), "aria2c did not finish")
-      same(tmp .. "/seed/w.bin", tmp .. "/aria/w.bin")
+      same(data, tmp .. "/aria/w.bin")
       assert.is_true(wait_file(trdone, LEECH_TIMEOUT), "transmission never finished: " ..
         H.readfile(tmp .. "/tr.log"):sub(-800))
-      same(tmp .. "/seed/w.bin", tmp .. "/tr/w.bin")
+      same(data, tmp .. "/tr/w.bin")
     end)
-    for _, pid in ipairs(pids) do S.kill(pid) end
-    T.stop(tracker)
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 end)
 
@@ -132,15 +122,9 @@ describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
   local MODES = { "past_end", "past_piece", "at_piece_end", "past_last", "oversized", "choked",
     "flood", "flood_ext" }
   it("drops rule breakers, refuses choked and flooding requests, while aria2c completes", function()
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["b.bin"] = PAYLOAD }, 31)
-    local tport = S.port()
-    -- 256 KiB pieces: room for a 128 KiB + 1 request inside one piece
-    local torrent = S.mktorrent(tmp .. "/seed/b.bin", tmp .. "/b.torrent", 18,
-      ("http://127.0.0.1:%d/announce"):format(tport))
-    local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
     local pids = {}
+    -- 256 KiB pieces: room for a 128 KiB + 1 request inside one piece
+    local tmp, torrent, data = tracked_swarm(pids, "b.bin", 31, 18)
     local function check(mode, port)
       local e = EXPECT[mode]
       local o = H.sh_bt(("timeout 30 env %s lua5.4 %s %s %s %d %d 2>&1"):format(H.lua_env(),
@@ -153,7 +137,7 @@ describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
       if e.served then assert.are.equal(e.served, tonumber(served), mode) end
       if e.max_served then assert.is_true(tonumber(served) <= e.max_served, mode .. " served " .. served) end
     end
-    local ok, err = pcall(function()
+    S.guard(tmp, pids, function()
       local port
       pids[1], port = S.bt_seed_tracked(torrent, tmp .. "/seed", 90)
       -- slowed (about 30 s) so it is still downloading while the bad peers run one after
@@ -162,16 +146,12 @@ describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
       for _, mode in ipairs(MODES) do check(mode, port) end
       assert.is_true(S.alive(pids[2]), "aria2c finished before the bad peers ran: not a concurrent test")
       assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT), "aria2c did not finish")
-      same(tmp .. "/seed/b.bin", tmp .. "/aria/b.bin")
+      same(data, tmp .. "/aria/b.bin")
       -- a seed allowing 128 KiB blocks still drops a peer asking for one byte more
       local port2
       pids[3], port2 = S.bt_seed_tracked(torrent, tmp .. "/seed", 90, nil, { session = { max_request = 131072 } })
       check("oversized_128k", port2)
     end)
-    for _, pid in ipairs(pids) do S.kill(pid) end
-    T.stop(tracker)
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 end)
 
@@ -179,24 +159,17 @@ describe("transmission-cli leeching from a bt-lua seed", function()
   -- transmission 3.00 drops 127.x peers handed out by trackers, so the seed dials it:
   -- an incoming connection from loopback is accepted.
   it("is dialed by the seed and gets byte-identical data", function()
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["t.bin"] = PAYLOAD }, 37)
-    local torrent = S.mktorrent(tmp .. "/seed/t.bin", tmp .. "/t.torrent", 16)
+    local tmp, torrent, data = S.fixture("t.bin", PAYLOAD, 37, 16)
     local pids = {}
-    local ok, err = pcall(function()
+    S.guard(tmp, pids, function()
       local tport, done
       pids[1], tport, done = transmission_leech(tmp, "tr", torrent)
       pids[2] = S.bt_seed_tracked(torrent, tmp .. "/seed", 60, { "127.0.0.1:" .. tport })
       local t0 = os.time()
       assert.is_true(wait_file(done, LEECH_TIMEOUT), "transmission never finished: " ..
-        H.readfile(tmp .. "/tr.log"):sub(-800))
+        H.readfile(tmp .. "/tr.log"):sub(-800) .. H.sh("cat " .. H.q(tmp) .. "/btseed-*.log"))
       print(("\ntransmission-cli from a bt-lua seed: ~%d s"):format(os.time() - t0))
-      same(tmp .. "/seed/t.bin", tmp .. "/tr/t.bin")
+      same(data, tmp .. "/tr/t.bin")
     end)
-    for _, pid in ipairs(pids) do S.kill(pid) end
-    if not ok then os.execute("cat " .. tmp .. "/btseed-*.log >&2; ls -la " .. tmp .. "/tr >&2") end
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 end)
