@@ -47,7 +47,7 @@ help:
 	@echo "make asan     the specs again with the module built under ASan+UBSan; fails on any report"
 	@echo "make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make bench    benchmarks, each against a reference measured in the same run"
-	@echo "make demo     the main job: a local demo swarm downloaded with examples/rarest_first.lua"
+	@echo "make demo     the main job: a local swarm of bt-lua alone, one leecher per example policy, with a results table"
 	@echo "make deps     install missing Debian packages (apt-get; sudo when not root)"
 	@echo "make clean    remove build products"
 

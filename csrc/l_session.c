@@ -533,7 +533,7 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
  * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
  * policy_time_limit (seconds one hook call may run, default 2), max_down, max_up (bytes/s, 0
- * unlimited), signals (true: SIGINT/SIGTERM
+ * unlimited), max_request (largest block served, 16 KiB to 128 KiB, default 16 KiB), signals (true: SIGINT/SIGTERM
  * stop run() and are reported by cs:signal(); one such session per process) */
 static int l_session_new(lua_State *L)
 {
@@ -561,6 +561,10 @@ static int l_session_new(lua_State *L)
     o.max_up = opt_num(L, 1, "max_up", 0);
     if (!(o.max_down >= 0 && o.max_down <= MAX_RATE) || !(o.max_up >= 0 && o.max_up <= MAX_RATE))
         luaL_argerror(L, 1, "max_down and max_up must be in [0, 2^40] bytes/s");
+    double mr = opt_num(L, 1, "max_request", BT_SESS_MAX_REQUEST);
+    if (!(mr >= BT_SESS_MAX_REQUEST && mr <= BT_WIRE_MAX_BLOCK))
+        luaL_argerror(L, 1, "max_request must be in [16384, 131072] bytes");
+    o.max_request = (uint32_t)mr;
     lua_getfield(L, 1, "signals");
     o.signals = lua_toboolean(L, -1);
     lua_pop(L, 1);

@@ -514,8 +514,6 @@ void bt_peer_set_choke(bt_peer *p, bool choke)
             uint32_t keep = 0;
             for (uint32_t i = 0; i < p->uqcount; i++) {
                 struct bt_ureq r = p->uq[(p->uqhead + i) % BT_SESS_UPLOAD_QUEUE];
-                if (r.length == 0)
-                    continue;
                 if (allowed_fast(p, r.index))
                     p->uq[(p->uqhead + keep++) % BT_SESS_UPLOAD_QUEUE] = r;
                 else
@@ -545,40 +543,55 @@ void bt_torrent_unchoke_some(bt_torrent *t)
             bt_peer_set_choke(q, false);
 }
 
-static void on_request(bt_peer *p, const bt_msg *m)
+/* A request that breaks the rules we announced (a piece we never said we have, a block
+ * outside its piece or larger than s->max_request, more requests than our reqq) drops the
+ * peer: nothing is read for it. A request we merely will not serve now (we choke it: it
+ * may have crossed our choke on the wire) is ignored, or rejected under BEP 6.
+ * Returns 0, or -1 (peer closed). */
+static int on_request(bt_peer *p, const bt_msg *m)
 {
     bt_torrent *t = p->t;
-    if ((p->am_choking && !(p->fast && allowed_fast(p, m->index))) || m->index >= t->npieces ||
-        !bt_ranges_has(&t->have, m->index) || m->length == 0 || m->length > BT_WIRE_MAX_BLOCK ||
-        (int64_t)m->begin + m->length > bt_piece_size(t, m->index)) {
+    const char *bad = NULL;
+    if (m->index >= t->npieces || !bt_ranges_has(&t->have, m->index))
+        bad = "requested a piece we do not have";
+    else if (m->length == 0 || m->length > p->s->max_request)
+        bad = "requested a block larger than we serve";
+    else if ((int64_t)m->begin + m->length > bt_piece_size(t, m->index))
+        bad = "requested a block outside its piece";
+    else if (p->uqcount >= BT_SESS_UPLOAD_QUEUE && p->ext)
+        bad = "sent more requests than the reqq we announced";   /* BEP 10 told it our limit */
+    if (bad)
+        return bt_peer_close(p, bad), -1;
+    if ((p->am_choking && !(p->fast && allowed_fast(p, m->index))) ||
+        p->uqcount >= BT_SESS_UPLOAD_QUEUE) {   /* without BEP 10 the peer never heard of our reqq */
         /* not served: BEP 3 lets us ignore it, BEP 6 wants a reject */
         if (p->fast)
             send_reject(p, m->index, m->begin, m->length);
-        return;
+        return 0;
     }
     if (!p->uq) {
         p->uq = malloc(BT_SESS_UPLOAD_QUEUE * sizeof *p->uq);
         if (!p->uq)
-            return;
-    }
-    if (p->uqcount >= BT_SESS_UPLOAD_QUEUE) {   /* past the reqq we announced */
-        if (p->fast)
-            send_reject(p, m->index, m->begin, m->length);
-        return;
+            return bt_peer_close(p, "out of memory"), -1;
     }
     struct bt_ureq *r = &p->uq[(p->uqhead + p->uqcount) % BT_SESS_UPLOAD_QUEUE];
     r->index = m->index;
     r->begin = m->begin;
     r->length = m->length;
     p->uqcount++;
+    return 0;
 }
 
+/* The request leaves the queue at once, so the queue counts exactly the requests the peer
+ * still waits for (what its reqq allowance is measured against). */
 static void on_cancel(bt_peer *p, const bt_msg *m)
 {
     for (uint32_t i = 0; i < p->uqcount; i++) {
         struct bt_ureq *r = &p->uq[(p->uqhead + i) % BT_SESS_UPLOAD_QUEUE];
         if (r->index == m->index && r->begin == m->begin && r->length == m->length) {
-            r->length = 0;   /* skipped when it reaches the head */
+            for (uint32_t j = i; j + 1 < p->uqcount; j++)
+                p->uq[(p->uqhead + j) % BT_SESS_UPLOAD_QUEUE] = p->uq[(p->uqhead + j + 1) % BT_SESS_UPLOAD_QUEUE];
+            p->uqcount--;
             if (p->fast)
                 send_reject(p, m->index, m->begin, m->length);   /* BEP 6: a cancel is answered */
             return;
@@ -964,8 +977,7 @@ static int on_message(bt_peer *p, const bt_msg *m)
     case BT_MSG_PIECE:
         return on_block(p, m);
     case BT_MSG_REQUEST:
-        on_request(p, m);
-        break;
+        return on_request(p, m);
     case BT_MSG_CANCEL:
         on_cancel(p, m);
         break;

@@ -271,6 +271,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_hooks *h, c
     s->idle_timeout = o->idle_timeout > 0 ? o->idle_timeout : BT_SESS_IDLE_TIMEOUT;
     s->keepalive = o->keepalive > 0 ? o->keepalive : BT_SESS_KEEPALIVE;
     s->max_peers = o->max_peers ? o->max_peers : BT_SESS_MAX_PEERS;
+    s->max_request = o->max_request ? o->max_request : BT_SESS_MAX_REQUEST;
     s->scratch = malloc(BT_BLOCK_SIZE);
     s->loop = ev_loop_new(EVFLAG_AUTO);
     if (!s->loop || !s->scratch) {

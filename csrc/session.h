@@ -38,6 +38,8 @@
 #define BT_SESS_MAX_SUSPECTS   64      /* failed pieces remembered to find the bad sender later */
 #define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
 #define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
+#define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
+                                                asks for; a session may raise it to BT_WIRE_MAX_BLOCK */
 #define BT_SESS_UPLOAD_WATER   (256u * 1024)  /* serve more blocks only below this much queued output */
 /* Rate limits: a bucket holds a quarter second of traffic (at least one block,
  * BT_BUCKET_MIN_BURST): small enough that a limited transfer is smooth from its
@@ -226,6 +228,7 @@ struct bt_session {
     uint8_t peer_id[20];
     double tick_s, connect_timeout, idle_timeout, keepalive, last_tick;
     uint32_t max_peers;
+    uint32_t max_request;     /* largest block we serve: a larger request drops the peer */
     bt_torrent *torrents;
     uint32_t next_tid;
     bt_peer *pending;         /* incoming peers before their handshake names a torrent */
@@ -250,6 +253,7 @@ typedef struct bt_sess_opts {
     double tick_s, connect_timeout, idle_timeout, keepalive;
     uint32_t max_peers;
     double max_down, max_up;  /* bytes/s, 0: unlimited */
+    uint32_t max_request;     /* largest block we serve (0: BT_SESS_MAX_REQUEST) */
     bool signals;             /* catch SIGINT/SIGTERM: stop the loop, note the signal (one session per process) */
 } bt_sess_opts;
 

@@ -193,6 +193,13 @@ describe("bt-lua seed", function()
     out, code = S.btlua(("seed %s --dir %s --ratio=-1"):format(H.q(torrent), H.q(dir .. "/seed")))
     assert.are.equal(1, code)
     assert.truthy(out:find("--ratio must be a number >= 0", 1, true), out)
+    for _, size in ipairs{ "8K", "129K", "big" } do   -- below 16 KiB breaks every client
+      out, code = S.btlua(("seed %s --dir %s --max-request %s"):format(H.q(torrent), H.q(dir .. "/seed"), size))
+      assert.are.equal(1, code)
+      assert.truthy(out:find("--max-request must be between 16K and 128K", 1, true), out)
+    end
+    assert.has_error(function() require("bt.session").new{ port = -1, max_request = 131073 } end,
+      "bad argument #1 to 'session_new' (max_request must be in [16384, 131072] bytes)")
   end)
 end)
 

@@ -54,6 +54,30 @@ function S.mktorrent(target, out, log2, tracker)
   return out
 end
 
+--- A payload and its torrent in a new temporary folder: TMP/seed/NAME holding `size`
+-- pseudo-random bytes (from `seed`) and TMP/NAME.torrent, with 2^log2-byte pieces
+-- naming `tracker` (default: a dead URL). Returns tmp, the torrent's path, the payload's.
+function S.fixture(name, size, seed, log2, tracker)
+  local tmp = H.tmpdir()
+  os.execute("mkdir -p " .. H.q(tmp .. "/seed"))
+  S.make_files(tmp .. "/seed", { [name] = size }, seed)
+  local data = tmp .. "/seed/" .. name
+  return tmp, S.mktorrent(data, tmp .. "/" .. name .. ".torrent", log2, tracker), data
+end
+
+--- Run fn(), then whatever happened: kill every PID in `pids` (fn may add to it, in any
+-- order), call every function in pids.after (e.g. stopping a tracker), remove tmp (when
+-- given); then re-raise fn's error.
+function S.guard(tmp, pids, fn)
+  local ok, err = pcall(fn)
+  for k, pid in pairs(pids) do
+    if k ~= "after" then S.kill(pid) end
+  end
+  for _, f in ipairs(pids.after or {}) do f() end
+  if tmp then H.rmtree(tmp) end
+  if not ok then error(err, 0) end
+end
+
 --- Start a command in the background; returns its PID.
 -- `ours` keeps the sanitizer runtime preloaded by `make asan` (a child that loads our
 -- module needs it); foreign programs never get it.
@@ -174,8 +198,11 @@ end
 -- The script is written next to the torrent. `peers` ({"host:port"}, optional): leechers
 -- the seed dials itself (transmission ignores 127.x peers from trackers but accepts a
 -- connection). Returns pid, port.
-function S.bt_seed_tracked(torrent, dir, lifetime, peers)
+function S.bt_seed_tracked(torrent, dir, lifetime, peers, opts)
+  opts = opts or {}
   local port = S.port()
+  local extra = {}   -- opts.session: more numeric session options, e.g. { max_request = 131072 }
+  for k, v in pairs(opts.session or {}) do extra[#extra + 1] = (", %s = %d"):format(k, v) end
   local base = (torrent:match("^(.*)/") or ".")
   local script = base .. "/btseed-tracked-" .. port .. ".lua"
   local quoted = {}
@@ -183,7 +210,7 @@ function S.bt_seed_tracked(torrent, dir, lifetime, peers)
   local plist = table.concat(quoted, ", ")
   H.writefile(script, ([[
 local session = require "bt.session"
-local s = session.new{ port = %d, bind = "127.0.0.1", tick_ms = 50 }
+local s = session.new{ port = %d, bind = "127.0.0.1", tick_ms = 50%s }
 local t = s:add(%q, { dir = %q })
 assert(t.complete, "seed data is not complete")
 -- a complete torrent does not dial its candidates: dial each leecher once, by hand
@@ -192,9 +219,21 @@ for _, hp in ipairs{ %s } do
   t:connect(host, tonumber(port))
 end
 local t0 = s.core:now()
-s:run(function() return s.core:now() - t0 > %d end)
+-- opts.report: a file kept holding the bytes uploaded so far (rewritten when it changes)
+local report, last = %q, -1
+s:run(function()
+  local up = t:stats().uploaded
+  if report ~= "" and up ~= last then
+    local f = io.open(report .. ".tmp", "w")
+    f:write(up, "\n")
+    f:close()
+    os.rename(report .. ".tmp", report)
+    last = up
+  end
+  return s.core:now() - t0 > %d
+end)
 s:close()
-]]):format(port, torrent, dir, plist, lifetime or 60))
+]]):format(port, table.concat(extra), torrent, dir, plist, opts.report or "", lifetime or 60))
   local pid = S.spawn(("%s lua5.4 %s"):format(H.lua_env(), H.q(script)),
     base .. "/btseed-" .. port .. ".log", true)
   assert(S.wait_port(port, 10), "bt-lua seed did not listen")

@@ -2,47 +2,15 @@
 -- tracker (spec/fake_tracker.lua). Everything listens on 127.0.0.1, is started
 -- in the background with its PID recorded, and is stopped by that PID.
 local socket = require "socket"
-local H = require "spec.helpers"
+local H = require "helpers"
+local S = require "swarm_helpers"
 
 local T = {}
 
---- A port nobody listens on right now (bind to port 0, read it, close).
-function T.free_port()
-  local s = assert(socket.bind("127.0.0.1", 0))
-  local _, port = s:getsockname()
-  s:close()
-  return tonumber(port)
-end
-
---- Start `cmd` in the background (without the sanitizer preload of `make asan`,
--- which is for our module only); returns its PID.
-function T.spawn(cmd, log)
-  local p = io.popen("env -u LD_PRELOAD sh -c " .. H.q(cmd .. " >" .. H.q(log) .. " 2>&1 & echo $!"))
-  local pid = tonumber(p:read("l"))
-  p:close()
-  assert(pid, "could not start: " .. cmd)
-  return pid
-end
-
-function T.kill(pid)
-  if pid then H.sh("kill " .. math.tointeger(pid)) end
-end
-
-function T.sleep(s) socket.sleep(s) end
-
---- Wait until something accepts TCP connections on port (bounded).
-function T.wait_port(port, timeout)
-  local deadline = socket.gettime() + (timeout or 5)
-  while socket.gettime() < deadline do
-    local c = socket.tcp()
-    c:settimeout(0.2)
-    local ok = c:connect("127.0.0.1", port)
-    c:close()
-    if ok then return true end
-    socket.sleep(0.05)
-  end
-  return false
-end
+-- One set of process and port helpers for every integration spec: swarm_helpers' (ports
+-- are scanned upwards, so a port a test just released is not handed out again at once;
+-- kill escalates to SIGKILL).
+T.free_port, T.spawn, T.kill, T.sleep, T.wait_port = S.port, S.spawn, S.kill, S.sleep, S.wait_port
 
 --- opentracker on 127.0.0.1 serving the given info-hashes (raw 20-byte strings).
 -- Returns {pid=, port=, url=, dir=}. The whitelist is read by user nobody a moment

@@ -79,6 +79,7 @@ function M.new(opts)
     connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
     signals = opts.signals, max_down = opts.max_down, max_up = opts.max_up,
+    max_request = opts.max_request,
   }, function(kind, ...) return self:_dispatch(kind, ...) end)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs

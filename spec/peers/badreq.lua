@@ -2,18 +2,23 @@
 -- requests it must not serve, then one well-formed "sentinel" request to see whether the
 -- connection still works. For tests of the upload path only.
 --
---   lua5.4 spec/peers/badreq.lua MODE TORRENT PORT
--- MODE: range     a piece past the end, begin+length past a piece, begin past a piece
---       oversized a request for 128 KiB + 1 bytes
---       choked    requests sent before we are unchoked (we are not even interested yet)
---       flood     FLOOD requests at once, more than the seed's reqq of 250
+--   lua5.4 spec/peers/badreq.lua MODE TORRENT PORT [SIZE]
+-- MODE: past_end     a piece past the end of the torrent
+--       past_piece   begin+length past the end of a piece
+--       at_piece_end begin at the end of a piece
+--       past_last    past the end of the short last piece
+--       oversized    a request for SIZE bytes (default 16 KiB + 1)
+--       choked       requests sent before we are unchoked (we are not even interested yet)
+--       flood        FLOOD requests at once, more than the seed's reqq of 250, from a peer
+--                    that did not negotiate BEP 10 (so was never told the reqq)
+--       flood_ext    the same after a BEP 10 handshake: the peer was told the reqq
 -- Prints one line: "served=N bad_served=N closed=BOOL sentinel=BOOL" where served counts
--- every piece message, bad_served those matching a bad request, sentinel whether the last
--- well-formed request was answered.
+-- every piece message, bad_served those matching a bad request, sentinel whether a
+-- well-formed request sent last was answered (false when the seed closed first).
 local bt = require "bt"
 local socket = require "socket"
 
-local mode, torrent, port = arg[1], arg[2], tonumber(arg[3])
+local mode, torrent, port, size = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4] or 16385)
 local FLOOD = 400            -- well past the 250 requests the seed announces as reqq
 local WAIT = 10              -- seconds any single wait may take
 local QUIET = 1.5            -- seconds without a reply after which we call a request ignored
@@ -28,7 +33,11 @@ local last = npieces - 1
 
 local sock = assert(socket.connect("127.0.0.1", port))
 sock:settimeout(5)
-sock:send(bt.wire.handshake{ info_hash = m.info_hash, peer_id = "-BQ0001-" .. string.rep("7", 12) })
+sock:send(bt.wire.handshake{ info_hash = m.info_hash, peer_id = "-BQ0001-" .. string.rep("7", 12),
+  extensions = mode == "flood_ext" })
+if mode == "flood_ext" then   -- BEP 10: an empty extension handshake is enough to be told reqq
+  sock:send(bt.wire.encode{ type = "extended", id = 0, payload = "de" })
+end
 -- 128 KiB blocks parse, so an oversized answer would be seen rather than kill the decoder
 local dec = bt.wire.decoder{ handshake = true, max_block = 131072 }
 
@@ -79,16 +88,22 @@ send{ type = "interested" }
 assert(pump(WAIT, function() return state.unchoked end), "never unchoked")
 local before = #state.pieces
 
-if mode == "range" then
-  badreq(npieces, 0, BLOCK)                              -- a piece past the end
-  badreq(0, plen - BLOCK // 2, BLOCK)                    -- begin+length past the piece
-  badreq(0, plen, BLOCK)                                 -- begin at the end of the piece
-  badreq(last, m:piece_size(last) - 1, 2)                -- past the short last piece
+if mode == "past_end" then
+  badreq(npieces, 0, BLOCK)
+  pump(QUIET)
+elseif mode == "past_piece" then
+  badreq(0, plen - BLOCK // 2, BLOCK)
+  pump(QUIET)
+elseif mode == "at_piece_end" then
+  badreq(0, plen, BLOCK)
+  pump(QUIET)
+elseif mode == "past_last" then
+  badreq(last, m:piece_size(last) - 1, 2)
   pump(QUIET)
 elseif mode == "oversized" then
-  badreq(0, 0, 131072 + 1)
+  badreq(0, 0, size)
   pump(QUIET)
-elseif mode == "flood" then
+elseif mode == "flood" or mode == "flood_ext" then
   local parts = {}
   local per = plen // BLOCK
   for i = 0, FLOOD - 1 do   -- valid blocks, repeated once the torrent runs out
@@ -103,6 +118,7 @@ elseif mode == "flood" then
   pump(QUIET)   -- anything late
 end
 local flood_served = #state.pieces - before
+local flooding = mode == "flood" or mode == "flood_ext"
 
 -- the sentinel: piece 0 begin 0 was never a bad request in any mode (except choked, below)
 local sent_at = #state.pieces
@@ -122,5 +138,5 @@ for _, p in ipairs(state.pieces) do
   end
 end
 print(("served=%d bad_served=%d closed=%s sentinel=%s"):format(
-  mode == "flood" and flood_served or #state.pieces, bad_served, tostring(state.closed), tostring(sentinel)))
+  flooding and flood_served or #state.pieces, bad_served, tostring(state.closed), tostring(sentinel)))
 sock:close()

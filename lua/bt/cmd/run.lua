@@ -64,7 +64,7 @@ function M.run(args)
   local ratio, stime = seedcmd.num(args, "ratio", 0), seedcmd.num(args, "seed_time", 0)
   local down, up = seedcmd.rate_option(args, "max_down"), seedcmd.rate_option(args, "max_up")
   local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
-    signals = true, max_down = down, max_up = up }
+    signals = true, max_down = down, max_up = up, max_request = seedcmd.request_option(args) }
   local storage = seedcmd.storage_option(args)
   local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
     policy = pol, peers = args.peer, trackers = not args.no_trackers, seed = args.seed })

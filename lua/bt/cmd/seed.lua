@@ -56,6 +56,15 @@ end
 function M.limit_options(cmd)
   cmd:option("--max-down", "Download limit in bytes/s (500K, 2M; 0: none).", "0")
   cmd:option("--max-up", "Upload limit in bytes/s (500K, 2M; 0: none).", "0")
+  cmd:option("--max-request", "Largest block served to a peer, 16K to 128K; a peer asking for more "
+    .. "is disconnected.", "16K")
+end
+
+--- --max-request in bytes, checked against the range the session accepts.
+function M.request_option(args)
+  local r = M.parse_rate(args.max_request)
+  if not r or r < 16384 or r > 131072 then cli.fail("--max-request must be between 16K and 128K") end
+  return r
 end
 
 --- Run the session while t seeds: until uploaded/total >= ratio, `time` seconds
@@ -110,7 +119,7 @@ function M.run(args)
   local down, up = M.rate_option(args, "max_down"), M.rate_option(args, "max_up")
   local storage = M.storage_option(args)
   local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
-    max_down = down, max_up = up }
+    max_down = down, max_up = up, max_request = M.request_option(args) }
   -- trackers only once the data is known complete: an incomplete copy announces nothing
   local add = { dir = args.dir, peers = args.peer, seed = true, trackers = false }
   if storage == "memory" then add = { storage = "memory", load = args.dir, peers = args.peer, seed = true,

@@ -1,0 +1,43 @@
+--- make demo (scripts/demo.lua): a small payload through the bt-lua-only swarm. It must
+-- exit 0 with a results table listing every example policy, with a positive completion
+-- time, at least the payload downloaded and a matching sha256, and leave no folder behind.
+local H = require "helpers"
+
+-- Small, so the spec spends its time on the swarm's dynamics, not on moving bytes.
+local DEMO_MB = 4
+-- The demo lasts about its SEED_SECONDS (15 s) times two whatever the size; this bound
+-- only stops a hung run. SIGINT lets the demo stop its children and remove its folder.
+local LIMIT = 150
+local POLICIES = { "rarest_first", "sequential", "random", "endgame_tuned" }
+
+describe("make demo", function()
+  it("runs a bt-lua swarm, checks every copy and prints a table of real stats", function()
+    local p = io.popen(("DEMO_MB=%d timeout -s INT -k 20 %d lua5.4 %s 2>&1; echo \"__exit=$?\""):format(
+      DEMO_MB, LIMIT, H.q(H.root .. "/scripts/demo.lua")))
+    local out = p:read("a")
+    p:close()
+    local code = tonumber(out:match("__exit=(%d+)%s*$"))
+    assert.are.equal(0, code, out)
+
+    local payload = DEMO_MB * 1024 * 1024
+    assert.truthy(out:find("policy%s+started%s+seconds%s+downloaded%s+duplicate%s+uploaded%s+sha256"), out)
+    local uploaded_total = 0
+    for _, policy in ipairs(POLICIES) do
+      local secs, down, dup, up, sha = out:match("\n  " .. policy .. "%s+%d+%s+([%d.]+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%S+)")
+      assert.truthy(secs, "no table row for " .. policy .. ":\n" .. out)
+      assert.is_true(tonumber(secs) > 0, out)
+      assert.is_true(tonumber(down) >= payload, out)
+      assert.is_true(tonumber(dup) >= 0, out)
+      assert.are.equal("ok", sha, out)
+      uploaded_total = uploaded_total + tonumber(up)
+    end
+    -- the seed's cap makes one copy take SEED_SECONDS: the leechers must have traded
+    assert.is_true(uploaded_total > 0, out)
+
+    local dir = out:match("removed (/tmp/bt%-demo%.%w+)")
+    assert.truthy(dir, out)
+    local f = io.open(dir, "r")
+    if f then f:close() end
+    assert.is_nil(f, dir .. " is still there")
+  end)
+end)
