@@ -1,10 +1,12 @@
-/* storage.h: a torrent's pieces mapped onto its files on disk. Pure C (POSIX I/O,
- * OpenSSL SHA-1): no Lua, no libev.
+/* storage.h: a torrent's pieces mapped onto its files, on disk or in memory. Pure C
+ * (POSIX I/O, pthreads, OpenSSL SHA-1): no Lua, no libev. The download engine does
+ * all its piece I/O through this (piece.c's bt_files_io); bt.storage exposes it to Lua.
  *
  * The torrent is one byte stream [0, total_length) cut into pieces; files[i] covers
- * [offset, offset + length) of it. Reads and writes address (piece, begin) and may
- * span any number of files. A small vtable (bt_storage_ops) does the per-file I/O so
- * an in-memory backend can be added later (issue 4) without touching the mapping.
+ * [offset, offset + length) of it. Reads and writes address (piece, begin), or a
+ * stream position (bt_storage_io), and may span any number of files. A small vtable
+ * (bt_storage_ops) does the per-file I/O: the disk backend below, the memory backend
+ * in storage_mem.c (issue 4).
  *
  * Layout on disk (decided here, documented in the open function below):
  *   single-file torrent: DIR/NAME
