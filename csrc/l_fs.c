@@ -38,9 +38,7 @@ static int l_fs_list(lua_State *L)
     luaL_setmetatable(L, BT_DIR_MT);
     u->d = opendir(path);
     if (!u->d) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
+        return bt_push_fail(L, "%s: %s", path, strerror(errno));
     }
     lua_newtable(L);
     lua_Integer n = 0;
@@ -58,9 +56,7 @@ static int l_fs_list(lua_State *L)
     closedir(u->d);
     u->d = NULL;
     if (err) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(err));
-        return 2;
+        return bt_push_fail(L, "%s: %s", path, strerror(err));
     }
     return 1;
 }
@@ -72,9 +68,7 @@ static int push_lstat(lua_State *L, int with_ns)
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
     if (lstat(path, &st)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
+        return bt_push_fail(L, "%s: %s", path, strerror(errno));
     }
     lua_createtable(L, 0, with_ns ? 4 : 3);
     const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
@@ -106,9 +100,7 @@ static int l_fs_realpath(lua_State *L)
     const char *path = luaL_checkstring(L, 1);
     char out[PATH_MAX];
     if (!realpath(path, out)) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(errno));
-        return 2;
+        return bt_push_fail(L, "%s: %s", path, strerror(errno));
     }
     lua_pushstring(L, out);
     return 1;
@@ -120,9 +112,7 @@ static int l_fs_realpath(lua_State *L)
 static int push_status(lua_State *L, int rc, const char *err)
 {
     if (rc < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+        return bt_push_fail(L, "%s", err);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -169,9 +159,7 @@ static int l_fs_mkdir(lua_State *L)
             lua_pushboolean(L, 1);
             return 1;
         }
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", path, strerror(e));
-        return 2;
+        return bt_push_fail(L, "%s: %s", path, strerror(e));
     }
     lua_pushboolean(L, 1);
     return 1;

@@ -582,9 +582,7 @@ static int l_session_new(lua_State *L)
     bt_sess_hooks h = { ls, hook_pick, hook_tick, hook_event, hook_peer_gone };
     const char *err = NULL;
     if (bt_sess_init(&ls->s, &o, &h, &err) != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+        return bt_push_fail(L, "%s", err);
     }
     ls->open = true;
     lua_pushvalue(L, 2);
@@ -706,9 +704,7 @@ static int l_sess_add(lua_State *L)
     char err[512];
     bt_torrent *t = bt_sess_add(&ls->s, m, &o, err, sizeof err);
     if (!t) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+        return bt_push_fail(L, "%s", err);
     }
     ltorrent *lt = lua_newuserdatauv(L, sizeof *lt, 1);
     lt->t = t;
@@ -1131,9 +1127,7 @@ static int l_torrent_connect(lua_State *L)
     lua_Integer port = luaL_checkinteger(L, 3);
     const char *err = NULL;
     if (bt_torrent_connect(t, host, (int)port, &err) != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+        return bt_push_fail(L, "%s", err);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1174,9 +1168,7 @@ static int l_torrent_sync(lua_State *L)
     bt_torrent *t = check_torrent(L, 1);
     char err[512];
     if (bt_torrent_sync(t, err, sizeof err) != 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+        return bt_push_fail(L, "%s", err);
     }
     lua_pushboolean(L, 1);
     return 1;
@@ -1317,9 +1309,7 @@ static int l_sess_announce(lua_State *L)
     if (!ls->tr) {
         ls->tr = bt_tracker_new(ls->s.loop);
         if (!ls->tr) {
-            lua_pushnil(L);
-            lua_pushliteral(L, "cannot start the tracker client");
-            return 2;
+            return bt_push_fail(L, "cannot start the tracker client");
         }
     }
     if (ls->self_ref == LUA_NOREF) {
@@ -1328,9 +1318,7 @@ static int l_sess_announce(lua_State *L)
     }
     int id = bt_tracker_announce(ls->tr, &a, on_announce, ls);
     if (id < 0) {
-        lua_pushnil(L);
-        lua_pushstring(L, bt_tracker_error(ls->tr));
-        return 2;
+        return bt_push_fail(L, "%s", bt_tracker_error(ls->tr));
     }
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 3);

@@ -55,9 +55,7 @@ static uint32_t check_block(lua_State *L, bt_storage *s, uint32_t piece, int arg
 
 static int fail(lua_State *L, bt_storage *s)
 {
-    lua_pushnil(L);
-    lua_pushstring(L, bt_storage_error(s));
-    return 2;
+    return bt_push_fail(L, "%s", bt_storage_error(s));
 }
 
 /* bt.storage.open(meta, dir [, {backend = "disk"|"memory"}]) -> bt.Storage | nil, message
@@ -91,10 +89,9 @@ static int l_open(lua_State *L)
         lua_pushvalue(L, 1);
         lua_call(L, 1, 3);
         if (lua_isnil(L, -3)) {
-            lua_pushnil(L);
-            lua_pushfstring(L, "bad torrent: %s at byte %I", lua_tostring(L, -3),
-                            (LUAI_UACINT)lua_tointeger(L, -2));
-            return 2;
+            /* the arguments are read before bt_push_fail pushes: msg at -2, offset at -1 */
+            return bt_push_fail(L, "bad torrent: %s at byte %I", lua_tostring(L, -2),
+                                (LUAI_UACINT)lua_tointeger(L, -1));
         }
         lua_pop(L, 2);
         lua_replace(L, 1);
@@ -110,9 +107,7 @@ static int l_open(lua_State *L)
     u->s = memory ? bt_storage_open_memory(m, err, sizeof err)
                   : bt_storage_open(m, dir, err, sizeof err);
     if (!u->s) {
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
+        return bt_push_fail(L, "%s", err);
     }
     return 1;
 }
@@ -223,9 +218,7 @@ static int l_check(lua_State *L)
     if (r < 0)
         return fail(L, s);
     if (r > 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "stopped");
-        return 2;
+        return bt_push_fail(L, "stopped");
     }
     return 1;
 }

@@ -117,9 +117,7 @@ void bt_ltracker_push_result(lua_State *L, const bt_announce_result *r, int peer
 static int push_result(lua_State *L, const bt_announce_result *r)
 {
     if (!r->ok) {
-        lua_pushnil(L);
-        lua_pushstring(L, r->error[0] ? r->error : "unknown error");
-        return 2;
+        return bt_push_fail(L, "%s", r->error[0] ? r->error : "unknown error");
     }
     bt_ltracker_push_result(L, r, 0);
     return 1;
@@ -278,25 +276,19 @@ static int l_announce(lua_State *L)
     c.box = push_box(L);   /* from here until the loop is gone, nothing may raise */
     c.loop = ev_loop_new(EVFLAG_AUTO);
     if (!c.loop) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "cannot create an event loop");
-        return 2;
+        return bt_push_fail(L, "cannot create an event loop");
     }
     bt_tracker *t = bt_tracker_new(c.loop);
     if (!t) {
         ev_loop_destroy(c.loop);
-        lua_pushnil(L);
-        lua_pushliteral(L, "cannot create the tracker client (curl)");
-        return 2;
+        return bt_push_fail(L, "cannot create the tracker client (curl)");
     }
     if (bt_tracker_announce(t, &req, sync_done, &c) < 0) {
         char msg[BT_TRACKER_ERRLEN];
         snprintf(msg, sizeof msg, "%s", bt_tracker_error(t));
         bt_tracker_free(t);
         ev_loop_destroy(c.loop);
-        lua_pushnil(L);
-        lua_pushstring(L, msg);
-        return 2;
+        return bt_push_fail(L, "%s", msg);
     }
     ev_timer guard;
     ev_timer_init(&guard, guard_cb, timeout + SYNC_GRACE_S, 0.);
@@ -306,9 +298,7 @@ static int l_announce(lua_State *L)
     bt_tracker_free(t);   /* cancels the announce if the guard fired */
     ev_loop_destroy(c.loop);
     if (!c.box->done) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "timeout (no answer from the client)");
-        return 2;
+        return bt_push_fail(L, "timeout (no answer from the client)");
     }
     return push_result(L, &c.box->r);
 }

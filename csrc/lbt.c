@@ -2,12 +2,24 @@
  * lua/bt/init.lua (`require "bt"`) loads it and adds the Lua parts. */
 #include "lbt.h"
 
+#include <stdarg.h>
+
 void bt_setfuncs_sub(lua_State *L, int mod, const char *name, const luaL_Reg *fns)
 {
     mod = lua_absindex(L, mod);
     lua_newtable(L);
     luaL_setfuncs(L, fns, 0);
     lua_setfield(L, mod, name);
+}
+
+int bt_push_fail(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    lua_pushnil(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    return 2;
 }
 
 __attribute__((visibility("default"))) int luaopen_bt_core(lua_State *L)

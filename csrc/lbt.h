@@ -25,4 +25,8 @@ BT_HIDDEN void bt_open_session(lua_State *L, int mod);  /* l_session.c: engine *
 /* Set field `name` of the table at `mod` to a new table of functions. */
 BT_HIDDEN void bt_setfuncs_sub(lua_State *L, int mod, const char *name, const luaL_Reg *fns);
 
+/* A runtime failure's result: pushes nil and the formatted message (lua_pushfstring's
+ * formats), returns 2: `return bt_push_fail(L, "%s", err);`. */
+BT_HIDDEN int bt_push_fail(lua_State *L, const char *fmt, ...);
+
 #endif

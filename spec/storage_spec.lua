@@ -62,6 +62,12 @@ describe("bt.storage", function()
   before_each(function() dir = H.tmpdir() end)
   after_each(function() H.rmtree(dir) end)
 
+  it("refuses torrent bytes that do not parse, with the parser's message and offset", function()
+    assert.are.same({ nil, "bad torrent: info is not a dictionary at byte 7" },
+      { bt.storage.open("d4:infoi1ee", dir) })
+    assert.are.same({ nil, "bad torrent: invalid character at byte 0" }, { bt.storage.open("xx", dir) })
+  end)
+
   describe("single file", function()
     it("creates DIR/NAME sparse, writes and reads back, short last piece", function()
       local data = bytes(100000, 7)   -- 6 pieces of 16 KiB, the last one 1696 bytes
