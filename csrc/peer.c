@@ -10,6 +10,7 @@
 #include "piece.h"
 #include "bencode.h"
 #include "sha1.h"
+#include "mse.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -1022,6 +1023,57 @@ static int on_handshake(bt_peer *p, const bt_handshake *hs)
     return 0;
 }
 
+/* bt_mse_lookup: is the info-hash the dialer obfuscated one we serve? */
+static int mse_lookup(void *ud, bt_mse *m)
+{
+    for (bt_torrent *t = ((bt_session *)ud)->torrents; t; t = t->next)
+        if (!t->stopped && bt_mse_try_skey(m, t->meta->info_hash))
+            return 1;
+    return 0;
+}
+
+/* An incoming connection that does not start with the plaintext handshake is an
+ * MSE handshake (libtorrent and aria2c dial that way first, and retry in
+ * plaintext only a second after we close). Answered here, selecting plaintext;
+ * what follows it in rbuf is then the ordinary stream.
+ * Returns 1: parse rbuf as usual; 0: wait for more input; -1: peer closed. */
+static int mse_in(bt_peer *p)
+{
+    static const uint8_t proto[20] = "\x13" "BitTorrent protocol";
+    if (!p->mse) {
+        size_t n = p->rlen < sizeof proto ? p->rlen : sizeof proto;
+        if (memcmp(p->rbuf, proto, n) == 0) {
+            p->mse_decided = n == sizeof proto;
+            return 1;
+        }
+        p->mse = bt_mse_new();
+        if (!p->mse)
+            return bt_peer_close(p, "out of memory"), -1;
+    }
+    const uint8_t *out;
+    size_t outlen, skip;
+    bt_mse_status st = bt_mse_step(p->mse, p->rbuf, p->rlen, &out, &outlen, &skip, mse_lookup, p->s);
+    if (st == BT_MSE_FAIL)
+        return bt_peer_close(p, bt_mse_error(p->mse)), -1;
+    if (outlen > 0) {
+        uint8_t *w = wb_room(p, outlen);
+        if (!w)
+            return -1;
+        memcpy(w, out, outlen);
+        bt_peer_flush(p);   /* the dialer waits for each step */
+        if (p->closing)
+            return -1;
+    }
+    if (st == BT_MSE_MORE)
+        return 0;
+    memmove(p->rbuf, p->rbuf + skip, p->rlen - skip);
+    p->rlen -= skip;
+    bt_mse_free(p->mse);
+    p->mse = NULL;
+    p->mse_decided = true;
+    return 1;
+}
+
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -1071,6 +1123,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     }
     p->rlen += (size_t)r;
     p->last_recv = now_of(p);
+    if (p->state == BT_PS_HANDSHAKE && p->incoming && !p->mse_decided && mse_in(p) <= 0)
+        return;
     size_t off = 0;
     if (p->state == BT_PS_HANDSHAKE) {
         bt_handshake hs;
@@ -1309,6 +1363,7 @@ void bt_peer_free(bt_peer *p)
         close(p->fd);
     bt_ranges_free(&p->have);
     bt_buf_free(&p->wbuf);
+    bt_mse_free(p->mse);
     free(p->rbuf);
     free(p->q);
     free(p->uq);
