@@ -133,8 +133,16 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     deliver_events(s);   /* raised by the picks (a policy error) */
     for (bt_torrent *t = s->torrents; t; t = t->next)
         for (bt_peer *p = t->peers; p; p = p->next) {
-            if (p->uqcount > 0)
+            /* Serve and write until the socket stops taking data (the write watcher
+             * resumes then) or the requests run out: one batch per iteration left
+             * the seed idle between the leecher's request packets. */
+            for (int round = 0; round < BT_SESS_SERVE_ROUNDS && p->uqcount > 0 && !p->closing; round++) {
+                size_t before = p->wbuf.len;
                 bt_peer_serve(p);
+                bt_peer_flush(p);
+                if (p->wbuf.len > 0 || p->wbuf.len == before)
+                    break;   /* socket full, or nothing served (choked, rate limit) */
+            }
             if (p->wbuf.len > 0)
                 bt_peer_flush(p);
         }
