@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 
 #define MAX_MESSAGE_BUF (BT_SESS_READ_CHUNK + (2u << 20) + 64)  /* read chunk + largest bitfield we accept */
 
@@ -587,6 +588,22 @@ static void on_cancel(bt_peer *p, const bt_msg *m)
     }
 }
 
+/* While we upload to a peer, its requests must be acknowledged at once. Linux
+ * delays the ACK of data received shortly after we sent some (its "pingpong"
+ * mode, up to 40 ms, hoping to piggyback it), and a leecher whose socket holds
+ * back small writes until they are acknowledged (libtorrent) then sits on up to
+ * 250 requests while we sit idle with nothing to answer: measured with ss, the
+ * leecher's Send-Q held 4304 bytes of requests for 20-40 ms at a time, and 256 MiB
+ * took 1.3-1.4 s instead of 0.9 s. TCP_QUICKACK leaves that mode until the next
+ * exchange, hence once per read. */
+static void upload_quickack(bt_peer *p)
+{
+    if (p->am_choking && p->uqcount == 0)
+        return;   /* not uploading: delayed ACKs are fine */
+    int one = 1;
+    setsockopt(p->fd, IPPROTO_TCP, TCP_QUICKACK, &one, sizeof one);
+}
+
 /* Answer queued requests while the output buffer is short. From the prepare watcher. */
 void bt_peer_serve(bt_peer *p)
 {
@@ -1104,6 +1121,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     ssize_t r = recv(p->fd, p->rbuf + p->rlen, (size_t)granted, 0);
+    if (r > 0)
+        upload_quickack(p);
     /* tokens granted but not used go back (a short read is not traffic) */
     int64_t unused = granted - (r > 0 ? r : 0);
     for (int i = 0; i < 2 && unused > 0; i++)

@@ -39,8 +39,6 @@
 #define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
 #define BT_SESS_UPLOAD_QUEUE   250     /* requests a peer may queue with us: our BEP 10 reqq */
 #define BT_SESS_UPLOAD_WATER   (256u * 1024)  /* serve more blocks only below this much queued output */
-#define BT_SESS_SERVE_ROUNDS   8       /* serve+send rounds per peer per loop iteration while the socket
-                                          takes it all: up to 2 MiB, then other peers get their turn */
 /* Rate limits: a bucket holds a quarter second of traffic (at least one block,
  * BT_BUCKET_MIN_BURST): small enough that a limited transfer is smooth from its
  * start, large enough that one read still takes several blocks at 1 MiB/s. */
