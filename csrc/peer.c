@@ -1056,11 +1056,12 @@ static int mse_lookup(void *ud, bt_mse *m)
  * Returns 1: parse rbuf as usual; 0: wait for more input; -1: peer closed. */
 static int mse_in(bt_peer *p)
 {
-    static const uint8_t proto[20] = "\x13" "BitTorrent protocol";
+    static const char proto[] = "\x13" "BitTorrent protocol";   /* 20 bytes and a NUL */
+    const size_t plen = sizeof proto - 1;
     if (!p->mse) {
-        size_t n = p->rlen < sizeof proto ? p->rlen : sizeof proto;
+        size_t n = p->rlen < plen ? p->rlen : plen;
         if (memcmp(p->rbuf, proto, n) == 0) {
-            p->mse_decided = n == sizeof proto;
+            p->mse_decided = n == plen;
             return 1;
         }
         p->mse = bt_mse_new();
