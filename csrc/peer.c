@@ -537,7 +537,16 @@ void bt_peer_set_choke(bt_peer *p, bool choke)
 void bt_torrent_unchoke_some(bt_torrent *t)
 {
     if (t->choke_by_policy) {   /* the policy decides, at its next round */
-        t->choke_dirty = true;
+        /* Only when an interested peer waits for a slot. The binding runs these extra
+         * rounds at most once a second (CHOKE_DIRTY_GAP, l_session.c), so a needless one
+         * (a leecher that finished and left, with nobody waiting) made the next
+         * leecher wait up to a second for its unchoke: measured, back-to-back 256 MiB
+         * downloads by libtorrent took 1.8 s instead of 1.0 s. */
+        for (bt_peer *q = t->peers; q; q = q->next)
+            if (q->state == BT_PS_ACTIVE && !q->closing && q->interested && q->am_choking) {
+                t->choke_dirty = true;
+                break;
+            }
         return;
     }
     if (bt_ranges_count(&t->have) == 0 || t->stopped)
