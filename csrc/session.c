@@ -133,10 +133,19 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     deliver_events(s);   /* raised by the picks (a policy error) */
     for (bt_torrent *t = s->torrents; t; t = t->next)
         for (bt_peer *p = t->peers; p; p = p->next) {
-            if (p->uqcount > 0)
+            /* Serve one batch (up to BT_SESS_UPLOAD_WATER) and send it at once. If
+             * the socket took it all and requests remain, the write watcher wakes
+             * the loop right away for the next batch: without it the seed slept
+             * until the leecher's next packet or the tick (50-100 ms per 256 KiB
+             * at the end of a download, when the leecher has asked for everything).
+             * Measured: serving 2 MiB per iteration instead was slower (lt leecher). */
+            uint32_t queued = p->uqcount;
+            if (queued > 0)
                 bt_peer_serve(p);
             if (p->wbuf.len > 0)
                 bt_peer_flush(p);
+            if (!p->closing && p->wbuf.len == 0 && p->uqcount > 0 && p->uqcount < queued)
+                ev_io_start(loop, &p->ww);   /* writable now: served next iteration, after other peers */
         }
     for (bt_torrent *t = s->torrents; t; t = t->next) {
         bt_peer *p = t->peers;

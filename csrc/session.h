@@ -90,6 +90,8 @@ struct bt_peer {
     uint32_t allowed[BT_FAST_SET];      /* BEP 6 allowed-fast pieces we offered it */
     uint32_t nallowed;
     bool read_throttled;                /* read watcher stopped by the download limit; the rate timer restarts it */
+    bool mse_decided;                   /* incoming: plaintext handshake seen, or MSE finished */
+    struct bt_mse *mse;                 /* incoming MSE handshake in progress (mse.h), else NULL */
     struct sockaddr_storage addr;
     char address[64];                   /* "ip:port" for messages and bans */
     uint8_t peer_id[20];

@@ -29,7 +29,7 @@ build = {
       sources = {
         "csrc/buf.c", "csrc/lbt.c", "csrc/wire.c", "csrc/bencode.c", "csrc/ranges.c",
         "csrc/metainfo.c", "csrc/sha1.c", "csrc/storage.c", "csrc/storage_mem.c", "csrc/tracker.c",
-        "csrc/ratelimit.c",
+        "csrc/ratelimit.c", "csrc/mse.c",
         "csrc/tracker_parse.c", "csrc/session.c", "csrc/peer.c", "csrc/piece.c", "csrc/worker.c",
         "csrc/l_bencode.c", "csrc/l_ranges.c", "csrc/l_wire.c", "csrc/l_meta.c", "csrc/l_fs.c", "csrc/l_ratelimit.c",
         "csrc/l_storage.c", "csrc/l_tracker.c", "csrc/l_session.c",
