@@ -79,6 +79,8 @@ asan: deps $(ASAN_MODULE)
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --lua=$(LUA) spec
 
+# mse_fuzz compiles mse.c and sha1.c into itself (it calls their statics): rebuild it when they change
+build/fuzz/mse_fuzz: csrc/mse.c csrc/sha1.c
 build/fuzz/%: fuzz/%.c $(PURE) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -O1 -g $(WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc -o $@ $< $(PURE) -lcrypto
