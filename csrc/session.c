@@ -106,6 +106,22 @@ static void deliver_events(bt_session *s)
 }
 
 /* Deliver queued events, run batched picks, flush output, free closed peers. */
+/* Serve one batch (up to BT_SESS_UPLOAD_WATER) and send it at once. If the socket
+ * took it all and requests remain, the write watcher wakes the loop right away for
+ * the next batch: without it the seed slept until the leecher's next packet or the
+ * tick (50-100 ms per 256 KiB at the end of a download, when the leecher has asked
+ * for everything). Measured: serving 2 MiB per iteration instead was slower (lt leecher). */
+static void serve_peer(struct ev_loop *loop, bt_peer *p)
+{
+    uint32_t queued = p->uqcount;
+    if (queued > 0)
+        bt_peer_serve(p);
+    if (p->wbuf.len > 0)
+        bt_peer_flush(p);
+    if (!p->closing && p->wbuf.len == 0 && p->uqcount > 0 && p->uqcount < queued)
+        ev_io_start(loop, &p->ww);   /* writable now: served next iteration, after other peers */
+}
+
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
@@ -131,22 +147,25 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
         }
     }
     deliver_events(s);   /* raised by the picks (a policy error) */
-    for (bt_torrent *t = s->torrents; t; t = t->next)
-        for (bt_peer *p = t->peers; p; p = p->next) {
-            /* Serve one batch (up to BT_SESS_UPLOAD_WATER) and send it at once. If
-             * the socket took it all and requests remain, the write watcher wakes
-             * the loop right away for the next batch: without it the seed slept
-             * until the leecher's next packet or the tick (50-100 ms per 256 KiB
-             * at the end of a download, when the leecher has asked for everything).
-             * Measured: serving 2 MiB per iteration instead was slower (lt leecher). */
-            uint32_t queued = p->uqcount;
-            if (queued > 0)
-                bt_peer_serve(p);
-            if (p->wbuf.len > 0)
-                bt_peer_flush(p);
-            if (!p->closing && p->wbuf.len == 0 && p->uqcount > 0 && p->uqcount < queued)
-                ev_io_start(loop, &p->ww);   /* writable now: served next iteration, after other peers */
-        }
+    for (bt_torrent *t = s->torrents; t; t = t->next) {
+        /* Under an upload limit the first peer served takes what the bucket holds, and
+         * new peers sit at the head of the list: start one peer further each iteration
+         * so every peer gets its turn (the demo's leechers finished in the order they
+         * connected before this). */
+        uint32_t n = 0;
+        for (bt_peer *p = t->peers; p; p = p->next)
+            n++;
+        if (n == 0)
+            continue;
+        uint32_t first = t->serve_rot++ % n, i = 0;
+        bt_peer *start = t->peers;
+        while (i++ < first)
+            start = start->next;
+        for (bt_peer *p = start; p; p = p->next)
+            serve_peer(loop, p);
+        for (bt_peer *p = t->peers; p != start; p = p->next)
+            serve_peer(loop, p);
+    }
     for (bt_torrent *t = s->torrents; t; t = t->next) {
         bt_peer *p = t->peers;
         while (p) {

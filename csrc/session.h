@@ -195,6 +195,7 @@ struct bt_torrent {
     uint64_t downloaded, uploaded, wasted, dup_bytes, failed_bytes;
     uint64_t have_bytes;
     bt_bucket down, up;       /* this torrent's limits (rate 0: none), chained with the session's */
+    uint32_t serve_rot;       /* which peer the prepare watcher serves first (turns each iteration) */
     uint64_t bufmem;          /* bytes held by partial piece buffers */
     uint8_t **pool;           /* spare piece buffers (piece_len bytes each) */
     uint32_t npool, poolcap;
