@@ -10,7 +10,7 @@ local bt = require "bt"
 local socket = require "socket"
 
 local BLOCK = 16384
-local REQS = 240            -- below the seed's reqq (250): all are queued at once
+local REQS = 240            -- below the seed's reqq (500): all are queued at once
 local BATCH = 256 * 1024    -- BT_SESS_UPLOAD_WATER: one batch per loop iteration
 local TICK = 0.05           -- btseed.lua's tick_ms
 -- Before the fix: (REQS * BLOCK / BATCH - 1) ticks = 14 * 50 ms = 0.7 s at least.

@@ -104,10 +104,10 @@ end)
 
 describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
   -- A request outside what we announced (a piece past the end, a block outside its piece,
-  -- larger than max_request, past the reqq a BEP 10 peer was told) breaks the protocol:
-  -- the seed drops that peer and serves nothing of it. Requests sent while choked may have
-  -- crossed our choke on the wire, and a peer without BEP 10 never heard of our reqq: those
-  -- are only refused, and the connection keeps working (the sentinel request is answered).
+  -- larger than max_request) breaks the protocol: the seed drops that peer and serves
+  -- nothing of it. Requests sent while choked may have crossed our choke on the wire, and
+  -- requests past our reqq of 500 come from real clients (aria2c ignores reqq): those are
+  -- only refused, and the connection keeps working (the sentinel request is answered).
   local EXPECT = {
     past_end = { closed = true, served = 0 },
     past_piece = { closed = true, served = 0 },
@@ -116,8 +116,11 @@ describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
     oversized = { closed = true, served = 0 },              -- 16 KiB + 1 against the default
     oversized_128k = { closed = true, served = 0, size = 131073, max_request = 131072 },
     choked = { closed = false, served = 1 },                -- only the sentinel
-    flood = { closed = false, served = 250 },               -- our reqq; the other 150 dropped
-    flood_ext = { closed = true, max_served = 250 },        -- told reqq = 250, sent 400
+    -- 700 requests against our reqq of 500: at least 500 served, and some refused (a few
+    -- more than 500 when the seed serves between two reads of the flood)
+    flood = { closed = false, min_served = 500, max_served = 699 },
+    flood_ext = { closed = false, min_served = 500, max_served = 699 },   -- told reqq = 500
+                                                            -- too (aria2c ignores reqq)
   }
   local MODES = { "past_end", "past_piece", "at_piece_end", "past_last", "oversized", "choked",
     "flood", "flood_ext" }
@@ -135,7 +138,10 @@ describe("a bt-lua seed facing bad requests (spec/peers/badreq.lua)", function()
       assert.are.equal(tostring(e.closed), closed, mode .. ": closed")
       assert.are.equal(tostring(not e.closed), sentinel, mode .. ": sentinel answered")
       if e.served then assert.are.equal(e.served, tonumber(served), mode) end
-      if e.max_served then assert.is_true(tonumber(served) <= e.max_served, mode .. " served " .. served) end
+      if e.min_served then
+        assert.is_true(tonumber(served) >= e.min_served and tonumber(served) <= e.max_served,
+          ("%s: %s served, expected %d to %d"):format(mode, served, e.min_served, e.max_served))
+      end
     end
     S.guard(tmp, pids, function()
       local port

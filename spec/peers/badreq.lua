@@ -9,7 +9,7 @@
 --       past_last    past the end of the short last piece
 --       oversized    a request for SIZE bytes (default 16 KiB + 1)
 --       choked       requests sent before we are unchoked (we are not even interested yet)
---       flood        FLOOD requests at once, more than the seed's reqq of 250, from a peer
+--       flood        FLOOD requests at once, more than the seed's reqq of 500, from a peer
 --                    that did not negotiate BEP 10 (so was never told the reqq)
 --       flood_ext    the same after a BEP 10 handshake: the peer was told the reqq
 -- Prints one line: "served=N bad_served=N closed=BOOL sentinel=BOOL" where served counts
@@ -19,7 +19,7 @@ local bt = require "bt"
 local socket = require "socket"
 
 local mode, torrent, port, size = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4] or 16385)
-local FLOOD = 400            -- well past the 250 requests the seed announces as reqq
+local FLOOD = 700            -- well past the 500 requests the seed announces as reqq
 local WAIT = 10              -- seconds any single wait may take
 local QUIET = 1.5            -- seconds without a reply after which we call a request ignored
 local BLOCK = 16384

@@ -7,6 +7,8 @@ local torrent, dir, port, lifetime = arg[1], arg[2], tonumber(arg[3]), tonumber(
 local s = session.new{ port = port, bind = "127.0.0.1", tick_ms = 50 }
 local t = s:add(torrent, { dir = dir, trackers = false })
 assert(t.complete, "btseed: data in " .. dir .. " is not complete")
+-- why peers leave, for the log the caller keeps (a slow upload is easier to explain)
+s:on("peer_disconnect", function(_, addr, why) io.stderr:write("btseed: ", tostring(addr), " left: ", why, "\n") end)
 local t0 = s.core:now()
 s:run(function() return s.core:now() - t0 > lifetime end)
 s:close()
