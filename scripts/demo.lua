@@ -63,12 +63,7 @@ local tty = okterm and term.isatty and term.isatty(io.stdout)
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function say(fmt, ...) io.stdout:write("demo: ", fmt:format(...), "\n"); io.stdout:flush() end
 
-local function human(n)
-  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
-  local i = 1
-  while n >= 1024 and i < #units do n = n / 1024; i = i + 1 end
-  return (i == 1 and "%d %s" or "%.1f %s"):format(n, units[i])
-end
+local human = require("bt.cli").human
 
 -- Foreign programs (sha256sum, head, rm) never get the sanitizer runtime that `make asan`
 -- preloads for our module; `ours` keeps it, for a child that loads the module (bt-lua).

@@ -12,6 +12,15 @@ local COMMANDS = {
 
 local M = {}
 
+--- Human size with binary units and `decimals` digits (default 1): "1.5 MiB", "512 B".
+function M.human(n, decimals)
+  local units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" }
+  local i, v = 1, n
+  while v >= 1024 and i < #units do v, i = v / 1024, i + 1 end
+  if i == 1 then return string.format("%d B", math.floor(n)) end   -- rates may be fractional
+  return string.format("%." .. (decimals or 1) .. "f %s", v, units[i])
+end
+
 function M.main(argv)
   local parser = argparse("bt-lua", "A BitTorrent client whose strategy is a Lua script.")
     :command_target("command")

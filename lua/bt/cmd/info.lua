@@ -16,13 +16,7 @@ function M.setup(cmd)
 end
 
 --- Human size with binary units: "1.50 MiB".
-function M.human(n)
-  local units = { "B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" }
-  local i, v = 1, n
-  while v >= 1024 and i < #units do v, i = v / 1024, i + 1 end
-  if i == 1 then return string.format("%d B", n) end
-  return string.format("%.2f %s", v, units[i])
-end
+function M.human(n) return cli.human(n, 2) end
 
 -- Names, comments and URLs come from the torrent: escape control bytes so a
 -- hostile torrent cannot drive the terminal with escape sequences.

@@ -30,12 +30,7 @@ function M.setup(cmd)
   cmd:flag("-q --quiet", "No progress output.")
 end
 
-local function human(n)
-  local units = { "B", "KiB", "MiB", "GiB", "TiB" }
-  local i = 1
-  while n >= 1024 and i < #units do n = n / 1024; i = i + 1 end
-  return (i == 1 and "%d %s" or "%.1f %s"):format(n, units[i])
-end
+local human = cli.human
 
 local function eta(sec)
   if not sec or sec ~= sec or sec == math.huge or sec < 0 then return "--:--" end
