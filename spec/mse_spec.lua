@@ -19,10 +19,7 @@ end
 
 describe("a bt-lua seed and MSE", function()
   it("serves a libtorrent leecher that allows only the encrypted handshake", function()
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["m.bin"] = PAYLOAD }, 5)
-    local torrent = S.mktorrent(tmp .. "/seed/m.bin", tmp .. "/t.torrent", 16)
+    local tmp, torrent = S.fixture("m.bin", PAYLOAD, 5, 16)
     -- out_enc_policy 0 = pe_forced: no plaintext fallback; allowed_enc_level 3 = both
     H.writefile(tmp .. "/leech.py", [[
 import sys, time
@@ -38,10 +35,9 @@ while not h.status().is_seeding and time.time() < t0 + float(sys.argv[4]):
     time.sleep(0.01)
 print("done" if h.status().is_seeding else "timeout", "%.2f" % (time.time() - t0), flush=True)
 ]])
-    local pid
-    local ok, err = pcall(function()
-      local port
-      pid, port = S.bt_seed(torrent, tmp .. "/seed", 60)
+    local pids, port = {}, nil
+    S.guard(tmp, pids, function()
+      pids[1], port = S.bt_seed(torrent, tmp .. "/seed", 60)
       local out = H.sh(("timeout %d /usr/bin/python3 %s %s %s %d %d"):format(LEECH_TIMEOUT + 5,
         H.q(tmp .. "/leech.py"), H.q(torrent), H.q(tmp .. "/lt"), port, LEECH_TIMEOUT))
       assert.matches("^done", out)
@@ -50,21 +46,14 @@ print("done" if h.status().is_seeding else "timeout", "%.2f" % (time.time() - t0
       assert.is_true(secs < 5, "slow: " .. tostring(secs))
       same(tmp .. "/seed/m.bin", tmp .. "/lt/m.bin")
     end)
-    if pid then S.kill(pid) end
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 
   it("serves aria2c with --bt-require-crypto", function()
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["a.bin"] = PAYLOAD }, 6)
     local tport = S.port()
-    local torrent = S.mktorrent(tmp .. "/seed/a.bin", tmp .. "/t.torrent", 16,
-      ("http://127.0.0.1:%d/announce"):format(tport))
+    local tmp, torrent = S.fixture("a.bin", PAYLOAD, 6, 16, ("http://127.0.0.1:%d/announce"):format(tport))
     local tracker = T.start_opentracker({ bt.torrent.load(torrent).info_hash }, tport)
-    local pids = {}
-    local ok, err = pcall(function()
+    local pids = { after = { function() T.stop(tracker) end } }
+    S.guard(tmp, pids, function()
       pids[1] = S.bt_seed_tracked(torrent, tmp .. "/seed", 60)
       pids[2] = S.spawn(("aria2c --bt-require-crypto=true --seed-time=0 --enable-dht=false " ..
         "--bt-enable-lpd=false --enable-peer-exchange=false --file-allocation=none --listen-port=%d " ..
@@ -73,21 +62,13 @@ print("done" if h.status().is_seeding else "timeout", "%.2f" % (time.time() - t0
       assert.is_true(S.wait_exit(pids[2], LEECH_TIMEOUT + 5), "aria2c did not finish")
       same(tmp .. "/seed/a.bin", tmp .. "/aria/a.bin")
     end)
-    for _, pid in ipairs(pids) do S.kill(pid) end
-    T.stop(tracker)
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 
   it("drops a connection that is neither a handshake nor MSE, and still serves after", function()
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["g.bin"] = 100000 }, 7)
-    local torrent = S.mktorrent(tmp .. "/seed/g.bin", tmp .. "/t.torrent", 15)
-    local pid
-    local ok, err = pcall(function()
-      local port
-      pid, port = S.bt_seed(torrent, tmp .. "/seed", 30)
+    local tmp, torrent = S.fixture("g.bin", 100000, 7, 15)
+    local pids, port = {}, nil
+    S.guard(tmp, pids, function()
+      pids[1], port = S.bt_seed(torrent, tmp .. "/seed", 30)
       local function closed_after(bytes)
         local c = assert(socket.connect("127.0.0.1", port))
         c:settimeout(5)
@@ -113,8 +94,5 @@ print("done" if h.status().is_seeding else "timeout", "%.2f" % (time.time() - t0
       c:close()
       assert.are.equal("\19BitTorrent protocol", hs and hs:sub(1, 20))
     end)
-    if pid then S.kill(pid) end
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 end)

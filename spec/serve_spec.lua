@@ -51,15 +51,11 @@ end
 
 describe("a bt-lua seed's serving loop", function()
   it("answers a full request queue without waiting for ticks", function()
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["q.bin"] = 4 * 1024 * 1024 }, 9)
-    local torrent = S.mktorrent(tmp .. "/seed/q.bin", tmp .. "/t.torrent", 18)
+    local tmp, torrent = S.fixture("q.bin", 4 * 1024 * 1024, 9, 18)
     local m = bt.torrent.load(torrent)
-    local pid
-    local ok, err = pcall(function()
-      local port
-      pid, port = S.bt_seed(torrent, tmp .. "/seed", 30)
+    local pids, port = {}, nil
+    S.guard(tmp, pids, function()
+      pids[1], port = S.bt_seed(torrent, tmp .. "/seed", 30)
       local l = raw_leecher(port, m, "5")
       l.send(bt.wire.encode{ type = "interested" })
       assert.is_true(l.pump(10, function() return l.unchoked end), "never unchoked")
@@ -77,9 +73,6 @@ describe("a bt-lua seed's serving loop", function()
       end
       assert.is_true(secs < LIMIT, ("%d blocks took %.3f s: served per tick?"):format(REQS, secs))
     end)
-    if pid then S.kill(pid) end
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 
   it("unchokes a leecher that comes right after another one left", function()
@@ -87,15 +80,11 @@ describe("a bt-lua seed's serving loop", function()
     -- l_session.c). A round for the leaving leecher, with nobody waiting, made the next
     -- one wait up to that second for its unchoke (back-to-back downloads took 1.8 s
     -- instead of 1.0 s); a departure alone no longer asks for a round.
-    local tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["u.bin"] = 1024 * 1024 }, 10)
-    local torrent = S.mktorrent(tmp .. "/seed/u.bin", tmp .. "/t.torrent", 18)
+    local tmp, torrent = S.fixture("u.bin", 1024 * 1024, 10, 18)
     local m = bt.torrent.load(torrent)
-    local pid
-    local ok, err = pcall(function()
-      local port
-      pid, port = S.bt_seed(torrent, tmp .. "/seed", 30)
+    local pids, port = {}, nil
+    S.guard(tmp, pids, function()
+      pids[1], port = S.bt_seed(torrent, tmp .. "/seed", 30)
       local a = raw_leecher(port, m, "6")
       a.send(bt.wire.encode{ type = "interested" })
       assert.is_true(a.pump(10, function() return a.unchoked end), "first leecher never unchoked")
@@ -111,8 +100,5 @@ describe("a bt-lua seed's serving loop", function()
       if os.getenv("BT_SPEC_VERBOSE") then print(("\nsecond leecher unchoked after %.3f s"):format(secs)) end
       assert.is_true(secs < 0.5, ("second leecher waited %.3f s for its unchoke"):format(secs))
     end)
-    if pid then S.kill(pid) end
-    H.rmtree(tmp)
-    assert(ok, err)
   end)
 end)
