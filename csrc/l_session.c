@@ -274,7 +274,7 @@ static void set_queue_depth(bt_peer *p, lua_State *L)
     p->queue_depth = (uint32_t)n;
 }
 
-/* choke(t, peers, round) -> peers to unchoke; every other peer is choked. */
+/* choke(t, peers, round, now) -> peers to unchoke; every other peer is choked. */
 static void choke_round(lsess *ls, bt_torrent *t, double now)
 {
     lua_State *L = ls->L;
@@ -294,7 +294,8 @@ static void choke_round(lsess *ls, bt_torrent *t, double now)
         }
     }
     lua_pushinteger(L, t->choke_round);
-    if (call_policy(ls, t, "choke", 3, 1) != 0)
+    lua_pushnumber(L, now);
+    if (call_policy(ls, t, "choke", 4, 1) != 0)
         return;
     if (!lua_istable(L, -1) && !lua_isnil(L, -1)) {
         lua_pop(L, 1);
@@ -1383,6 +1384,8 @@ static int l_peer_index(lua_State *L)
         lua_pushinteger(L, (lua_Integer)p->down_total);
     else if (strcmp(k, "fails") == 0)
         lua_pushinteger(L, p->fails);
+    else if (strcmp(k, "connected_for") == 0)
+        lua_pushnumber(L, bt_sess_now(p->s) - p->connected_at);
     else if (strcmp(k, "idle") == 0)
         lua_pushnumber(L, bt_sess_now(p->s) - (p->last_block > 0 ? p->last_block : p->connected_at));
     else

@@ -36,7 +36,8 @@
 #define BT_SESS_MAX_PENDING    64      /* incoming connections still in their handshake: each holds a
                                           read buffer, so a flood of idle sockets is refused */
 #define BT_SESS_MAX_SUSPECTS   64      /* failed pieces remembered to find the bad sender later */
-#define BT_SESS_UPLOAD_SLOTS   4       /* peers unchoked per torrent: the usual client default */
+#define BT_SESS_UPLOAD_SLOTS   5       /* peers unchoked per torrent: the usual client default, four by
+                                          rate plus one optimistic (the default choke policy's) */
 #define BT_SESS_UPLOAD_QUEUE   500     /* requests a peer may queue with us: our BEP 10 reqq. libtorrent's
                                           max_allowed_in_request_queue; aria2c ignores reqq and
                                           keeps more than 250 out (1 GiB to aria2c: 5.6 s at 500,

@@ -2,7 +2,7 @@
 -- whoever is fastest), every choke round hands the upload slots to the next interested
 -- peers in a fixed order, so each one gets its turn whatever its speed. Fair for a seed
 -- with many slow leechers; downloading uses the default hooks (policy.load fills them in).
-local SLOTS = 4   -- peers unchoked at once: the usual client default, as in the core
+local SLOTS = 4   -- peers unchoked at once: the usual client default
 
 -- A stable order: peers come and go between rounds, so index positions are useless;
 -- their addresses are not.

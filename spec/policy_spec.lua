@@ -122,19 +122,66 @@ describe("bt.policy.default", function()
 end)
 
 describe("bt.policy.default choke", function()
-  it("unchokes the three fastest uploaders to us plus one optimistic peer", function()
+  local function ids(peers, list)
+    local r = {}
+    for _, p in ipairs(list) do
+      for i, q in ipairs(peers) do if p == q then r[#r + 1] = i end end
+    end
+    return r
+  end
+
+  it("unchokes the four fastest uploaders to us plus one optimistic peer, kept for 30 s", function()
     local t = fake.torrent{ pieces = 4 }
     local peers = {}
-    for i = 1, 6 do peers[i] = fake.peer(t, { rate_down = i * 1000 }) end
-    local out = default.choke(t, { table.unpack(peers) }, 1)
-    assert.are.equal(4, #out)
-    assert.are.equal(peers[6], out[1])
-    assert.are.equal(peers[5], out[2])
-    assert.are.equal(peers[4], out[3])
-    local opt = out[4]
-    assert.is_true(opt == peers[1] or opt == peers[2] or opt == peers[3])
-    -- the optimistic peer stays for the next round (not a multiple of 3)
-    assert.are.equal(opt, default.choke(t, { table.unpack(peers) }, 2)[4])
+    for i = 1, 7 do peers[i] = fake.peer(t, { rate_down = i * 1000 }) end
+    local out = default.choke(t, { table.unpack(peers) }, 1, 100)
+    assert.are.equal(5, #out)
+    assert.are.same({ 7, 6, 5, 4 }, ids(peers, { out[1], out[2], out[3], out[4] }))
+    local opt = ids(peers, { out[5] })[1]
+    assert.is_true(opt >= 1 and opt <= 3, "optimistic slot went to a regular peer")
+    -- 10 and 20 s later the optimistic peer is the same
+    for _, now in ipairs{ 110, 120 } do
+      assert.are.equal(out[5], default.choke(t, { table.unpack(peers) }, 2, now)[5])
+    end
+    -- 30 s on it is drawn again: over many periods every candidate gets a turn
+    local seen = {}
+    for k = 1, 60 do
+      seen[ids(peers, { default.choke(t, { table.unpack(peers) }, 2 + k, 100 + 30 * k)[5] })[1]] = true
+    end
+    assert.is_true(seen[1] and seen[2] and seen[3], "the optimistic slot did not rotate")
+  end)
+
+  it("the optimistic slot favours new peers three to one", function()
+    math.randomseed(7)
+    local t = fake.torrent{ pieces = 4 }
+    for i = 1, 4 do fake.peer(t, { rate_down = 1e6 + i }) end      -- the regular slots
+    local old = fake.peer(t, { connected_for = 600 })
+    local new = fake.peer(t, { connected_for = 5 })
+    local n_new, N = 0, 2000
+    for k = 1, N do
+      local out = default.choke(t, { table.unpack(t._peers) }, k, 30 * k)
+      if out[5] == new then n_new = n_new + 1 else assert.are.equal(old, out[5]) end
+    end
+    -- expected 3/4 of the draws; bounds far outside the binomial spread (sd ~19)
+    assert.is_true(n_new > 0.68 * N and n_new < 0.82 * N, ("new peer drawn %d of %d"):format(n_new, N))
+  end)
+
+  it("anti-snubbing: a peer that sends us nothing gets no regular slot while we download", function()
+    local t = fake.torrent{ pieces = 4 }
+    local fast_but_snubbed = fake.peer(t, { rate_down = 9e6, snubbed = true })
+    local silent = fake.peer(t, { rate_down = 8e6, am_interested = true, idle = 61 })
+    local others = {}
+    for i = 1, 4 do others[i] = fake.peer(t, { rate_down = i * 1000 }) end
+    local out = default.choke(t, { table.unpack(t._peers) }, 1, 0)
+    assert.are.equal(5, #out)
+    assert.are.same({ 6, 5, 4, 3 }, ids(t._peers, { out[1], out[2], out[3], out[4] }))
+    -- only the optimistic slot may go to one of the two
+    assert.is_true(out[5] == fast_but_snubbed or out[5] == silent)
+    -- once complete nobody is snubbing us: ranking is by what we send them
+    local s = fake.torrent{ pieces = 2, have = "all" }
+    local a = fake.peer(s, { rate_up = 9, snubbed = true })
+    local b = fake.peer(s, { rate_up = 1 })
+    assert.are.equal(a, default.choke(s, { a, b }, 1, 0)[1])
   end)
 
   it("once complete, ranks by what we send them", function()
@@ -142,7 +189,7 @@ describe("bt.policy.default choke", function()
     local a = fake.peer(t, { rate_down = 9 })
     local b = fake.peer(t, { rate_down = 1 })
     a.rate_up, b.rate_up = 1, 9
-    assert.are.equal(b, default.choke(t, { a, b }, 1)[1])
+    assert.are.equal(b, default.choke(t, { a, b }, 1, 0)[1])
   end)
 end)
 

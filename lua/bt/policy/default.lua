@@ -69,30 +69,48 @@ function D.timeout(t, peer, req, age)
   return "keep"
 end
 
-D.UNCHOKE = 4                -- peers uploaded to at once: 3 chosen by rate, 1 optimistic
-D.OPTIMISTIC_ROUNDS = 3      -- the optimistic slot moves every 3 rounds (30 s)
+D.REGULAR = 4                -- upload slots earned by rate (tit-for-tat)
+D.OPTIMISTIC_PERIOD = 30     -- seconds the optimistic unchoke stays on one peer
+D.NEW_PEER = 60              -- a peer connected for less than this (s) has no rate to show yet:
+D.NEW_PEER_WEIGHT = 3        -- it is this many times as likely to get the optimistic slot
+D.SNUB_TIME = 60             -- s without a block from a peer whose pieces we want: it snubs us
 
 --- Choking, every round (10 s) and when a new peer gets interested: tit-for-tat.
 -- `peers` are the interested peers; those returned are unchoked, the rest choked.
--- While downloading, the peers that give us most; once complete, those we send
--- most to (they take it fastest); plus one optimistic unchoke that rotates, so a
--- new peer can show what it is worth.
-function D.choke(t, peers, round)
-  local key = t.missing == 0 and "rate_up" or "rate_down"
-  table.sort(peers, function(a, b) return a[key] > b[key] end)
-  local out = {}
-  for i = 1, math.min(D.UNCHOKE - 1, #peers) do out[i] = peers[i] end
-  if #peers >= D.UNCHOKE then
-    local st = t.state
-    local opt = st._default_optimistic
-    local still = false
-    for i = D.UNCHOKE, #peers do if peers[i] == opt then still = true end end
-    if not still or round % D.OPTIMISTIC_ROUNDS == 0 then
-      opt = peers[math.random(D.UNCHOKE, #peers)]
-      st._default_optimistic = opt
-    end
-    out[#out + 1] = opt
+-- Four regular slots: while downloading, the peers that give us most; once complete,
+-- those we send most to (they take it fastest). Anti-snubbing: while downloading, a peer
+-- that sends us nothing (marked snubbed by the timeout hook, or silent for SNUB_TIME
+-- while we are interested) earns no regular slot. Plus one optimistic unchoke, moved
+-- every 30 s and three times as likely to land on a new peer, so it can show its worth.
+function D.choke(t, peers, round, now)
+  local seeding = t.missing == 0
+  local key = seeding and "rate_up" or "rate_down"
+  local ranked = {}
+  for _, p in ipairs(peers) do
+    local snubbing = not seeding and (p.snubbed or (p.am_interested and p.idle > D.SNUB_TIME))
+    if not snubbing then ranked[#ranked + 1] = p end
   end
+  table.sort(ranked, function(a, b) return a[key] > b[key] end)
+  local out, regular = {}, {}
+  for i = 1, math.min(D.REGULAR, #ranked) do
+    out[i] = ranked[i]
+    regular[ranked[i]] = true
+  end
+  local rest = {}   -- the optimistic slot may go to any other peer, snubbing ones too
+  for _, p in ipairs(peers) do if not regular[p] then rest[#rest + 1] = p end end
+  if #rest == 0 then return out end
+  local st = t.state
+  local opt, still = st._default_optimistic, false
+  for _, p in ipairs(rest) do if p == opt then still = true end end
+  if not still or now - (st._default_optimistic_at or -math.huge) >= D.OPTIMISTIC_PERIOD then
+    local pool = {}
+    for _, p in ipairs(rest) do
+      for _ = 1, p.connected_for < D.NEW_PEER and D.NEW_PEER_WEIGHT or 1 do pool[#pool + 1] = p end
+    end
+    opt = pool[math.random(#pool)]
+    st._default_optimistic, st._default_optimistic_at = opt, now
+  end
+  out[#out + 1] = opt
   return out
 end
 

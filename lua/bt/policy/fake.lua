@@ -144,15 +144,17 @@ function T:receive(peer, i)
   end
 end
 
---- fake.peer(t, { have = "all" | {indices}, slots =, choking =, rate_down =, rtt =, address = })
+--- fake.peer(t, { have = "all" | {indices}, slots =, choking =, rate_down =, rate_up =, rtt =,
+--   address =, snubbed =, am_interested =, idle =, connected_for = })
 function F.peer(t, o)
   o = o or {}
   local p = setmetatable({
     t = t, _have = bt.bitfield(t.pieces), _asked = {}, sent = {},
     address = o.address or ("10.0.0." .. (#t._peers + 1) .. ":6881"),
     id = o.id or string.rep("F", 20), choking = o.choking or false, interested = false,
-    am_choking = true, am_interested = false, rate_down = o.rate_down or 0, rate_up = 0,
-    rtt = o.rtt or 0.05, inflight = 0, snubbed = false, seed = o.have == "all",
+    am_choking = true, am_interested = o.am_interested or false, rate_down = o.rate_down or 0,
+    rate_up = o.rate_up or 0, rtt = o.rtt or 0.05, inflight = 0, snubbed = o.snubbed or false,
+    seed = o.have == "all", idle = o.idle or 0, connected_for = o.connected_for or 600,
     queue_depth = o.slots or 64, reqq = 2000, alive = true,
   }, P)
   if o.have == "all" then p._have:set_range(0, t.pieces) else
