@@ -50,6 +50,13 @@ local function wait_log(path, needle, seconds)
   return false
 end
 
+-- DIR/seed/p.bin (40000 bytes) and DIR/p.torrent, and a session that does not listen.
+local function small_torrent(dir)
+  os.execute("mkdir -p " .. H.q(dir .. "/seed"))
+  S.make_files(dir .. "/seed", { ["p.bin"] = 40000 }, 3)
+  return S.mktorrent(dir .. "/seed/p.bin", dir .. "/p.torrent", 15), require("bt.session").new{ port = -1 }
+end
+
 describe("storage = \"memory\" (library)", function()
   local dir
   before_each(function() dir = H.tmpdir() end)
@@ -119,11 +126,7 @@ describe("storage = \"memory\" (library)", function()
   end)
 
   it("rejects a bad storage name, load without memory, and a missing load folder", function()
-    os.execute("mkdir -p " .. H.q(dir .. "/seed"))
-    S.make_files(dir .. "/seed", { ["p.bin"] = 40000 }, 3)
-    local torrent = S.mktorrent(dir .. "/seed/p.bin", dir .. "/p.torrent", 15)
-    local session = require "bt.session"
-    local s = session.new{ port = -1 }
+    local torrent, s = small_torrent(dir)
     local ok, err = pcall(s.add, s, torrent, { storage = "tape" })
     assert.is_false(ok)
     assert.truthy(tostring(err):find("storage must be", 1, true), err)
@@ -144,11 +147,7 @@ describe("storage = \"memory\" (library)", function()
   end)
 
   it("disk storage reports t.storage = disk and its folder, creating missing parents", function()
-    os.execute("mkdir -p " .. H.q(dir .. "/seed"))
-    S.make_files(dir .. "/seed", { ["p.bin"] = 40000 }, 3)
-    local torrent = S.mktorrent(dir .. "/seed/p.bin", dir .. "/p.torrent", 15)
-    local session = require "bt.session"
-    local s = session.new{ port = -1 }
+    local torrent, s = small_torrent(dir)
     local t = s:add(torrent, { dir = dir .. "/seed", resume = false })
     assert.are.equal("disk", t.storage)
     assert.are.equal(dir .. "/seed", t.dir)
