@@ -102,6 +102,18 @@ static int l_rl_spend(lua_State *L)
     return 0;
 }
 
+/* rl:refund(n, now [, other...]) -> nothing: give back n tokens taken but not used, up
+ * to each bucket's burst  [-0, +0, e] */
+static int l_rl_refund(lua_State *L)
+{
+    int64_t n = check_bytes(L, 2);
+    double now = check_now(L, 3);
+    bt_bucket *bs[BT_BUCKET_MAX_CHAIN];
+    int k = gather(L, 4, now, bs);
+    bt_bucket_refund_chain(bs, k, n);
+    return 0;
+}
+
 /* rl:available(now) -> whole tokens (math.maxinteger when unlimited)  [-0, +1, e] */
 static int l_rl_available(lua_State *L)
 {
@@ -143,6 +155,7 @@ void bt_open_ratelimit(lua_State *L, int mod)
 {
     static const luaL_Reg rl_methods[] = {
         {"take", l_rl_take},   {"wait", l_rl_wait},   {"spend", l_rl_spend},
+        {"refund", l_rl_refund},
         {"available", l_rl_available}, {"set", l_rl_set}, {"limits", l_rl_limits},
         {NULL, NULL},
     };

@@ -555,8 +555,9 @@ void bt_torrent_unchoke_some(bt_torrent *t)
 }
 
 /* A request that breaks the rules we announced (a piece we never said we have, a block
- * outside its piece or larger than s->max_request) drops the peer: nothing is read for it. A request we merely will not serve now (we choke it: it
- * may have crossed our choke on the wire) is ignored, or rejected under BEP 6.
+ * outside its piece or larger than s->max_request) drops the peer: nothing is read for
+ * it. A request we merely will not serve now (we choke it: it may have crossed our
+ * choke on the wire) is ignored, or rejected under BEP 6.
  * Returns 0, or -1 (peer closed). */
 static int on_request(bt_peer *p, const bt_msg *m)
 {
@@ -637,26 +638,18 @@ void bt_peer_serve(bt_peer *p)
      * on_request filter them), which BEP 6 lets us serve */
     while (p->uqcount > 0 && !p->closing && (!p->am_choking || p->fast) && p->wbuf.len < BT_SESS_UPLOAD_WATER) {
         struct bt_ureq r = p->uq[p->uqhead];
-        if (r.length != 0) {
-            /* Upload limit: a block goes whole or waits for the rate timer. A block
-             * above the burst is sent once the bucket is full (the debt slows what follows). */
-            int64_t n = 13 + (int64_t)r.length;
-            bool ok = true;
-            for (int i = 0; i < 2; i++) {
-                int64_t need = (double)n < bs[i]->burst ? n : (int64_t)bs[i]->burst;
-                if (bt_bucket_available(bs[i]) < need)
-                    ok = false;
-            }
-            if (!ok) {
-                bt_sess_rate_wait(p->s, bt_bucket_wait_chain(bs, 2, n));
-                return;
-            }
-            bt_bucket_spend_chain(bs, 2, n);
+        /* Upload limit: a block goes whole or waits for the rate timer. bt_bucket_wait
+         * asks for min(n, burst): a block above the burst is sent once the bucket is
+         * full (the debt slows what follows). */
+        int64_t n = 13 + (int64_t)r.length;
+        double wait = bt_bucket_wait_chain(bs, 2, n);
+        if (wait > 0) {
+            bt_sess_rate_wait(p->s, wait);
+            return;
         }
+        bt_bucket_spend_chain(bs, 2, n);
         p->uqhead = (p->uqhead + 1) % BT_SESS_UPLOAD_QUEUE;
         p->uqcount--;
-        if (r.length == 0)
-            continue;   /* cancelled */
         uint8_t *w = wb_room(p, 13 + (size_t)r.length);
         if (!w)
             return;
@@ -1145,14 +1138,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     ssize_t r = recv(p->fd, p->rbuf + p->rlen, (size_t)granted, 0);
     if (r > 0)
         upload_quickack(p);
-    /* tokens granted but not used go back (a short read is not traffic) */
-    int64_t unused = granted - (r > 0 ? r : 0);
-    for (int i = 0; i < 2 && unused > 0; i++)
-        if (bs[i] && bs[i]->rate > 0) {
-            bs[i]->tokens += (double)unused;
-            if (bs[i]->tokens > bs[i]->burst)
-                bs[i]->tokens = bs[i]->burst;
-        }
+    bt_bucket_refund_chain(bs, 2, granted - (r > 0 ? r : 0));   /* a short read is not traffic */
     if (r < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
             bt_peer_close(p, strerror(errno));

@@ -132,3 +132,16 @@ void bt_bucket_spend_chain(bt_bucket *const *bs, int k, int64_t n)
         if (bs[i])
             bt_bucket_spend(bs[i], n);
 }
+
+void bt_bucket_refund_chain(bt_bucket *const *bs, int k, int64_t n)
+{
+    if (n <= 0)
+        return;
+    for (int i = 0; i < k; i++) {
+        if (!bs[i] || bs[i]->rate == 0)
+            continue;
+        bs[i]->tokens += clamp_bytes((double)n);
+        if (bs[i]->tokens > bs[i]->burst)
+            bs[i]->tokens = bs[i]->burst;
+    }
+}

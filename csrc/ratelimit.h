@@ -59,5 +59,8 @@ int64_t bt_bucket_available(const bt_bucket *b);
 int64_t bt_bucket_take_chain(bt_bucket *const *bs, int k, int64_t n);
 double  bt_bucket_wait_chain(bt_bucket *const *bs, int k, int64_t n);
 void    bt_bucket_spend_chain(bt_bucket *const *bs, int k, int64_t n);
+/* Give back n tokens taken but not used (a read that returned less than granted),
+ * up to each bucket's burst. */
+void    bt_bucket_refund_chain(bt_bucket *const *bs, int k, int64_t n);
 
 #endif

@@ -82,6 +82,20 @@ describe("bt.ratelimit", function()
     assert.are.equal(100, rl:take(100, 2.1))
   end)
 
+  it("refund() gives back unused tokens to every chained bucket, up to its burst", function()
+    local a, b = bt.ratelimit(1000, 1000), bt.ratelimit(5000, 5000)
+    assert.are.equal(1000, a:take(1000, 0, b))   -- a: 0, b: 4000
+    a:refund(600, 0, b)                           -- a short read used 400
+    assert.are.equal(600, a:available(0))
+    assert.are.equal(4600, b:available(0))
+    a:refund(10000, 0, b)                         -- never past the burst
+    assert.are.equal(1000, a:available(0))
+    assert.are.equal(5000, b:available(0))
+    local free = bt.ratelimit(0)                  -- unlimited: nothing to give back
+    free:refund(10, 0)
+    assert.are.equal(math.maxinteger, free:available(0))
+  end)
+
   it("a clock going backwards adds nothing", function()
     local rl = bt.ratelimit(1000, 1000)
     assert.are.equal(1000, rl:take(1000, 10))
