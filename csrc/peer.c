@@ -638,13 +638,19 @@ void bt_peer_serve(bt_peer *p)
      * on_request filter them), which BEP 6 lets us serve */
     while (p->uqcount > 0 && !p->closing && (!p->am_choking || p->fast) && p->wbuf.len < BT_SESS_UPLOAD_WATER) {
         struct bt_ureq r = p->uq[p->uqhead];
-        /* Upload limit: a block goes whole or waits for the rate timer. bt_bucket_wait
-         * asks for min(n, burst): a block above the burst is sent once the bucket is
-         * full (the debt slows what follows). */
+        /* Upload limit: a block goes whole or waits for the rate timer. A block
+         * above the burst is sent once the bucket is full (the debt slows what follows).
+         * Checked with bt_bucket_available, whose whole-token rounding is what a take
+         * grants (bt_bucket_wait compares without it). */
         int64_t n = 13 + (int64_t)r.length;
-        double wait = bt_bucket_wait_chain(bs, 2, n);
-        if (wait > 0) {
-            bt_sess_rate_wait(p->s, wait);
+        bool ok = true;
+        for (int i = 0; i < 2; i++) {
+            int64_t need = (double)n < bs[i]->burst ? n : (int64_t)bs[i]->burst;
+            if (bt_bucket_available(bs[i]) < need)
+                ok = false;
+        }
+        if (!ok) {
+            bt_sess_rate_wait(p->s, bt_bucket_wait_chain(bs, 2, n));
             return;
         }
         bt_bucket_spend_chain(bs, 2, n);

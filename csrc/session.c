@@ -105,7 +105,6 @@ static void deliver_events(bt_session *s)
     }
 }
 
-/* Deliver queued events, run batched picks, flush output, free closed peers. */
 /* Serve one batch (up to BT_SESS_UPLOAD_WATER) and send it at once. If the socket
  * took it all and requests remain, the write watcher wakes the loop right away for
  * the next batch: without it the seed slept until the leecher's next packet or the
@@ -122,6 +121,7 @@ static void serve_peer(struct ev_loop *loop, bt_peer *p)
         ev_io_start(loop, &p->ww);   /* writable now: served next iteration, after other peers */
 }
 
+/* Deliver queued events, run batched picks, serve and flush output, free closed peers. */
 static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
@@ -241,6 +241,14 @@ void bt_torrent_set_limits(bt_torrent *t, double down, double up)
     bt_sess_rate_wait(t->s, 0);
 }
 
+static void unthrottle(struct ev_loop *loop, bt_peer *p)
+{
+    if (p->read_throttled && !p->closing) {
+        p->read_throttled = false;
+        ev_io_start(loop, &p->rw);
+    }
+}
+
 static void on_rate(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -249,15 +257,9 @@ static void on_rate(struct ev_loop *loop, ev_timer *w, int revents)
      * if they are still empty); queued uploads are retried by the prepare watcher */
     for (bt_torrent *t = s->torrents; t; t = t->next)
         for (bt_peer *p = t->peers; p; p = p->next)
-            if (p->read_throttled && !p->closing) {
-                p->read_throttled = false;
-                ev_io_start(loop, &p->rw);
-            }
+            unthrottle(loop, p);
     for (bt_peer *p = s->pending; p; p = p->next)
-        if (p->read_throttled && !p->closing) {
-            p->read_throttled = false;
-            ev_io_start(loop, &p->rw);
-        }
+        unthrottle(loop, p);
 }
 
 void bt_sess_rate_wait(bt_session *s, double secs)
@@ -518,8 +520,7 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, c
             snprintf(errbuf, errlen, "out of memory");
             goto fail;
         }
-        /* unrequested = everything not trusted */
-        bt_ranges_set_all(&t->unrequested);
+        /* unrequested (all set above) = everything not trusted */
         for (uint32_t i = 0; i < trust->n; i++)
             if (bt_ranges_clear_range(&t->unrequested, trust->r[i].start, trust->r[i].end) != 0) {
                 snprintf(errbuf, errlen, "out of memory");
