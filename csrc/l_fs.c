@@ -37,9 +37,8 @@ static int l_fs_list(lua_State *L)
     u->d = NULL;
     luaL_setmetatable(L, BT_DIR_MT);
     u->d = opendir(path);
-    if (!u->d) {
+    if (!u->d)
         return bt_push_fail(L, "%s: %s", path, strerror(errno));
-    }
     lua_newtable(L);
     lua_Integer n = 0;
     for (;;) {
@@ -55,9 +54,8 @@ static int l_fs_list(lua_State *L)
     int err = errno;
     closedir(u->d);
     u->d = NULL;
-    if (err) {
+    if (err)
         return bt_push_fail(L, "%s: %s", path, strerror(err));
-    }
     return 1;
 }
 
@@ -67,9 +65,8 @@ static int push_lstat(lua_State *L, int with_ns)
 {
     const char *path = luaL_checkstring(L, 1);
     struct stat st;
-    if (lstat(path, &st)) {
+    if (lstat(path, &st))
         return bt_push_fail(L, "%s: %s", path, strerror(errno));
-    }
     lua_createtable(L, 0, with_ns ? 4 : 3);
     const char *type = S_ISREG(st.st_mode) ? "file" : S_ISDIR(st.st_mode) ? "dir"
                        : S_ISLNK(st.st_mode) ? "link" : "other";
@@ -99,9 +96,8 @@ static int l_fs_realpath(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
     char out[PATH_MAX];
-    if (!realpath(path, out)) {
+    if (!realpath(path, out))
         return bt_push_fail(L, "%s: %s", path, strerror(errno));
-    }
     lua_pushstring(L, out);
     return 1;
 }
@@ -111,9 +107,8 @@ static int l_fs_realpath(lua_State *L)
 /* true for rc >= 0, else nil, err: the storage layer's status convention. */
 static int push_status(lua_State *L, int rc, const char *err)
 {
-    if (rc < 0) {
+    if (rc < 0)
         return bt_push_fail(L, "%s", err);
-    }
     lua_pushboolean(L, 1);
     return 1;
 }

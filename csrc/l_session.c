@@ -582,9 +582,8 @@ static int l_session_new(lua_State *L)
     lua_pop(L, 1);
     bt_sess_hooks h = { ls, hook_pick, hook_tick, hook_event, hook_peer_gone };
     const char *err = NULL;
-    if (bt_sess_init(&ls->s, &o, &h, &err) != 0) {
+    if (bt_sess_init(&ls->s, &o, &h, &err) != 0)
         return bt_push_fail(L, "%s", err);
-    }
     ls->open = true;
     lua_pushvalue(L, 2);
     ls->handler_ref = luaL_ref(L, LUA_REGISTRYINDEX);
@@ -607,35 +606,40 @@ static int l_sess_now(lua_State *L)
     return 1;
 }
 
-/* Read a { down =, up = } limits table at idx (bytes/s, 0: unlimited); a missing field
- * keeps *down / *up. */
-static void check_limits(lua_State *L, int idx, double *down, double *up)
+/* Read a { down =, up = } limits table at idx (bytes/s, 0: unlimited) into rates[0]
+ * (down) and rates[1] (up); a missing field keeps its rate. */
+static void check_limits(lua_State *L, int idx, double rates[2])
 {
+    static const char *const names[2] = { "down", "up" };
     luaL_checktype(L, idx, LUA_TTABLE);
-    lua_getfield(L, idx, "down");
-    if (!lua_isnil(L, -1)) {
-        lua_Number v = luaL_checknumber(L, -1);
-        if (!(v >= 0 && v <= MAX_RATE))
-            luaL_argerror(L, idx, "down must be in [0, 2^40] bytes/s");
-        *down = v;
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, idx, names[i]);
+        if (!lua_isnil(L, -1)) {
+            lua_Number v = luaL_checknumber(L, -1);
+            if (!(v >= 0 && v <= MAX_RATE))
+                luaL_argerror(L, idx, lua_pushfstring(L, "%s must be in [0, 2^40] bytes/s", names[i]));
+            rates[i] = v;
+        }
+        lua_pop(L, 1);
     }
-    lua_getfield(L, idx, "up");
-    if (!lua_isnil(L, -1)) {
-        lua_Number v = luaL_checknumber(L, -1);
-        if (!(v >= 0 && v <= MAX_RATE))
-            luaL_argerror(L, idx, "up must be in [0, 2^40] bytes/s");
-        *up = v;
-    }
-    lua_pop(L, 2);
+}
+
+/* { down =, up = } of a pair of buckets (bytes/s, 0 unlimited) */
+static int push_limits(lua_State *L, const bt_bucket *down, const bt_bucket *up)
+{
+    lua_createtable(L, 0, 2);
+    SETN("down", down->rate);
+    SETN("up", up->rate);
+    return 1;
 }
 
 /* cs:set_limits{ down =, up = }: session-wide rates in bytes/s, 0 unlimited  [-0, +0, e] */
 static int l_sess_set_limits(lua_State *L)
 {
     lsess *ls = check_sess(L, 1);
-    double down = ls->s.down.rate, up = ls->s.up.rate;
-    check_limits(L, 2, &down, &up);
-    bt_sess_set_limits(&ls->s, down, up);
+    double rates[2] = { ls->s.down.rate, ls->s.up.rate };
+    check_limits(L, 2, rates);
+    bt_sess_set_limits(&ls->s, rates[0], rates[1]);
     return 0;
 }
 
@@ -643,10 +647,7 @@ static int l_sess_set_limits(lua_State *L)
 static int l_sess_limits(lua_State *L)
 {
     lsess *ls = check_sess(L, 1);
-    lua_createtable(L, 0, 2);
-    SETN("down", ls->s.down.rate);
-    SETN("up", ls->s.up.rate);
-    return 1;
+    return push_limits(L, &ls->s.down, &ls->s.up);
 }
 
 /* cs:signal() -> "SIGINT" | "SIGTERM" | nil: the signal that stopped run()  [-0, +1, -] */
@@ -704,9 +705,8 @@ static int l_sess_add(lua_State *L)
                       .load = load, .max_peers = (uint32_t)mp, .trust = trust };
     char err[512];
     bt_torrent *t = bt_sess_add(&ls->s, m, &o, err, sizeof err);
-    if (!t) {
+    if (!t)
         return bt_push_fail(L, "%s", err);
-    }
     ltorrent *lt = lua_newuserdatauv(L, sizeof *lt, 1);
     lt->t = t;
     lt->ls = ls;
@@ -1127,9 +1127,8 @@ static int l_torrent_connect(lua_State *L)
     const char *host = luaL_checkstring(L, 2);
     lua_Integer port = luaL_checkinteger(L, 3);
     const char *err = NULL;
-    if (bt_torrent_connect(t, host, (int)port, &err) != 0) {
+    if (bt_torrent_connect(t, host, (int)port, &err) != 0)
         return bt_push_fail(L, "%s", err);
-    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1139,9 +1138,9 @@ static int l_torrent_connect(lua_State *L)
 static int l_torrent_set_limits(lua_State *L)
 {
     bt_torrent *t = check_torrent(L, 1);
-    double down = t->down.rate, up = t->up.rate;
-    check_limits(L, 2, &down, &up);
-    bt_torrent_set_limits(t, down, up);
+    double rates[2] = { t->down.rate, t->up.rate };
+    check_limits(L, 2, rates);
+    bt_torrent_set_limits(t, rates[0], rates[1]);
     return 0;
 }
 
@@ -1149,10 +1148,7 @@ static int l_torrent_set_limits(lua_State *L)
 static int l_torrent_limits(lua_State *L)
 {
     bt_torrent *t = check_torrent(L, 1);
-    lua_createtable(L, 0, 2);
-    SETN("down", t->down.rate);
-    SETN("up", t->up.rate);
-    return 1;
+    return push_limits(L, &t->down, &t->up);
 }
 
 /* t:stop([reason]): drops every peer; data on disk stays.  [-0, +0, v] */
@@ -1168,9 +1164,8 @@ static int l_torrent_sync(lua_State *L)
 {
     bt_torrent *t = check_torrent(L, 1);
     char err[512];
-    if (bt_torrent_sync(t, err, sizeof err) != 0) {
+    if (bt_torrent_sync(t, err, sizeof err) != 0)
         return bt_push_fail(L, "%s", err);
-    }
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -1309,18 +1304,16 @@ static int l_sess_announce(lua_State *L)
     a.timeout = luaL_optnumber(L, -1, 0);
     if (!ls->tr) {
         ls->tr = bt_tracker_new(ls->s.loop);
-        if (!ls->tr) {
+        if (!ls->tr)
             return bt_push_fail(L, "cannot start the tracker client");
-        }
     }
     if (ls->self_ref == LUA_NOREF) {
         lua_pushvalue(L, 1);
         ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
     int id = bt_tracker_announce(ls->tr, &a, on_announce, ls);
-    if (id < 0) {
+    if (id < 0)
         return bt_push_fail(L, "%s", bt_tracker_error(ls->tr));
-    }
     lua_getiuservalue(L, 1, 1);
     lua_pushvalue(L, 3);
     lua_rawseti(L, -2, id);

@@ -106,9 +106,8 @@ static int l_open(lua_State *L)
     char err[BT_STORAGE_ERRLEN];
     u->s = memory ? bt_storage_open_memory(m, err, sizeof err)
                   : bt_storage_open(m, dir, err, sizeof err);
-    if (!u->s) {
+    if (!u->s)
         return bt_push_fail(L, "%s", err);
-    }
     return 1;
 }
 
@@ -217,9 +216,8 @@ static int l_check(lua_State *L)
         return luaL_error(L, "closed " BT_STORAGE_MT " during check");
     if (r < 0)
         return fail(L, s);
-    if (r > 0) {
+    if (r > 0)
         return bt_push_fail(L, "stopped");
-    }
     return 1;
 }
 

@@ -116,9 +116,8 @@ void bt_ltracker_push_result(lua_State *L, const bt_announce_result *r, int peer
 /* Push the result table, or nil, message. Returns the number of values. */
 static int push_result(lua_State *L, const bt_announce_result *r)
 {
-    if (!r->ok) {
+    if (!r->ok)
         return bt_push_fail(L, "%s", r->error[0] ? r->error : "unknown error");
-    }
     bt_ltracker_push_result(L, r, 0);
     return 1;
 }
@@ -275,9 +274,8 @@ static int l_announce(lua_State *L)
     sync_ctx c;
     c.box = push_box(L);   /* from here until the loop is gone, nothing may raise */
     c.loop = ev_loop_new(EVFLAG_AUTO);
-    if (!c.loop) {
+    if (!c.loop)
         return bt_push_fail(L, "cannot create an event loop");
-    }
     bt_tracker *t = bt_tracker_new(c.loop);
     if (!t) {
         ev_loop_destroy(c.loop);
@@ -297,9 +295,8 @@ static int l_announce(lua_State *L)
     ev_timer_stop(c.loop, &guard);
     bt_tracker_free(t);   /* cancels the announce if the guard fired */
     ev_loop_destroy(c.loop);
-    if (!c.box->done) {
+    if (!c.box->done)
         return bt_push_fail(L, "timeout (no answer from the client)");
-    }
     return push_result(L, &c.box->r);
 }
 
