@@ -663,7 +663,7 @@ void bt_peer_serve(bt_peer *p)
         w[4] = BT_MSG_PIECE;
         put32(w + 5, r.index);
         put32(w + 9, r.begin);
-        if (bt_files_io(t, (int64_t)r.index * t->piece_len + r.begin, w + 13, r.length, 0) != 0) {
+        if (bt_storage_read(t->st, r.index, r.begin, w + 13, r.length) != 0) {
             p->wbuf.len -= 13 + (size_t)r.length;
             bt_peer_close(p, "cannot read a piece we have from disk");
             return;

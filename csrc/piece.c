@@ -1,7 +1,7 @@
 /* piece.c: a torrent's pieces in progress, and the engine's door to its storage.
  *
- * Bytes: every read and write of piece data goes through bt_files_io to the
- * torrent's bt_storage (storage.c: the file mapping, the openat/O_NOFOLLOW walk,
+ * Bytes: every read and write of piece data goes through bt_storage_read/write on the
+ * torrent's bt_storage t->st (storage.c: the file mapping, the openat/O_NOFOLLOW walk,
  * the descriptor cache; or storage_mem.c). There is no other file layer.
  * Partials: per-block request counts and received flags, the SHA-1 context fed
  * in order as blocks arrive; blocks that came out of order are read back from
@@ -43,15 +43,6 @@ uint32_t bt_avail(const bt_torrent *t, uint32_t piece)
 }
 
 /* ---- bytes ---- */
-
-/* The engine's one I/O entry: len bytes at stream offset `off`, through the
- * torrent's storage (storage.c: disk or memory, files spanned, writes cut into
- * BT_STORAGE_WRITE_CHUNK calls). write==1 writes, 0 reads. Safe from the loop
- * thread and the worker at once (storage.h, "Threads"). 0, or -1 with errno set. */
-int bt_files_io(bt_torrent *t, int64_t off, uint8_t *buf, size_t len, int write)
-{
-    return bt_storage_io(t->st, off, buf, len, write);
-}
 
 /* Hash-check what the storage holds, except pieces already had (trusted from
  * resume data, or loaded). The storage skips without reading what cannot be
@@ -190,8 +181,7 @@ int bt_partial_store(bt_torrent *t, bt_partial *p, uint32_t b, const uint8_t *da
         }
         return 0;
     }
-    int64_t off = (int64_t)p->piece * t->piece_len + (int64_t)b * BT_BLOCK_SIZE;
-    if (bt_files_io(t, off, (uint8_t *)data, len, 1) != 0)
+    if (bt_storage_write(t->st, p->piece, b * BT_BLOCK_SIZE, data, len) != 0)
         return -1;
     return bt_partial_hash(t, p, b, data, scratch);
 }
@@ -201,7 +191,7 @@ int bt_partial_flush(bt_torrent *t, bt_partial *p)
 {
     if (!p->buf)
         return 0;
-    return bt_files_io(t, (int64_t)p->piece * t->piece_len, p->buf, (size_t)bt_piece_size(t, p->piece), 1);
+    return bt_storage_write(t->st, p->piece, 0, p->buf, (size_t)bt_piece_size(t, p->piece));
 }
 
 /* Feed blocks [hashed, ...) that are on disk in order; `data` is block `b`'s bytes
@@ -213,8 +203,7 @@ int bt_partial_hash(bt_torrent *t, bt_partial *p, uint32_t b, const uint8_t *dat
         p->hashed++;
         while (p->hashed < p->nblocks && p->got[p->hashed]) {
             uint32_t len = bt_block_len(t, p->piece, p->hashed);
-            int64_t off = (int64_t)p->piece * t->piece_len + (int64_t)p->hashed * BT_BLOCK_SIZE;
-            if (bt_files_io(t, off, scratch, len, 0) != 0)
+            if (bt_storage_read(t->st, p->piece, p->hashed * BT_BLOCK_SIZE, scratch, len) != 0)
                 return -1;
             EVP_DigestUpdate(p->sha, scratch, len);
             p->hashed++;

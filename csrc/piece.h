@@ -5,8 +5,8 @@
 #include "session.h"
 #include "storage.h"
 
-/* Piece bytes through t->st (storage.h); 0 or -1 with errno. Loop thread and worker. */
-int  bt_files_io(bt_torrent *t, int64_t off, uint8_t *buf, size_t len, int write);
+/* Piece bytes: bt_storage_read/bt_storage_write on t->st (storage.h), from the loop
+ * thread and the worker. */
 /* Start-up: hash-check what the storage holds, pieces not had yet. 0 / -1 with err. */
 int  bt_files_check(bt_torrent *t, char *err, size_t errlen);
 /* Mark piece i had at start-up (counted, out of the pool). 0 / -1 out of memory. */

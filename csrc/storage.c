@@ -773,17 +773,6 @@ int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, si
     return span_io(s, OP_READ, pos, buf, len);
 }
 
-int bt_storage_io(bt_storage *s, int64_t pos, void *buf, size_t len, int write)
-{
-    if (pos < 0 || pos > s->total_length || (uint64_t)len > (uint64_t)(s->total_length - pos)) {
-        errno = EINVAL;
-        bt_storage_seterr(s, "%zu bytes at %lld past the end of the torrent (%lld bytes)", len,
-                          (long long)pos, (long long)s->total_length);
-        return -1;
-    }
-    return span_io(s, write ? OP_WRITE : OP_READ, pos, buf, len);
-}
-
 static int hash_ready(bt_storage *s)
 {
     if (!s->chunk && !(s->chunk = malloc(BT_STORAGE_HASH_CHUNK))) {

@@ -1,10 +1,10 @@
 /* storage.h: a torrent's pieces mapped onto its files, on disk or in memory. Pure C
  * (POSIX I/O, pthreads, OpenSSL SHA-1): no Lua, no libev. The download engine does
- * all its piece I/O through this (piece.c's bt_files_io); bt.storage exposes it to Lua.
+ * all its piece I/O through bt_storage_read/write; bt.storage exposes it to Lua.
  *
  * The torrent is one byte stream [0, total_length) cut into pieces; files[i] covers
- * [offset, offset + length) of it. Reads and writes address (piece, begin), or a
- * stream position (bt_storage_io), and may span any number of files. A small vtable
+ * [offset, offset + length) of it. Reads and writes address (piece, begin) and may
+ * span any number of files. A small vtable
  * (bt_storage_ops) does the per-file I/O: the disk backend below, the memory backend
  * in storage_mem.c (issue 4).
  *
@@ -22,7 +22,7 @@
  *
  * Threads. The engine reads blocks on its loop thread (serving peers, hashing
  * out-of-order blocks) while its worker thread writes whole pieces, so:
- *   - bt_storage_read, bt_storage_write and bt_storage_io may run on two threads
+ *   - bt_storage_read and bt_storage_write may run on two threads
  *     at once on one storage, for different bytes (the engine never reads a piece
  *     while writing it). Disk: a mutex guards the descriptor cache; the pread/pwrite
  *     run outside it on a descriptor pinned for the call, never closed under it.
@@ -102,11 +102,6 @@ int      bt_storage_file_is_pad(const bt_storage *s, uint32_t f);
  * short writes and EINTR. Return 0, or -1 with bt_storage_error() set. */
 int bt_storage_write(bt_storage *s, uint32_t piece, uint32_t begin, const void *buf, size_t len);
 int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, size_t len);
-
-/* The same at a position of the torrent's byte stream (len bytes from pos, any
- * pieces and files): the engine's entry point. write: 1 write, 0 read. 0, or -1
- * with errno set (EINVAL past the end, else the system call's) and the error. */
-int bt_storage_io(bt_storage *s, int64_t pos, void *buf, size_t len, int write);
 
 /* SHA-1 of the piece as stored (read back in BT_STORAGE_HASH_CHUNK chunks). 0 / -1. */
 int bt_storage_hash_piece(bt_storage *s, uint32_t piece, uint8_t out[20]);

@@ -3,7 +3,7 @@
  * On two cores the loop thread (recv, framing, bookkeeping) and the hashing plus
  * page-cache writes of finished pieces overlap instead of adding up. The worker
  * touches only what the job hands it: the piece buffer (owned by the job until it
- * comes back), the torrent's storage through bt_files_io (writes may run while the
+ * comes back), the torrent's storage through bt_storage_write (writes may run while the
  * loop thread reads other pieces: storage.h, "Threads") and the read-only piece
  * hashes. Results return through a list and an ev_async; Lua is
  * never touched off the loop thread.
@@ -53,7 +53,7 @@ static void *worker_main(void *arg)
         p->job_ok = EVP_Digest(p->buf, (size_t)size, md, &mdlen, EVP_sha1(), NULL) == 1 &&
                     memcmp(md, t->meta->pieces + (size_t)p->piece * 20, 20) == 0;
         p->job_err = 0;
-        if (p->job_ok && bt_files_io(t, (int64_t)p->piece * t->piece_len, p->buf, (size_t)size, 1) != 0)
+        if (p->job_ok && bt_storage_write(t->st, p->piece, 0, p->buf, (size_t)size) != 0)
             p->job_err = errno ? errno : EIO;
 
         pthread_mutex_lock(&w->mu);
