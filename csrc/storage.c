@@ -434,16 +434,17 @@ static int disk_sync(bt_storage *s)
         int slot;
         int fd = disk_fd_get(s, i, &slot);
         int rc = fd < 0 ? -1 : fsync(fd);
-        if (rc < 0 && fd >= 0)
-            bt_storage_seterr(s, "%s: fsync: %s", d->f[i].path, strerror(errno));
-        pthread_mutex_lock(&d->mu);
-        if (fd >= 0)
-            d->slot[slot].users--;
-        if (rc < 0)
-            d->f[i].dirty = 1;
-        pthread_mutex_unlock(&d->mu);
-        if (rc < 0)
+        if (fd >= 0) {
+            if (rc < 0)
+                bt_storage_seterr(s, "%s: fsync: %s", d->f[i].path, strerror(errno));
+            disk_fd_put(d, slot, 0, 0);
+        }
+        if (rc < 0) {
+            pthread_mutex_lock(&d->mu);
+            d->f[i].dirty = 1;   /* still not durable: the next sync tries again */
+            pthread_mutex_unlock(&d->mu);
             return -1;
+        }
     }
     return 0;
 }
