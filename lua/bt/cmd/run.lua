@@ -60,7 +60,7 @@ function M.run(args)
   local down, up = seedcmd.rate_option(args, "max_down"), seedcmd.rate_option(args, "max_up")
   local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
     signals = true, max_down = down, max_up = up, max_request = seedcmd.request_option(args) }
-  local storage = seedcmd.storage_option(args)
+  local storage = args.storage   -- "disk" or "memory": argparse's choices
   local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
     policy = pol, peers = args.peer, trackers = not args.no_trackers, seed = args.seed })
   if not aok then cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", ""))) end
@@ -142,13 +142,18 @@ function M.run(args)
     end
   end)
 
+  -- every way out: the stats file closed, then the session (resume data, "stopped")
+  local function close_all()
+    if statsf then statsf:close() end
+    s:close()
+  end
+
   if not t.complete then s:run() end
   local now = s.core:now()
   local sig = s:signal()
   if sig and not failure and not t.complete then
     report(now, true)
-    if statsf then statsf:close() end
-    s:close()
+    close_all()
     if not quiet then
       io.stderr:write(("interrupted by %s: %s\n"):format(sig, storage == "memory"
         and "memory storage, nothing was saved" or "progress saved"))
@@ -159,8 +164,7 @@ function M.run(args)
   report(now, true)
   local st = t:stats()
   if failure then
-    if statsf then statsf:close() end
-    s:close()
+    close_all()
     cli.fail(failure, code)
   end
   if not quiet then
@@ -172,16 +176,12 @@ function M.run(args)
     seeding = true
     if not quiet then io.stderr:write("seeding\n") end
     local why = seedcmd.seed_until(s, t, { ratio = ratio, time = stime })
-    st = t:stats()
-    local terr = t.error
-    if statsf then report(s.core:now(), true); statsf:close() end
-    s:close()
-    if why == "error" or why == "stopped" then cli.fail("seeding stopped: " .. tostring(terr or why), 1) end
-    if not quiet then io.stderr:write(("done seeding (%s): uploaded %s\n"):format(why, human(st.uploaded))) end
-    return 0
+    local uploaded, terr = t:stats().uploaded, t.error
+    if statsf then report(s.core:now(), true) end
+    close_all()
+    return seedcmd.seeding_done(why, terr, uploaded, quiet)
   end
-  if statsf then statsf:close() end
-  s:close()
+  close_all()
   return 0
 end
 

@@ -46,13 +46,6 @@ function M.seed_options(cmd)
   cmd:option("--seed-time", "Stop seeding after this many seconds.")
 end
 
---- Parse --storage: "disk" or "memory" (fails with a message otherwise).
-function M.storage_option(args)
-  local v = args.storage or "disk"
-  if v ~= "disk" and v ~= "memory" then cli.fail("--storage must be disk or memory, not " .. v) end
-  return v
-end
-
 function M.limit_options(cmd)
   cmd:option("--max-down", "Download limit in bytes/s (500K, 2M; 0: none).", "0")
   cmd:option("--max-up", "Upload limit in bytes/s (500K, 2M; 0: none).", "0")
@@ -87,6 +80,14 @@ function M.seed_until(s, t, opts)
   return why
 end
 
+--- The end of seeding (after s:close()), for run and seed: fail when the torrent
+-- stopped or failed, else say why it ended. Returns the exit code, 0.
+function M.seeding_done(why, err, uploaded, quiet)
+  if why == "error" or why == "stopped" then cli.fail("seeding stopped: " .. tostring(err or why), 1) end
+  if not quiet then io.stderr:write(("done seeding (%s): uploaded %s\n"):format(why, cli.human(uploaded))) end
+  return 0
+end
+
 function M.setup(cmd)
   cmd:argument("torrent", ".torrent file to seed.")
   cmd:option("-d --dir", "Folder holding the torrent's data.", ".")
@@ -112,13 +113,12 @@ function M.run(args)
   local port, max_peers = num(args, "port", 0), num(args, "max_peers", 1)
   local ratio, stime = num(args, "ratio", 0), num(args, "seed_time", 0)
   local down, up = M.rate_option(args, "max_down"), M.rate_option(args, "max_up")
-  local storage = M.storage_option(args)
+  local storage = args.storage   -- "disk" or "memory": argparse's choices
   local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
     max_down = down, max_up = up, max_request = M.request_option(args) }
   -- trackers only once the data is known complete: an incomplete copy announces nothing
-  local add = { dir = args.dir, peers = args.peer, seed = true, trackers = false }
-  if storage == "memory" then add = { storage = "memory", load = args.dir, peers = args.peer, seed = true,
-    trackers = false } end
+  local add = { storage = storage, peers = args.peer, seed = true, trackers = false }
+  if storage == "memory" then add.load = args.dir else add.dir = args.dir end
   local aok, t = pcall(s.add, s, m, add)
   if not aok then
     s:close()
@@ -143,14 +143,9 @@ function M.run(args)
     end)
   end
   local why = M.seed_until(s, t, { ratio = ratio, time = stime })
-  local st = t:stats()
-  local err = t.error
+  local uploaded, err = t:stats().uploaded, t.error
   s:close()
-  if why == "error" or why == "stopped" then cli.fail("seeding stopped: " .. tostring(err or why), 1) end
-  if not args.quiet then
-    io.stderr:write(("done seeding (%s): uploaded %s\n"):format(why, human(st.uploaded)))
-  end
-  return 0
+  return M.seeding_done(why, err, uploaded, args.quiet)
 end
 
 return M
