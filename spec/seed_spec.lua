@@ -130,10 +130,9 @@ describe("bt-lua seed", function()
   local size = 3 * 1024 * 1024 + 12345   -- a short last piece
   local torrent
   before_each(function()
-    dir = H.tmpdir(); pids = {}
-    os.execute("mkdir -p " .. H.q(dir .. "/seed") .. " " .. H.q(dir .. "/out"))
-    S.make_files(dir .. "/seed", { ["payload.bin"] = size }, 11)
-    torrent = S.mktorrent(dir .. "/seed/payload.bin", dir .. "/p.torrent", 16)
+    dir, torrent = S.fixture("payload.bin", size, 11, 16)
+    pids = {}
+    os.execute("mkdir -p " .. H.q(dir .. "/out"))
   end)
   after_each(function()
     for _, pid in ipairs(pids) do S.kill(pid) end
@@ -239,10 +238,9 @@ describe("rate limits", function()
   local size = 3 * 1024 * 1024
   local torrent
   before_each(function()
-    dir = H.tmpdir(); pids = {}
-    os.execute("mkdir -p " .. H.q(dir .. "/seed") .. " " .. H.q(dir .. "/out"))
-    S.make_files(dir .. "/seed", { ["payload.bin"] = size }, 3)
-    torrent = S.mktorrent(dir .. "/seed/payload.bin", dir .. "/p.torrent", 16)
+    dir, torrent = S.fixture("payload.bin", size, 3, 16)
+    pids = {}
+    os.execute("mkdir -p " .. H.q(dir .. "/out"))
   end)
   after_each(function()
     for _, pid in ipairs(pids) do S.kill(pid) end

@@ -7,10 +7,7 @@ local session = require "bt.session"
 describe("bt.session", function()
   local tmp, pid, port, torrent
   setup(function()
-    tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["s.bin"] = 2 * 1024 * 1024 + 99 }, 21)
-    torrent = S.mktorrent(tmp .. "/seed/s.bin", tmp .. "/s.torrent", 15)   -- 32 KiB pieces
+    tmp, torrent = S.fixture("s.bin", 2 * 1024 * 1024 + 99, 21, 15)   -- 32 KiB pieces
     pid, port = S.aria2_seed(torrent, tmp .. "/seed")
   end)
   teardown(function()
@@ -415,10 +412,7 @@ end)
 describe("resume data", function()
   local tmp, pid, port, torrent
   setup(function()
-    tmp = H.tmpdir()
-    os.execute("mkdir -p " .. tmp .. "/seed")
-    S.make_files(tmp .. "/seed", { ["r.bin"] = 2 * 1024 * 1024 + 5 }, 47)
-    torrent = S.mktorrent(tmp .. "/seed/r.bin", tmp .. "/r.torrent", 15)   -- 65 pieces
+    tmp, torrent = S.fixture("r.bin", 2 * 1024 * 1024 + 5, 47, 15)   -- 65 pieces
     pid, port = S.aria2_seed(torrent, tmp .. "/seed")
   end)
   teardown(function()
