@@ -69,14 +69,21 @@ static double check_now(lua_State *L, int arg)
     return now;
 }
 
+/* The arguments of a chained call rl:f(n, now [, other...]): n into *n, the buckets
+ * (self first, all refilled to now) into bs; returns how many. */
+static int chain_args(lua_State *L, int64_t *n, bt_bucket **bs)
+{
+    *n = check_bytes(L, 2);
+    return gather(L, 4, check_now(L, 3), bs);
+}
+
 /* rl:take(n, now [, other...]) -> granted  [-0, +1, e]
  * Refill to now, grant min(n, what every bucket holds), take it from each. */
 static int l_rl_take(lua_State *L)
 {
-    int64_t n = check_bytes(L, 2);
-    double now = check_now(L, 3);
+    int64_t n;
     bt_bucket *bs[BT_BUCKET_MAX_CHAIN];
-    int k = gather(L, 4, now, bs);
+    int k = chain_args(L, &n, bs);
     lua_pushinteger(L, (lua_Integer)bt_bucket_take_chain(bs, k, n));
     return 1;
 }
@@ -84,10 +91,9 @@ static int l_rl_take(lua_State *L)
 /* rl:wait(n, now [, other...]) -> seconds until min(n, burst) is available  [-0, +1, e] */
 static int l_rl_wait(lua_State *L)
 {
-    int64_t n = check_bytes(L, 2);
-    double now = check_now(L, 3);
+    int64_t n;
     bt_bucket *bs[BT_BUCKET_MAX_CHAIN];
-    int k = gather(L, 4, now, bs);
+    int k = chain_args(L, &n, bs);
     lua_pushnumber(L, bt_bucket_wait_chain(bs, k, n));
     return 1;
 }
@@ -106,10 +112,9 @@ static int l_rl_spend(lua_State *L)
  * to each bucket's burst  [-0, +0, e] */
 static int l_rl_refund(lua_State *L)
 {
-    int64_t n = check_bytes(L, 2);
-    double now = check_now(L, 3);
+    int64_t n;
     bt_bucket *bs[BT_BUCKET_MAX_CHAIN];
-    int k = gather(L, 4, now, bs);
+    int k = chain_args(L, &n, bs);
     bt_bucket_refund_chain(bs, k, n);
     return 0;
 }
