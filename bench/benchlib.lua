@@ -106,6 +106,7 @@ end
 -- background (its output to `log` or nowhere) and get its PID, kill it by PID, find a
 -- free port on 127.0.0.1, wait (bounded: `tries` x 0.1 s, default 10 s) until a port accepts.
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+B.q = q   --- shell-quote one argument
 function B.spawn(cmd, log)
   local p = io.popen("sh -c " .. q(cmd .. " >" .. (log or "/dev/null") .. " 2>&1 & echo $!"))
   local pid = tonumber(p:read("l"))

@@ -8,22 +8,14 @@
 -- this machine decides a good part of the numbers; /dev/shm takes the disk out.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local root = here .. "/.."
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/?.so;" .. package.cpath
+local B = dofile(here .. "/benchlib.lua")   -- also points package.path/cpath at this checkout
 local socket = require "socket"
 
 local MIB = tonumber(arg[1]) or 1024
 local RUNS = tonumber(arg[2]) or 3
 local base = os.getenv("BT_BENCH_DIR") or "/tmp"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-local B = dofile(here .. "/benchlib.lua")
+local q, sh = B.q, B.sh
 local spawn, kill, free_port, wait_port = B.spawn, B.kill, B.free_port, B.wait_port
 
 -- /usr/bin/time: wall, cpu (user+sys), user, sys seconds and peak RSS (KiB) of a command

@@ -9,8 +9,7 @@
 -- exactly the seed under test.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local root = here .. "/.."
-package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
-package.cpath = root .. "/build/?.so;" .. package.cpath
+local B = dofile(here .. "/benchlib.lua")   -- also points package.path/cpath at this checkout
 local socket = require "socket"
 
 local MIB = tonumber(arg[1]) or 1024
@@ -20,14 +19,7 @@ local LEECH_LIMIT = 300          -- seconds any single download may take before 
 local SEED_LIFETIME = 3600       -- btseed exits by itself after this; we kill it sooner
 local LT_REF_CPU = 1.4           -- CPU-s/GiB of a libtorrent seed measured earlier (brief)
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function sh(cmd)
-  local p = io.popen(cmd .. " 2>&1")
-  local out = p:read("a")
-  p:close()
-  return out
-end
-local B = dofile(here .. "/benchlib.lua")
+local q, sh = B.q, B.sh
 local spawn, kill, free_port = B.spawn, B.kill, B.free_port
 -- 30 s: the bt-lua seed hash-checks the payload first
 local function wait_port(port) return B.wait_port(port, 300) end
