@@ -21,10 +21,11 @@ DEB_PKGS := make gcc g++ pkg-config lua5.4 liblua5.4-dev libev-dev libcurl4-open
 PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libcurl libcrypto)
 PKG_LIBS   = $(shell pkg-config --libs libcurl libcrypto) -lev
 
-SRCS    := $(wildcard csrc/*.c)
-HDRS    := $(wildcard csrc/*.h)
-# The pure C layer (no Lua, no libev): what the fuzzers link.
-PURE    := csrc/buf.c csrc/bencode.c csrc/ranges.c csrc/wire.c csrc/metainfo.c csrc/tracker_parse.c
+# csrc/ is in layers, one folder each (docs/architecture.md): core, codec, storage, engine, lua.
+SRCS    := $(wildcard csrc/*/*.c)
+HDRS    := $(wildcard csrc/*/*.h)
+# The pure C layers (core and codec: no I/O, no Lua, no libev): what the fuzzers link.
+PURE    := $(wildcard csrc/core/*.c) $(filter-out csrc/codec/mse.c,$(wildcard csrc/codec/*.c))
 MODULE  := build/bt/core.so
 ASAN_MODULE := build/asan/bt/core.so
 FUZZERS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*_fuzz.c))
@@ -62,11 +63,11 @@ deps:
 
 $(MODULE): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
+	$(CC) $(CFLAGS) $(WARN) -Icsrc -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
 $(ASAN_MODULE): $(SRCS) $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) -O1 -g $(SANITIZE) $(WARN) -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
+	$(CC) -O1 -g $(SANITIZE) $(WARN) -Icsrc -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
 test: all
 	$(MAKE) --no-print-directory fuzz-smoke unit
@@ -79,8 +80,8 @@ asan: deps $(ASAN_MODULE)
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(BUSTED) --lua=$(LUA) spec
 
-# mse_fuzz compiles mse.c and sha1.c into itself (it calls their statics): rebuild it when they change
-build/fuzz/mse_fuzz: csrc/mse.c csrc/sha1.c
+# mse_fuzz compiles mse.c into itself (it calls its statics): rebuild it when it changes
+build/fuzz/mse_fuzz: csrc/codec/mse.c
 build/fuzz/%: fuzz/%.c $(PURE) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -O1 -g $(WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc -o $@ $< $(PURE) -lcrypto

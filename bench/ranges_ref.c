@@ -12,7 +12,7 @@
  * set and clear run 1,024 random operations per fresh copy of the scenario.
  * Usage: ranges_ref [seconds per measurement, default 0.04]
  */
-#include "ranges.h"
+#include "core/ranges.h"
 
 #include <stdio.h>
 #include <stdlib.h>

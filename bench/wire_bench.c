@@ -10,7 +10,7 @@
  *   memcpy:  the reference, copying the same bytes in 64 KiB chunks (the bandwidth
  *            ceiling of any decoder that looks at its input once)
  * Prints one line per measure: "NAME MEASURE MB/s msgs/s" with MB = 10^6 bytes. */
-#include "wire.h"
+#include "codec/wire.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bencode.h"
+#include "codec/bencode.h"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metainfo.h"
+#include "codec/metainfo.h"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 

@@ -1,7 +1,7 @@
 /* mse_fuzz: libFuzzer target for the answering side of the MSE handshake (mse.c).
  *
- * mse.c needs OpenSSL's BIGNUM and sha1.c, which are not in the Makefile's PURE
- * list, so both are compiled into this file (their statics are then at hand too).
+ * mse.c needs OpenSSL's BIGNUM and is not in the Makefile's PURE list, so it is
+ * compiled into this file (its statics are then at hand too); sha1.c comes with PURE.
  *
  * Even first byte: the rest is fed as a hostile byte stream, growing in steps the
  * input chooses; the parser must never read past it and must end in FAIL or keep
@@ -12,8 +12,7 @@
  * initial payload decrypted in place and a step 4 that selects plaintext, or FAIL.
  * Any violation abort()s.
  */
-#include "mse.c"
-#include "sha1.c"
+#include "codec/mse.c"
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 

@@ -8,7 +8,7 @@
  * Built by `make fuzz` with libFuzzer; with -DRANGES_FUZZ_MAIN it is a plain
  * program running seeded random programs (quick check without clang).
  */
-#include "ranges.h"
+#include "core/ranges.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,6 +1,6 @@
 /* tracker_fuzz.c: the HTTP tracker reply parser and the announce URL builder
  * (csrc/tracker_parse.c, part of the Makefile's PURE list) on hostile bytes. */
-#include "tracker.h"
+#include "codec/tracker_parse.h"
 
 #include <assert.h>
 #include <string.h>

@@ -7,8 +7,8 @@
  * the same offset. Every decoded message must re-encode to exactly the bytes it
  * came from (the encoding is canonical), and its header-only encoding must be
  * a prefix of them. */
-#include "buf.h"
-#include "wire.h"
+#include "core/buf.h"
+#include "codec/wire.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metainfo.h"
-#include "ratelimit.h"
-#include "storage.h"
+#include "codec/metainfo.h"
+#include "core/ratelimit.h"
+#include "storage/storage.h"
 
 #include "c_test.h"
 

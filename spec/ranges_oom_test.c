@@ -32,7 +32,7 @@ static void *oom_realloc(void *p, size_t n)
 
 #define malloc oom_malloc
 #define realloc oom_realloc
-#include "../csrc/ranges.c"
+#include "../csrc/core/ranges.c"
 #undef malloc
 #undef realloc
 

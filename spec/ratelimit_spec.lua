@@ -160,9 +160,9 @@ describe("bt.ratelimit", function()
     H.writefile(dir .. "/t.torrent", torrent)
     H.writefile(dir .. "/stream", data)
     local exe = dir .. "/persist_c_test"
-    local out, ok = H.build_c_test(exe, "spec/persist_c_test.c csrc/storage.c"
-      .. " csrc/storage_mem.c csrc/ratelimit.c csrc/metainfo.c csrc/sha1.c csrc/bencode.c"
-      .. " csrc/buf.c csrc/ranges.c -lcrypto -lm")
+    local out, ok = H.build_c_test(exe, "spec/persist_c_test.c csrc/storage/storage.c"
+      .. " csrc/storage/storage_mem.c csrc/core/ratelimit.c csrc/codec/metainfo.c csrc/core/sha1.c csrc/codec/bencode.c"
+      .. " csrc/core/buf.c csrc/core/ranges.c -lcrypto -lm")
     assert(ok, out)
     out, ok = H.run_c_test(exe, dir .. "/t.torrent", dir .. "/stream", dir)
     H.rmtree(dir)

@@ -3,14 +3,14 @@ local H = require "spec.helpers"
 local function rockspec_sources()
   local text = H.readfile("rockspec/bt-lua-scm-1.rockspec")
   local set = {}
-  for src in text:gmatch('"(csrc/[%w_]+%.c)"') do set[src] = true end
+  for src in text:gmatch('"(csrc/[%w_]+/[%w_]+%.c)"') do set[src] = true end
   return set
 end
 
 describe("rockspec", function()
   it("lists every C source the Makefile builds", function()
     local listed = rockspec_sources()
-    local out = H.sh("ls csrc/*.c")
+    local out = H.sh("ls csrc/*/*.c")
     local n = 0
     for src in out:gmatch("[^\n]+") do
       n = n + 1
@@ -22,7 +22,7 @@ describe("rockspec", function()
   it("installs into a temporary tree and runs bt-lua info from there", function()
     local tree = H.tmpdir()
     local out, ok = H.sh("luarocks --lua-version=5.4 --tree=" .. H.q(tree)
-      .. " make rockspec/bt-lua-scm-1.rockspec && rm -rf bt csrc/*.o")
+      .. " make rockspec/bt-lua-scm-1.rockspec && rm -rf bt csrc/*/*.o")
     assert.is_true(ok, out)
     local torrent = tree .. "/t.torrent"
     local info = "d6:lengthi3e4:name1:a12:piece lengthi16384e6:pieces20:" .. string.rep("x", 20) .. "e"

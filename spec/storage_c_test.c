@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "metainfo.h"
-#include "storage.h"
+#include "codec/metainfo.h"
+#include "storage/storage.h"
 
 #include "c_test.h"
 

@@ -472,8 +472,8 @@ describe("bt.storage", function()
       H.writefile(dir .. "/t.torrent", torrent)
       H.writefile(dir .. "/stream", stream)
       local exe = dir .. "/storage_c_test"
-      local out, ok = H.build_c_test(exe, "spec/storage_c_test.c csrc/storage.c"
-        .. " csrc/metainfo.c csrc/sha1.c csrc/bencode.c csrc/buf.c csrc/ranges.c -lcrypto")
+      local out, ok = H.build_c_test(exe, "spec/storage_c_test.c csrc/storage/storage.c"
+        .. " csrc/codec/metainfo.c csrc/core/sha1.c csrc/codec/bencode.c csrc/core/buf.c csrc/core/ranges.c -lcrypto")
       assert(ok, out)
       out, ok = H.run_c_test(exe, dir .. "/t.torrent", dir .. "/stream")
       assert.are.equal("all passed\n", out)

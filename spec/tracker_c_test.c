@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tracker.h"
+#include "engine/tracker.h"
 
 #include "c_test.h"
 

@@ -260,8 +260,8 @@ describe("announce against a fake tracker", function()
     -- Built here with ASan+UBSan: the engine drives bt_tracker this way on its loop.
     local H = require "spec.helpers"
     local exe = os.tmpname()
-    local out, ok = H.build_c_test(exe, "spec/tracker_c_test.c csrc/tracker.c"
-      .. " csrc/tracker_parse.c csrc/bencode.c csrc/buf.c -lcurl -lev")
+    local out, ok = H.build_c_test(exe, "spec/tracker_c_test.c csrc/engine/tracker.c"
+      .. " csrc/codec/tracker_parse.c csrc/codec/bencode.c csrc/core/buf.c -lcurl -lev")
     assert(ok, out)
     out, ok = H.run_c_test(exe, f.base)
     os.remove(exe)

@@ -1,0 +1,114 @@
+/* bencode.h: BEP 3 bencoding. Pure C: no I/O, no Lua, no globals.
+ *
+ * Decoding is one pass over the input into a flat array of tokens (no allocation
+ * per node). Tokens refer back into the input, so every value's raw bytes are at
+ * hand (the info-hash is taken over them, never over a re-encoding) and a
+ * container knows where its next sibling starts, so skipping a subtree is O(1).
+ *
+ * Layout of a document: token 0 is the top value. A container's first child, if
+ * any, is the token right after it; each child's `next` is the index of the
+ * following child; the container's own `next` is one past its whole subtree.
+ * Dictionary children alternate key (a string), value, key, value...
+ */
+#ifndef BT_BENCODE_H
+#define BT_BENCODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+/* Limits, each with its reason. Inputs are hostile. */
+#define BT_BENC_MAX_DEPTH  256          /* real torrents nest < 10 deep; bounds recursion in users.
+                                           Exactly this many nested containers is accepted. */
+#define BT_BENC_MAX_INPUT  (1u << 30)   /* offsets are 32-bit; 1 GiB is far beyond any torrent */
+
+typedef enum bt_btype {
+    BT_BNONE = 0,
+    BT_BINT  = 1,
+    BT_BSTR  = 2,
+    BT_BLIST = 3,
+    BT_BDICT = 4,
+} bt_btype;
+
+typedef struct bt_btok {
+    uint32_t start;   /* offset of the value's first byte ('i', 'l', 'd' or a digit) */
+    uint32_t end;     /* offset one past the value's last byte: raw bytes are [start, end) */
+    uint32_t next;    /* index of the next sibling token (one past the subtree) */
+    uint32_t aux;     /* string: offset of the payload (payload is [aux, end));
+                         container: number of children (a dict counts keys and values) */
+    uint8_t type;     /* bt_btype */
+} bt_btok;
+
+typedef struct bt_bdoc {
+    const char *buf;  /* the input; not owned, must outlive the document */
+    size_t len;
+    bt_btok *tok;
+    uint32_t ntok;
+    uint32_t cap;
+} bt_bdoc;
+
+typedef struct bt_berr {
+    const char *msg;  /* static string, e.g. "leading zero in integer" */
+    size_t offset;    /* byte offset in the input where the error was found */
+} bt_berr;
+
+/* Flags for bt_bdecode. Strict is the default (0). */
+#define BT_BDEC_ALLOW_UNSORTED 1u   /* accept dict keys out of order (real torrents have them);
+                                       duplicates are still rejected */
+
+/* Tokenize buf[0..len). Returns 0, or -1 with *err filled (doc is left empty,
+ * bt_bdoc_free on it is harmless). Rejects, with err->msg one of:
+ *   "empty input", "input too large" (len > BT_BENC_MAX_INPUT),
+ *   "unexpected end of input", "trailing data after value", "invalid character",
+ *   "unexpected 'e'", "nesting too deep" (more than BT_BENC_MAX_DEPTH containers),
+ *   "empty integer" (ie), "expected digit" (i-e, i+1e), "expected digit or 'e'",
+ *   "leading zero in integer" (i03e), "negative zero" (i-0e), "integer overflow"
+ *   (outside int64), "leading zero in string length" (01:a),
+ *   "expected ':' after string length", "string length past end of input",
+ *   "dict key is not a string", "missing dict value", "dict keys not sorted"
+ *   (strict mode), "duplicate dict key", "out of memory".
+ * err->offset is the 0-based offset of the offending byte: the first byte that
+ * cannot belong to a valid document, except for whole-value errors, which name
+ * the value's first byte: a string whose length runs past the end, an
+ * out-of-order or duplicate key (the later key), "-0" (its '-'), a leading zero
+ * (the '0' itself, in integers and string lengths).
+ *
+ * Memory: the token array grows geometrically and never exceeds len / 2 + 1
+ * tokens (every value takes at least 2 bytes), i.e. ~10 bytes per input byte;
+ * bound the input to bound the memory. Integers are always validated strictly;
+ * BT_BDEC_ALLOW_UNSORTED only relaxes the key order. */
+int  bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_berr *err);
+void bt_bdoc_free(bt_bdoc *doc);
+
+/* Accessors. `t` must be a valid token index of `doc`. */
+static inline bt_btype bt_btype_of(const bt_bdoc *d, uint32_t t) { return (bt_btype)d->tok[t].type; }
+static inline const char *bt_bstr(const bt_bdoc *d, uint32_t t, size_t *len)
+{
+    *len = d->tok[t].end - d->tok[t].aux;
+    return d->buf + d->tok[t].aux;
+}
+/* Integer value (already validated by the decoder). */
+int64_t bt_bint(const bt_bdoc *d, uint32_t t);
+/* Value of `key` in dict `t`, or 0 when absent or `t` is not a dict (token 0 is
+ * never a child). Linear scan: dicts in torrents have a handful of keys. */
+uint32_t bt_bdict_get(const bt_bdoc *d, uint32_t t, const char *key);
+uint32_t bt_bdict_getn(const bt_bdoc *d, uint32_t t, const char *key, size_t klen);
+/* Iteration: for (uint32_t c = bt_bfirst(d, t); c; c = bt_bnext(d, t, c)) ... */
+/* bt_bfirst of a string or integer is 0 (no children), so a caller that got
+ * the type wrong iterates nothing instead of wandering into sibling tokens. */
+static inline uint32_t bt_bfirst(const bt_bdoc *d, uint32_t t)
+{
+    return d->tok[t].type >= BT_BLIST && d->tok[t].aux ? t + 1 : 0;
+}
+static inline uint32_t bt_bnext(const bt_bdoc *d, uint32_t parent, uint32_t child)
+{
+    uint32_t n = d->tok[child].next;
+    return n < d->tok[parent].next ? n : 0;
+}
+
+/* Encoding helpers (callers build values in order; dict keys must be given sorted). */
+int bt_benc_int(bt_buf *b, int64_t v);
+int bt_benc_str(bt_buf *b, const void *s, size_t n);
+
+#endif

@@ -1,0 +1,84 @@
+/* metainfo.h: .torrent parsing and validation (BEP 3, 47 pad files). Pure C
+ * over bencode.h and sha1.h: no I/O, no Lua. Top-level optional keys (announce,
+ * announce-list, url-list, comment...) are not interpreted here; callers read
+ * them from m->doc (lua/bt/torrent.lua does, and checks their types).
+ *
+ * The info-hash is SHA-1 over the exact original bytes of the info dictionary.
+ * Every string in the result points into the caller's buffer (lengths given), or
+ * into the meta's own allocations; nothing is NUL-terminated unless noted.
+ *
+ * What bt_meta_parse accepts (everything else is an error with an offset):
+ * - keys in any order (real torrents have unsorted keys), no duplicates;
+ * - name: a non-empty string that is a safe path component (see below);
+ * - piece length: 1 .. BT_META_MAX_PIECE_LEN (not necessarily a power of two);
+ * - pieces: a string of 20-byte hashes, exactly ceil(total / piece length) of them;
+ * - exactly one of `length` (single file) and `files` (multi-file, at least one);
+ * - every length >= 0, the sum fits in int64 and is > 0: a torrent with no data
+ *   has nothing to download or verify and zero pieces, so it is refused (as
+ *   libtorrent does), which spares the engine a zero-piece special case;
+ * - every path: a list of 1 .. BT_META_MAX_PATH_DEPTH safe components;
+ * - a safe component is a non-empty string that is not "." or "..", and contains
+ *   no '/', no '\' (a separator on Windows: a torrent made there must not climb
+ *   out of the folder when moved to a system that honours it) and no NUL; so no
+ *   path is absolute and none climbs out of the download folder;
+ * - no two non-pad files with the same path, and no file whose path is a folder
+ *   of another file ("a" and "a/b"): storage could not lay them out. Pad files
+ *   (BEP 47, `attr` containing 'p') are exempt: they are never written, and pad
+ *   files of equal size share one name by convention;
+ * - `private`, when present, is an integer (non-zero means private);
+ *   `attr`, when present, is a string. Other keys are ignored, including BEP 52
+ *   (v2) keys: a v2-only torrent fails for lack of `pieces`.
+ */
+#ifndef BT_METAINFO_H
+#define BT_METAINFO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/bencode.h"
+
+#define BT_META_MAX_FILES      (1u << 22)   /* 4 M files: far past any real torrent */
+#define BT_META_MAX_PATH_DEPTH 64           /* components in one file path */
+#define BT_META_MAX_PIECE_LEN  (1u << 28)   /* 256 MiB pieces: no client makes larger */
+#define BT_META_MAX_PIECES     (1u << 24)   /* 16 M pieces */
+
+typedef struct bt_str { const char *p; size_t n; } bt_str;
+
+typedef struct bt_meta_file {
+    uint32_t path_tok;        /* token of the path list (multi-file) or 0 for single-file (path = name) */
+    uint32_t ncomp;           /* components in the path */
+    int64_t length;
+    int64_t offset;           /* offset of the file's first byte in the torrent's byte stream */
+    unsigned pad : 1;         /* BEP 47 padding file ("attr" holds 'p') */
+} bt_meta_file;
+
+typedef struct bt_meta {
+    bt_bdoc doc;              /* tokens of the whole file (keeps pointing into buf) */
+    uint8_t info_hash[20];
+    uint32_t info_tok;        /* token of the info dict */
+    bt_str name;
+    int64_t piece_length;
+    uint32_t num_pieces;
+    const uint8_t *pieces;    /* num_pieces * 20 bytes of SHA-1 */
+    int64_t total_length;
+    int is_private;           /* info.private is a non-zero integer (BEP 27) */
+    int multi_file;           /* `files` list (1) or single `length` (0) */
+    bt_meta_file *files;
+    uint32_t num_files;       /* 1 for a single-file torrent */
+} bt_meta;
+
+/* Parse and validate. Returns 0, or -1 with *err (static message) and *err_off
+ * (byte offset of the offending value, or of the bencode error; for a missing
+ * key, the offset of the dictionary that lacks it). buf must outlive m. On
+ * failure m is left empty (bt_meta_free is still safe to call). */
+int  bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, size_t *err_off);
+void bt_meta_free(bt_meta *m);
+
+/* Component k (< files[f].ncomp) of file f's path, O(1). For a single-file
+ * torrent, the one component is the name. For a multi-file torrent the name is
+ * the folder holding the paths and is not a component. */
+bt_str bt_meta_path_comp(const bt_meta *m, uint32_t f, uint32_t k);
+/* Length of piece i < num_pieces (the last one may be short). */
+int64_t bt_meta_piece_size(const bt_meta *m, uint32_t i);
+
+#endif

@@ -1,0 +1,286 @@
+/* wire.c: peer-wire framing (BEP 3, 5, 6, 10). See wire.h for the contract.
+ *
+ * Every length is judged from the 4-byte prefix and the id byte alone, before a
+ * single payload byte is waited for: a peer that announces a bogus length is
+ * rejected while we hold at most 5 of its bytes for that message. */
+#include "codec/wire.h"
+
+#include <string.h>
+
+/* BEP 10 ut_metadata pieces are 16 KiB; 1 MiB leaves room for big handshakes
+ * (ut_pex lists) without letting one message pin much memory. */
+#define DEFAULT_MAX_EXTENDED (1024u * 1024)
+/* Room for the largest extended payload plus its id and the 4-byte header slack. */
+#define DEFAULT_MAX_MESSAGE  (DEFAULT_MAX_EXTENDED + 16)
+
+static const uint8_t PROTOCOL[20] = "\x13" "BitTorrent protocol";
+
+void bt_wire_limits_default(bt_wire_limits *lim)
+{
+    lim->max_block = BT_BLOCK_SIZE;
+    lim->max_bitfield = 0;
+    lim->max_extended = DEFAULT_MAX_EXTENDED;
+    lim->max_message = DEFAULT_MAX_MESSAGE;
+}
+
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static uint8_t *wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+    return p + 4;
+}
+
+/* Fixed-size messages: the exact length prefix each must carry (id included),
+ * and the static error for any other. 0: not a fixed-size id. */
+static const struct fixed {
+    uint32_t len;
+    const char *err;
+} FIXED[256] = {
+    [BT_MSG_CHOKE]          = {1,  "choke: length must be 1"},
+    [BT_MSG_UNCHOKE]        = {1,  "unchoke: length must be 1"},
+    [BT_MSG_INTERESTED]     = {1,  "interested: length must be 1"},
+    [BT_MSG_NOT_INTERESTED] = {1,  "not interested: length must be 1"},
+    [BT_MSG_HAVE]           = {5,  "have: length must be 5"},
+    [BT_MSG_REQUEST]        = {13, "request: length must be 13"},
+    [BT_MSG_CANCEL]         = {13, "cancel: length must be 13"},
+    [BT_MSG_PORT]           = {3,  "port: length must be 3"},
+    [BT_MSG_SUGGEST]        = {5,  "suggest: length must be 5"},
+    [BT_MSG_HAVE_ALL]       = {1,  "have all: length must be 1"},
+    [BT_MSG_HAVE_NONE]      = {1,  "have none: length must be 1"},
+    [BT_MSG_REJECT]         = {13, "reject: length must be 13"},
+    [BT_MSG_ALLOWED_FAST]   = {5,  "allowed fast: length must be 5"},
+};
+
+/* Judge a length prefix n (id byte included, n >= 1) for message id.
+ * Returns NULL when acceptable, else the static reason. */
+static const char *check_len(uint8_t id, uint32_t n, const bt_wire_limits *lim)
+{
+    if (FIXED[id].len)
+        return n == FIXED[id].len ? NULL : FIXED[id].err;
+    switch (id) {
+    case BT_MSG_BITFIELD: {
+        uint32_t cap = lim->max_bitfield ? lim->max_bitfield : lim->max_message;
+        if (n - 1 > cap)
+            return "bitfield: longer than the limit";
+        return NULL;
+    }
+    case BT_MSG_PIECE:
+        if (n < 9)
+            return "piece: length must be at least 9";
+        if (n - 9 > lim->max_block)
+            return "piece: block larger than the limit";
+        return NULL;
+    case BT_MSG_EXTENDED:
+        if (n < 2)
+            return "extended: length must be at least 2";
+        if (n - 2 > lim->max_extended)
+            return "extended: payload larger than the limit";
+        return NULL;
+    default:
+        return NULL;   /* unknown ids: the overall cap, already checked, is all */
+    }
+}
+
+int bt_wire_parse(const uint8_t *buf, size_t len, const bt_wire_limits *lim,
+                  bt_msg *msg, size_t *used, const char **err)
+{
+    *used = 0;
+    if (len < 4)
+        return 0;
+    uint32_t n = rd32(buf);
+    if (n > lim->max_message) {
+        *err = "message longer than the limit";
+        return -1;
+    }
+    size_t total = (size_t)n + 4;
+    if (n == 0) {
+        memset(msg, 0, sizeof *msg);
+        msg->type = BT_MSG_KEEPALIVE;
+        *used = 4;
+        return 1;
+    }
+    if (len < 5) {
+        *used = total;
+        return 0;
+    }
+    uint8_t id = buf[4];
+    const char *why = check_len(id, n, lim);
+    if (why) {
+        *err = why;
+        return -1;
+    }
+    if (len < total) {
+        *used = total;
+        return 0;
+    }
+
+    memset(msg, 0, sizeof *msg);
+    msg->type = id;
+    const uint8_t *p = buf + 5;
+    switch (id) {
+    case BT_MSG_CHOKE: case BT_MSG_UNCHOKE: case BT_MSG_INTERESTED:
+    case BT_MSG_NOT_INTERESTED: case BT_MSG_HAVE_ALL: case BT_MSG_HAVE_NONE:
+        break;
+    case BT_MSG_HAVE: case BT_MSG_SUGGEST: case BT_MSG_ALLOWED_FAST:
+        msg->index = rd32(p);
+        break;
+    case BT_MSG_REQUEST: case BT_MSG_CANCEL: case BT_MSG_REJECT:
+        msg->index = rd32(p);
+        msg->begin = rd32(p + 4);
+        msg->length = rd32(p + 8);
+        break;
+    case BT_MSG_PORT:
+        msg->port = (uint16_t)(p[0] << 8 | p[1]);
+        break;
+    case BT_MSG_PIECE:
+        msg->index = rd32(p);
+        msg->begin = rd32(p + 4);
+        msg->payload = p + 8;
+        msg->payload_len = n - 9;
+        break;
+    case BT_MSG_EXTENDED:
+        msg->ext_id = p[0];
+        msg->payload = p + 1;
+        msg->payload_len = n - 2;
+        break;
+    default:   /* bitfield and unknown ids: the raw payload */
+        msg->payload = p;
+        msg->payload_len = n - 1;
+        break;
+    }
+    *used = total;
+    return 1;
+}
+
+int bt_wire_parse_handshake(const uint8_t *buf, size_t len, bt_handshake *hs, const char **err)
+{
+    size_t k = len < sizeof PROTOCOL ? len : sizeof PROTOCOL;
+    if (memcmp(buf, PROTOCOL, k) != 0) {
+        *err = "not a BitTorrent handshake";
+        return -1;
+    }
+    if (len < BT_HANDSHAKE_LEN)
+        return 0;
+    memcpy(hs->reserved, buf + 20, 8);
+    memcpy(hs->info_hash, buf + 28, 20);
+    memcpy(hs->peer_id, buf + 48, 20);
+    return 1;
+}
+
+void bt_wire_write_handshake(const bt_handshake *hs, uint8_t out[BT_HANDSHAKE_LEN])
+{
+    memcpy(out, PROTOCOL, 20);
+    memcpy(out + 20, hs->reserved, 8);
+    memcpy(out + 28, hs->info_hash, 20);
+    memcpy(out + 48, hs->peer_id, 20);
+}
+
+/* Bytes after the id for the fixed part of each type; -1 for types we cannot
+ * encode. Ids 0..255 without a meaning here are "unknown" messages: id + payload. */
+static long body_len(int type)
+{
+    switch (type) {
+    case BT_MSG_KEEPALIVE:
+        return 0;
+    case BT_MSG_CHOKE: case BT_MSG_UNCHOKE: case BT_MSG_INTERESTED:
+    case BT_MSG_NOT_INTERESTED: case BT_MSG_HAVE_ALL: case BT_MSG_HAVE_NONE:
+        return 0;
+    case BT_MSG_HAVE: case BT_MSG_SUGGEST: case BT_MSG_ALLOWED_FAST:
+        return 4;
+    case BT_MSG_REQUEST: case BT_MSG_CANCEL: case BT_MSG_REJECT:
+        return 12;
+    case BT_MSG_PORT:
+        return 2;
+    case BT_MSG_PIECE:
+        return 8;
+    case BT_MSG_EXTENDED:
+        return 1;
+    default:
+        return type >= 0 && type <= 255 ? 0 : -1;
+    }
+}
+
+static int has_payload(int type)
+{
+    return type >= 0 && type <= 255 && FIXED[type].len == 0 && type != BT_MSG_PORT;
+}
+
+/* The value of the length prefix, or 0 with *ok = 0 when msg cannot be framed. */
+static uint32_t prefix_of(const bt_msg *msg, int *ok)
+{
+    long body = body_len(msg->type);
+    *ok = 0;
+    if (body < 0)
+        return 0;
+    if (msg->type == BT_MSG_KEEPALIVE) {
+        *ok = 1;
+        return 0;
+    }
+    uint64_t n = 1 + (uint64_t)body;
+    if (has_payload(msg->type))
+        n += msg->payload_len;
+    if (n > UINT32_MAX)
+        return 0;
+    *ok = 1;
+    return (uint32_t)n;
+}
+
+size_t bt_wire_encoded_len(const bt_msg *msg)
+{
+    int ok;
+    uint32_t n = prefix_of(msg, &ok);
+    if (!ok)
+        return 0;
+    size_t total = (size_t)n + 4;
+    if (has_payload(msg->type) && !msg->payload)
+        total -= msg->payload_len;   /* header-only: the caller sends the data */
+    return total;
+}
+
+size_t bt_wire_encode(const bt_msg *msg, uint8_t *out, size_t cap)
+{
+    int ok;
+    uint32_t n = prefix_of(msg, &ok);
+    size_t need = bt_wire_encoded_len(msg);
+    if (!ok || need > cap)
+        return 0;
+    uint8_t *p = wr32(out, n);
+    if (msg->type == BT_MSG_KEEPALIVE)
+        return 4;
+    *p++ = (uint8_t)msg->type;
+    switch (msg->type) {
+    case BT_MSG_HAVE: case BT_MSG_SUGGEST: case BT_MSG_ALLOWED_FAST:
+        p = wr32(p, msg->index);
+        break;
+    case BT_MSG_REQUEST: case BT_MSG_CANCEL: case BT_MSG_REJECT:
+        p = wr32(p, msg->index);
+        p = wr32(p, msg->begin);
+        p = wr32(p, msg->length);
+        break;
+    case BT_MSG_PORT:
+        *p++ = (uint8_t)(msg->port >> 8);
+        *p++ = (uint8_t)msg->port;
+        break;
+    case BT_MSG_PIECE:
+        p = wr32(p, msg->index);
+        p = wr32(p, msg->begin);
+        break;
+    case BT_MSG_EXTENDED:
+        *p++ = msg->ext_id;
+        break;
+    default:
+        break;
+    }
+    if (has_payload(msg->type) && msg->payload && msg->payload_len) {
+        memcpy(p, msg->payload, msg->payload_len);
+        p += msg->payload_len;
+    }
+    return (size_t)(p - out);
+}

@@ -1,0 +1,16 @@
+/* l_tracker.h: what other binding files use of l_tracker.c. */
+#ifndef BT_L_TRACKER_H
+#define BT_L_TRACKER_H
+
+#include <lua.h>
+
+#include "lua/lbt.h"
+#include "engine/tracker.h"
+
+/* Push the table of a successful announce: failure_reason, warning_message,
+ * tracker_id, interval, min_interval, complete, incomplete, http_status,
+ * peers_dropped and peers, each peer as {ip=, port=} or, with peer_strings, as
+ * "ip:port" ("[ip]:port" for IPv6), the form the session's Lua side dials.  [-0, +1, m] */
+BT_HIDDEN void bt_ltracker_push_result(lua_State *L, const bt_announce_result *r, int peer_strings);
+
+#endif
