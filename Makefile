@@ -4,6 +4,7 @@
 LUA_PC    ?= lua5.4
 LUA       ?= lua5.4
 BUSTED    ?= busted
+LUACHECK  ?= luacheck
 CC        ?= gcc
 CXX       ?= g++
 CFLAGS    ?= -O2 -g
@@ -13,7 +14,7 @@ FUZZ_SMOKE_SECONDS ?= 4
 
 # Debian packages the build, the tests, the benchmarks and the demo use.
 DEB_PKGS := make gcc g++ pkg-config lua5.4 liblua5.4-dev libev-dev libcurl4-openssl-dev libssl-dev \
-            lua-busted lua-argparse lua-cjson lua-socket lua-term luarocks \
+            lua-busted lua-argparse lua-cjson lua-socket lua-term luarocks lua-check \
             clang libclang-rt-14-dev opentracker aria2 transmission-cli transmission-daemon \
             mktorrent python3-libtorrent libtorrent-rasterbar-dev hyperfine time strace iproute2 ca-certificates
 
@@ -38,13 +39,14 @@ ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-f
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/build/?.so;;
 
-.PHONY: all help deps test unit fuzz-smoke asan fuzz bench demo clean
+.PHONY: all help deps test lint unit fuzz-smoke asan fuzz bench demo clean
 
 all: deps $(MODULE)
 
 help:
 	@echo "make          build the Lua module build/bt/core.so"
-	@echo "make test     build, run every spec with busted on Lua 5.4, then a short fuzz smoke"
+	@echo "make test     build, lint, a short fuzz smoke, then every spec with busted on Lua 5.4"
+	@echo "make lint     luacheck over the Lua code (settings in .luacheckrc); fails on any finding"
 	@echo "make asan     the specs again with the module built under ASan+UBSan; fails on any report"
 	@echo "make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make bench    benchmarks, each against a reference measured in the same run"
@@ -70,7 +72,16 @@ $(ASAN_MODULE): $(SRCS) $(HDRS)
 	$(CC) -O1 -g $(SANITIZE) $(WARN) -Icsrc -fPIC -fvisibility=hidden -shared $(PKG_CFLAGS) -o $@ $(SRCS) $(PKG_LIBS)
 
 test: all
-	$(MAKE) --no-print-directory fuzz-smoke unit
+	$(MAKE) --no-print-directory lint fuzz-smoke unit
+
+# Lua files to lint: scripts/bt-lua has no .lua extension, so it is named explicitly.
+LINT_LUA := lua examples scripts scripts/bt-lua spec $(wildcard bench/*.lua)
+
+# luacheck exits non-zero on any warning or error, which fails the target.
+# A check of the C layer will be added to this same target later: keep `lint` the one
+# entry point for static checks, and add that check as another command below this one.
+lint: deps
+	$(LUACHECK) --quiet --codes $(LINT_LUA)
 
 unit:
 	$(BUSTED) --lua=$(LUA) spec

@@ -56,7 +56,8 @@ local ok, err = pcall(function()
   -- announce the seed to the tracker by hand: libtorrent only does it on its own schedule
   local http = require "socket.http"
   for _ = 1, 20 do
-    local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-LT0000-000000000000&port=%d&left=0&compact=1&event=started")
+    local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-LT0000-000000000000"
+      .. "&port=%d&left=0&compact=1&event=started")
       :format(tport, meta.info_hash_hex:gsub("%x%x", "%%%0"), sport))
     if body and not body:find("failure", 1, true) then break end
     socket.sleep(0.3)
@@ -67,7 +68,8 @@ local ok, err = pcall(function()
         return ("lua5.4 %s run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
           :format(q(root .. "/scripts/bt-lua"), q(torrent), q(out), sport) end },
     { name = "libtorrent leecher (python3-libtorrent)", cmd = function(out)
-        return ("/usr/bin/python3 %s leech %s %s %d"):format(q(here .. "/engine_lt.py"), q(torrent), q(out), sport) end },
+        return ("/usr/bin/python3 %s leech %s %s %d"):format(q(here .. "/engine_lt.py"), q(torrent), q(out), sport)
+      end },
     { name = "aria2c", cmd = function(out)
         return ("aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false --enable-peer-exchange=false " ..
           "--file-allocation=none --console-log-level=warn --summary-interval=0 --listen-port=%d -d %s %s")

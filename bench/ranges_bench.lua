@@ -98,8 +98,12 @@ local rows = {
               function() for k = 1, 4096 do if tbl[idx[k]] then sink = sink + 1 end end end },
   { "next_clear(i)", function() for k = 1, 4096 do sink = sink + (s:next_clear(idx[k]) or 0) end end,
               function() for k = 1, 4096 do local i = idx[k]; while tbl[i] do i = i + 1 end; sink = sink + i end end },
-  { "set(i) + clear(i)", function() for k = 1, 4096 do local i = idx[k]; local h = s:has(i); s:set(i); if not h then s:clear(i) end end end,
-              function() for k = 1, 4096 do local i = idx[k]; local h = tbl[i]; tbl[i] = true; if not h then tbl[i] = nil end end end },
+  { "set(i) + clear(i)", function()
+                for k = 1, 4096 do local i = idx[k]; local h = s:has(i); s:set(i); if not h then s:clear(i) end end
+              end,
+              function()
+                for k = 1, 4096 do local i = idx[k]; local h = tbl[i]; tbl[i] = true; if not h then tbl[i] = nil end end
+              end },
 }
 for _, row in ipairs(rows) do
   local a, b = rate(row[2]), rate(row[3])

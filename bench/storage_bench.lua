@@ -77,5 +77,6 @@ print(string.format("storage: %d MiB single file, 1 MiB pieces, %d KiB blocks, b
 print(string.format("  %-40s %8.1f MB/s  (reference)", "dd, 16 KiB blocks", mbps(dd)))
 print(string.format("  %-40s %8.1f MB/s  %.2fx dd", "st:write, 16 KiB blocks", mbps(write), dd / write))
 print(string.format("  %-40s %8.1f MB/s  (reference)", "openssl dgst -sha1 (one stream)", mbps(ossl)))
-print(string.format("  %-40s %8.1f MB/s  %.2fx openssl", "st:check() (read + SHA-1 per piece)", mbps(check), ossl / check))
+print(string.format("  %-40s %8.1f MB/s  %.2fx openssl", "st:check() (read + SHA-1 per piece)", mbps(check),
+  ossl / check))
 print(string.format("  %-40s %8.3f s for %d pieces", "st:check() on a fresh sparse download", fresh, MIB))

@@ -88,7 +88,8 @@ local ok, err = pcall(function()
   for _, s in ipairs(seeds) do
     local done = false
     for _ = 1, 30 do
-      local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-UB0000-%012d&port=%d&left=0&compact=1&event=started")
+      local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-UB0000-%012d"
+        .. "&port=%d&left=0&compact=1&event=started")
         :format(tport, s.hash:gsub("%x%x", "%%%0"), s.port, s.port))
       if body and not body:find("failure", 1, true) then done = true; break end
       socket.sleep(0.3)
@@ -101,8 +102,9 @@ local ok, err = pcall(function()
         return ("timeout %d /usr/bin/python3 %s leech %s %s %d"):format(LEECH_LIMIT, q(here .. "/engine_lt.py"),
           q(s.torrent), q(out), s.port) end },
     { name = "aria2c", cmd = function(s, out)
-        return ("timeout %d aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false --enable-peer-exchange=false " ..
-          "--file-allocation=none --console-log-level=warn --summary-interval=0 --listen-port=%d -d %s %s")
+        return ("timeout %d aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false " ..
+          "--enable-peer-exchange=false --file-allocation=none --console-log-level=warn --summary-interval=0 " ..
+          "--listen-port=%d -d %s %s")
           :format(LEECH_LIMIT, free_port(), q(out), q(s.torrent)) end },
   }
   -- warm-up, not counted: libtorrent's seed_mode hashes each piece on its first request (bt-lua
@@ -137,7 +139,8 @@ local ok, err = pcall(function()
     return t[(#t + 1) // 2]
   end
   local gib = MIB / 1024
-  print(("upload: %d MiB, 1 MiB pieces, loopback, median of %d; seed CPU = utime+stime of the seed process"):format(MIB, RUNS))
+  print(("upload: %d MiB, 1 MiB pieces, loopback, median of %d; seed CPU = utime+stime of the seed process")
+    :format(MIB, RUNS))
   for _, l in ipairs(leechers) do
     local m = {}
     for i, s in ipairs(seeds) do

@@ -12,7 +12,7 @@ return {
 
   -- a stalled request moves to another peer after three round trips plus a second;
   -- `age` is how long the peer has sent us nothing while the request waited
-  timeout = function(t, peer, req, age)
+  timeout = function(_t, peer, _req, age)
     if age > 3 * peer.rtt + 1 then return "reassign" end
     return "keep"
   end,

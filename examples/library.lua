@@ -11,19 +11,19 @@ if not torrent then
 end
 local peers = { table.unpack(arg, 3) }
 
-local s = session{ port = 0 }                          -- any free port
-local t = s:add(torrent, { dir = dir, peers = peers,   -- trackers in the torrent are used too
-                           policy = "bt.policy.default" })
+local s = session{ port = 0 }                            -- any free port
+local tor = s:add(torrent, { dir = dir, peers = peers,   -- trackers in the torrent are used too
+                             policy = "bt.policy.default" })
 
 s:on("piece", function(t, index, ok)
   io.write(("piece %d %s (%d left)\n"):format(index, ok and "verified" or "FAILED", t.missing))
 end)
-s:on("peer_connect", function(t, peer) print("connected to " .. peer.address) end)
+s:on("peer_connect", function(_t, peer) print("connected to " .. peer.address) end)
 s:on("complete", function(t)
   print("complete: " .. t.name)
   s:stop()
 end)
-s:on("error", function(t, message)
+s:on("error", function(_t, message)
   io.stderr:write(message, "\n")
   s:stop()
 end)
@@ -31,6 +31,6 @@ end)
 -- run until complete, or give up after 10 minutes
 local start = os.time()
 s:run(function() return os.time() - start > 600 end)
-local ok = t.complete
+local ok = tor.complete
 s:close()
 os.exit(ok and 0 or 1)

@@ -127,7 +127,8 @@ local children = {}   -- {pid=, name=, log=, pipe=, code=} of everything started
 -- stays behind on a pipe to report that code once the process has ended (see finish).
 local function spawn(name, args, log)
   -- the shell's own stderr is muted: it would report a killed job ("Killed") on the terminal
-  local cmd = ("exec 2>/dev/null; timeout -k %d %d lua5.4 %s %s >%s 2>&1 </dev/null & echo $!; wait $!; echo \"exit=$?\""):format(
+  local cmd = ("exec 2>/dev/null; timeout -k %d %d lua5.4 %s %s >%s 2>&1 </dev/null & "
+    .. "echo $!; wait $!; echo \"exit=$?\""):format(
     KILL_AFTER, CHILD_LIFETIME, q(root .. "/scripts/bt-lua"), args, q(log))
   local p = io.popen(cmd)
   local pid = tonumber(p:read("l"))
@@ -262,7 +263,8 @@ local function main()
   local seed = spawn("seed", ("seed %s -d %s --bind 127.0.0.1 --port %d --no-trackers --max-up %d"):format(
     q(torrent), q(seed_dir), seed_port, cap), dir .. "/seed.log")
   if not wait_port(seed_port, SEED_LISTEN_WAIT) then
-    error(("the seed did not listen within %d s:\n    %s"):format(SEED_LISTEN_WAIT, tail(dir .. "/seed.log", LOG_TAIL)), 0)
+    error(("the seed did not listen within %d s:\n    %s"):format(SEED_LISTEN_WAIT,
+      tail(dir .. "/seed.log", LOG_TAIL)), 0)
   end
 
   -- The start order is shuffled each run, because it sways the results: a capped seed
@@ -290,7 +292,8 @@ local function main()
     l.statsfile = l.out .. ".stats"
     l.stats = stats_reader(l.statsfile)
     -- --seed: a finished leecher keeps serving the others until it is stopped
-    l.child = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --seed --max-up %d --stats %s %s"):format(
+    l.child = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --seed --max-up %d "
+      .. "--stats %s %s"):format(
       q(root .. "/examples/" .. l.policy .. ".lua"), q(torrent), q(l.out), l.port, leech_cap, q(l.statsfile),
       table.concat(peers, " ")), l.out .. ".log")
     if not wait_port(l.port, LEECHER_LISTEN_WAIT) then
@@ -355,8 +358,8 @@ local function main()
   for i, l in ipairs(leechers) do
     local s = l.stats.last
     down_total, up_total = down_total + s.downloaded, up_total + s.uploaded
-    print(fmt:format(l.policy, i, ("%.2f"):format(l.stats.done_at), int(s.downloaded), int(s.dup_bytes), int(s.uploaded),
-      l.same and "ok" or "DIFFERS"))
+    print(fmt:format(l.policy, i, ("%.2f"):format(l.stats.done_at), int(s.downloaded), int(s.dup_bytes),
+      int(s.uploaded), l.same and "ok" or "DIFFERS"))
   end
   print()
   if #bad > 0 then error("downloads differ from the payload: " .. table.concat(bad, ", "), 0) end

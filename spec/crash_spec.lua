@@ -34,7 +34,8 @@ describe("SIGKILL at random moments", function()
         { session = { max_up = SEED_LIMIT }, report = tmp .. "/sent" })
       math.randomseed(RANDOM_SEED)
       local cmd = function(i)
-        return ("%s lua5.4 %s run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q --timeout 20 --stats %s")
+        return ("%s lua5.4 %s run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q --timeout 20 "
+          .. "--stats %s")
           :format(H.lua_env(), H.q(H.root .. "/scripts/bt-lua"), H.q(torrent), H.q(tmp .. "/out"), port,
             H.q(("%s/stats%d.json"):format(tmp, i)))
       end

@@ -23,7 +23,8 @@ describe("make demo", function()
     assert.truthy(out:find("policy%s+started%s+seconds%s+downloaded%s+duplicate%s+uploaded%s+sha256"), out)
     local uploaded_total = 0
     for _, policy in ipairs(POLICIES) do
-      local secs, down, dup, up, sha = out:match("\n  " .. policy .. "%s+%d+%s+([%d.]+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%S+)")
+      local secs, down, dup, up, sha =
+        out:match("\n  " .. policy .. "%s+%d+%s+([%d.]+)%s+(%d+)%s+(%d+)%s+(%d+)%s+(%S+)")
       assert.truthy(secs, "no table row for " .. policy .. ":\n" .. out)
       assert.is_true(tonumber(secs) > 0, out)
       assert.is_true(tonumber(down) >= payload, out)

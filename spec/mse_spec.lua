@@ -89,7 +89,8 @@ print("done" if h.status().is_seeding else "timeout", "%.2f" % (time.time() - t0
       -- a plaintext handshake still works: the seed answers with its own
       local c = assert(socket.connect("127.0.0.1", port))
       c:settimeout(5)
-      c:send("\19BitTorrent protocol" .. ("\0"):rep(8) .. bt.torrent.load(torrent).info_hash .. ("-XX0000-%012d"):format(1))
+      c:send("\19BitTorrent protocol" .. ("\0"):rep(8) .. bt.torrent.load(torrent).info_hash
+        .. ("-XX0000-%012d"):format(1))
       local hs = c:receive(68)
       c:close()
       assert.are.equal("\19BitTorrent protocol", hs and hs:sub(1, 20))

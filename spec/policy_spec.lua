@@ -170,8 +170,7 @@ describe("bt.policy.default choke", function()
     local t = fake.torrent{ pieces = 4 }
     local fast_but_snubbed = fake.peer(t, { rate_down = 9e6, snubbed = true })
     local silent = fake.peer(t, { rate_down = 8e6, am_interested = true, idle = 61 })
-    local others = {}
-    for i = 1, 4 do others[i] = fake.peer(t, { rate_down = i * 1000 }) end
+    for i = 1, 4 do fake.peer(t, { rate_down = i * 1000 }) end   -- four others
     local out = default.choke(t, { table.unpack(t._peers) }, 1, 0)
     assert.are.equal(5, #out)
     assert.are.same({ 6, 5, 4, 3 }, ids(t._peers, { out[1], out[2], out[3], out[4] }))

@@ -379,7 +379,7 @@ describe("bt.Ranges", function()
 
     it("is collected, with its ranges freed (leaks show under make asan)", function()
       local weak = setmetatable({}, { __mode = "k" })
-      for k = 1, 200 do
+      for _ = 1, 200 do
         local s = bt.bitfield(100000)
         for i = 0, 99999, 3 do s:set(i) end
         weak[s] = true

@@ -412,7 +412,9 @@ describe("bt.fs.write_atomic", function()
     end
     H.writefile(dir .. "/state.tmp.x", "not ours")   -- does not match the pattern: kept
     assert.are.equal(leftovers, resume.cleanup(p))
-    if os.getenv("BT_SPEC_VERBOSE") then print("\nkills", kills, "leftovers", leftovers, table.concat(versions, " ")) end
+    if os.getenv("BT_SPEC_VERBOSE") then
+      print("\nkills", kills, "leftovers", leftovers, table.concat(versions, " "))
+    end
     table.sort(versions)
     local names = bt.fs.list(dir)
     table.sort(names)

@@ -143,7 +143,8 @@ describe("bt-lua seed", function()
     local apid, aport = aria2_leech(torrent, dir .. "/out", dir .. "/aria2.log")
     pids[#pids + 1] = apid
     local t0 = socket.gettime()
-    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 --seed-time 8"):format(
+    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 "
+      .. "--seed-time 8"):format(
       H.q(torrent), H.q(dir .. "/seed"), aport))
     pids[#pids + 1] = h.pid
     assert.truthy(wait_done(apid, dir .. "/out/payload.bin", size, 20), "aria2c did not finish")
@@ -158,7 +159,8 @@ describe("bt-lua seed", function()
   it("--ratio 1 ends it once a full copy is uploaded", function()
     local apid, aport = aria2_leech(torrent, dir .. "/out", dir .. "/aria2.log")
     pids[#pids + 1] = apid
-    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 --ratio 1 --seed-time 60"):format(
+    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 "
+      .. "--ratio 1 --seed-time 60"):format(
       H.q(torrent), H.q(dir .. "/seed"), aport))
     pids[#pids + 1] = h.pid
     local rc, log = wait_exit(h, 30)
@@ -192,8 +194,8 @@ describe("bt-lua seed", function()
     out, code = S.btlua(("seed %s --dir %s --ratio=-1"):format(H.q(torrent), H.q(dir .. "/seed")))
     assert.are.equal(1, code)
     assert.truthy(out:find("--ratio must be a number >= 0", 1, true), out)
-    for _, size in ipairs{ "8K", "129K", "big" } do   -- below 16 KiB breaks every client
-      out, code = S.btlua(("seed %s --dir %s --max-request %s"):format(H.q(torrent), H.q(dir .. "/seed"), size))
+    for _, req_size in ipairs{ "8K", "129K", "big" } do   -- below 16 KiB breaks every client
+      out, code = S.btlua(("seed %s --dir %s --max-request %s"):format(H.q(torrent), H.q(dir .. "/seed"), req_size))
       assert.are.equal(1, code)
       assert.truthy(out:find("--max-request must be between 16K and 128K", 1, true), out)
     end
@@ -258,7 +260,8 @@ describe("rate limits", function()
     local apid, aport = S.aria2_seed(torrent, dir .. "/seed")
     pids[#pids + 1] = apid
     local t0 = socket.gettime()
-    local out, code = S.btlua(("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q --max-down 1M"):format(
+    local out, code = S.btlua(("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q "
+      .. "--max-down 1M"):format(
       H.q(torrent), H.q(dir .. "/out"), aport))
     local secs = socket.gettime() - t0
     assert.are.equal(0, code, out)
@@ -300,7 +303,8 @@ describe("rate limits", function()
     local apid, aport = aria2_leech(torrent, dir .. "/out", dir .. "/aria2.log")
     pids[#pids + 1] = apid
     local t0 = socket.gettime()
-    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 --ratio 1 --seed-time 30 --max-up 1M"):format(
+    local h = start_btlua(dir, ("seed %s --dir %s --peer 127.0.0.1:%d --no-trackers --bind 127.0.0.1 "
+      .. "--ratio 1 --seed-time 30 --max-up 1M"):format(
       H.q(torrent), H.q(dir .. "/seed"), aport))
     pids[#pids + 1] = h.pid
     -- --ratio 1: bt-lua exits once it uploaded a full copy (aria2c preallocates its
@@ -395,7 +399,9 @@ describe("BEP 6 fast extension (a raw client against bt-lua seed)", function()
     local data = H.readfile(dir .. "/seed/payload.bin")
     -- not interested, so choked: a request outside the set is rejected explicitly
     local other = 0
-    while other == allowed[1] or other == allowed[2] or other == allowed[3] or other == allowed[4] do other = other + 1 end
+    while other == allowed[1] or other == allowed[2] or other == allowed[3] or other == allowed[4] do
+      other = other + 1
+    end
     assert(c:send(string.pack(">I4BI4I4I4", 13, 6, other, 0, 16384)))
     local id, body = recv_msg()
     while id == "keepalive" or id == 5 or id == 14 or id == 17 do id, body = recv_msg() end

@@ -4,7 +4,7 @@
 -- spec/peers/btseed.lua) whenever the leecher had nothing more to say, which is the end
 -- of every download. A raw leecher here (bt.wire + lua-socket) queues REQS requests in
 -- one write and times the answers. Every process is killed by PID, every wait bounded.
-local H = require "helpers"
+require "helpers"
 local S = require "swarm_helpers"
 local bt = require "bt"
 local socket = require "socket"
@@ -61,7 +61,8 @@ describe("a bt-lua seed's serving loop", function()
       assert.is_true(l.pump(10, function() return l.unchoked end), "never unchoked")
       local parts, per = {}, m.piece_length // BLOCK
       for i = 0, REQS - 1 do
-        parts[#parts + 1] = bt.wire.encode{ type = "request", index = i // per, begin = (i % per) * BLOCK, length = BLOCK }
+        parts[#parts + 1] = bt.wire.encode{ type = "request", index = i // per, begin = (i % per) * BLOCK,
+          length = BLOCK }
       end
       local t0 = socket.gettime()
       l.send(table.concat(parts))   -- one write: the seed queues them all in one read

@@ -29,7 +29,7 @@ describe("bt.session", function()
   it("a policy that throws stops its torrent with file:line and a traceback; verified pieces stay", function()
     local pieces = 0
     local pol = {
-      on_piece = function(t, i, ok) if ok then pieces = pieces + 1 end end,
+      on_piece = function(_, _, ok) if ok then pieces = pieces + 1 end end,
       pick = function(t, peer, slots)
         if pieces >= 3 then error("boom from the policy") end
         require("bt.policy.default").pick(t, peer, slots)
@@ -89,7 +89,7 @@ describe("bt.session", function()
         end
         require("bt.policy.default").pick(t, peer, slots)
       end,
-      tick = function(t)
+      tick = function()
         if kept and not err1 then
           alive = kept.alive
           addr = kept.address                           -- the address stays readable
@@ -159,17 +159,17 @@ describe("bt.session", function()
 
   it("a connect that hangs times out after connect_timeout", function()
     local socket = require "socket"
-    local port = S.port()
-    local srv = assert(socket.bind("127.0.0.1", port, 0))   -- backlog 0, never accepting
+    local hang_port = S.port()
+    local srv = assert(socket.bind("127.0.0.1", hang_port, 0))   -- backlog 0, never accepting
     local fill = {}
     for i = 1, 4 do   -- fill the accept queue: further SYNs are dropped, connect() hangs
       fill[i] = socket.tcp()
       fill[i]:settimeout(0)
-      fill[i]:connect("127.0.0.1", port)
+      fill[i]:connect("127.0.0.1", hang_port)
     end
     S.sleep(0.2)
     local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20, connect_timeout = 1 }
-    s:add(torrent, { dir = dir(), peers = { "127.0.0.1:" .. port }, trackers = false })
+    s:add(torrent, { dir = dir(), peers = { "127.0.0.1:" .. hang_port }, trackers = false })
     local reasons = {}
     s:on("peer_disconnect", function(_, _, why) reasons[#reasons + 1] = why end)
     local t0 = s.core:now()
@@ -286,7 +286,7 @@ describe("incoming connections", function()
   it("answers a handshake for a torrent it serves, and drops one it does not", function()
     local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20 }
     local connected = {}
-    s:on("peer_connect", function(t, peer) connected[#connected + 1] = peer end)
+    s:on("peer_connect", function(_, peer) connected[#connected + 1] = peer end)
     s:add(torrent, { dir = tmp .. "/o", trackers = false })
     local got = exchange(s, m.info_hash)
     assert.is_true(#got >= 68)

@@ -178,7 +178,8 @@ function S.lua_seed(mode, torrent, datafile, lifetime)
   local port = S.port()
   local env = ("%s SEED_LIFETIME=%d"):format(H.lua_env(), lifetime or 60)
   local pid = S.spawn(("%s lua5.4 %s %s %d %s %s"):format(env, H.q(H.root .. "/spec/peers/seed.lua"), mode,
-    port, H.q(torrent), H.q(datafile)), (torrent:match("^(.*)/") or ".") .. "/seed-" .. mode .. "-" .. port .. ".log", true)
+    port, H.q(torrent), H.q(datafile)), (torrent:match("^(.*)/") or ".") .. "/seed-" .. mode .. "-" .. port .. ".log",
+    true)
   assert(S.wait_port(port, 10), "lua seed did not listen")
   return pid, port
 end
@@ -188,7 +189,8 @@ function S.bt_seed(torrent, dir, lifetime)
   local port = S.port()
   local env = H.lua_env()
   local pid = S.spawn(("%s lua5.4 %s %s %s %d %d"):format(env, H.q(H.root .. "/spec/peers/btseed.lua"),
-    H.q(torrent), H.q(dir), port, lifetime or 60), (torrent:match("^(.*)/") or ".") .. "/btseed-" .. port .. ".log", true)
+    H.q(torrent), H.q(dir), port, lifetime or 60), (torrent:match("^(.*)/") or ".") .. "/btseed-" .. port .. ".log",
+    true)
   assert(S.wait_port(port, 10), "bt-lua seed did not listen")
   return pid, port
 end

@@ -26,7 +26,8 @@ describe("download from an aria2c seed", function()
   end)
 
   it("the CLI with the default policy gets identical bytes and exits 0", function()
-    local out, code = S.btlua(("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --timeout 20 --no-trackers --stats %s")
+    local out, code = S.btlua(("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --timeout 20 --no-trackers "
+      .. "--stats %s")
       :format(H.q(torrent), H.q(tmp .. "/cli"), port, H.q(tmp .. "/stats.json")))
     assert.are.equal(0, code, out)
     same(tmp .. "/seed/payload.bin", tmp .. "/cli/payload.bin")
@@ -67,7 +68,7 @@ describe("download from an aria2c seed", function()
     local dir = tmp .. "/again"
     local _, st = S.download(torrent, { dir = dir, peers = { "127.0.0.1:" .. port }, trackers = false })
     assert.is_true(st.complete)
-    local t2, st2 = S.download(torrent, { dir = dir, peers = {}, trackers = false, timeout = 2 })
+    local _, st2 = S.download(torrent, { dir = dir, peers = {}, trackers = false, timeout = 2 })
     assert.is_true(st2.complete)
     assert.are.equal(0, st2.downloaded)
     assert.are.equal(st2.pieces, st2.pieces_done)
@@ -254,7 +255,7 @@ describe("misbehaving peers", function()
     local ok, err = pcall(function()
       local _, st = S.download(torrent, { dir = tmp .. "/idle", timeout = 4, idle_timeout = 1,
         peers = { "127.0.0.1:" .. bport }, trackers = false,
-        on = { peer_disconnect = function(_, addr, why) reasons[#reasons + 1] = why end } })
+        on = { peer_disconnect = function(_, _, why) reasons[#reasons + 1] = why end } })
       assert.is_false(st.complete)
       assert.are.equal(0, st.downloaded)
       assert.matches("idle timeout", table.concat(reasons, ";"))
@@ -269,7 +270,7 @@ describe("misbehaving peers", function()
     local ok, err = pcall(function()
       S.download(torrent, { dir = tmp .. "/ka", timeout = 3, keepalive = 0.5,
         peers = { "127.0.0.1:" .. bport }, trackers = false,
-        on = { peer_disconnect = function(_, addr, why) reasons[#reasons + 1] = why end } })
+        on = { peer_disconnect = function(_, _, why) reasons[#reasons + 1] = why end } })
       assert.matches("connection closed by peer", table.concat(reasons, ";"))
     end)
     S.kill(bad)
@@ -277,8 +278,8 @@ describe("misbehaving peers", function()
   end)
 
   it("a peer answering with random junk is dropped or banned; the download goes on", function()
-    for round = 1, 3 do   -- each round a fresh junk peer with other random choices
-      with_bad("junk", function(t, st, addr, reasons)
+    for _ = 1, 3 do   -- each round a fresh junk peer with other random choices
+      with_bad("junk", function(_, st)
         assert.is_true(st.complete)
       end)
       os.execute("rm -rf " .. H.q(tmp .. "/junk"))
@@ -353,7 +354,7 @@ describe("the peer's reqq", function()
     S.guard(tmp, { pid }, function()
       local _, st = S.download(torrent, { dir = tmp .. "/out", peers = { "127.0.0.1:" .. port },
         trackers = false, timeout = 30,
-        on = { peer_disconnect = function(_, a, why)
+        on = { peer_disconnect = function(_, _, why)
           if why ~= "both sides are seeds" then reasons[#reasons + 1] = why end
         end } })
       assert.is_true(st.complete, table.concat(reasons, "; "))
@@ -389,7 +390,8 @@ describe("one session, several torrents", function()
     S.guard(tmp, { pa, pb }, function()
       local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 50 }
       local a = s:add(ta, { dir = tmp .. "/out", peers = { "127.0.0.1:" .. porta }, trackers = false })
-      local b = s:add(tb, { dir = tmp .. "/out", peers = { "127.0.0.1:" .. portb }, policy = H.root .. "/examples/sequential.lua", trackers = false })
+      local b = s:add(tb, { dir = tmp .. "/out", peers = { "127.0.0.1:" .. portb },
+        policy = H.root .. "/examples/sequential.lua", trackers = false })
       local done = 0
       s:on("complete", function() done = done + 1; if done == 2 then s:stop() end end)
       local t0 = s.core:now()
@@ -416,7 +418,8 @@ describe("a swarm through opentracker", function()
       local leechers = {}
       for i = 1, 3 do
         local out = tmp .. "/l" .. i
-        local p = io.popen(("lua5.4 %s run bt.policy.default %s -o %s --timeout 30 --tick-ms 50 -q --stats %s/stats%d.json 2>&1; echo \"__exit=$?\"")
+        local p = io.popen(("lua5.4 %s run bt.policy.default %s -o %s --timeout 30 --tick-ms 50 -q "
+          .. "--stats %s/stats%d.json 2>&1; echo \"__exit=$?\"")
           :format(H.q(H.root .. "/scripts/bt-lua"), H.q(torrent), H.q(out), tmp, i))
         leechers[i] = p
       end

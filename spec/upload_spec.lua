@@ -84,7 +84,8 @@ describe("a bt-lua seed", function()
       local policies = { "bt.policy.default", H.root .. "/examples/rarest_first.lua",
         H.root .. "/examples/round_robin_choke.lua" }
       for i, pol in ipairs(policies) do
-        cli[i] = io.popen(("lua5.4 %s run %s %s -o %s --timeout 30 --tick-ms 50 -q --bind 127.0.0.1 2>&1; echo \"__exit=$?\"")
+        cli[i] = io.popen(("lua5.4 %s run %s %s -o %s --timeout 30 --tick-ms 50 -q --bind 127.0.0.1 2>&1; "
+          .. "echo \"__exit=$?\"")
           :format(H.q(H.root .. "/scripts/bt-lua"), H.q(pol), H.q(torrent), H.q(tmp .. "/l" .. i)))
       end
       for i = 1, #policies do

@@ -265,7 +265,8 @@ M.RESUME_CHECK = 1
 
 --- Save resume data: now (flush) or when due. Failures are kept in rec.resume_error:
 -- resume data is an optimization, never a reason to stop a download.
-function Session:_save_resume(rec, flush, now)
+-- A method like the other Session:_ helpers, though it needs nothing from self.
+function Session:_save_resume(rec, flush, now)   -- luacheck: ignore 212/self
   if not rec.saver then return end
   local st = rec.t:stats()
   local extra = { uploaded = st.uploaded, downloaded = st.downloaded }
@@ -373,7 +374,8 @@ local function tracker_urls(m)
 end
 M.tracker_urls = tracker_urls
 
-function Session:_setup_trackers(rec, m)
+-- A method like the other Session:_ helpers, though it needs nothing from self.
+function Session:_setup_trackers(rec, m)   -- luacheck: ignore 212/self
   for _, url in ipairs(tracker_urls(m)) do
     rec.trackers[#rec.trackers + 1] = { url = url, next_at = 0, fails = 0, event = "started",
       pending = false }

@@ -145,8 +145,9 @@ function M.load(src)
   if type(src) ~= "string" then
     error("bt.torrent.load: expected a path or the bytes of a torrent, got " .. type(src), 2)
   end
-  local bytes, err = src, nil
+  local bytes = src
   if not (src:sub(1, 1) == "d" and src:find("4:info", 1, true)) then
+    local err
     bytes, err = read_file(src)
     if not bytes then return nil, err end
   end

@@ -15,7 +15,8 @@ function M.setup(cmd)
   cmd:option("-o --output", "Download folder.", ".")
   cmd:option("--storage", "disk: write the download under --output (with resume data). memory: "
     .. "hold the data in memory only (for experiments): nothing is created under --output, no resume "
-    .. "data is read or written, and the data is gone when bt-lua exits (--seed serves it until then).", "disk"):choices{ "disk", "memory" }
+    .. "data is read or written, and the data is gone when bt-lua exits (--seed serves it until then).", "disk")
+    :choices{ "disk", "memory" }
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
   cmd:option("--bind", "Address to listen on.", "0.0.0.0")
   cmd:option("--max-peers", "Most peers at once.", "50")
@@ -176,10 +177,10 @@ function M.run(args)
     seeding = true
     if not quiet then io.stderr:write("seeding\n") end
     local why = seedcmd.seed_until(s, t, { ratio = ratio, time = stime })
-    local uploaded, terr = t:stats().uploaded, t.error
+    local uploaded, serr = t:stats().uploaded, t.error
     if statsf then report(s.core:now(), true) end
     close_all()
-    return seedcmd.seeding_done(why, terr, uploaded, quiet)
+    return seedcmd.seeding_done(why, serr, uploaded, quiet)
   end
   close_all()
   return 0

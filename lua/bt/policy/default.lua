@@ -17,7 +17,7 @@ D.ENDGAME_TIMEOUT = 2        -- the same near the end, where one slow peer holds
 
 --- Pipeline depth for this peer: about QUEUE_SECONDS of its download rate.
 -- The core also caps it by the peer's own limit (reqq from its BEP 10 handshake).
-function D.queue_depth(t, peer)
+function D.queue_depth(_t, peer)
   if peer.snubbed then return D.QUEUE_MIN end   -- it stalled: give it little to sit on
   local rate = peer.rate_down
   if rate <= 0 then return D.QUEUE_START end
@@ -63,7 +63,7 @@ function D.endgame(t)
 end
 
 --- A request is asked about once its peer has sent nothing for `age` seconds.
-function D.timeout(t, peer, req, age)
+function D.timeout(t, _peer, _req, age)
   local limit = t.endgame and D.ENDGAME_TIMEOUT or D.REQUEST_TIMEOUT
   if age > limit then return "reassign" end
   return "keep"
@@ -82,7 +82,7 @@ D.SNUB_TIME = 60             -- s without a block from a peer whose pieces we wa
 -- that sends us nothing (marked snubbed by the timeout hook, or silent for SNUB_TIME
 -- while we are interested) earns no regular slot. Plus one optimistic unchoke, moved
 -- every 30 s and three times as likely to land on a new peer, so it can show its worth.
-function D.choke(t, peers, round, now)
+function D.choke(t, peers, _round, now)
   local seeding = t.missing == 0
   local key = seeding and "rate_up" or "rate_down"
   local ranked = {}
@@ -114,8 +114,8 @@ function D.choke(t, peers, round, now)
   return out
 end
 
-function D.on_piece(t, index, ok, peer) end
+function D.on_piece(_t, _index, _ok, _peer) end
 
-function D.tick(t, now) end
+function D.tick(_t, _now) end
 
 return D
