@@ -46,7 +46,7 @@ all: deps $(MODULE)
 help:
 	@echo "make          build the Lua module build/bt/core.so"
 	@echo "make test     build, lint, a short fuzz smoke, then every spec with busted on Lua 5.4"
-	@echo "make lint     luacheck over the Lua code (settings in .luacheckrc); fails on any finding"
+	@echo "make lint     luacheck over the Lua code (settings in .luacheckrc) and the C layer check; fails on any finding"
 	@echo "make asan     the specs again with the module built under ASan+UBSan; fails on any report"
 	@echo "make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)"
 	@echo "make bench    benchmarks, each against a reference measured in the same run"
@@ -77,11 +77,12 @@ test: all
 # Lua files to lint: scripts/bt-lua has no .lua extension, so it is named explicitly.
 LINT_LUA := lua examples scripts scripts/bt-lua spec $(wildcard bench/*.lua)
 
-# luacheck exits non-zero on any warning or error, which fails the target.
-# A check of the C layer will be added to this same target later: keep `lint` the one
-# entry point for static checks, and add that check as another command below this one.
+# luacheck exits non-zero on any warning or error, which fails the target; so does the
+# layer check (scripts/check_layers.lua: a C file includes only its own header and
+# headers below it in csrc/'s layer order).
 lint: deps
 	$(LUACHECK) --quiet --codes $(LINT_LUA)
+	$(LUA) scripts/check_layers.lua
 
 unit:
 	$(BUSTED) --lua=$(LUA) spec

@@ -10,10 +10,12 @@ return {
     return t.unrequested == 0 and t.missing <= 8
   end,
 
-  -- a stalled request moves to another peer after three round trips plus a second;
-  -- `age` is how long the peer has sent us nothing while the request waited
-  timeout = function(_t, peer, _req, age)
-    if age > 3 * peer.rtt + 1 then return "reassign" end
+  -- a peer that has sent nothing for three round trips plus a second is snubbed:
+  -- its requests move to other peers. `stalled` is how long the peer has sent us
+  -- nothing while the request waited (not the request's age: with deep pipelines a
+  -- healthy request is seconds old; req.expected says when it should have come)
+  timeout = function(_t, peer, _req, stalled)
+    if stalled > 3 * peer.rtt + 1 then return "snub" end
     return "keep"
   end,
 

@@ -3,16 +3,13 @@
 -- Every loop here walks C iterators, so a policy this short runs at full speed.
 return {
   name = "rarest-first",
-  -- called when `peer` can take `slots` more block requests
-  pick = function(t, peer, slots)
+  -- called when `peer` can take more block requests
+  pick = function(t, peer)
     for piece in t:partial(peer) do            -- finish what we started first
-      slots = slots - peer:request_blocks(piece, slots)
-      if slots == 0 then return end
+      peer:request_blocks(piece)               -- as many blocks as the peer has free slots
     end
-    -- enough pieces to fill the slots: each piece gives t:blocks(piece) requests
-    for piece in t:rarest(peer, slots // t:blocks(0) + 1) do
-      slots = slots - peer:request_blocks(piece, slots)
-      if slots == 0 then return end
+    for piece in t:rarest(peer) do             -- then the rarest pieces this peer has
+      peer:request_blocks(piece)               -- (the iterators end once its slots are used)
     end
   end,
 }

@@ -10,6 +10,7 @@ local function by_address(a, b) return a.address < b.address end
 
 return {
   name = "round_robin_choke",
+  upload_slots = SLOTS,   -- how many peers choke() unchokes: the core asks again soon while fewer are
   -- `peers` are the interested peers; the ones returned are unchoked, the rest choked.
   choke = function(t, peers, round)
     local st = t.state

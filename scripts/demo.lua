@@ -180,11 +180,13 @@ local function stats_reader(path)
     for line, stop in data:gmatch("([^\n]*)\n()") do
       consumed = stop - 1
       local ok, obj = pcall(cjson.decode, line)
-      if ok and type(obj) == "table" and tonumber(obj.total) then
+      if ok and type(obj) == "table" and tonumber(obj.total_bytes) then
         self.last = obj
         -- the first line with every byte verified: the time it completed (run.lua writes one
         -- at the moment of completion, from the leecher's own start)
-        if not self.done_at and obj.total > 0 and obj.bytes >= obj.total then self.done_at = obj.time end
+        if not self.done_at and obj.total_bytes > 0 and obj.have_bytes >= obj.total_bytes then
+          self.done_at = obj.time
+        end
       end
     end
     self.partial = data:sub(consumed + 1)
@@ -205,7 +207,7 @@ local BAR_WIDTH = 12
 local function progress_line(l)
   local s = l.stats.last
   if not s then return ("  %-13s starting"):format(l.policy) end
-  local frac = s.total > 0 and s.bytes / s.total or 1
+  local frac = s.total_bytes > 0 and s.have_bytes / s.total_bytes or 1
   local tail_
   if l.stats.done_at then
     tail_ = ("done %5.1f s  %9s/s up %2d peers"):format(l.stats.done_at, human(s.rate_up), s.peers)

@@ -97,7 +97,7 @@ describe("bt.policy.default", function()
     assert.are.equal(4, b.sent[1].block)
   end)
 
-  it("endgame once nothing is unrequested; timeouts reassign stalled peers", function()
+  it("endgame once nothing is unrequested; timeouts snub stalled peers", function()
     local t = fake.torrent{ pieces = 2, piece_length = 16384 }
     local a = fake.peer(t, { have = "all", slots = 4 })
     assert.is_false(default.endgame(t))
@@ -105,7 +105,7 @@ describe("bt.policy.default", function()
     assert.are.equal(0, t.unrequested)
     assert.is_true(default.endgame(t))
     assert.are.equal("keep", default.timeout(t, a, { piece = 0, block = 0 }, 1))
-    assert.are.equal("reassign", default.timeout(t, a, { piece = 0, block = 0 }, default.REQUEST_TIMEOUT + 1))
+    assert.are.equal("snub", default.timeout(t, a, { piece = 0, block = 0 }, default.REQUEST_TIMEOUT + 1))
   end)
 
   it("sizes pipelines by rate, within [2, 500]", function()
@@ -232,7 +232,7 @@ describe("examples", function()
     for i = 0, 11 do t:receive(p, i) end
     assert.is_true(pol.endgame(t))
     p.rtt = 0.1
-    assert.are.equal("reassign", pol.timeout(t, p, {}, 1.5))
+    assert.are.equal("snub", pol.timeout(t, p, {}, 1.5))
     assert.are.equal("keep", pol.timeout(t, p, {}, 1.0))
   end)
 end)

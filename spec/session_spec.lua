@@ -443,7 +443,7 @@ describe("resume data", function()
     local s = session.new{ port = 0, bind = "127.0.0.1" }
     local t = s:add(torrent, { dir = dir, trackers = false })
     local info = s:resume_info(t)
-    local have = t.have
+    local have = t.have:copy()   -- t.have is a view of the engine's set: it goes with the session
     s:close()
     return info, have
   end

@@ -181,8 +181,8 @@ describe("bt-lua run --storage memory", function()
     assert.are.equal(0, code, out)
     assert.truthy(out:find("done:", 1, true), out)
     local st = last_stats(dir .. "/stats.json")
-    assert.are.equal(size, st.total)
-    assert.are.equal(size, st.bytes)
+    assert.are.equal(size, st.total_bytes)
+    assert.are.equal(size, st.have_bytes)
     assert.are.equal(st.pieces, st.pieces_done)
     assert.are.same({}, listing(dir .. "/out"))
   end)
@@ -210,11 +210,11 @@ describe("bt-lua run --storage memory", function()
     deadline = socket.gettime() + 15   -- until some data arrived
     while socket.gettime() < deadline do
       local st = last_stats(dir .. "/stats.json")
-      if st and st.bytes > 0 then break end
+      if st and st.have_bytes > 0 then break end
       socket.sleep(0.2)
     end
     local st = last_stats(dir .. "/stats.json")
-    assert.truthy(st and st.bytes > 0 and st.bytes < size, "no partial progress to interrupt")
+    assert.truthy(st and st.have_bytes > 0 and st.have_bytes < size, "no partial progress to interrupt")
     os.execute("kill -TERM " .. pid)
     deadline = socket.gettime() + 15
     while read_or_empty(rcfile) == "" and socket.gettime() < deadline do socket.sleep(0.05) end

@@ -36,7 +36,7 @@ describe("download from an aria2c seed", function()
     local cjson = require "cjson"
     local o = cjson.decode(last)
     assert.are.equal(o.pieces, o.pieces_done)
-    assert.are.equal(3 * 1024 * 1024 + 12345, o.bytes)
+    assert.are.equal(3 * 1024 * 1024 + 12345, o.have_bytes)
   end)
 
   for _, ex in ipairs{ "rarest_first", "sequential", "random", "endgame_tuned" } do
@@ -230,8 +230,8 @@ describe("misbehaving peers", function()
     local verdicts = {}
     local pol = {
       endgame = function() return false end,
-      timeout = function(t, peer, req, age)
-        local v = default.timeout(t, peer, req, age)
+      timeout = function(t, peer, req, stalled)
+        local v = default.timeout(t, peer, req, stalled)
         if v ~= "keep" then verdicts[#verdicts + 1] = peer.address .. " " .. v end
         return v
       end,
@@ -239,7 +239,7 @@ describe("misbehaving peers", function()
     with_bad("stall", function(_, st, addr)
       assert.is_true(st.seconds < 30)
       assert.is_true(#verdicts >= 1)
-      assert.matches(addr .. " reassign", verdicts[1])
+      assert.matches(addr .. " snub", verdicts[1])
     end, pol)
   end)
 

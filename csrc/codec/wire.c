@@ -5,7 +5,11 @@
  * rejected while we hold at most 5 of its bytes for that message. */
 #include "codec/wire.h"
 
+#include <stdbool.h>
 #include <string.h>
+
+#include "codec/bencode.h"
+#include "core/sha1.h"
 
 /* BEP 10 ut_metadata pieces are 16 KiB; 1 MiB leaves room for big handshakes
  * (ut_pex lists) without letting one message pin much memory. */
@@ -283,4 +287,108 @@ size_t bt_wire_encode(const bt_msg *msg, uint8_t *out, size_t cap)
         p += msg->payload_len;
     }
     return (size_t)(p - out);
+}
+
+int bt_wire_append(bt_buf *b, const bt_msg *msg)
+{
+    size_t need = bt_wire_encoded_len(msg);
+    if (need == 0 || bt_buf_reserve(b, need))
+        return -1;
+    size_t n = bt_wire_encode(msg, b->data + b->len, need);
+    if (n != need)
+        return -1;
+    b->len += n;
+    return 0;
+}
+
+void bt_wire_our_handshake(const uint8_t info_hash[20], const uint8_t peer_id[20],
+                           uint8_t out[BT_HANDSHAKE_LEN])
+{
+    bt_handshake hs;
+    memset(&hs, 0, sizeof hs);
+    hs.reserved[BT_RESERVED_EXTENSION_BYTE] |= BT_RESERVED_EXTENSION_BIT;
+    hs.reserved[BT_RESERVED_FAST_BYTE] |= BT_RESERVED_FAST_BIT;
+    memcpy(hs.info_hash, info_hash, 20);
+    memcpy(hs.peer_id, peer_id, 20);
+    bt_wire_write_handshake(&hs, out);
+}
+
+uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uint32_t npieces,
+                          uint32_t k, uint32_t *out)
+{
+    if (k > npieces)
+        k = npieces;
+    uint8_t x[24];
+    memcpy(x, ip4, 4);
+    x[3] = 0;
+    memcpy(x + 4, info_hash, 20);
+    uint8_t h[20];
+    const uint8_t *in = x;
+    size_t inlen = sizeof x;
+    uint32_t n = 0;
+    /* bounded: each round adds up to 5 indices; duplicates can only repeat so often */
+    for (int round = 0; round < 64 && n < k; round++) {
+        if (bt_sha1(in, inlen, h) != 0)
+            return n;
+        uint8_t cur[20];
+        memcpy(cur, h, 20);
+        in = h;
+        inlen = sizeof h;
+        for (int i = 0; i < 5 && n < k; i++) {
+            uint32_t idx = rd32(cur + 4 * i) % npieces;
+            bool dup = false;
+            for (uint32_t j = 0; j < n && !dup; j++)
+                dup = out[j] == idx;
+            if (!dup)
+                out[n++] = idx;
+        }
+    }
+    return n;
+}
+
+int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h)
+{
+    /* keys in byte order, as bencoding wants: m, p, reqq, v */
+    int r = bt_buf_putc(b, 'd');
+    r |= bt_benc_str(b, "m", 1);
+    r |= bt_buf_append(b, "de", 2);   /* no extension messages of ours yet */
+    if (h->port >= 0) {
+        r |= bt_benc_str(b, "p", 1);
+        r |= bt_benc_int(b, h->port);
+    }
+    if (h->reqq >= 0) {
+        r |= bt_benc_str(b, "reqq", 4);
+        r |= bt_benc_int(b, h->reqq);
+    }
+    if (h->client) {
+        r |= bt_benc_str(b, "v", 1);
+        r |= bt_benc_str(b, h->client, strlen(h->client));
+    }
+    r |= bt_buf_putc(b, 'e');
+    return r ? -1 : 0;
+}
+
+static int64_t dict_int(const bt_bdoc *doc, const char *key)
+{
+    uint32_t v = bt_bdict_get(doc, 0, key);
+    return v && bt_btype_of(doc, v) == BT_BINT ? bt_bint(doc, v) : -1;
+}
+
+int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *out)
+{
+    out->port = out->reqq = -1;
+    out->client = NULL;
+    bt_bdoc doc = { 0 };
+    bt_berr err;
+    if (bt_bdecode(&doc, (const char *)payload, len, BT_BDEC_ALLOW_UNSORTED, &err) != 0)
+        return -1;
+    int rc = -1;
+    if (bt_btype_of(&doc, 0) == BT_BDICT) {
+        int64_t p = dict_int(&doc, "p"), q = dict_int(&doc, "reqq");
+        out->port = p >= 0 && p <= 65535 ? p : -1;
+        out->reqq = q >= 0 ? q : -1;
+        rc = 0;
+    }
+    bt_bdoc_free(&doc);
+    return rc;
 }

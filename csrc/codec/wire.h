@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/buf.h"
+
 #define BT_HANDSHAKE_LEN   68
 #define BT_BLOCK_SIZE      16384u          /* the block size every client requests */
 #define BT_WIRE_MAX_BLOCK  (128u * 1024)   /* largest block a limit may be raised to */
@@ -97,5 +99,29 @@ void bt_wire_write_handshake(const bt_handshake *hs, uint8_t out[BT_HANDSHAKE_LE
 size_t bt_wire_encode(const bt_msg *msg, uint8_t *out, size_t cap);
 /* Bytes bt_wire_encode needs for msg's header (plus payload when payload is set). */
 size_t bt_wire_encoded_len(const bt_msg *msg);
+/* Append msg, encoded, to b. Returns 0, or -1 (out of memory, or msg cannot be framed). */
+int bt_wire_append(bt_buf *b, const bt_msg *msg);
+
+/* Our handshake: BitTorrent protocol, the BEP 10 and BEP 6 bits set. */
+void bt_wire_our_handshake(const uint8_t info_hash[20], const uint8_t peer_id[20],
+                           uint8_t out[BT_HANDSHAKE_LEN]);
+
+/* BEP 6 canonical allowed-fast set of an IPv4 peer: SHA-1 chained from the peer's
+ * /24 and the info-hash, the first k distinct indices below npieces (k <= npieces).
+ * Returns how many were written to out (k, or fewer only if SHA-1 fails). */
+uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uint32_t npieces,
+                          uint32_t k, uint32_t *out);
+
+/* BEP 10 extended handshake (extended message id 0): the fields we send and read. */
+typedef struct bt_ext_hs {
+    int64_t port;             /* "p": our listening port; < 0 omitted / absent */
+    int64_t reqq;             /* "reqq": requests the sender queues; < 0 omitted / absent */
+    const char *client;       /* "v" when building; NULL omitted (not read when parsing) */
+} bt_ext_hs;
+/* Append the bencoded dictionary to b. 0, or -1 out of memory. */
+int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h);
+/* Read the fields above from a peer's payload (unsorted keys accepted, unknown keys
+ * ignored). Returns 0, or -1 when it is not a bencoded dictionary (fields stay -1). */
+int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *out);
 
 #endif

@@ -260,6 +260,24 @@ uint32_t bt_ranges_find(const bt_ranges *s, uint32_t i)
     return first_end_after(s->r, s->n, i);
 }
 
+uint32_t bt_ranges_find_from(const bt_ranges *s, uint32_t i, uint32_t hint)
+{
+    const bt_range *r = s->r;
+    uint32_t n = s->n;
+    if (hint >= n)
+        return n == 0 || r[n - 1].end <= i ? n : first_end_after(r, n, i);
+    if (r[hint].end > i)   /* the answer is hint, or before it */
+        return hint == 0 || r[hint - 1].end <= i ? hint : first_end_after(r, hint, i);
+    /* r[lo].end <= i: the answer is after lo; double the step until past it */
+    uint32_t lo = hint, step = 1;
+    while (lo + step < n && r[lo + step].end <= i) {
+        lo += step;
+        step *= 2;
+    }
+    uint32_t hi = lo + step < n ? lo + step : n;   /* r[hi].end > i, or hi == n */
+    return lo + 1 + first_end_after(r + lo + 1, hi - lo - 1, i);
+}
+
 int64_t bt_ranges_next_set(const bt_ranges *s, uint32_t from)
 {
     uint32_t k = first_end_after(s->r, s->n, from);

@@ -41,6 +41,10 @@ bool bt_ranges_has(const bt_ranges *s, uint32_t i);
 /* Index in s->r of the first range whose end is > i: the range holding i, or
  * the first one after i; s->n if none. O(log n). For iterating from a point. */
 uint32_t bt_ranges_find(const bt_ranges *s, uint32_t i);
+/* The same answer, starting from range index `hint`: when the answer is at or
+ * after it, found by galloping forward (O(log distance)), otherwise by the binary
+ * search. For scans whose points only move forward (the piece picker). */
+uint32_t bt_ranges_find_from(const bt_ranges *s, uint32_t i, uint32_t hint);
 static inline uint32_t bt_ranges_count(const bt_ranges *s) { return s->count; }
 static inline bool bt_ranges_full(const bt_ranges *s) { return s->count == s->size; }
 /* out = a op b; a and b have the same size; out must be initialized and may alias neither. */

@@ -1,34 +1,74 @@
-/* worker.c: one thread that verifies and writes whole pieces.
- *
- * On two cores the loop thread (recv, framing, bookkeeping) and the hashing plus
- * page-cache writes of finished pieces overlap instead of adding up. The worker
- * touches only what the job hands it: the piece buffer (owned by the job until it
- * comes back), the torrent's storage through bt_storage_write (writes may run while the
- * loop thread reads other pieces: storage.h, "Threads") and the read-only piece
- * hashes. Results return through a list and an ev_async; Lua is
- * never touched off the loop thread.
- */
+/* worker.c: the verify-and-write thread (worker.h). */
 #define _GNU_SOURCE
-#include "engine/session.h"
-#include "engine/piece.h"
+#include "engine/worker.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/sha1.h"
+
+/* A piece without a buffer is read back and hashed in chunks of this size. */
+#define READ_BACK_CHUNK (1u << 20)
 
 struct bt_worker {
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;        /* work arrived, or quit */
     pthread_cond_t idle;      /* the input list emptied and nothing is in progress */
-    bt_partial *in_head, *in_tail, *out_head, *out_tail;
+    bt_job *in_head, *in_tail, *out_head, *out_tail;
     bool busy, quit;
     ev_async as;
-    bt_session *s;
+    struct ev_loop *loop;
+    uint8_t *chunk;           /* read-back buffer, the thread's own */
 };
+
+static void hash_from_storage(bt_job *j, uint8_t *chunk, uint8_t md[BT_SHA1_LEN])
+{
+    bt_sha1_ctx c;
+    if (bt_sha1_init(&c) != 0) {
+        j->err = ENOMEM;
+        return;
+    }
+    for (uint64_t off = 0; off < j->size && j->err == 0; off += READ_BACK_CHUNK) {
+        size_t n = j->size - off < READ_BACK_CHUNK ? (size_t)(j->size - off) : READ_BACK_CHUNK;
+        if (bt_storage_read(j->st, j->piece, (uint32_t)off, chunk, n) != 0)
+            j->err = errno ? errno : EIO;
+        else
+            bt_sha1_update(&c, chunk, n);
+    }
+    if (j->err == 0)
+        bt_sha1_final(&c, md);
+    bt_sha1_free(&c);
+}
+
+static void run_with(bt_job *j, uint8_t *chunk)
+{
+    uint8_t md[BT_SHA1_LEN];
+    j->ok = false;
+    j->err = 0;
+    if (j->buf) {
+        j->ok = bt_sha1(j->buf, (size_t)j->size, md) == 0 && memcmp(md, j->hash, BT_SHA1_LEN) == 0;
+        if (j->ok && bt_storage_write(j->st, j->piece, 0, j->buf, (size_t)j->size) != 0)
+            j->err = errno ? errno : EIO;
+        return;
+    }
+    if (!chunk) {
+        j->err = ENOMEM;
+        return;
+    }
+    hash_from_storage(j, chunk, md);
+    j->ok = j->err == 0 && memcmp(md, j->hash, BT_SHA1_LEN) == 0;
+}
+
+void bt_job_run(bt_job *j)
+{
+    uint8_t *chunk = j->buf ? NULL : malloc(READ_BACK_CHUNK);
+    run_with(j, chunk);
+    free(chunk);
+}
 
 static void *worker_main(void *arg)
 {
@@ -39,35 +79,27 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&w->cv, &w->mu);
         if (!w->in_head)
             break;
-        bt_partial *p = w->in_head;
-        w->in_head = p->qnext;
+        bt_job *j = w->in_head;
+        w->in_head = j->next;
         if (!w->in_head)
             w->in_tail = NULL;
         w->busy = true;
         pthread_mutex_unlock(&w->mu);
 
-        bt_torrent *t = p->t;
-        int64_t size = bt_piece_size(t, p->piece);
-        uint8_t md[EVP_MAX_MD_SIZE];
-        unsigned mdlen = 0;
-        p->job_ok = EVP_Digest(p->buf, (size_t)size, md, &mdlen, EVP_sha1(), NULL) == 1 &&
-                    memcmp(md, t->meta->pieces + (size_t)p->piece * 20, 20) == 0;
-        p->job_err = 0;
-        if (p->job_ok && bt_storage_write(t->st, p->piece, 0, p->buf, (size_t)size) != 0)
-            p->job_err = errno ? errno : EIO;
+        run_with(j, w->chunk);
 
         pthread_mutex_lock(&w->mu);
-        p->qnext = NULL;
+        j->next = NULL;
         if (w->out_tail)
-            w->out_tail->qnext = p;
+            w->out_tail->next = j;
         else
-            w->out_head = p;
-        w->out_tail = p;
+            w->out_head = j;
+        w->out_tail = j;
         w->busy = false;
         if (!w->in_head)
             pthread_cond_broadcast(&w->idle);
         pthread_mutex_unlock(&w->mu);
-        ev_async_send(w->s->loop, &w->as);
+        ev_async_send(w->loop, &w->as);
         pthread_mutex_lock(&w->mu);
     }
     pthread_mutex_unlock(&w->mu);
@@ -81,30 +113,35 @@ static void on_async(struct ev_loop *loop, ev_async *a, int revents)
     (void)revents;
     bt_worker *w = a->data;
     pthread_mutex_lock(&w->mu);
-    bt_partial *p = w->out_head;
+    bt_job *j = w->out_head;
     w->out_head = w->out_tail = NULL;
     pthread_mutex_unlock(&w->mu);
-    while (p) {
-        bt_partial *n = p->qnext;
-        p->qnext = NULL;
-        p->verifying = false;
-        bt_piece_finish(p->t, p, p->job_ok, p->job_err);
-        p = n;
+    while (j) {
+        bt_job *n = j->next;
+        j->next = NULL;
+        j->busy = false;
+        j->done(j);
+        j = n;
     }
 }
 
-bt_worker *bt_worker_start(bt_session *s)
+bt_worker *bt_worker_start(struct ev_loop *loop)
 {
     bt_worker *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    w->s = s;
+    w->chunk = malloc(READ_BACK_CHUNK);
+    if (!w->chunk) {
+        free(w);
+        return NULL;
+    }
+    w->loop = loop;
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
     pthread_cond_init(&w->idle, NULL);
     ev_async_init(&w->as, on_async);
     w->as.data = w;
-    ev_async_start(s->loop, &w->as);
+    ev_async_start(loop, &w->as);
     /* The thread starts with every signal blocked: SIGINT/SIGTERM are the loop's
      * (an ev_signal watcher; with signalfd libev only blocks them in the loop's
      * thread, and a thread that did not block them would take the default action). */
@@ -114,46 +151,52 @@ bt_worker *bt_worker_start(bt_session *s)
     int rc = pthread_create(&w->th, NULL, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (rc != 0) {
-        ev_async_stop(s->loop, &w->as);
+        ev_async_stop(loop, &w->as);
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
         pthread_cond_destroy(&w->idle);
+        free(w->chunk);
         free(w);
         return NULL;
     }
     return w;
 }
 
-void bt_worker_submit(bt_worker *w, bt_partial *p)
+void bt_worker_submit(bt_worker *w, bt_job *j)
 {
-    p->verifying = true;
-    p->qnext = NULL;
+    j->next = NULL;
+    if (!w) {
+        bt_job_run(j);
+        j->done(j);
+        return;
+    }
+    j->busy = true;
     pthread_mutex_lock(&w->mu);
     if (w->in_tail)
-        w->in_tail->qnext = p;
+        w->in_tail->next = j;
     else
-        w->in_head = p;
-    w->in_tail = p;
+        w->in_head = j;
+    w->in_tail = j;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
 }
 
-/* Wait for every queued job, then forget finished jobs of torrent t (it is being
- * freed: its partials are freed with it). */
-void bt_worker_forget(bt_worker *w, bt_torrent *t)
+void bt_worker_forget(bt_worker *w, void *owner)
 {
+    if (!w)
+        return;
     pthread_mutex_lock(&w->mu);
     while (w->in_head || w->busy)
         pthread_cond_wait(&w->idle, &w->mu);
-    bt_partial **pp = &w->out_head;
+    bt_job **pp = &w->out_head;
     w->out_tail = NULL;
     while (*pp) {
-        if ((*pp)->t == t) {
-            (*pp)->verifying = false;
-            *pp = (*pp)->qnext;
+        if ((*pp)->owner == owner) {
+            (*pp)->busy = false;
+            *pp = (*pp)->next;
         } else {
             w->out_tail = *pp;
-            pp = &(*pp)->qnext;
+            pp = &(*pp)->next;
         }
     }
     pthread_mutex_unlock(&w->mu);
@@ -168,9 +211,10 @@ void bt_worker_stop(bt_worker *w)
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->th, NULL);
-    ev_async_stop(w->s->loop, &w->as);
+    ev_async_stop(w->loop, &w->as);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->idle);
+    free(w->chunk);
     free(w);
 }

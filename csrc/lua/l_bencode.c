@@ -19,7 +19,7 @@
 #include <string.h>
 
 #include "codec/bencode.h"
-#include "lua/lbt.h"
+#include "lua/l_bencode.h"
 
 #define LIST_MT "bt.list"
 #define DICT_MT "bt.dict"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "lua/lbt.h"
+#include "lua/l_fs.h"
 #include "storage/storage.h"
 
 #define BT_DIR_MT  "bt.Dir"

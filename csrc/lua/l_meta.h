@@ -2,7 +2,7 @@
 #ifndef BT_L_META_H
 #define BT_L_META_H
 
-#include "lua/lbt.h"
+#include "lua/lutil.h"
 #include "codec/metainfo.h"
 
 #define BT_META_MT "bt.Metainfo"
@@ -11,5 +11,7 @@
  * argument error naming bt.Metainfo otherwise). The pointer stays valid while
  * that userdata is alive: keep a reference to it (e.g. in a uservalue). */
 BT_HIDDEN const bt_meta *bt_lmeta_check(lua_State *L, int idx);
+
+BT_HIDDEN void bt_open_meta(lua_State *L, int mod);
 
 #endif

@@ -1,11 +1,27 @@
-/* l_ranges.c: the bt.Ranges userdata, a set of piece indices (ranges.c).
+/* l_ranges.c: the bt.Ranges userdata, a set of piece indices (ranges.c), and
+ * bt.RangesView, a read-only view of a set the engine owns (t.have, peer.have).
  *
  * Indices are 0-based, as piece indices are on the wire. The bt_ranges struct
  * lives inside the userdata; its range array is malloc'ed by ranges.c and freed
  * by __gc. Misuse (bad index, size mismatch) raises an argument error; a wire
  * bitfield that does not fit returns nil, message.
+ *
+ * A view holds no set: it holds its owner (a torrent or peer handle, as its
+ * uservalue) and a function that finds the owner's set each time a method runs,
+ * so reading one costs no copy, it always shows the set as it is now, and using
+ * it after its owner is gone raises the owner's error. Every read-only method of
+ * bt.Ranges works on a view and takes a view wherever it takes a set; the
+ * methods that change a set raise ("read-only view: use :copy()").
  */
 #include "lua/l_ranges.h"
+
+#include <string.h>
+
+#define BT_RANGES_VIEW_MT "bt.RangesView"
+
+typedef struct lview {
+    bt_lranges_resolve resolve;
+} lview;
 
 /* __tostring lists at most this many ranges: a fragmented set of a million
  * pieces must not print megabytes into a log line. */
@@ -14,6 +30,31 @@
 bt_ranges *bt_lranges_check(lua_State *L, int idx)
 {
     return luaL_checkudata(L, idx, BT_RANGES_MT);
+}
+
+const bt_ranges *bt_lranges_read(lua_State *L, int idx)
+{
+    bt_ranges *s = luaL_testudata(L, idx, BT_RANGES_MT);
+    if (s)
+        return s;
+    lview *v = luaL_testudata(L, idx, BT_RANGES_VIEW_MT);
+    if (!v)
+        luaL_typeerror(L, idx, BT_RANGES_MT);
+    idx = lua_absindex(L, idx);
+    lua_getiuservalue(L, idx, 1);
+    const bt_ranges *r = v->resolve(L, lua_gettop(L));   /* raises if the owner is gone */
+    lua_pop(L, 1);
+    return r;
+}
+
+void bt_lranges_push_view(lua_State *L, int owner, bt_lranges_resolve resolve)
+{
+    owner = lua_absindex(L, owner);
+    lview *v = lua_newuserdatauv(L, sizeof *v, 1);
+    v->resolve = resolve;
+    lua_pushvalue(L, owner);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, BT_RANGES_VIEW_MT);
 }
 
 bt_ranges *bt_lranges_push(lua_State *L, uint32_t size)
@@ -149,7 +190,7 @@ static int m_clear_all(lua_State *L)
 /* s:has(i) -> boolean  [-0, +1, v] */
 static int m_has(lua_State *L)
 {
-    bt_ranges *s = bt_lranges_check(L, 1);
+    const bt_ranges *s = bt_lranges_read(L, 1);
     lua_pushboolean(L, bt_ranges_has(s, check_index(L, s, 2)));
     return 1;
 }
@@ -158,7 +199,7 @@ static int m_has(lua_State *L)
  * s:count(). s:size() -> n.  [-0, +1, v] */
 static int m_count(lua_State *L)
 {
-    bt_ranges *s = bt_lranges_check(L, 1);
+    const bt_ranges *s = bt_lranges_read(L, 1);
     if (lua_isnoneornil(L, 2) && lua_isnoneornil(L, 3)) {
         lua_pushinteger(L, bt_ranges_count(s));
         return 1;
@@ -172,26 +213,26 @@ static int m_count(lua_State *L)
 /* __len gets (s, s) as arguments: s:count() whatever the second. */
 static int m_len(lua_State *L)
 {
-    lua_pushinteger(L, bt_ranges_count(bt_lranges_check(L, 1)));
+    lua_pushinteger(L, bt_ranges_count(bt_lranges_read(L, 1)));
     return 1;
 }
 
 static int m_size(lua_State *L)
 {
-    lua_pushinteger(L, bt_lranges_check(L, 1)->size);
+    lua_pushinteger(L, bt_lranges_read(L, 1)->size);
     return 1;
 }
 
 /* s:full(), s:empty() -> boolean (a set of 0 pieces is both).  [-0, +1, -] */
 static int m_full(lua_State *L)
 {
-    lua_pushboolean(L, bt_ranges_full(bt_lranges_check(L, 1)));
+    lua_pushboolean(L, bt_ranges_full(bt_lranges_read(L, 1)));
     return 1;
 }
 
 static int m_empty(lua_State *L)
 {
-    lua_pushboolean(L, bt_lranges_check(L, 1)->count == 0);
+    lua_pushboolean(L, bt_lranges_read(L, 1)->count == 0);
     return 1;
 }
 
@@ -208,7 +249,7 @@ static int push_index(lua_State *L, int64_t i)
  * or nil. from defaults to 0 and may equal size (then nil).  [-0, +1, v] */
 static int next_op(lua_State *L, int64_t (*op)(const bt_ranges *, uint32_t))
 {
-    bt_ranges *s = bt_lranges_check(L, 1);
+    const bt_ranges *s = bt_lranges_read(L, 1);
     uint32_t from = lua_isnoneornil(L, 2) ? 0 : check_bound(L, s, 2);
     return push_index(L, op(s, from));
 }
@@ -217,9 +258,9 @@ static int m_next_set(lua_State *L) { return next_op(L, bt_ranges_next_set); }
 static int m_next_clear(lua_State *L) { return next_op(L, bt_ranges_next_clear); }
 
 /* The other set of a two-set method: same size, else an argument error. */
-static bt_ranges *check_other(lua_State *L, const bt_ranges *a, int arg)
+static const bt_ranges *check_other(lua_State *L, const bt_ranges *a, int arg)
 {
-    bt_ranges *b = bt_lranges_check(L, arg);
+    const bt_ranges *b = bt_lranges_read(L, arg);
     if (a->size != b->size)
         luaL_argerror(L, arg, lua_pushfstring(L, "size %I differs from %I",
                                               (LUAI_UACINT)b->size, (LUAI_UACINT)a->size));
@@ -232,8 +273,8 @@ static bt_ranges *check_other(lua_State *L, const bt_ranges *a, int arg)
  * [-0, +1, v] */
 static int next2_op(lua_State *L, int64_t (*op)(const bt_ranges *, const bt_ranges *, uint32_t))
 {
-    bt_ranges *a = bt_lranges_check(L, 1);
-    bt_ranges *b = check_other(L, a, 2);
+    const bt_ranges *a = bt_lranges_read(L, 1);
+    const bt_ranges *b = check_other(L, a, 2);
     uint32_t from = lua_isnoneornil(L, 3) ? 0 : check_bound(L, a, 3);
     return push_index(L, op(a, b, from));
 }
@@ -245,8 +286,8 @@ static int m_next_common(lua_State *L) { return next2_op(L, bt_ranges_next_commo
  * Both sets must have the same size.  [-0, +1, v] */
 static int binop(lua_State *L, int (*op)(bt_ranges *, const bt_ranges *, const bt_ranges *))
 {
-    bt_ranges *a = bt_lranges_check(L, 1);
-    bt_ranges *b = check_other(L, a, 2);
+    const bt_ranges *a = bt_lranges_read(L, 1);
+    const bt_ranges *b = check_other(L, a, 2);
     bt_ranges *out = bt_lranges_push(L, a->size);
     if (op(out, a, b))
         return oom(L);
@@ -260,7 +301,7 @@ static int m_diff(lua_State *L) { return binop(L, bt_ranges_diff); }
 /* s:copy() -> new equal set  [-0, +1, m] */
 static int m_copy(lua_State *L)
 {
-    bt_ranges *s = bt_lranges_check(L, 1);
+    const bt_ranges *s = bt_lranges_read(L, 1);
     bt_ranges *c = bt_lranges_push(L, s->size);
     if (bt_ranges_copy(c, s))
         return oom(L);
@@ -271,7 +312,7 @@ static int m_copy(lua_State *L)
  * bit first, spare bits clear.  [-0, +1, m] */
 static int m_to_wire(lua_State *L)
 {
-    bt_ranges *s = bt_lranges_check(L, 1);
+    const bt_ranges *s = bt_lranges_read(L, 1);
     size_t len = bt_ranges_wire_len(s);
     luaL_Buffer b;
     /* Lua owns the buffer: nothing to free if it raises. */
@@ -287,7 +328,7 @@ static int m_to_wire(lua_State *L)
  * first range ending after the position. */
 static int ranges_iter(lua_State *L)
 {
-    bt_ranges *s = lua_touserdata(L, lua_upvalueindex(1));
+    const bt_ranges *s = bt_lranges_read(L, lua_upvalueindex(1));
     uint32_t pos = (uint32_t)lua_tointeger(L, lua_upvalueindex(2));
     uint32_t k = (uint32_t)lua_tointeger(L, lua_upvalueindex(3));
     if (!(k < s->n && s->r[k].end > pos && (k == 0 || s->r[k - 1].end <= pos)))
@@ -309,7 +350,7 @@ static int ranges_iter(lua_State *L)
  * cut to start at from).  [-0, +1, v] */
 static int m_ranges(lua_State *L)
 {
-    bt_ranges *s = bt_lranges_check(L, 1);
+    const bt_ranges *s = bt_lranges_read(L, 1);
     uint32_t from = lua_isnoneornil(L, 2) ? 0 : check_bound(L, s, 2);
     lua_settop(L, 1);
     lua_pushinteger(L, from);
@@ -319,11 +360,15 @@ static int m_ranges(lua_State *L)
 }
 
 /* s == o: same size and same pieces.  [-0, +1, -] */
+static bool is_set(lua_State *L, int idx)
+{
+    return luaL_testudata(L, idx, BT_RANGES_MT) || luaL_testudata(L, idx, BT_RANGES_VIEW_MT);
+}
+
 static int m_eq(lua_State *L)
 {
-    bt_ranges *a = luaL_testudata(L, 1, BT_RANGES_MT);
-    bt_ranges *b = luaL_testudata(L, 2, BT_RANGES_MT);
-    lua_pushboolean(L, a && b && bt_ranges_equal(a, b));
+    bool both = is_set(L, 1) && is_set(L, 2);
+    lua_pushboolean(L, both && bt_ranges_equal(bt_lranges_read(L, 1), bt_lranges_read(L, 2)));
     return 1;
 }
 
@@ -331,10 +376,11 @@ static int m_eq(lua_State *L)
  * TOSTRING_MAX_RANGES ranges then "... (N ranges)".  [-0, +1, m] */
 static int m_tostring(lua_State *L)
 {
-    bt_ranges *s = bt_lranges_check(L, 1);
+    const bt_ranges *s = bt_lranges_read(L, 1);
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    lua_pushfstring(L, BT_RANGES_MT "(%I:", (LUAI_UACINT)s->size);
+    lua_pushfstring(L, "%s(%I:", luaL_testudata(L, 1, BT_RANGES_MT) ? BT_RANGES_MT : BT_RANGES_VIEW_MT,
+                    (LUAI_UACINT)s->size);
     luaL_addvalue(&b);
     if (s->n == 0)
         luaL_addstring(&b, " empty");
@@ -355,6 +401,12 @@ static int m_gc(lua_State *L)
 {
     bt_ranges_free(bt_lranges_check(L, 1));
     return 0;
+}
+
+/* A view refuses to change: the set is the engine's. */
+static int m_read_only(lua_State *L)
+{
+    return luaL_error(L, BT_RANGES_VIEW_MT ": read-only view of the engine's set: use :copy() for a set you may change");
 }
 
 static const luaL_Reg methods[] = {
@@ -390,12 +442,29 @@ static const luaL_Reg meta[] = {
     { NULL, NULL },
 };
 
+static const char *const MUTATORS[] = { "set", "clear", "set_range", "clear_range", "set_all", "clear_all", NULL };
+
 void bt_open_ranges(lua_State *L, int mod)
 {
     mod = lua_absindex(L, mod);
     luaL_newmetatable(L, BT_RANGES_MT);
     luaL_setfuncs(L, meta, 0);
     luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    /* the view: the same methods, the mutators replaced; no __gc (it owns nothing) */
+    luaL_newmetatable(L, BT_RANGES_VIEW_MT);
+    for (const luaL_Reg *r = meta; r->name; r++) {
+        if (strcmp(r->name, "__gc") == 0)
+            continue;
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, -2, r->name);
+    }
+    luaL_newlib(L, methods);
+    for (int i = 0; MUTATORS[i]; i++) {
+        lua_pushcfunction(L, m_read_only);
+        lua_setfield(L, -2, MUTATORS[i]);
+    }
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_bitfield);

@@ -3,7 +3,7 @@
  */
 #include <math.h>
 
-#include "lua/lbt.h"
+#include "lua/l_ratelimit.h"
 #include "core/ratelimit.h"
 
 /* ---- bt.ratelimit (csrc/ratelimit.h) ------------------------------------------ */

@@ -10,7 +10,7 @@
 
 #include "lua/l_meta.h"
 #include "lua/l_ranges.h"
-#include "lua/lbt.h"
+#include "lua/l_storage.h"
 #include "storage/storage.h"
 
 #define BT_STORAGE_MT "bt.Storage"

@@ -19,6 +19,7 @@
  * transport or format error is nil, message.
  */
 #include <arpa/inet.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,7 @@
 #include <ev.h>
 
 #include "lua/l_tracker.h"
-#include "lua/lbt.h"
+#include "lua/lutil.h"
 #include "engine/tracker.h"
 
 #define BT_RESULT_BOX_MT "bt.tracker.result"
@@ -152,10 +153,9 @@ static lua_Integer field_int(lua_State *L, int t, const char *k, lua_Integer def
     return v;
 }
 
-/* Fill req from the table at t. String pointers stay valid while the table's
- * fields are unchanged (they point into Lua strings the table holds). */
-static void check_params(lua_State *L, int t, bt_announce *req)
+void bt_ltracker_check_params(lua_State *L, int t, bt_announce *req, const uint8_t *peer_id, int port)
 {
+    t = lua_absindex(L, t);
     luaL_checktype(L, t, LUA_TTABLE);
     memset(req, 0, sizeof *req);
     lua_getfield(L, t, "url");
@@ -164,8 +164,14 @@ static void check_params(lua_State *L, int t, bt_announce *req)
         luaL_argerror(L, t, "params.url must be a string");
     lua_pop(L, 1);   /* the table keeps the string alive */
     field_bytes20(L, t, "info_hash", req->info_hash);
-    field_bytes20(L, t, "peer_id", req->peer_id);
-    req->port = (uint16_t)field_int(L, t, "port", 6881, 0, 65535);
+    lua_getfield(L, t, "peer_id");
+    bool own_id = peer_id && lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (own_id)
+        memcpy(req->peer_id, peer_id, 20);
+    else
+        field_bytes20(L, t, "peer_id", req->peer_id);
+    req->port = (uint16_t)field_int(L, t, "port", port, 0, 65535);
     req->uploaded = field_int(L, t, "uploaded", 0, 0, LUA_MAXINTEGER);
     req->downloaded = field_int(L, t, "downloaded", 0, 0, LUA_MAXINTEGER);
     req->left = field_int(L, t, "left", 0, 0, LUA_MAXINTEGER);
@@ -199,6 +205,9 @@ static void check_params(lua_State *L, int t, bt_announce *req)
     lua_pop(L, 1);
     lua_getfield(L, t, "connect_timeout");
     req->connect_timeout = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    lua_getfield(L, t, "timeout");
+    req->timeout = lua_isnil(L, -1) ? 0 : luaL_checknumber(L, -1);
     lua_pop(L, 1);
 }
 
@@ -264,7 +273,7 @@ static void guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static int l_announce(lua_State *L)
 {
     bt_announce req;
-    check_params(L, 1, &req);
+    bt_ltracker_check_params(L, 1, &req, NULL, 6881);
     double timeout = luaL_optnumber(L, 2, BT_TRACKER_TIMEOUT);
     if (!(timeout > 0) || timeout > 3600)
         luaL_argerror(L, 2, "timeout must be in (0, 3600] seconds");
@@ -314,7 +323,7 @@ static int l_parse(lua_State *L)
 static int l_announce_url(lua_State *L)
 {
     bt_announce req;
-    check_params(L, 1, &req);
+    bt_ltracker_check_params(L, 1, &req, NULL, 6881);
     bt_buf b = {0};
     int r = bt_announce_url(&b, &req);
     /* Copied out and freed before anything that may raise. The URL is bounded:

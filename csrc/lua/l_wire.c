@@ -7,7 +7,7 @@
  * The decoder keeps only the bytes of the one message it has not seen whole; bytes
  * it can frame directly from the fed string never get copied except into the Lua
  * strings of the message tables. */
-#include "lua/lbt.h"
+#include "lua/l_wire.h"
 #include "core/buf.h"
 #include "codec/wire.h"
 

@@ -1,25 +1,42 @@
-/* lbt.c: luaopen_bt_core, the one exported symbol of the C module.
- * lua/bt/init.lua (`require "bt"`) loads it and adds the Lua parts. */
-#include "lua/lbt.h"
+/* lbt.c: luaopen_bt_core, the one exported symbol of the C module, at the top of
+ * the binding layer: it calls each binding file's bt_open_<topic>, and nothing
+ * calls it. lua/bt/init.lua (`require "bt"`) loads it and adds the Lua parts. */
+#include <curl/curl.h>
+#include <ev.h>
+#include <openssl/crypto.h>
 
-#include <stdarg.h>
+#include "lua/l_bencode.h"
+#include "lua/l_fs.h"
+#include "lua/l_meta.h"
+#include "lua/l_peer.h"
+#include "lua/l_ranges.h"
+#include "lua/l_ratelimit.h"
+#include "lua/l_session.h"
+#include "lua/l_storage.h"
+#include "lua/l_torrent.h"
+#include "lua/l_tracker.h"
+#include "lua/l_wire.h"
+#include "lua/lutil.h"
 
-void bt_setfuncs_sub(lua_State *L, int mod, const char *name, const luaL_Reg *fns)
+#define BT_VERSION "0.2.0"
+
+/* bt.versions() -> { bt =, lua =, libev =, libcurl =, openssl = }: what this process
+ * runs with (the libraries' own answers at run time, not the headers').  [-0, +1, m] */
+static int l_versions(lua_State *L)
 {
-    mod = lua_absindex(L, mod);
-    lua_newtable(L);
-    luaL_setfuncs(L, fns, 0);
-    lua_setfield(L, mod, name);
-}
-
-int bt_push_fail(lua_State *L, const char *fmt, ...)
-{
-    va_list ap;
-    lua_pushnil(L);
-    va_start(ap, fmt);
-    lua_pushvfstring(L, fmt, ap);
-    va_end(ap);
-    return 2;
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, BT_VERSION);
+    lua_setfield(L, -2, "bt");
+    lua_pushliteral(L, LUA_RELEASE);   /* the headers'; a module loads only into its own 5.4 */
+    lua_setfield(L, -2, "lua");
+    lua_pushfstring(L, "%d.%d", ev_version_major(), ev_version_minor());
+    lua_setfield(L, -2, "libev");
+    const curl_version_info_data *c = curl_version_info(CURLVERSION_NOW);
+    lua_pushfstring(L, "%s (%s)", c->version, c->ssl_version ? c->ssl_version : "no TLS");
+    lua_setfield(L, -2, "libcurl");
+    lua_pushstring(L, OpenSSL_version(OPENSSL_VERSION));
+    lua_setfield(L, -2, "openssl");
+    return 1;
 }
 
 __attribute__((visibility("default"))) int luaopen_bt_core(lua_State *L)
@@ -34,8 +51,12 @@ __attribute__((visibility("default"))) int luaopen_bt_core(lua_State *L)
     bt_open_ratelimit(L, mod);
     bt_open_storage(L, mod);
     bt_open_tracker(L, mod);
+    bt_open_peer(L, mod);
+    bt_open_torrent(L, mod);
     bt_open_session(L, mod);
-    lua_pushliteral(L, "0.1.0");
+    lua_pushliteral(L, BT_VERSION);
     lua_setfield(L, mod, "version");
+    lua_pushcfunction(L, l_versions);
+    lua_setfield(L, mod, "versions");
     return 1;
 }

@@ -21,10 +21,21 @@ function M.human(n, decimals)
   return string.format("%." .. (decimals or 1) .. "f %s", v, units[i])
 end
 
+--- The version of bt-lua and of what it runs with, one per line.
+function M.version_text()
+  local v = require("bt.core").versions()
+  return ("bt-lua %s\n%s\nlibev %s\nlibcurl %s\n%s\n"):format(v.bt, v.lua, v.libev, v.libcurl, v.openssl)
+end
+
 function M.main(argv)
   local parser = argparse("bt-lua", "A BitTorrent client whose strategy is a Lua script.")
     :command_target("command")
   parser:epilog("Run 'bt-lua COMMAND --help' for a command's options.")
+  parser:flag("--version", "Print the versions of bt-lua, Lua, libev, libcurl and OpenSSL, and exit.")
+    :action(function()
+      io.stdout:write(M.version_text())
+      os.exit(0)
+    end)
   local mods = {}
   for _, c in ipairs(COMMANDS) do
     local ok, mod = pcall(require, "bt.cmd." .. c[1])

@@ -1,13 +1,14 @@
 --- bt-lua run POLICY TORRENT: download a torrent with a Lua policy.
 -- Exit 0 when every piece is downloaded and verified; otherwise one clear message
--- and a non-zero code: 2 bad torrent, 3 policy failed to load or threw,
--- 4 no peer reachable within --timeout, 1 anything else.
+-- and a non-zero code: 2 bad torrent, 3 policy failed to load, threw or broke the
+-- contract, 4 no peer reachable within --timeout, 6 no progress within
+-- --stall-timeout while peers were connected, 1 anything else.
 local cli = require "bt.cli"
 local seedcmd = require "bt.cmd.seed"
 
 local M = {}
 
-M.EXIT_TORRENT, M.EXIT_POLICY, M.EXIT_NOPEERS = 2, 3, 4
+M.EXIT_TORRENT, M.EXIT_POLICY, M.EXIT_NOPEERS, M.EXIT_STALLED = 2, 3, 4, 6
 
 function M.setup(cmd)
   cmd:argument("policy", "Policy script (.lua file) or module name (bt.policy.default).")
@@ -22,7 +23,10 @@ function M.setup(cmd)
   cmd:option("--max-peers", "Most peers at once.", "50")
   cmd:option("--tick-ms", "Policy tick period in milliseconds.", "100")
   cmd:option("--timeout", "Give up when no peer is connected for this many seconds.", "60")
-  cmd:option("--stats", "Write one JSON object per second to this file.")
+  cmd:option("--stall-timeout", "Give up when peers are connected but no block has arrived for this many "
+    .. "seconds (a policy that requests nothing, peers that never unchoke us); 0: never.", "300")
+  cmd:option("--stats", "Write one JSON object per second to this file: the fields of t:stats() "
+    .. "(docs/policy.md) and time, seconds since the start.")
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
   cmd:flag("--seed", "Keep seeding after the download completes (see --ratio, --seed-time).")
@@ -55,6 +59,8 @@ function M.run(args)
   if not ok then cli.fail("policy failed to load: " .. tostring(pol), M.EXIT_POLICY) end
   local port, max_peers, tick_ms, timeout = num(args, "port"), num(args, "max_peers"),
     num(args, "tick_ms"), num(args, "timeout")
+  local stall = num(args, "stall_timeout")
+  if stall < 0 then cli.fail("--stall-timeout must be >= 0") end
   -- signals: SIGINT/SIGTERM stop the loop; s:close() below then saves resume data
   -- and announces "stopped" (bounded by session.STOPPED_WAIT), and we exit 0.
   local ratio, stime = seedcmd.num(args, "ratio", 0), seedcmd.num(args, "seed_time", 0)
@@ -90,6 +96,7 @@ function M.run(args)
 
   local start = s.core:now()
   local last_peer_seen = start
+  local last_progress, last_downloaded = start, -1   -- a block arrived
   local last_print, last_stats, last_draw = start, start, start
   -- rates shown are over the last RATE_WINDOW seconds of samples (the peers' own
   -- meters are smoothed for pipeline sizing and lag behind on short transfers)
@@ -105,24 +112,20 @@ function M.run(args)
   end
   local function report(now, final)
     local st = t:stats()
-    st.rate_down, st.rate_up = rates(now, st)
     if st.peers > 0 then last_peer_seen = now end
+    if st.downloaded ~= last_downloaded or st.peers == 0 then last_progress, last_downloaded = now, st.downloaded end
     if statsf and (now - last_stats >= 1 or final) then
       last_stats = now
-      statsf:write(cjson.encode{
-        time = now - start, bytes = st.have_bytes, total = st.total_bytes,
-        downloaded = st.downloaded, uploaded = st.uploaded, rate_down = st.rate_down, rate_up = st.rate_up,
-        peers = st.peers, pieces_done = st.pieces_done, pieces = st.pieces,
-        inflight = st.inflight, dup_bytes = st.dup_bytes, failed_bytes = st.failed_bytes,
-        endgame = st.endgame,
-      }, "\n")
+      st.time = now - start   -- the line is t:stats(), field for field, and the time
+      statsf:write(cjson.encode(st), "\n")
       statsf:flush()
     end
     if quiet then return end
+    local rdown, rup = rates(now, st)
     local pct = st.total_bytes > 0 and 100 * st.have_bytes / st.total_bytes or 100
     local left = st.total_bytes - st.have_bytes
-    local line = ("%5.1f%%  %s/s down  %s/s up  %d peers  ETA %s"):format(pct, human(st.rate_down),
-      human(st.rate_up), st.peers, eta(st.rate_down > 0 and left / st.rate_down or nil))
+    local line = ("%5.1f%%  %s/s down  %s/s up  %d peers  ETA %s"):format(pct, human(rdown),
+      human(rup), st.peers, eta(rdown > 0 and left / rdown or nil))
     if isatty then
       if now - last_draw < DRAW_EVERY and not final then return end
       last_draw = now
@@ -136,9 +139,24 @@ function M.run(args)
 
   s:on("tick", function(now)
     report(now, false)
-    if now - last_peer_seen > timeout and not t.complete then
+    if t.complete then return end
+    if now - last_peer_seen > timeout then
       failure = ("no peers reachable within %g s"):format(timeout)
       code = M.EXIT_NOPEERS
+      s:stop()
+    elseif stall > 0 and now - last_progress > stall then
+      local st = t:stats()
+      local why
+      if st.peers_unchoking == 0 then
+        why = "no peer unchokes us"
+      elseif st.inflight == 0 then
+        why = ("policy '%s' requested nothing"):format(tostring(pol.name))
+      else
+        why = ("%d requests of policy '%s' got no answer"):format(st.inflight, tostring(pol.name))
+      end
+      failure = ("no block arrived for %g s with %d peer%s connected: %s (--stall-timeout)")
+        :format(stall, st.peers, st.peers == 1 and "" or "s", why)
+      code = M.EXIT_STALLED
       s:stop()
     end
   end)

@@ -1,7 +1,10 @@
 --- bt.policy.fake: a torrent and peers without sockets, to unit-test a policy.
 --
--- Same fields, methods and errors as the engine's bt.Torrent / bt.Peer, written
--- naively in Lua (it is also the model the C primitives are checked against).
+-- Same fields, methods, results and errors as the engine's bt.Torrent / bt.Peer
+-- (docs/policy.md), written naively in Lua: it is also the model the engine is
+-- checked against (spec/fake_engine_spec.lua feeds one scenario to both and
+-- compares their decisions). Ties between pieces of equal availability go in index
+-- order from `rot` (the engine's start differs per torrent; fake.torrent{rot=}).
 --
 --   local fake = require "bt.policy.fake"
 --   local t = fake.torrent{ pieces = 100, piece_length = 262144 }
@@ -9,10 +12,12 @@
 --   local b = fake.peer(t, { have = { 1, 2, 3 } })
 --   policy.pick(t, a, a.slots)
 --   -- a.sent: the requests made, in order: { {piece=, block=}, ... }
---   t:receive(a, 0)          -- pretend every block of piece 0 arrived and verified
+--   t:receive(a, 0)          -- every block of piece 0 arrived from a and it verified
+--   t:advance(2)             -- two seconds pass (request ages, idle times)
 local bt = require "bt"
 
 local BLOCK = 16384
+local MAX_QUEUE = 2000   -- the engine's cap on a peer's reqq
 local F = {}
 
 local T, P = {}, {}
@@ -22,221 +27,473 @@ local function blocks_of(t, i)
   return (size + BLOCK - 1) // BLOCK, size
 end
 
-local function check_piece(t, i, what)
+local function argerror(n, fname, msg)
+  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+end
+
+local function check_piece(t, i, n, fname)
   if math.type(i) ~= "integer" or i < 0 or i >= t.pieces then
-    error(("bad argument (%s): piece %s out of range (the torrent has %d pieces, 0-based)")
-      :format(what or "piece", tostring(i), t.pieces), 3)
+    argerror(n, fname, ("piece %s out of range (the torrent has %d pieces, 0-based)"):format(tostring(i), t.pieces))
   end
 end
 
---- fake.torrent{ pieces =, piece_length = (default 256 KiB), total_length =, have = {indices} | "all" }
+--- A read-only view of a set, like the engine's bt.RangesView: reads follow the
+-- set as it changes; the methods that would change it raise.
+local VIEW_READS = { "has", "count", "size", "full", "empty", "next_set", "next_clear", "next_diff",
+                     "next_common", "union", "intersect", "diff", "copy", "to_wire", "ranges" }
+local function view(set)
+  local v = {}
+  for _, m in ipairs(VIEW_READS) do
+    v[m] = function(_, ...)
+      local args = { ... }
+      for k, a in ipairs(args) do if type(a) == "table" and a._set then args[k] = a._set end end
+      return set[m](set, table.unpack(args))
+    end
+  end
+  for _, m in ipairs({ "set", "clear", "set_range", "clear_range", "set_all", "clear_all" }) do
+    v[m] = function()
+      error("bt.RangesView: read-only view of the engine's set: use :copy() for a set you may change", 2)
+    end
+  end
+  v._set = set
+  return setmetatable(v, { __len = function() return set:count() end,
+                           __tostring = function() return (tostring(set):gsub("^bt%.Ranges", "bt.RangesView")) end })
+end
+
+--- fake.torrent{ pieces =, piece_length = (default 256 KiB), total_length =,
+--   have = {indices} | "all", endgame =, rot = (tie-break start, default 0), now = }
 function F.torrent(o)
   local n = assert(o.pieces, "pieces")
   local t = setmetatable({
     pieces = n, piece_length = o.piece_length or 262144, state = {}, endgame = o.endgame or false,
-    _have = bt.bitfield(n), _req = {}, _got = {}, _peers = {}, info_hash = o.info_hash or string.rep("0", 40),
+    info_hash = o.info_hash or string.rep("0", 40), name = o.name or "fake", storage = "memory",
+    stopped = false, error = nil, now = o.now or 0, rot = (o.rot or 0) % n,
+    _have = bt.bitfield(n), _partial = {}, _seq = 0, _peers = {}, _limits = { down = 0, up = 0 },
+    downloaded = 0, uploaded = 0, dup_bytes = 0, connects = {},
   }, T)
   t.total_length = o.total_length or t.pieces * t.piece_length
   if o.have == "all" then t._have:set_range(0, n) else
     for _, i in ipairs(o.have or {}) do t._have:set(i) end
   end
+  t._view = view(t._have)
   return t
 end
 
+local function open_partials(t)
+  local c = 0
+  for _, pp in pairs(t._partial) do if pp.nfree > 0 then c = c + 1 end end
+  return c
+end
+
+local function fresh(t, i) return not t._have:has(i) and t._partial[i] == nil end
+
 T.__index = function(t, k)
-  if k == "have" then return t._have:copy() end
+  if k == "have" then return t._view end
   if k == "missing" then return t.pieces - t._have:count() end
+  if k == "complete" then return t._have:full() end
+  if k == "partials" then
+    local c = 0
+    for _ in pairs(t._partial) do c = c + 1 end
+    return c
+  end
+  if k == "npeers" then
+    local c = 0
+    for _, p in ipairs(t._peers) do if rawget(p, "_alive") then c = c + 1 end end
+    return c
+  end
   if k == "unrequested" then
     local c = 0
-    for i = 0, t.pieces - 1 do
-      if not t._have:has(i) then
-        local nb = blocks_of(t, i)
-        local req, got = t._req[i], t._got[i]
-        for b = 0, nb - 1 do
-          if not (req and req[b]) and not (got and got[b]) then c = c + 1; break end
-        end
-      end
-    end
-    return c
+    for i = 0, t.pieces - 1 do if fresh(t, i) then c = c + 1 end end
+    return c + open_partials(t)
   end
   return T[k]
 end
 
+local function alive_peers(t)
+  local out = {}
+  for _, p in ipairs(t._peers) do if rawget(p, "_alive") then out[#out + 1] = p end end
+  return out
+end
+
 function T:availability(i)
-  check_piece(self, i)
+  check_piece(self, i, 2, "availability")
   local c = 0
-  for _, p in ipairs(self._peers) do if p._have:has(i) then c = c + 1 end end
+  for _, p in ipairs(alive_peers(self)) do if p._f.have_set:has(i) then c = c + 1 end end
   return c
 end
 
-function T:has(i) check_piece(self, i); return self._have:has(i) end
-function T:blocks(i) check_piece(self, i); return (blocks_of(self, i)) end
-function T:piece_size(i) check_piece(self, i); return select(2, blocks_of(self, i)) end
-function T:peers() local out = {}; for i, p in ipairs(self._peers) do out[i] = p end; return out end
+function T:has(i) check_piece(self, i, 2, "has"); return self._have:has(i) end
+function T:blocks(i) check_piece(self, i, 2, "blocks"); return (blocks_of(self, i)) end
+function T:piece_size(i) check_piece(self, i, 2, "piece_size"); return select(2, blocks_of(self, i)) end
+function T:peers() return alive_peers(self) end
 
-local function started(t, i) return t._req[i] ~= nil or t._got[i] ~= nil end
+function T:next_missing(from)
+  from = from or 0
+  if math.type(from) ~= "integer" or from < 0 or from > self.pieces then
+    argerror(2, "next_missing", ("from %s out of range [0, %d]"):format(tostring(from), self.pieces))
+  end
+  local i = self._have:next_clear(from)
+  return i
+end
 
--- a block this peer may still ask for
-local function requestable_block(t, peer, i, b)
-  local req, got = t._req[i], t._got[i]
-  if got and got[b] then return false end
-  if peer._asked[i .. ":" .. b] then return false end
-  if req and req[b] and not t.endgame then return false end
+--- Test helper: the fake clock moves on (request ages, idle, connected_for).
+function T:advance(seconds) self.now = self.now + seconds end
+
+-- peer may still ask for block b of piece i (dup: even if others were asked)
+local function block_ok(t, peer, i, b, dup)
+  local pp = t._partial[i]
+  if pp and pp.got[b] then return false end
+  if peer._f.asked[i .. ":" .. b] then return false end
+  if pp and (pp.req[b] or 0) > 0 and not (dup or t.endgame) then return false end
   return true
 end
 
-local function requestable(t, peer, i)
+local function requestable(t, peer, i, dup)
   if t._have:has(i) then return false end
-  for b = 0, blocks_of(t, i) - 1 do
-    if requestable_block(t, peer, i, b) then return true end
+  local pp = t._partial[i]
+  if not pp then return true end
+  if pp.nfree > 0 then return true end
+  if not (dup or t.endgame) then return false end
+  for b = 0, pp.nblocks - 1 do
+    if not pp.got[b] and not peer._f.asked[i .. ":" .. b] then return true end
   end
   return false
 end
 
-local function iter(list)
-  local k = 0
-  return function() k = k + 1; return list[k] end
+local function slots_of(p)
+  local f = p._f
+  if f.choking then return 0 end
+  local depth = math.min(f.queue_depth, f.reqq)
+  return math.max(0, depth - f.inflight)
 end
 
---- Pieces nobody asked for yet that peer has and we lack, rarest first (ties by index).
-function T:rarest(peer, n)
-  local c = {}
-  for i = 0, self.pieces - 1 do
-    if peer._have:has(i) and not self._have:has(i) and not started(self, i) then c[#c + 1] = i end
+--- An iterator over `list` that, like the engine's, ends once the peer has no free
+-- slot, after n pieces, and skips pieces `still` says are no longer wanted.
+local function lazy(peer, list, n, still)
+  local k, given = 0, 0
+  n = n or math.huge
+  return function()
+    P.check_alive(peer)
+    while true do
+      if given >= n or slots_of(peer) == 0 then return nil end
+      k = k + 1
+      local i = list[k]
+      if i == nil then return nil end
+      if still(i) then
+        given = given + 1
+        return i
+      end
+    end
   end
+end
+
+local function check_iter(t, peer, n, fname)
+  P.check_alive(peer)
+  if peer.t ~= t then argerror(2, fname, "peer belongs to another torrent") end
+  if n ~= nil and (math.type(n) ~= "integer" or n < 0) then argerror(3, fname, "count must be >= 0") end
+end
+
+local function by_availability(t, peer, common)
+  local c, av = {}, {}
+  for i = 0, t.pieces - 1 do
+    if peer._f.have_set:has(i) and fresh(t, i) then
+      c[#c + 1] = i
+      av[i] = t:availability(i)
+    end
+  end
+  local rot, n = t.rot, t.pieces
   table.sort(c, function(a, b)
-    local x, y = self:availability(a), self:availability(b)
-    if x ~= y then return x < y end
-    return a < b
+    if av[a] ~= av[b] then
+      if common then return av[a] > av[b] end
+      return av[a] < av[b]
+    end
+    return (a - rot) % n < (b - rot) % n
   end)
-  local out = {}
-  for k = 1, math.min(n, #c) do out[k] = c[k] end
-  return iter(out)
+  return c
 end
 
---- Started pieces the peer has with a block it may still ask for (oldest first).
-function T:partial(peer)
-  local out = {}
-  for _, i in ipairs(self._order or {}) do
-    if peer._have:has(i) and started(self, i) and requestable(self, peer, i) then out[#out + 1] = i end
+--- Pieces nobody has started that the peer has, rarest first (ties by index from rot).
+function T:rarest(peer, n)
+  check_iter(self, peer, n, "rarest")
+  return lazy(peer, by_availability(self, peer, false), n, function(i) return fresh(self, i) end)
+end
+
+--- The same, most common first.
+function T:common(peer, n)
+  check_iter(self, peer, n, "common")
+  return lazy(peer, by_availability(self, peer, true), n, function(i) return fresh(self, i) end)
+end
+
+--- Started pieces the peer has with a block it may ask for, oldest first (outside
+-- endgame only those with a block nobody was asked for).
+function T:partial(peer, n)
+  check_iter(self, peer, n, "partial")
+  local list = {}
+  for i, pp in pairs(self._partial) do
+    if peer._f.have_set:has(i) and (self.endgame or pp.nfree > 0) then list[#list + 1] = i end
   end
-  return iter(out)
+  table.sort(list, function(a, b) return self._partial[a].seq < self._partial[b].seq end)
+  return lazy(peer, list, n, function(i) return requestable(self, peer, i, false) end)
 end
 
+--- Pieces in [from, to) the peer has, in index order, with a block it may ask for.
 function T:wanted(peer, from, to)
-  from, to = from or 0, math.min(to or self.pieces, self.pieces)
-  local out = {}
-  for i = math.max(0, from), to - 1 do
-    if peer._have:has(i) and requestable(self, peer, i) then out[#out + 1] = i end
+  check_iter(self, peer, nil, "wanted")
+  from, to = math.max(0, from or 0), math.min(to or self.pieces, self.pieces)
+  local list = {}
+  for i = from, to - 1 do
+    if peer._f.have_set:has(i) and not self._have:has(i) then list[#list + 1] = i end
   end
-  return iter(out)
+  return lazy(peer, list, nil, function(i) return requestable(self, peer, i, false) end)
 end
+
+function T:stats()
+  local st = { pieces = self.pieces, pieces_done = self._have:count(), total_bytes = self.total_length,
+               downloaded = self.downloaded, uploaded = self.uploaded, dup_bytes = self.dup_bytes,
+               failed_bytes = 0, rate_down = 0, rate_up = 0, peers = 0, peers_unchoking = 0,
+               peers_unchoked = 0, inflight = 0, partials = self.partials, bans = 0,
+               endgame = self.endgame, complete = self.complete }
+  local have = 0
+  for i = 0, self.pieces - 1 do if self._have:has(i) then have = have + select(2, blocks_of(self, i)) end end
+  st.have_bytes = have
+  for _, p in ipairs(alive_peers(self)) do
+    local f = p._f
+    st.peers = st.peers + 1
+    if not f.choking then st.peers_unchoking = st.peers_unchoking + 1 end
+    if not f.am_choking then st.peers_unchoked = st.peers_unchoked + 1 end
+    st.rate_down, st.rate_up = st.rate_down + f.rate_down, st.rate_up + f.rate_up
+    st.inflight = st.inflight + f.inflight
+  end
+  return st
+end
+
+--- No network: the address is recorded in t.connects.
+function T:connect(host, port)
+  self.connects[#self.connects + 1] = host .. ":" .. tostring(port)
+  return true
+end
+
+function T:stop(reason)
+  self.stopped = true
+  if reason then rawset(self, "error", reason) end
+end
+
+function T.banned() return false end
+function T:set_limits(l)
+  if l.down then self._limits.down = l.down end
+  if l.up then self._limits.up = l.up end
+end
+function T:limits() return { down = self._limits.down, up = self._limits.up } end
 
 --- Test helper: every block of piece i arrived from peer and the piece verified.
 function T:receive(peer, i)
+  local _, size = blocks_of(self, i)
   self._have:set(i)
-  self._req[i], self._got[i] = nil, nil
-  for k = #peer.sent, 1, -1 do
-    if peer.sent[k].piece == i then
-      peer._asked[i .. ":" .. peer.sent[k].block] = nil
-      peer.inflight = peer.inflight - 1
+  self._partial[i] = nil
+  self.downloaded = self.downloaded + size
+  local f = peer._f
+  f.downloaded, f.last_block = f.downloaded + size, self.now
+  for _, q in ipairs(self._peers) do
+    local qf = q._f
+    for key in pairs(qf.asked) do
+      if key:match("^(%d+):") == tostring(i) then qf.asked[key] = nil; qf.inflight = qf.inflight - 1 end
     end
   end
 end
 
 --- fake.peer(t, { have = "all" | {indices}, slots =, choking =, rate_down =, rate_up =, rtt =,
---   address =, snubbed =, am_interested =, idle =, connected_for = })
+--   address =, snubbed =, am_interested =, idle =, connected_for =, reqq = })
+-- slots sets the queue depth (the peer starts with nothing in flight).
 function F.peer(t, o)
   o = o or {}
-  local p = setmetatable({
-    t = t, _have = bt.bitfield(t.pieces), _asked = {}, sent = {},
+  local f = {
     address = o.address or ("10.0.0." .. (#t._peers + 1) .. ":6881"),
-    id = o.id or string.rep("F", 20), choking = o.choking or false, interested = false,
+    id = o.id or string.rep("F", 20), choking = o.choking or false, interested = o.interested or false,
     am_choking = true, am_interested = o.am_interested or false, rate_down = o.rate_down or 0,
-    rate_up = o.rate_up or 0, rtt = o.rtt or 0.05, inflight = 0, snubbed = o.snubbed or false,
-    seed = o.have == "all", idle = o.idle or 0, connected_for = o.connected_for or 600,
-    queue_depth = o.slots or 64, reqq = 2000, alive = true,
-  }, P)
-  if o.have == "all" then p._have:set_range(0, t.pieces) else
-    for _, i in ipairs(o.have or {}) do p._have:set(i) end
+    rate_up = o.rate_up or 0, rtt = o.rtt or 0.05, min_rtt = o.min_rtt or o.rtt or 0.05, inflight = 0,
+    snubbed = o.snubbed or false, seed = o.have == "all", incoming = o.incoming or false,
+    downloaded = 0, uploaded = o.uploaded or 0, fails = 0, queue_depth = o.slots or 64,
+    reqq = o.reqq or MAX_QUEUE, have_set = bt.bitfield(t.pieces), asked = {}, order = {},
+    connected_at = t.now - (o.connected_for or 600), last_block = o.idle and t.now - o.idle or nil,
+  }
+  if o.have == "all" then f.have_set:set_range(0, t.pieces) else
+    for _, i in ipairs(o.have or {}) do f.have_set:set(i) end
   end
+  f.have = view(f.have_set)
+  local p = setmetatable({ t = t, sent = {}, _f = f, _alive = true }, P)
   t._peers[#t._peers + 1] = p
   return p
 end
 
-P.__index = function(p, k)
-  if k == "have" then return p._have:copy() end
-  if k == "slots" then
-    if p.choking then return 0 end
-    return math.max(0, p.queue_depth - p.inflight)
+function P.check_alive(p)
+  if not rawget(p, "_alive") then
+    error(("bt.Peer: peer %s has disconnected (handle used after its peer left)"):format(p._f.address), 3)
   end
-  return P[k]
+end
+
+local COMPUTED = {
+  slots = slots_of,
+  idle = function(p) local f = p._f; return p.t.now - (f.last_block or f.connected_at) end,
+  connected_for = function(p) return p.t.now - p._f.connected_at end,
+}
+
+P.__index = function(p, k)
+  if P[k] ~= nil then return P[k] end
+  local f = rawget(p, "_f")
+  if k == "address" then return f.address end
+  if k == "alive" then return rawget(p, "_alive") end
+  P.check_alive(p)
+  if COMPUTED[k] then return COMPUTED[k](p) end
+  if k == "have_set" or k == "asked" or k == "order" then return nil end
+  return f[k]
+end
+
+--- Setting a field sets up a case (peer.rate_down = 1e6, peer.choking = true).
+P.__newindex = function(p, k, v)
+  if k == "slots" then p._f.queue_depth = v; return end
+  p._f[k] = v
+end
+
+local function check_count(p, max, fname)
+  if max == nil then return slots_of(p) end
+  if math.type(max) ~= "integer" then argerror(3, fname, "number has no integer representation") end
+  if max < 0 then argerror(3, fname, "count must be >= 0") end
+  return max
 end
 
 local function check_slots(p, want)
-  local slots = p.slots
+  local slots = slots_of(p)
   if want > slots then
-    error(("bt.Peer: %d requests asked of peer %s, which has %d free slots%s"):format(want, p.address, slots,
-      p.choking and " (it is choking us)" or ""), 3)
+    error(("bt.Peer: %d requests asked of peer %s, which has %d free slots%s"):format(want, p._f.address, slots,
+      p._f.choking and " (it is choking us)" or ""), 3)
   end
 end
 
-local function send(p, i, b)
-  local t = p.t
-  t._req[i] = t._req[i] or {}
-  t._req[i][b] = (t._req[i][b] or 0) + 1
-  t._order = t._order or {}
-  local known = false
-  for _, x in ipairs(t._order) do if x == i then known = true end end
-  if not known then t._order[#t._order + 1] = i end
-  p._asked[i .. ":" .. b] = true
-  p.sent[#p.sent + 1] = { piece = i, block = b }
-  p.inflight = p.inflight + 1
-  p.am_interested = true
+local function check_has(p, i)
+  if not p._f.have_set:has(i) then error(("bt.Peer: peer %s lacks piece %d"):format(p._f.address, i), 3) end
 end
 
-function P:request_blocks(i, max)
-  check_piece(self.t, i)
-  check_slots(self, max)
-  if not self._have:has(i) then error(("bt.Peer: peer %s lacks piece %d"):format(self.address, i), 2) end
-  if self.t._have:has(i) then return 0 end
+local function partial_of(t, i)
+  local pp = t._partial[i]
+  if not pp then
+    local nb = blocks_of(t, i)
+    t._seq = t._seq + 1
+    pp = { seq = t._seq, nblocks = nb, nfree = nb, req = {}, got = {} }
+    t._partial[i] = pp
+  end
+  return pp
+end
+
+local function send(p, i, b)
+  local t, f = p.t, p._f
+  local pp = partial_of(t, i)
+  if (pp.req[b] or 0) == 0 and not pp.got[b] then pp.nfree = pp.nfree - 1 end
+  pp.req[b] = (pp.req[b] or 0) + 1
+  f.asked[i .. ":" .. b] = { sent = t.now, ahead = f.inflight }
+  f.order[#f.order + 1] = { i, b }
+  p.sent[#p.sent + 1] = { piece = i, block = b }
+  f.inflight = f.inflight + 1
+  f.am_interested = true
+end
+
+local function release(t, i, b)
+  local pp = t._partial[i]
+  if not pp or (pp.req[b] or 0) == 0 then return end
+  pp.req[b] = pp.req[b] - 1
+  if pp.req[b] == 0 and not pp.got[b] then pp.nfree = pp.nfree + 1 end
+end
+
+local function request_blocks(p, i, max, dup, fname)
+  P.check_alive(p)
+  local t = p.t
+  check_piece(t, i, 2, fname)
+  max = check_count(p, max, fname)
+  check_slots(p, max)
+  check_has(p, i)
+  if max == 0 or t._have:has(i) then return 0 end
+  local pp = partial_of(t, i)
   local n = 0
-  for b = 0, blocks_of(self.t, i) - 1 do
-    if n >= max then break end
-    if requestable_block(self.t, self, i, b) then send(self, i, b); n = n + 1 end
+  for b = 0, pp.nblocks - 1 do
+    if n >= max or pp.nfree == 0 then break end
+    if not pp.got[b] and (pp.req[b] or 0) == 0 then send(p, i, b); n = n + 1 end
+  end
+  if dup or t.endgame then
+    for b = 0, pp.nblocks - 1 do
+      if n >= max then break end
+      if not pp.got[b] and not p._f.asked[i .. ":" .. b] then send(p, i, b); n = n + 1 end
+    end
   end
   return n
 end
 
+function P:request_blocks(i, max) return request_blocks(self, i, max, false, "request_blocks") end
+function P:duplicate_blocks(i, max) return request_blocks(self, i, max, true, "duplicate_blocks") end
+
 function P:request(i, b)
-  check_piece(self.t, i)
-  local nb = blocks_of(self.t, i)
-  if math.type(b) ~= "integer" or b < 0 or b >= nb then
-    error(("bt.Peer: block %s is past the end of piece %d (it has %d blocks, 0-based)"):format(tostring(b), i, nb), 2)
+  P.check_alive(self)
+  local t = self.t
+  check_piece(t, i, 2, "request")
+  local nb = blocks_of(t, i)
+  if math.type(b) ~= "integer" then argerror(3, "request", "number has no integer representation") end
+  if b < 0 or b >= nb then
+    error(("bt.Peer: block %d is past the end of piece %d (it has %d blocks, 0-based)"):format(b, i, nb), 2)
   end
   check_slots(self, 1)
-  if not self._have:has(i) then error(("bt.Peer: peer %s lacks piece %d"):format(self.address, i), 2) end
-  if self.t._have:has(i) or not requestable_block(self.t, self, i, b) then return false end
+  check_has(self, i)
+  if t._have:has(i) or not block_ok(t, self, i, b, false) then return false end
   send(self, i, b)
   return true
 end
 
 function P:cancel(i, b)
-  local key = i .. ":" .. b
-  if not self._asked[key] then return false end
-  self._asked[key] = nil
-  self.inflight = self.inflight - 1
-  local r = self.t._req[i]
-  if r and r[b] then r[b] = r[b] > 1 and r[b] - 1 or nil end
+  P.check_alive(self)
+  check_piece(self.t, i, 2, "cancel")
+  if math.type(b) ~= "integer" or b < 0 or b >= blocks_of(self.t, i) then
+    argerror(3, "cancel", "block out of range")
+  end
+  local f, key = self._f, i .. ":" .. b
+  if not f.asked[key] then return false end
+  f.asked[key] = nil
+  f.inflight = f.inflight - 1
+  release(self.t, i, b)
   return true
 end
 
-function P:has(i) check_piece(self.t, i); return self._have:has(i) end
-function P:disconnect() self.alive = false end
+function P:cancel_all()
+  P.check_alive(self)
+  local f = self._f
+  for _, r in ipairs(f.order) do
+    local key = r[1] .. ":" .. r[2]
+    if f.asked[key] then
+      f.asked[key] = nil
+      f.inflight = f.inflight - 1
+      release(self.t, r[1], r[2])
+    end
+  end
+end
+
+function P:snub()
+  self:cancel_all()
+  self._f.snubbed = true
+end
+
+function P:has(i) P.check_alive(self); check_piece(self.t, i, 2, "has"); return self._f.have_set:has(i) end
+
+function P:disconnect()
+  P.check_alive(self)
+  self:cancel_all()
+  rawset(self, "_alive", false)
+end
+
 function P:requests()
-  local out = {}
-  for _, r in ipairs(self.sent) do
-    if self._asked[r.piece .. ":" .. r.block] then out[#out + 1] = { piece = r.piece, block = r.block, age = 0 } end
+  P.check_alive(self)
+  local out, f, now = {}, self._f, self.t.now
+  for _, r in ipairs(f.order) do
+    local a = f.asked[r[1] .. ":" .. r[2]]
+    if a then
+      local expected = f.rate_down > 0 and (f.min_rtt + (a.ahead + 1) * BLOCK / f.rate_down) or math.huge
+      out[#out + 1] = { piece = r[1], block = r[2], age = now - a.sent, expected = expected }
+    end
   end
   return out
 end

@@ -1,7 +1,10 @@
---- bt.policy: loading policies and completing them from bt.policy.default.
+--- bt.policy: loading policies, checking them and completing them from bt.policy.default.
 --
 -- A policy is a table of optional hooks (tick, pick, endgame, timeout, on_piece,
--- queue_depth); whatever it leaves out comes from bt.policy.default.
+-- queue_depth, choke) and two optional fields (name, upload_slots); whatever it
+-- leaves out comes from bt.policy.default. Keys starting with "_" are the policy's
+-- own (helpers, constants). Anything else is a mistake and an error at load, with
+-- the nearest name suggested: a misspelled hook must not silently run the default.
 --
 --   local policy = require "bt.policy"
 --   local p = policy.load("examples/sequential.lua")   -- a file: loaded as text, own _ENV
@@ -10,10 +13,40 @@
 local M = {}
 
 M.HOOKS = { "tick", "pick", "endgame", "timeout", "on_piece", "queue_depth", "choke" }
+--- Non-hook fields a policy may set, and the type each must have.
+M.FIELDS = { name = "string", upload_slots = "integer" }
 
-local function is_hook(k)
-  for _, h in ipairs(M.HOOKS) do if h == k then return true end end
-  return false
+local IS_HOOK = {}
+for _, h in ipairs(M.HOOKS) do IS_HOOK[h] = true end
+
+--- Edit distance (insertions, deletions, substitutions, adjacent swaps), for suggestions.
+local function distance(a, b)
+  local la, lb = #a, #b
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
+  for i = 1, la do
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
+    end
+  end
+  return d[la][lb]
+end
+
+--- The known name nearest to `key` (hooks first), or nil when none is close.
+function M.suggest(key, names)
+  names = names or M.HOOKS
+  local best, bestd
+  for _, n in ipairs(names) do
+    local dd = distance(key:lower(), n)
+    if not bestd or dd < bestd then best, bestd = n, dd end
+  end
+  if bestd and bestd <= math.max(1, #key // 3) then return best end
 end
 
 --- A fresh environment for one policy: reads fall through to the standard
@@ -39,22 +72,54 @@ function M.loadfile(path)
   return res
 end
 
---- Check a policy table's hooks: each present hook must be a function.
+local function field_type(v)
+  return math.type(v) == "integer" and "integer" or type(v)
+end
+
+--- Check a policy table: every key a hook (a function), a known field of the right
+-- type, or a private "_" key. Raises naming the first mistake.
 function M.check(p, where)
-  for k, v in pairs(p) do
-    if type(k) == "string" and is_hook(k) and type(v) ~= "function" then
-      error(("policy %s: hook '%s' must be a function, got %s"):format(where or "?", k, type(v)), 0)
+  where = where or "?"
+  local all = {}
+  for _, h in ipairs(M.HOOKS) do all[#all + 1] = h end
+  for k in pairs(M.FIELDS) do all[#all + 1] = k end
+  table.sort(all)
+  local keys = {}
+  for k in pairs(p) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(keys) do
+    local v = p[k]
+    if type(k) ~= "string" then
+      error(("policy %s: key %s is not a name (a policy is a table of named hooks)"):format(where, tostring(k)), 0)
+    elseif IS_HOOK[k] then
+      if type(v) ~= "function" then
+        error(("policy %s: hook '%s' must be a function, got %s"):format(where, k, type(v)), 0)
+      end
+    elseif M.FIELDS[k] then
+      if field_type(v) ~= M.FIELDS[k] then
+        error(("policy %s: field '%s' must be %s %s, got %s"):format(where, k,
+          M.FIELDS[k] == "integer" and "an" or "a", M.FIELDS[k], field_type(v)), 0)
+      end
+      if k == "upload_slots" and v < 0 then
+        error(("policy %s: field 'upload_slots' must be >= 0, got %d"):format(where, v), 0)
+      end
+    elseif k:sub(1, 1) ~= "_" then
+      local near = M.suggest(k, all)
+      local what = type(v) == "function" and "hook" or "field"
+      error(("policy %s: unknown %s '%s'%s (hooks: %s; fields: name, upload_slots; keys starting with _ are yours)")
+        :format(where, what, k, near and (" (did you mean '" .. near .. "'?)") or "", table.concat(M.HOOKS, ", ")), 0)
     end
   end
   return p
 end
 
---- Complete a policy: a new table with the default's hooks, then the policy's.
--- The policy's own table stays untouched (it may be shared by several torrents).
+--- Complete a policy: a new table with the default's hooks and fields, then the
+-- policy's. The policy's own table stays untouched (it may be shared by torrents).
 function M.complete(p)
   local default = require "bt.policy.default"
   local out = {}
-  for k, v in pairs(default) do out[k] = v end
+  for _, h in ipairs(M.HOOKS) do out[h] = default[h] end
+  out.name, out.upload_slots = default.name, default.upload_slots
   for k, v in pairs(p) do out[k] = v end
   return out
 end
@@ -78,7 +143,9 @@ function M.load(spec)
   else
     error("policy must be a table, a file path or a module name, got " .. type(spec), 0)
   end
-  return M.complete(M.check(p, where))
+  local out = M.complete(M.check(p, where))
+  if out.name == "default" and where ~= "default" and p.name == nil then out.name = where end
+  return out
 end
 
 setmetatable(M, { __index = function(_, k)

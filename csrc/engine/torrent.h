@@ -1,0 +1,230 @@
+/* torrent.h: one torrent's swarm and pieces.
+ *
+ * The torrent owns its connections once their handshake names it (it implements
+ * peer.h's callbacks), the availability counts (engine/picker.h, fed by the peers'
+ * have / bitfield / have-all / disconnect and by verified pieces), the pieces in
+ * progress and the one piece lifecycle, all in this file:
+ *
+ *   block arrives (peer.c -> on_block here) -> stored in the piece's buffer, or
+ *   written to storage when there is none -> last block: a job for the worker
+ *   (engine/worker.h: hash, then write) -> verdict (on_verified here, on the
+ *   loop thread) -> had: `have` to every peer, the picker and the interest
+ *   updated, the event raised; failed: the piece back in the picker, its senders
+ *   blamed (smart ban) -> events to the owner through bt_torrent_cb.
+ *
+ * Requests are made here too (bt_torrent_request_blocks...), for the policy
+ * scheduler and the binding; each checks what the policy asked and returns an
+ * error text instead of doing something impossible. Nothing here calls Lua or
+ * knows of it; nothing here calls the session: the session hears of events
+ * through the callback table below.
+ */
+#ifndef BT_TORRENT_H
+#define BT_TORRENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "codec/metainfo.h"
+#include "core/ranges.h"
+#include "core/ratelimit.h"
+#include "engine/peer.h"
+#include "engine/picker.h"
+#include "engine/worker.h"
+#include "storage/storage.h"
+
+/* Limits, each with its reason. */
+#define BT_TORRENT_MAX_PEERS   50      /* the common client default */
+#define BT_TORRENT_BAN_FAILS   2       /* hash failures a peer may take part in before a ban */
+#define BT_TORRENT_MAX_BANS    4096    /* banned addresses kept */
+#define BT_TORRENT_MAX_SUSPECTS 64     /* failed pieces remembered to find the bad sender later */
+#define BT_PMAP_MAX            (1u << 20)   /* pieces indexed directly: 8 MiB of pointers at most */
+/* Pieces are assembled in memory and written with one pwrite once verified: measured
+ * here, 16 KiB pwrites into a growing ext4 file cost ~24 us each (1.6 s/GiB) against
+ * ~1 s/GiB for 1 MiB writes, and a failed piece never touches the disk. */
+#define BT_PIECE_BUF_MAX       (16u << 20)    /* larger pieces go block by block to storage */
+#define BT_PIECE_BUF_TOTAL     (256u << 20)   /* memory for all piece buffers of a torrent */
+/* Freed piece buffers are kept for reuse: a fresh 1 MiB malloc is an mmap whose 256
+ * pages fault and get zeroed on first touch, about 0.3 s of system time per GiB. */
+#define BT_PIECE_POOL_BYTES    (64u << 20)
+
+typedef struct bt_torrent bt_torrent;
+
+/* A piece in progress. One allocation holds the struct and its per-block arrays. */
+typedef struct bt_partial {
+    struct bt_partial *next, *prev;    /* t->partials, oldest first */
+    struct bt_partial *onext, *oprev;  /* t->open: partials with a block nobody was asked for, oldest first */
+    bt_torrent *t;
+    uint32_t piece;
+    uint64_t seq;             /* creation order: "oldest first" */
+    uint32_t nblocks;
+    uint32_t nreceived;
+    uint32_t nfree;           /* blocks neither requested nor received */
+    bool open;                /* in t->open */
+    bool verifying;           /* the job is with the worker */
+    uint8_t *req;             /* per block: requests outstanding (saturates at 255) */
+    uint8_t *got;             /* per block: 1 once stored */
+    uint64_t *from;           /* per block: uid of its sender (for bans) */
+    uint8_t *buf;             /* the whole piece in memory (NULL: blocks went to storage) */
+    bt_job job;               /* hashing and writing (worker.h) */
+} bt_partial;
+
+/* A piece that failed with blocks from several peers: who sent which block and a
+ * checksum of it. When the piece later verifies, the senders of blocks that differ
+ * from the good copy are the guilty ones (libtorrent calls this smart ban). */
+typedef struct bt_suspect {
+    uint32_t piece, nblocks;
+    uint64_t *from;
+    uint64_t *sum;
+} bt_suspect;
+
+/* Events from a torrent to its owner (the session), on the loop thread. */
+typedef struct bt_torrent_cb {
+    void (*piece)(void *ud, bt_torrent *t, uint32_t piece, bool ok, uint64_t peer_uid);
+    void (*complete)(void *ud, bt_torrent *t);
+    void (*stopped)(void *ud, bt_torrent *t, const char *why);     /* an error stopped it */
+    void (*peer_connect)(void *ud, bt_torrent *t, bt_peer *p);     /* active: handshakes done */
+    void (*peer_disconnect)(void *ud, bt_torrent *t, bt_peer *p, const char *why);
+    void (*peer_gone)(void *ud, bt_torrent *t, bt_peer *p);        /* about to be freed */
+} bt_torrent_cb;
+
+typedef enum { BT_STORE_DISK, BT_STORE_MEMORY } bt_store_kind;
+
+typedef struct bt_torrent_opts {
+    const bt_meta *meta;      /* must outlive the torrent */
+    bt_store_kind storage;
+    const char *dir;          /* disk: files opened (created) under it; memory: unused */
+    const char *load;         /* memory: fill from the files under this folder (opened read-only,
+                                 nothing there changes); pieces that verify are had. NULL: empty */
+    uint32_t max_peers;
+    const bt_ranges *trust;   /* disk: pieces vouched for by resume data (had without hashing), or NULL */
+    uint32_t rot;             /* tie-break start for the picker */
+    uint32_t id;
+    const bt_peer_env *env;
+    bt_worker *worker;        /* NULL: pieces are verified inline */
+    const bt_torrent_cb *cb;
+    void *ud;
+} bt_torrent_opts;
+
+struct bt_torrent {
+    /* ---- the owner's ---- */
+    bt_torrent *next;
+    void *lref;               /* the binding's handle */
+    void *sched;              /* the policy scheduler's state (policy.h) */
+
+    uint32_t id;
+    const bt_torrent_cb *cb;
+    void *ud;
+    const bt_peer_env *env;
+    bt_worker *worker;
+    const bt_meta *meta;
+    uint32_t npieces, piece_len;
+    int64_t total;
+    bt_peer_torrent pt;       /* what its connections see: geometry, have, storage, limits */
+    bt_storage *st;           /* the pieces' bytes: disk or memory; the one I/O path */
+    bool in_memory;
+    char *dir;                /* disk: the download folder; memory: NULL */
+    bt_ranges have;           /* verified pieces */
+    bt_picker pk;             /* availability, and the pieces not started yet */
+    bt_partial *partials, *partials_tail, *open, *open_tail;
+    uint32_t npartials, nopen;
+    uint64_t partial_seq;
+    bt_partial **pmap;        /* piece -> its partial, when npieces <= BT_PMAP_MAX (else NULL: list search) */
+    bt_peer *peers;
+    uint32_t npeers, max_peers;
+    uint32_t unchoked;        /* peers we unchoke (upload slots in use) */
+    uint32_t upload_slots;    /* how many the choke policy unchokes (extra rounds while fewer are) */
+    bool choke_wanted;        /* an interested peer waits while slots are free: the scheduler runs a round soon */
+    bool endgame, stopped, complete, checked;
+    char *error;              /* why the torrent stopped (policy traceback...) */
+    uint64_t downloaded, uploaded, dup_bytes, failed_bytes, have_bytes;
+    bt_bucket down, up;       /* this torrent's limits (rate 0: none), chained with the session's */
+    uint32_t serve_rot;       /* which peer is served first (turns each iteration) */
+    uint64_t bufmem;          /* bytes held by partial piece buffers */
+    uint8_t **pool;           /* spare piece buffers (piece_len bytes each) */
+    uint32_t npool, poolcap;
+    char **bans;
+    uint32_t nbans;
+    bt_suspect *suspects;     /* failed pieces with several senders, awaiting the good copy */
+    uint32_t nsuspects;
+};
+
+/* A torrent: storage opened, existing data hash-checked (disk: what is in the files
+ * and not trusted; memory: what `load` holds). NULL with a message in errbuf. */
+bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen);
+/* Drops every peer (peer_gone for each) and frees; the worker must have forgotten it. */
+void bt_torrent_free(bt_torrent *t);
+void bt_torrent_stop(bt_torrent *t, const char *why);   /* drops peers, keeps data; why NULL: no error */
+int  bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen);
+void bt_torrent_set_limits(bt_torrent *t, double down, double up);
+
+/* Connections. attach: a connection whose handshake named this torrent (incoming)
+ * or that we dial for it; -1 with *why when it may not join (full, banned). */
+int  bt_torrent_attach(bt_torrent *t, bt_peer *p, const char **why);
+bool bt_torrent_banned(const bt_torrent *t, const char *address);
+bool bt_torrent_connected_to(const bt_torrent *t, const char *address);   /* an outgoing peer to it */
+bt_peer *bt_torrent_peer_by_uid(const bt_torrent *t, uint64_t uid);
+static inline bt_torrent *bt_peer_torrent_of(const bt_peer *p) { return p->sw.t; }
+
+/* The loop's per-iteration work: serve every peer's queued requests (from a rotating
+ * start, so that under an upload limit every peer gets its turn), then free the
+ * closed peers (peer_gone first). */
+void bt_torrent_serve(bt_torrent *t);
+void bt_torrent_reap(bt_torrent *t);
+/* Per tick: meters, keep-alives and timeouts of every peer, our interest. */
+void bt_torrent_tick(bt_torrent *t, double now, double dt);
+
+/* ---- for the policy scheduler and the binding ---- */
+
+/* Free request slots: min(queue depth, the peer's reqq) minus in flight; 0 while it chokes us. */
+uint32_t bt_torrent_slots(const bt_peer *p);
+/* Pieces we lack with a block nobody was asked for: not started, or started with a free block. */
+uint32_t bt_torrent_unrequested(const bt_torrent *t);
+bt_partial *bt_torrent_partial(const bt_torrent *t, uint32_t piece);
+/* piece has a block this peer may request now (free, or in endgame / with dup not yet asked of p) */
+bool bt_torrent_requestable(const bt_torrent *t, const bt_peer *p, uint32_t piece, bool dup);
+
+/* Requests. Each returns the number sent (>= 0), or one of these codes naming the
+ * mistake (nothing was sent). dup: also blocks other peers were asked for (never
+ * twice to the same peer), as endgame does. */
+enum {
+    BT_REQ_GONE = -1,    /* the peer has disconnected, or belongs to another torrent */
+    BT_REQ_RANGE = -2,   /* piece out of range */
+    BT_REQ_LACKS = -3,   /* the peer lacks the piece */
+    BT_REQ_SLOTS = -4,   /* more requests than the peer has free slots */
+    BT_REQ_BLOCK = -5,   /* block past the end of the piece */
+    BT_REQ_NOMEM = -6,
+};
+int  bt_torrent_request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool dup);
+int  bt_torrent_request_one(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t block);
+bool bt_torrent_cancel(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t block);
+void bt_torrent_cancel_all(bt_torrent *t, bt_peer *p);
+void bt_torrent_set_endgame(bt_torrent *t, bool on);
+/* Unchoke (false) or choke (true); keeps t->unchoked. */
+void bt_torrent_set_choke(bt_torrent *t, bt_peer *p, bool choke);
+/* A peer's requests are released and it is marked snubbed (the timeout hook's "snub"). */
+void bt_torrent_snub(bt_torrent *t, bt_peer *p);
+
+/* Iterators for pick. Each returns the next piece, or -1; all stop as soon as the
+ * peer has no free slot. rarest/common: pieces not started yet that the peer has,
+ * by availability (picker.h); partial: started pieces the peer has with a block it
+ * may request, oldest first (in endgame every started piece, else those with a
+ * block nobody was asked for: a snapshot taken at the start into `list`, which
+ * must hold bt_torrent_partial_slots(t) entries); wanted: pieces in [from, to)
+ * in index order that the peer has with a block it may request. */
+enum { BT_ITER_RAREST, BT_ITER_COMMON, BT_ITER_PARTIAL, BT_ITER_WANTED };
+typedef struct bt_piece_iter {
+    int kind;
+    bt_pick_iter pk;          /* rarest, common */
+    uint32_t pos, to;         /* wanted */
+    uint32_t *list, n, i;     /* partial */
+} bt_piece_iter;
+uint32_t bt_torrent_partial_slots(const bt_torrent *t);
+void     bt_torrent_iter(const bt_torrent *t, const bt_peer *p, bt_piece_iter *it, int kind, uint32_t from,
+                         uint32_t to, uint32_t *list);
+int64_t  bt_torrent_iter_next(const bt_torrent *t, const bt_peer *p, bt_piece_iter *it);
+
+/* Bytes the torrent's bookkeeping holds per piece (picker, partial index) and per
+ * peer (piece set, rings): for memory reports. */
+uint64_t bt_torrent_memory(const bt_torrent *t);
+
+#endif

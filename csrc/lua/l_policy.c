@@ -1,0 +1,333 @@
+/* l_policy.c: calling policy hooks (l_policy.h). */
+#define _GNU_SOURCE
+#include "lua/l_policy.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lua/l_peer.h"
+#include "lua/l_torrent.h"
+
+#define COUNT_HOOK_EVERY 10000   /* VM instructions between clock checks (~50 us) */
+#define MAX_UPLOAD_SLOTS 1000    /* upload_slots above this is a mistake, not a policy */
+
+static lpolicy *g_active;   /* the policy call running (for the count hook) */
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    lpolicy *lp = g_active;
+    if (lp && mono() > lp->deadline)
+        luaL_error(L, "policy hook '%s' ran longer than %f s (endless loop?)", lp->hook ? lp->hook : "?",
+                   lp->time_limit);
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+void bt_lpolicy_init(lpolicy *lp, lua_State *L, double time_limit)
+{
+    memset(lp, 0, sizeof *lp);
+    lp->L = L;
+    lp->time_limit = time_limit;
+}
+
+void bt_lpolicy_free(lpolicy *lp)
+{
+    free(lp->err);
+    free(lp->elems);
+    lp->err = NULL;
+    lp->elems = NULL;
+    lp->elems_cap = 0;
+}
+
+/* ---- arguments ---- */
+
+static void push_peer_or_nil(lua_State *L, bt_peer *p)
+{
+    if (p)
+        bt_lpeer_push(L, p);
+    else
+        lua_pushnil(L);
+}
+
+static void push_number_or_huge(lua_State *L, double v)
+{
+    lua_pushnumber(L, isfinite(v) ? v : HUGE_VAL);
+}
+
+/* Push the hook's arguments after the torrent; returns how many in all. */
+static int push_args(lua_State *L, bt_torrent *t, bt_hook h, const bt_hook_args *a)
+{
+    bt_ltorrent_push(L, t);
+    switch (h) {
+    case BT_HOOK_PICK:
+        bt_lpeer_push(L, a->peer);
+        lua_pushinteger(L, a->slots);
+        return 3;
+    case BT_HOOK_TICK:
+        lua_pushnumber(L, a->now);
+        return 2;
+    case BT_HOOK_ENDGAME:
+        return 1;
+    case BT_HOOK_TIMEOUT:
+        bt_lpeer_push(L, a->peer);
+        lua_createtable(L, 0, 4);
+        lua_pushinteger(L, a->piece);
+        lua_setfield(L, -2, "piece");
+        lua_pushinteger(L, a->block);
+        lua_setfield(L, -2, "block");
+        lua_pushnumber(L, a->age);
+        lua_setfield(L, -2, "age");
+        push_number_or_huge(L, a->expected);
+        lua_setfield(L, -2, "expected");
+        lua_pushnumber(L, a->stalled);
+        return 4;
+    case BT_HOOK_ON_PIECE:
+        lua_pushinteger(L, a->piece);
+        lua_pushboolean(L, a->ok);
+        push_peer_or_nil(L, a->peer);
+        return 4;
+    case BT_HOOK_QUEUE_DEPTH:
+        bt_lpeer_push(L, a->peer);
+        return 2;
+    case BT_HOOK_CHOKE:
+        lua_createtable(L, (int)a->npeers, 0);
+        for (uint32_t i = 0; i < a->npeers; i++) {
+            bt_lpeer_push(L, a->peers[i]);
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        lua_pushinteger(L, a->round);
+        lua_pushnumber(L, a->now);
+        return 4;
+    default:
+        return 1;
+    }
+}
+
+/* ---- results ---- */
+
+/* How a message names the value at idx: `a string ("drop")`, `a number (7.5)`, `nil`... */
+static void describe(lua_State *L, int idx, char *out, size_t n)
+{
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        snprintf(out, n, "nil");
+        break;
+    case LUA_TBOOLEAN:
+        snprintf(out, n, "a boolean (%s)", lua_toboolean(L, idx) ? "true" : "false");
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx))
+            snprintf(out, n, "a number (%lld)", (long long)lua_tointeger(L, idx));
+        else
+            snprintf(out, n, "a number (%.14g)", lua_tonumber(L, idx));
+        break;
+    case LUA_TSTRING: {
+        size_t len;
+        const char *s = lua_tolstring(L, idx, &len);
+        snprintf(out, n, len > 40 ? "a string (\"%.40s...\")" : "a string (\"%s\")", s);
+        break;
+    }
+    case LUA_TUSERDATA: {
+        lpeer *h = bt_lpeer_test(L, idx);
+        if (h) {
+            snprintf(out, n, "a bt.Peer (%s)", h->address);
+            break;
+        }
+        if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
+            snprintf(out, n, "a %s", lua_tostring(L, -1));
+            lua_pop(L, 1);
+            break;
+        }
+        if (lua_type(L, -1) != LUA_TNIL)
+            lua_pop(L, 1);
+        snprintf(out, n, "a userdata");
+        break;
+    }
+    default:
+        snprintf(out, n, "a %s", luaL_typename(L, idx));
+        break;
+    }
+}
+
+/* One Lua value as a bt_value, without coercion. Arrays are not followed here. */
+static void to_value(lua_State *L, int idx, bt_value *v)
+{
+    memset(v, 0, sizeof *v);
+    describe(L, idx, v->desc, sizeof v->desc);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        v->type = BT_V_NIL;
+        break;
+    case LUA_TBOOLEAN:
+        v->type = BT_V_BOOLEAN;
+        v->b = lua_toboolean(L, idx);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            v->type = BT_V_INTEGER;
+            v->i = lua_tointeger(L, idx);
+        } else {
+            v->type = BT_V_FLOAT;
+            v->f = lua_tonumber(L, idx);
+        }
+        break;
+    case LUA_TSTRING:
+        v->type = BT_V_STRING;
+        v->s = lua_tolstring(L, idx, &v->len);   /* stays on the stack until the next call */
+        break;
+    case LUA_TUSERDATA: {
+        lpeer *h = bt_lpeer_test(L, idx);
+        if (h) {
+            v->type = BT_V_PEER;
+            v->peer = h->p && !h->p->closing ? h->p : NULL;
+        } else {
+            v->type = BT_V_OTHER;
+        }
+        break;
+    }
+    case LUA_TTABLE:
+        v->type = BT_V_ARRAY;
+        break;
+    default:
+        v->type = BT_V_OTHER;
+        break;
+    }
+}
+
+/* The elements [1..#t] of the table at idx, into lp->elems. 0, or -1 out of memory. */
+static int to_array(lpolicy *lp, lua_State *L, int idx, bt_value *v)
+{
+    lua_Unsigned n = lua_rawlen(L, idx);
+    if (n > 1000000)
+        n = 1000000;   /* a choke round never needs more: the rest is not looked at */
+    if (n > lp->elems_cap) {
+        bt_value *ne = realloc(lp->elems, (size_t)n * sizeof *ne);
+        if (!ne)
+            return -1;
+        lp->elems = ne;
+        lp->elems_cap = (uint32_t)n;
+    }
+    for (lua_Unsigned i = 0; i < n; i++) {
+        lua_rawgeti(L, idx, (lua_Integer)i + 1);
+        to_value(L, -1, &lp->elems[i]);
+        if (lp->elems[i].type == BT_V_STRING)
+            lp->elems[i].s = NULL;   /* popped below: strings in arrays are only named, never read */
+        lua_pop(L, 1);
+    }
+    v->elems = lp->elems;
+    v->nelems = (uint32_t)n;
+    return 0;
+}
+
+/* ---- the call ---- */
+
+static bool has_hook(void *ud, bt_torrent *t, bt_hook h)
+{
+    lpolicy *lp = ud;
+    lua_State *L = lp->L;
+    bt_ltorrent_push_policy(L, t);
+    lua_getfield(L, -1, bt_hook_names[h]);
+    bool yes = lua_isfunction(L, -1);
+    lua_pop(L, 2);
+    return yes;
+}
+
+/* Results stay on the stack between calls only as long as a string result needs:
+ * each call starts by dropping what the previous one left (kept at `base`). */
+static int call_hook(void *ud, bt_torrent *t, bt_hook h, const bt_hook_args *a, bt_value *res, int *nres,
+                     const char **err)
+{
+    lpolicy *lp = ud;
+    lua_State *L = lp->L;
+    free(lp->err);
+    lp->err = NULL;
+    int top = lua_gettop(L);
+    lua_pushcfunction(L, traceback);
+    int base = lua_gettop(L);
+    bt_ltorrent_push_policy(L, t);
+    lua_getfield(L, -1, bt_hook_names[h]);
+    lua_remove(L, -2);
+    int nargs = push_args(L, t, h, a);
+    lpolicy *saved = g_active;
+    const char *saved_hook = lp->hook;
+    double saved_deadline = lp->deadline;
+    g_active = lp;
+    lp->hook = bt_hook_names[h];
+    lp->deadline = mono() + lp->time_limit;
+    lua_sethook(L, count_hook, LUA_MASKCOUNT, COUNT_HOOK_EVERY);
+    int r = lua_pcall(L, nargs, LUA_MULTRET, base);
+    g_active = saved;
+    lp->hook = saved_hook;
+    lp->deadline = saved_deadline;
+    if (!saved)
+        lua_sethook(L, NULL, 0, 0);
+    if (r != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        lp->err = strdup(msg ? msg : "policy error");
+        *err = lp->err ? lp->err : "policy error (out of memory)";
+        lua_settop(L, top);
+        return -1;
+    }
+    *nres = lua_gettop(L) - base;
+    if (*nres == 0) {
+        memset(res, 0, sizeof *res);
+        res->type = BT_V_NOTHING;
+        snprintf(res->desc, sizeof res->desc, "nothing");
+    } else {
+        to_value(L, base + 1, res);
+        if (res->type == BT_V_ARRAY && to_array(lp, L, base + 1, res) != 0) {
+            lua_settop(L, top);
+            *err = "out of memory";
+            return -1;
+        }
+        if (res->type == BT_V_STRING) {
+            /* copy: the stack goes back to how the call found it */
+            static char keep[64];
+            snprintf(keep, sizeof keep, "%.*s", (int)(res->len < sizeof keep - 1 ? res->len : sizeof keep - 1),
+                     res->s);
+            res->s = keep;
+        }
+    }
+    lua_settop(L, top);
+    return 0;
+}
+
+const bt_policy_ops bt_lpolicy_ops = { .has = has_hook, .call = call_hook };
+
+void bt_lpolicy_check(lua_State *L, int idx, uint32_t *slots)
+{
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    for (int h = 0; h < BT_NHOOKS; h++) {
+        lua_getfield(L, idx, bt_hook_names[h]);
+        if (!lua_isfunction(L, -1))
+            luaL_error(L, "policy: hook '%s' is %s, not a function (complete a policy with bt.policy.load)",
+                       bt_hook_names[h], luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, idx, "upload_slots");
+    lua_Integer n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+    if (n < 0 || n > MAX_UPLOAD_SLOTS)
+        luaL_error(L, "policy: upload_slots must be an integer from 0 to %d, not %s", MAX_UPLOAD_SLOTS,
+                   luaL_typename(L, -1));
+    lua_pop(L, 1);
+    *slots = (uint32_t)n;
+}

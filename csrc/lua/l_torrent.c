@@ -1,0 +1,481 @@
+/* l_torrent.c: bt.Torrent (l_torrent.h). */
+#include "lua/l_torrent.h"
+
+#include <string.h>
+
+#include "lua/l_peer.h"
+#include "lua/l_ranges.h"
+
+#define SETI(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
+#define SETN(name, v) (lua_pushnumber(L, (v)), lua_setfield(L, -2, name))
+/* Largest rate limit accepted, bytes/s: 1 TiB/s is already "unlimited"; the bound
+ * keeps token arithmetic exact (ratelimit.h clamps at 2^53). */
+#define MAX_RATE 1099511627776.0
+
+ltorrent *bt_ltorrent_new(lua_State *L, bt_session *s, int meta_idx, int policy_idx)
+{
+    meta_idx = lua_absindex(L, meta_idx);
+    policy_idx = lua_absindex(L, policy_idx);
+    ltorrent *lt = lua_newuserdatauv(L, sizeof *lt, 1);
+    lt->t = NULL;
+    lt->s = s;
+    luaL_setmetatable(L, BT_TORRENT_MT);
+    /* uservalue: { meta = <keeps bt_meta alive>, state = {}, policy = policy, have = view } */
+    lua_createtable(L, 0, 4);
+    lua_pushvalue(L, meta_idx);
+    lua_setfield(L, -2, "meta");
+    lua_newtable(L);
+    lua_setfield(L, -2, "state");
+    lua_pushvalue(L, policy_idx);
+    lua_setfield(L, -2, "policy");
+    lua_setiuservalue(L, -2, 1);
+    lua_pushvalue(L, -1);
+    lt->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return lt;
+}
+
+void bt_ltorrent_bind(ltorrent *lt, bt_torrent *t)
+{
+    lt->t = t;
+    t->lref = lt;
+}
+
+void bt_ltorrent_drop(lua_State *L, ltorrent *lt)
+{
+    luaL_unref(L, LUA_REGISTRYINDEX, lt->self_ref);
+    lt->self_ref = LUA_NOREF;
+}
+
+void bt_ltorrent_push(lua_State *L, const bt_torrent *t)
+{
+    const ltorrent *lt = t->lref;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, lt->self_ref);
+}
+
+void bt_ltorrent_push_policy(lua_State *L, const bt_torrent *t)
+{
+    bt_ltorrent_push(L, t);
+    lua_getiuservalue(L, -1, 1);
+    lua_getfield(L, -1, "policy");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
+void bt_ltorrent_gone(lua_State *L, bt_torrent *t)
+{
+    ltorrent *lt = t->lref;
+    if (!lt)
+        return;
+    lt->t = NULL;
+    luaL_unref(L, LUA_REGISTRYINDEX, lt->self_ref);
+    lt->self_ref = LUA_NOREF;
+    t->lref = NULL;
+}
+
+bt_torrent *bt_ltorrent_check(lua_State *L, int idx)
+{
+    ltorrent *lt = luaL_checkudata(L, idx, BT_TORRENT_MT);
+    if (!lt->t)
+        luaL_error(L, BT_TORRENT_MT ": torrent used after its session was closed");
+    return lt->t;
+}
+
+/* t.have's view */
+static const bt_ranges *have_of(lua_State *L, int owner)
+{
+    return &bt_ltorrent_check(L, owner)->have;
+}
+
+static int l_torrent_index(lua_State *L)
+{
+    ltorrent *lt = luaL_checkudata(L, 1, BT_TORRENT_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (bt_index_method(L))
+        return 1;
+    if (strcmp(k, "state") == 0 || strcmp(k, "policy") == 0 || strcmp(k, "meta") == 0) {
+        lua_getiuservalue(L, 1, 1);
+        lua_getfield(L, -1, k);
+        return 1;
+    }
+    bt_torrent *t = lt->t;
+    if (!t)
+        return luaL_error(L, BT_TORRENT_MT ": torrent used after its session was closed");
+    if (strcmp(k, "pieces") == 0) {
+        lua_pushinteger(L, t->npieces);
+    } else if (strcmp(k, "have") == 0) {   /* a view, made once: reading it costs nothing */
+        lua_getiuservalue(L, 1, 1);
+        if (lua_getfield(L, -1, "have") == LUA_TNIL) {
+            lua_pop(L, 1);
+            bt_lranges_push_view(L, 1, have_of);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, "have");
+        }
+    } else if (strcmp(k, "missing") == 0) {
+        lua_pushinteger(L, t->npieces - bt_ranges_count(&t->have));
+    } else if (strcmp(k, "unrequested") == 0) {
+        lua_pushinteger(L, bt_torrent_unrequested(t));
+    } else if (strcmp(k, "partials") == 0) {
+        lua_pushinteger(L, t->npartials);
+    } else if (strcmp(k, "endgame") == 0) {
+        lua_pushboolean(L, t->endgame);
+    } else if (strcmp(k, "info_hash") == 0) {
+        bt_push_hex20(L, t->meta->info_hash);
+    } else if (strcmp(k, "piece_length") == 0) {
+        lua_pushinteger(L, t->piece_len);
+    } else if (strcmp(k, "total_length") == 0) {
+        lua_pushinteger(L, t->total);
+    } else if (strcmp(k, "name") == 0) {
+        lua_pushlstring(L, t->meta->name.p, t->meta->name.n);
+    } else if (strcmp(k, "complete") == 0) {
+        lua_pushboolean(L, t->complete);
+    } else if (strcmp(k, "stopped") == 0) {
+        lua_pushboolean(L, t->stopped);
+    } else if (strcmp(k, "error") == 0) {
+        if (t->error)
+            lua_pushstring(L, t->error);
+        else
+            lua_pushnil(L);
+    } else if (strcmp(k, "npeers") == 0) {
+        lua_pushinteger(L, t->npeers);
+    } else if (strcmp(k, "dir") == 0) {
+        lua_pushstring(L, t->dir);   /* nil for memory storage */
+    } else if (strcmp(k, "storage") == 0) {
+        lua_pushstring(L, t->in_memory ? "memory" : "disk");
+    } else if (strcmp(k, "id") == 0) {
+        lua_pushinteger(L, t->id);
+    } else {
+        lua_pushnil(L);
+    }
+    return 1;
+}
+
+static int l_torrent_newindex(lua_State *L)
+{
+    luaL_checkudata(L, 1, BT_TORRENT_MT);
+    const char *k = luaL_checkstring(L, 2);
+    if (strcmp(k, "state") == 0) {
+        lua_getiuservalue(L, 1, 1);
+        lua_pushvalue(L, 3);
+        lua_setfield(L, -2, "state");
+        return 0;
+    }
+    return luaL_error(L, BT_TORRENT_MT ": field '%s' is read-only (keep your data in t.state)", k);
+}
+
+/* t:availability(i) -> connected peers that have piece i  [-0, +1, v] */
+static int l_torrent_availability(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_pushinteger(L, bt_picker_avail(&t->pk, bt_lpiece_check(L, t->npieces, 2)));
+    return 1;
+}
+
+/* t:has(i) -> we have piece i verified  [-0, +1, v] */
+static int l_torrent_has(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_pushboolean(L, bt_ranges_has(&t->have, bt_lpiece_check(L, t->npieces, 2)));
+    return 1;
+}
+
+/* t:piece_size(i), t:blocks(i) -> bytes, 16 KiB blocks of piece i  [-0, +1, v] */
+static int l_torrent_piece_size(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_pushinteger(L, bt_piece_bytes(&t->pt, bt_lpiece_check(L, t->npieces, 2)));
+    return 1;
+}
+
+static int l_torrent_blocks(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_pushinteger(L, bt_piece_blocks(&t->pt, bt_lpiece_check(L, t->npieces, 2)));
+    return 1;
+}
+
+/* t:next_missing([from]) -> the first piece >= from (default 0) we lack, or nil  [-0, +1, v] */
+static int l_torrent_next_missing(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_Integer from = luaL_optinteger(L, 2, 0);
+    if (from < 0 || from > (lua_Integer)t->npieces)
+        luaL_argerror(L, 2, lua_pushfstring(L, "from %I out of range [0, %I]", (LUAI_UACINT)from,
+                                            (LUAI_UACINT)t->npieces));
+    int64_t k = bt_ranges_next_clear(&t->have, (uint32_t)from);
+    if (k < 0)
+        lua_pushnil(L);
+    else
+        lua_pushinteger(L, k);
+    return 1;
+}
+
+/* ---- the pick iterators ---- */
+
+typedef struct liter {
+    bt_piece_iter it;
+    lua_Integer left;     /* pieces still to give (the optional count) */
+    uint32_t list[];      /* partial: the snapshot */
+} liter;
+
+/* upvalues: the liter, the torrent handle, the peer handle */
+static int iter_next(lua_State *L)
+{
+    liter *li = lua_touserdata(L, lua_upvalueindex(1));
+    bt_torrent *t = bt_ltorrent_check(L, lua_upvalueindex(2));
+    bt_peer *p = bt_lpeer_check(L, lua_upvalueindex(3));
+    if (li->left <= 0)
+        return 0;
+    int64_t piece = bt_torrent_iter_next(t, p, &li->it);
+    if (piece < 0) {
+        li->left = 0;
+        return 0;
+    }
+    li->left--;
+    lua_pushinteger(L, piece);
+    return 1;
+}
+
+static int push_iter(lua_State *L, int kind, lua_Integer count, uint32_t from, uint32_t to)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    bt_peer *p = bt_lpeer_check(L, 2);
+    if (p->sw.t != t)
+        luaL_argerror(L, 2, "peer belongs to another torrent");
+    if (count < 0)
+        luaL_argerror(L, 3, "count must be >= 0");
+    uint32_t nlist = kind == BT_ITER_PARTIAL ? bt_torrent_partial_slots(t) : 0;
+    liter *li = lua_newuserdatauv(L, sizeof *li + (size_t)nlist * sizeof(uint32_t), 0);
+    li->left = count;
+    bt_torrent_iter(t, p, &li->it, kind, from, to, li->list);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, iter_next, 3);
+    return 1;
+}
+
+static lua_Integer opt_count(lua_State *L, int arg)
+{
+    return luaL_optinteger(L, arg, LUA_MAXINTEGER);
+}
+
+/* t:rarest(peer [, n]) -> iterator over the pieces nobody has started that the peer
+ * has, rarest first, ties in index order from a random start per torrent (clients
+ * spread over different pieces, and one client's writes land mostly in order); at
+ * most n of them, and none once the peer has no free request slot.  [-0, +1, v] */
+static int l_torrent_rarest(lua_State *L)
+{
+    return push_iter(L, BT_ITER_RAREST, opt_count(L, 3), 0, 0);
+}
+
+/* t:common(peer [, n]) -> the same, most common first.  [-0, +1, v] */
+static int l_torrent_common(lua_State *L)
+{
+    return push_iter(L, BT_ITER_COMMON, opt_count(L, 3), 0, 0);
+}
+
+/* t:partial(peer [, n]) -> iterator over pieces in progress that the peer has and that
+ * still have a block it may request, oldest first.  [-0, +1, v] */
+static int l_torrent_partial(lua_State *L)
+{
+    return push_iter(L, BT_ITER_PARTIAL, opt_count(L, 3), 0, 0);
+}
+
+/* t:wanted(peer [, from [, to]]) -> iterator, in index order, over pieces in [from, to)
+ * that the peer has and that have a block it may request.  [-0, +1, v] */
+static int l_torrent_wanted(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_Integer from = luaL_optinteger(L, 3, 0);
+    lua_Integer to = luaL_optinteger(L, 4, t->npieces);
+    if (from < 0)
+        from = 0;
+    if (to > (lua_Integer)t->npieces)
+        to = t->npieces;
+    if (to < from)
+        to = from;
+    lua_settop(L, 2);
+    return push_iter(L, BT_ITER_WANTED, LUA_MAXINTEGER, (uint32_t)from, (uint32_t)to);
+}
+
+/* t:peers() -> array of the connected peers' handles  [-0, +1, m] */
+static int l_torrent_peers(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_createtable(L, (int)t->npeers, 0);
+    int k = 0;
+    for (bt_peer *p = t->peers; p; p = p->next) {
+        if (p->closing || p->state != BT_PS_ACTIVE)
+            continue;
+        bt_lpeer_push(L, p);
+        lua_rawseti(L, -2, ++k);
+    }
+    return 1;
+}
+
+/* t:connect(host, port) -> true | nil, message: dial a peer (numeric address); also
+ * from inside a hook (the new peer joins at the next loop iteration).  [-0, +1|2, v] */
+static int l_torrent_connect(lua_State *L)
+{
+    ltorrent *lt = luaL_checkudata(L, 1, BT_TORRENT_MT);
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    const char *host = luaL_checkstring(L, 2);
+    lua_Integer port = luaL_checkinteger(L, 3);
+    const char *err = NULL;
+    if (port < 1 || port > 65535)
+        return bt_push_fail(L, "port out of range");
+    if (bt_sess_connect(lt->s, t, host, (int)port, &err) != 0)
+        return bt_push_fail(L, "%s", err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* Read a { down =, up = } limits table at idx (bytes/s, 0: unlimited) into rates[0]
+ * (down) and rates[1] (up); a missing field keeps its rate. Shared with bt.Session. */
+static void check_limits(lua_State *L, int idx, double rates[2])
+{
+    static const char *const names[2] = { "down", "up" };
+    luaL_checktype(L, idx, LUA_TTABLE);
+    for (int i = 0; i < 2; i++) {
+        lua_getfield(L, idx, names[i]);
+        if (!lua_isnil(L, -1)) {
+            lua_Number v = luaL_checknumber(L, -1);
+            if (!(v >= 0 && v <= MAX_RATE))
+                luaL_argerror(L, idx, lua_pushfstring(L, "%s must be in [0, 2^40] bytes/s", names[i]));
+            rates[i] = v;
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* t:set_limits{ down =, up = }: this torrent's rates in bytes/s, 0 unlimited (the
+ * session's limits apply too)  [-0, +0, e] */
+static int l_torrent_set_limits(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    double rates[2] = { t->down.rate, t->up.rate };
+    check_limits(L, 2, rates);
+    bt_torrent_set_limits(t, rates[0], rates[1]);
+    return 0;
+}
+
+/* t:limits() -> { down =, up = }  [-0, +1, -] */
+static int l_torrent_limits(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_createtable(L, 0, 2);
+    SETN("down", t->down.rate);
+    SETN("up", t->up.rate);
+    return 1;
+}
+
+/* t:stop([reason]): drops every peer; data on disk stays. Inside a hook: no further
+ * hook of this torrent runs.  [-0, +0, v] */
+static int l_torrent_stop(lua_State *L)
+{
+    bt_torrent_stop(bt_ltorrent_check(L, 1), luaL_optstring(L, 2, NULL));
+    return 0;
+}
+
+/* t:sync() -> true | nil, message: fsync every file (before resume data vouches for them)  [-0, +1|2, v] */
+static int l_torrent_sync(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    char err[512];
+    if (bt_torrent_sync(t, err, sizeof err) != 0)
+        return bt_push_fail(L, "%s", err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* t:banned(address) -> boolean  [-0, +1, v] */
+static int l_torrent_banned(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    lua_pushboolean(L, bt_torrent_banned(t, luaL_checkstring(L, 2)));
+    return 1;
+}
+
+/* t:stats() -> table of the fields docs/policy.md lists  [-0, +1, m] */
+static int l_torrent_stats(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    double rd = 0, ru = 0;
+    uint64_t inflight = 0;
+    uint32_t npeers = 0, unchoking = 0;
+    for (bt_peer *p = t->peers; p; p = p->next) {
+        if (p->closing || p->state != BT_PS_ACTIVE)
+            continue;
+        npeers++;
+        unchoking += !p->choking;
+        rd += p->rate_down;
+        ru += p->rate_up;
+        inflight += p->inflight;
+    }
+    lua_createtable(L, 0, 18);
+    SETI("pieces", t->npieces);
+    SETI("pieces_done", bt_ranges_count(&t->have));
+    SETI("total_bytes", t->total);
+    SETI("have_bytes", t->have_bytes);
+    SETI("downloaded", t->downloaded);
+    SETI("uploaded", t->uploaded);
+    SETI("dup_bytes", t->dup_bytes);
+    SETI("failed_bytes", t->failed_bytes);
+    SETN("rate_down", rd);
+    SETN("rate_up", ru);
+    SETI("peers", npeers);
+    SETI("peers_unchoking", unchoking);
+    SETI("peers_unchoked", t->unchoked);
+    SETI("inflight", inflight);
+    SETI("partials", t->npartials);
+    SETI("bans", t->nbans);
+    lua_pushboolean(L, t->endgame);
+    lua_setfield(L, -2, "endgame");
+    lua_pushboolean(L, t->complete);
+    lua_setfield(L, -2, "complete");
+    return 1;
+}
+
+/* t:memory() -> bytes the engine's bookkeeping holds for this torrent (picker,
+ * partial pieces and their buffers, peers' sets and queues)  [-0, +1, v] */
+static int l_torrent_memory(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)bt_torrent_memory(bt_ltorrent_check(L, 1)));
+    return 1;
+}
+
+static int l_torrent_tostring(lua_State *L)
+{
+    ltorrent *lt = luaL_checkudata(L, 1, BT_TORRENT_MT);
+    if (!lt->t)
+        lua_pushliteral(L, BT_TORRENT_MT "(closed)");
+    else
+        lua_pushfstring(L, BT_TORRENT_MT "(%s, %d/%d pieces)", lt->t->dir ? lt->t->dir : "memory",
+                        (int)bt_ranges_count(&lt->t->have), (int)lt->t->npieces);
+    return 1;
+}
+
+void bt_ltorrent_check_limits(lua_State *L, int idx, double rates[2])
+{
+    check_limits(L, idx, rates);
+}
+
+void bt_open_torrent(lua_State *L, int mod)
+{
+    (void)mod;
+    static const luaL_Reg meta[] = {
+        { "__index", l_torrent_index }, { "__newindex", l_torrent_newindex },
+        { "__tostring", l_torrent_tostring }, { NULL, NULL },
+    };
+    static const luaL_Reg methods[] = {
+        { "availability", l_torrent_availability }, { "has", l_torrent_has },
+        { "piece_size", l_torrent_piece_size }, { "blocks", l_torrent_blocks },
+        { "next_missing", l_torrent_next_missing },
+        { "rarest", l_torrent_rarest }, { "common", l_torrent_common }, { "partial", l_torrent_partial },
+        { "wanted", l_torrent_wanted }, { "peers", l_torrent_peers },
+        { "connect", l_torrent_connect }, { "stop", l_torrent_stop },
+        { "banned", l_torrent_banned }, { "stats", l_torrent_stats }, { "sync", l_torrent_sync },
+        { "set_limits", l_torrent_set_limits }, { "limits", l_torrent_limits },
+        { "memory", l_torrent_memory }, { NULL, NULL },
+    };
+    bt_new_class(L, BT_TORRENT_MT, meta, methods);
+}
