@@ -58,7 +58,10 @@ end
 for _, plen in ipairs(plens) do
   local res = { {}, {} }
   for r = 1, runs do
-    for vi, x in ipairs(versions) do
+    -- old, new, then new, old: neither always runs first (ABBA)
+    for j = 1, 2 do
+      local vi = r % 2 == 1 and j or 3 - j
+      local x = versions[vi]
       local t = run_driver(x, plen)
       res[vi][#res[vi] + 1] = t
       io.stderr:write(("  run %d %-12s pick seed %7.1f us  half %7.1f us  tick %.3f ms  RSS/piece %.1f B  /peer %.0f B\n")
@@ -73,7 +76,7 @@ for _, plen in ipairs(plens) do
   end
   local r1 = res[2][1]
   print(("picker: %d pieces of %d KiB (%d blocks each), %d peers (%d seeds, %d random halves), memory storage;"
-    .. " median of %d runs each, old/new alternating"):format(r1.pieces, plen // 1024, plen // 16384, r1.peers,
+    .. " median of %d runs each, old/new alternating (ABBA)"):format(r1.pieces, plen // 1024, plen // 16384, r1.peers,
     r1.seeds, r1.halves, runs))
   print(("  %-40s %14s %14s %9s  %s"):format("", old.label, new.label, "new/old", "target (new)"))
   local rows = {
