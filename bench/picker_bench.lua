@@ -8,7 +8,8 @@
 -- tick interval with every peer idle (median of 200), and RSS per piece and per peer.
 --   lua5.4 bench/picker_bench.lua [runs=3] [plen=16384[,262144]] [driver keys...]
 -- driver keys (bench/picker_driver.lua): pieces, seeds, halves, picks, per_tick, ticks,
--- tick_ms, rng, deadline. Targets for the new code: median pick <= 20 us, tick <= 1 ms.
+-- tick_ms, rng, deadline, fresh, breakdown (1: also time t:partial and t:rarest alone;
+-- this warms the caches for the pick that follows, so measure picks without it). Targets for the new code: median pick <= 20 us, tick <= 1 ms.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local R = dofile(here .. "/reflib.lua")
 local q = R.q
@@ -78,7 +79,7 @@ for _, plen in ipairs(plens) do
   print(("picker: %d pieces of %d KiB (%d blocks each), %d peers (%d seeds, %d random halves), memory storage;"
     .. " median of %d runs each, old/new alternating (ABBA)"):format(r1.pieces, plen // 1024, plen // 16384, r1.peers,
     r1.seeds, r1.halves, runs))
-  print(("  %-40s %14s %14s %9s  %s"):format("", old.label, new.label, "new/old", "target (new)"))
+  print(("  %-50s %14s %14s %9s  %s"):format("", old.label, new.label, "new/old", "target (new)"))
   local rows = {
     "pick after cancel_all (64 free slots, refilled from t:partial):",
     { "  seed peer, median (CPU us)", "seed_cpu_med_us", "%.1f", 20 },
@@ -91,6 +92,10 @@ for _, plen in ipairs(plens) do
     { "  requests per pick, half", "half_req_avg", "%.2f" },
     { "  picks measured per kind (per run)", "seed_n", "%d" },
     { "  pieces in progress (t.partials), mean", "seed_partials_avg", "%.0f" },
+    { "  (breakdown=1) t:partial walk alone, seed (us)", "seed_iter_partial_med_us", "%.1f" },
+    { "  (breakdown=1) t:rarest(peer, 65) alone, seed (us)", "seed_iter_rarest65_med_us", "%.1f" },
+    { "  (breakdown=1) t:partial walk alone, half (us)", "half_iter_partial_med_us", "%.1f" },
+    { "  (breakdown=1) t:rarest(peer, 65) alone, half (us)", "half_iter_rarest65_med_us", "%.1f" },
     "pick after a deeper pipeline (64 free slots, nothing to finish: t:rarest):",
     { "  seed peer, median (CPU us)", "fresh_seed_cpu_med_us", "%.1f", 20 },
     { "  seed peer, p90 (CPU us)", "fresh_seed_cpu_p90_us", "%.1f" },
@@ -100,6 +105,10 @@ for _, plen in ipairs(plens) do
     { "  requests per pick, half", "fresh_half_req_avg", "%.2f" },
     { "  picks measured per kind (per run)", "fresh_seed_n", "%d" },
     { "  pieces in progress (t.partials), mean", "fresh_seed_partials_avg", "%.0f" },
+    { "  (breakdown=1) t:partial walk alone, seed (us)", "fresh_seed_iter_partial_med_us", "%.1f" },
+    { "  (breakdown=1) t:rarest(peer, 65) alone, seed (us)", "fresh_seed_iter_rarest65_med_us", "%.1f" },
+    { "  (breakdown=1) t:partial walk alone, half (us)", "fresh_half_iter_partial_med_us", "%.1f" },
+    { "  (breakdown=1) t:rarest(peer, 65) alone, half (us)", "fresh_half_iter_rarest65_med_us", "%.1f" },
     "tick, all peers idle with full pipelines:",
     { "  CPU per tick interval, median (ms)", "tick_cpu_med_ms", "%.3f", 1 },
     { "  CPU per tick interval, p90 (ms)", "tick_cpu_p90_ms", "%.3f" },
@@ -117,12 +126,13 @@ for _, plen in ipairs(plens) do
     if type(row) == "string" then print("  " .. row) goto next end
     local label, key, fmt, target, scale = row[1], row[2], row[3], row[4], row[5] or 1
     local a, b = m(1, key) * scale, m(2, key) * scale
+    if a ~= a and b ~= b then goto next end   -- not measured in this run (breakdown rows)
     local tgt = ""
     if target then tgt = ("<= %g: %s"):format(target, b <= target and "met" or "NOT met") end
     local ratio = a ~= 0 and ("%9.2f"):format(b / a) or "        -"
     local fa = fmt == "%d" and ("%d"):format(math.floor(a)) or fmt:format(a)
     local fb = fmt == "%d" and ("%d"):format(math.floor(b)) or fmt:format(b)
-    print(("  %-40s %14s %14s %s  %s"):format(label, fa, fb, ratio, tgt))
+    print(("  %-50s %14s %14s %s  %s"):format(label, fa, fb, ratio, tgt))
     ::next::
   end
   print(("  (pick: os.clock() around the default's pick; tick: os.clock() between consecutive tick events,"
