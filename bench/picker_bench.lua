@@ -6,6 +6,8 @@
 -- new/old: the default policy's pick for a peer with 64 free slots (median and p90 of
 -- >= 1000 calls, process CPU from os.clock; wall from socket.gettime), the CPU of one
 -- tick interval with every peer idle (median of 200), and RSS per piece and per peer.
+-- Run `make` first (the new code is this checkout's build/bt/core.so; the old one is
+-- built by reflib under build/ref/ on first use). About 3 minutes with the defaults.
 --   lua5.4 bench/picker_bench.lua [runs=3] [plen=16384[,262144]] [driver keys...]
 -- driver keys (bench/picker_driver.lua): pieces, seeds, halves, picks, per_tick, ticks,
 -- tick_ms, rng, deadline, fresh, breakdown (1: also time t:partial and t:rarest alone;

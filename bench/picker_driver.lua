@@ -4,15 +4,15 @@
 -- runs this same file against the old and the new code.
 --   lua5.4 bench/picker_driver.lua [key=value ...]
 -- keys: pieces (1048576), plen (16384), seeds (100), halves (100), picks (1000: pick
--- calls measured per kind, seed and half), per_tick (10: peers whose requests are
--- cancelled per tick in the pick phase), ticks (200), tick_ms (20), rng (1: the
+-- calls measured per kind, seed and half), per_tick (10: peers given 64 free slots per
+-- tick in the "picks" and "fresh" phases), ticks (200), tick_ms (20), rng (1: the
 -- halves' RNG seed), deadline (400 s for the whole run), breakdown (1: before each measured
 -- pick also time, untimed by the pick figures, a bare walk of t:partial(peer) and of
 -- t:rarest(peer, 65), the two iterators the default's pick uses), fresh (200: picks per
 -- kind measured in the "fresh" phase).
 -- Prints `RESULT key value` lines (and progress on stderr).
 --
--- Phases:
+-- Phases, in order: connect (memory), picks, settle, ticks, fresh.
 --   memory: RSS (/proc/self/statm) before s:add, after it, after the seeds' bitfields
 --     (the peers process pauses between the groups) and after all bitfields.
 --   picks: the policy is the default one (random-first off), with queue_depth 64 and
