@@ -1,115 +1,267 @@
---- Benchmark: the engine. 1 GiB in 1 MiB pieces from one local libtorrent seed over
+--- Benchmark: the engine. 1 GiB from one local libtorrent seed per torrent over
 -- loopback, downloaded by `bt-lua run` (default policy) and, in the same run, by
 -- libtorrent's own leecher and by aria2c (found through opentracker, since aria2c
--- cannot be handed a peer). Runs alternate between clients (two shared cores are
--- noisy). Prints wall seconds and CPU seconds (user+sys) per GiB, medians.
---   lua5.4 bench/engine_bench.lua [MiB] [runs]     (env BT_BENCH_DIR: scratch folder)
+-- cannot be handed a peer), and optionally by the reference build's `bt-lua run`
+-- (the code before the change: bench/reflib.lua). Runs alternate between piece sizes
+-- and clients (two shared cores are noisy). Prints wall seconds, CPU seconds
+-- (user+sys, /usr/bin/time) per GiB and peak RSS, medians, with ratios.
+--   lua5.4 bench/engine_bench.lua [MiB] [runs] [--ref] [--pieces=16,1024] [--clients=btlua,ref,...]
+-- MiB: payload size (default 1024); runs: runs of each client and piece size (default 3).
+-- --pieces (env BT_BENCH_PIECES): piece sizes in KiB, comma-separated, powers of two
+--   (mktorrent -l log2(bytes); below 32 KiB, which mktorrent 1.1 refuses, transmission-create
+--   -s KiB); default 1024. With 16 and 1024 it prints each client's
+--   CPU ratio 16 KiB / 1 MiB (the issue's target for bt-lua: at most 1.2).
+-- --clients (env BT_BENCH_CLIENTS): any of btlua, ref, libtorrent, aria2c; default
+--   btlua,libtorrent,aria2c. --ref (or env BT_BENCH_REF set) adds ref: the reference
+--   revision's scripts/bt-lua with its own lua/ and build/ (BT_BENCH_REF, default the last
+--   commit before the re-cut), built once under build/ref/. With btlua and ref it prints
+--   wall, CPU and RSS ratios new/old per piece size.
+--   Focused, quick: BT_BENCH_CLIENTS=btlua,ref lua5.4 bench/engine_bench.lua 256 3 --pieces=16,1024
+-- env BT_BENCH_WARMUP (default 1): unmeasured downloads per torrent before the runs.
+-- Medians; min, user and sys are printed too: sys time varies most between runs here.
+-- Every client run is bounded (timeout 300 s; the libtorrent leecher gives up at 120 s).
 -- Output goes to a fresh folder under BT_BENCH_DIR (default /tmp): the page cache of
 -- this machine decides a good part of the numbers; /dev/shm takes the disk out.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local root = here .. "/.."
 local B = dofile(here .. "/benchlib.lua")   -- also points package.path/cpath at this checkout
+local R = dofile(here .. "/reflib.lua")
 local socket = require "socket"
 
-local MIB = tonumber(arg[1]) or 1024
-local RUNS = tonumber(arg[2]) or 3
+local pos, flags = {}, {}
+for _, a in ipairs(arg) do
+  local k, v = a:match("^%-%-([%w-]+)=?(.*)$")
+  if k then flags[k] = v else pos[#pos + 1] = a end
+end
+local MIB = tonumber(pos[1]) or 1024
+local RUNS = tonumber(pos[2]) or 3
 local base = os.getenv("BT_BENCH_DIR") or "/tmp"
+local WARMUP = tonumber(os.getenv("BT_BENCH_WARMUP") or "1")
+
+local function list(s)
+  local out = {}
+  for x in (s or ""):gmatch("[^,%s]+") do out[#out + 1] = x end
+  return out
+end
+local PIECES_KIB = {}
+for _, x in ipairs(list(flags.pieces or os.getenv("BT_BENCH_PIECES") or "1024")) do
+  local kib = assert(tonumber(x), "--pieces: " .. x)
+  local l = math.floor(math.log(kib * 1024, 2) + 0.5)
+  assert(2 ^ l == kib * 1024 and l >= 14, "--pieces: " .. x .. " KiB is not a power of two >= 16")
+  PIECES_KIB[#PIECES_KIB + 1] = kib
+end
+local want = {}
+local clients_arg = flags.clients or os.getenv("BT_BENCH_CLIENTS") or "btlua,libtorrent,aria2c"
+for _, c in ipairs(list(clients_arg)) do
+  assert(({ btlua = 1, ref = 1, libtorrent = 1, aria2c = 1 })[c], "unknown client " .. c
+    .. " (btlua, ref, libtorrent, aria2c)")
+  want[c] = true
+end
+if flags.ref or os.getenv("BT_BENCH_REF") then want.ref = true end
 
 local q, sh = B.q, B.sh
 local spawn, kill, free_port, wait_port = B.spawn, B.kill, B.free_port, B.wait_port
 
 -- /usr/bin/time: wall, cpu (user+sys), user, sys seconds and peak RSS (KiB) of a command
 local function timed(cmd)
-  local out = sh("/usr/bin/time -f '__T %e %U %S %M' " .. cmd)
+  local out = sh("/usr/bin/time -f '__T %e %U %S %M' timeout -k 5 300 " .. cmd)
   local w, u, s, rss = out:match("__T ([%d.]+) ([%d.]+) ([%d.]+) (%d+)")
   if not w then error("run failed:\n" .. out) end
   return tonumber(w), tonumber(u) + tonumber(s), tonumber(u), tonumber(s), tonumber(rss)
 end
 
+local cur = R.current()
+local ref = want.ref and R.build() or nil
+
 local dir = sh("mktemp -d " .. q(base .. "/bt-bench.XXXXXX")):gsub("%s+$", "")
 local data = dir .. "/seed/payload.bin"
 os.execute("mkdir -p " .. q(dir .. "/seed") .. " && chmod 755 " .. q(dir))
-io.stderr:write(("engine bench: %d MiB payload in %s\n"):format(MIB, dir))
+io.stderr:write(("engine bench: %d MiB payload in %s; pieces %s KiB; clients %s\n"):format(MIB, dir,
+  table.concat(PIECES_KIB, ","), clients_arg .. (want.ref and not clients_arg:find("ref") and ",ref" or "")))
 sh(("head -c %d /dev/urandom > %s"):format(MIB * 1048576, q(data)))
 local tport = free_port()
-local torrent = dir .. "/p.torrent"
-sh(("mktorrent -l 20 -a http://127.0.0.1:%d/announce -o %s %s"):format(tport, q(torrent), q(data)))
 local bt = require "bt"
-local f = assert(io.open(torrent, "rb"))
-local meta = assert(bt.meta_parse(f:read("a")))
-f:close()
+local torrents = {}   -- one per piece size: { kib, path, meta, sport }
+for _, kib in ipairs(PIECES_KIB) do
+  local path = ("%s/p%d.torrent"):format(dir, kib)
+  local l = math.floor(math.log(kib * 1024, 2) + 0.5)
+  -- mktorrent (1.1) takes -l 15..28 only: 16 KiB pieces come from transmission-create
+  local out, okc
+  if l >= 15 then
+    out, okc = sh(("mktorrent -l %d -a http://127.0.0.1:%d/announce -o %s %s"):format(l, tport, q(path), q(data)))
+  else
+    out, okc = sh(("transmission-create -s %d -t http://127.0.0.1:%d/announce -o %s %s"):format(kib, tport, q(path),
+      q(data)))
+  end
+  if not okc then error("making the torrent failed:\n" .. out) end
+  local f = assert(io.open(path, "rb"))
+  local meta = assert(bt.meta_parse(f:read("a")))
+  f:close()
+  torrents[#torrents + 1] = { kib = kib, path = path, meta = meta }
+end
 
 local pids = {}
 local ok, err = pcall(function()
   -- tracker for aria2c (whitelist read by user nobody)
-  local wl = dir .. "/wl"
-  local wf = assert(io.open(wl, "w"))
-  wf:write(meta.info_hash_hex, "\n")
-  wf:close()
-  os.execute("chmod 644 " .. q(wl))
-  pids[#pids + 1] = spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(tport, tport, q(wl)))
-  socket.sleep(1.5)
-  local sport = free_port()
-  pids[#pids + 1] = spawn(("/usr/bin/python3 %s seed %s %s %d"):format(q(here .. "/engine_lt.py"), q(torrent),
-    q(dir .. "/seed"), sport))
-  wait_port(sport)
-  -- announce the seed to the tracker by hand: libtorrent only does it on its own schedule
-  local http = require "socket.http"
-  for _ = 1, 20 do
-    local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-LT0000-000000000000"
-      .. "&port=%d&left=0&compact=1&event=started")
-      :format(tport, meta.info_hash_hex:gsub("%x%x", "%%%0"), sport))
-    if body and not body:find("failure", 1, true) then break end
-    socket.sleep(0.3)
+  if want.aria2c then
+    local wl = dir .. "/wl"
+    local wf = assert(io.open(wl, "w"))
+    for _, tor in ipairs(torrents) do wf:write(tor.meta.info_hash_hex, "\n") end
+    wf:close()
+    os.execute("chmod 644 " .. q(wl))
+    pids[#pids + 1] = spawn(("opentracker -i 127.0.0.1 -p %d -P %d -w %s"):format(tport, tport, q(wl)))
+    socket.sleep(1.5)
+  end
+  -- one libtorrent seed per torrent, all from the same payload
+  for _, tor in ipairs(torrents) do
+    tor.sport = free_port()
+    pids[#pids + 1] = spawn(("/usr/bin/python3 %s seed %s %s %d"):format(q(here .. "/engine_lt.py"), q(tor.path),
+      q(dir .. "/seed"), tor.sport))
+  end
+  for _, tor in ipairs(torrents) do
+    wait_port(tor.sport)
+    if want.aria2c then
+      -- announce the seed to the tracker by hand: libtorrent only does it on its own schedule
+      local http = require "socket.http"
+      for _ = 1, 20 do
+        local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-LT0000-000000000000&port=%d&left=0&compact=1&event=started")
+          :format(tport, tor.meta.info_hash_hex:gsub("%x%x", "%%%0"), tor.sport))
+        if body and not body:find("failure", 1, true) then break end
+        socket.sleep(0.3)
+      end
+    end
   end
 
-  local clients = {
-    { name = "bt-lua run (default policy)", cmd = function(out)
-        return ("lua5.4 %s run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
-          :format(q(root .. "/scripts/bt-lua"), q(torrent), q(out), sport) end },
-    { name = "libtorrent leecher (python3-libtorrent)", cmd = function(out)
-        return ("/usr/bin/python3 %s leech %s %s %d"):format(q(here .. "/engine_lt.py"), q(torrent), q(out), sport)
-      end },
-    { name = "aria2c", cmd = function(out)
+  local function btlua(tree)
+    return function(tor, out)
+      return ("env %s lua5.4 %s run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
+        :format(R.env(tree), q(tree.btlua), q(tor.path), q(out), tor.sport)
+    end
+  end
+  local clients = {}
+  if want.btlua then
+    clients[#clients + 1] = { key = "btlua", name = "bt-lua run (" .. cur.label .. ")", cmd = btlua(cur) }
+  end
+  if want.ref then
+    clients[#clients + 1] = { key = "ref", name = "bt-lua run (" .. ref.label .. ", ref)", cmd = btlua(ref) }
+  end
+  if want.libtorrent then
+    clients[#clients + 1] = { key = "libtorrent", name = "libtorrent leecher (python3-libtorrent)",
+      cmd = function(tor, out)
+        return ("/usr/bin/python3 %s leech %s %s %d"):format(q(here .. "/engine_lt.py"), q(tor.path), q(out),
+          tor.sport)
+      end }
+  end
+  if want.aria2c then
+    clients[#clients + 1] = { key = "aria2c", name = "aria2c", cmd = function(tor, out)
         return ("aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false --enable-peer-exchange=false " ..
           "--file-allocation=none --console-log-level=warn --summary-interval=0 --listen-port=%d -d %s %s")
-          :format(free_port(), q(out), q(torrent)) end },
-  }
-  local results = {}
-  for r = 1, RUNS do
-    for _, c in ipairs(clients) do
+          :format(free_port(), q(out), q(tor.path)) end }
+  end
+  assert(#clients > 0, "no client selected")
+  -- warm-up: a libtorrent seed in seed mode checks each piece the first time it sends
+  -- it, and the payload must be in the page cache; the first download of each torrent
+  -- pays for both, so one unmeasured download per torrent comes first
+  for _ = 1, WARMUP do
+    for _, tor in ipairs(torrents) do
       local out = dir .. "/out"
       os.execute("rm -rf " .. q(out))
-      local wall, cpu, user, sys, rss = timed(c.cmd(out))
-      local got = sh("cmp " .. q(data) .. " " .. q(out .. "/payload.bin") .. " && echo same")
-      if not got:find("same") then error(c.name .. ": output differs\n" .. got) end
-      results[c.name] = results[c.name] or { wall = {}, cpu = {}, rss = {} }
-      table.insert(results[c.name].wall, wall)
-      table.insert(results[c.name].cpu, cpu)
-      table.insert(results[c.name].rss, rss)
-      io.stderr:write(("  run %d %-42s wall %.2f s  cpu %.2f s (user %.2f, sys %.2f)  peak RSS %d MiB\n"):format(
-        r, c.name, wall, cpu, user, sys, rss // 1024))
+      local wall = timed(clients[1].cmd(tor, out))
+      io.stderr:write(("  warm-up %5d KiB %-40s wall %.2f s (not counted)\n"):format(tor.kib, clients[1].name, wall))
       os.execute("rm -rf " .. q(out))
     end
   end
+  local results = {}   -- [key .. "@" .. kib] = { wall = {}, cpu = {}, user = {}, sys = {}, rss = {} }
+  for r = 1, RUNS do
+    for _, tor in ipairs(torrents) do
+      for j = 1, #clients do
+        -- every other run in reverse order, so no client always follows the same one
+        local c = clients[r % 2 == 1 and j or #clients + 1 - j]
+        local out = dir .. "/out"
+        os.execute("rm -rf " .. q(out))
+        local wall, cpu, user, sys, rss = timed(c.cmd(tor, out))
+        local got = sh("cmp " .. q(data) .. " " .. q(out .. "/payload.bin") .. " && echo same")
+        if not got:find("same") then error(c.name .. ": output differs\n" .. got) end
+        local k = c.key .. "@" .. tor.kib
+        results[k] = results[k] or { wall = {}, cpu = {}, user = {}, sys = {}, rss = {} }
+        table.insert(results[k].wall, wall)
+        table.insert(results[k].cpu, cpu)
+        table.insert(results[k].user, user)
+        table.insert(results[k].sys, sys)
+        table.insert(results[k].rss, rss)
+        io.stderr:write(("  run %d %5d KiB %-40s wall %.2f s  cpu %.2f s (user %.2f, sys %.2f)  peak RSS %d MiB\n")
+          :format(r, tor.kib, c.name, wall, cpu, user, sys, rss // 1024))
+        os.execute("rm -rf " .. q(out))
+      end
+    end
+  end
   local function median(t)
-    table.sort(t)
-    return t[(#t + 1) // 2]
+    local c = {}
+    for i, v in ipairs(t) do c[i] = v end
+    table.sort(c)
+    local n = #c
+    if n % 2 == 1 then return c[(n + 1) // 2] end
+    return (c[n // 2] + c[n // 2 + 1]) / 2
+  end
+  local function range(t)
+    local lo, hi = math.huge, -math.huge
+    for _, v in ipairs(t) do lo, hi = math.min(lo, v), math.max(hi, v) end
+    return lo, hi
   end
   local gib = MIB / 1024
-  print(("engine: %d MiB, 1 MiB pieces, one libtorrent seed on loopback, median of %d"):format(MIB, RUNS))
-  local ref = {}
-  for _, c in ipairs(clients) do
-    local r = results[c.name]
-    ref[c.name] = { wall = median(r.wall), cpu = median(r.cpu) / gib, rss = median(r.rss) / 1024 }
-    print(("  %-42s wall %6.2f s  (%6.1f MiB/s)  cpu %5.2f s/GiB  peak RSS %6.1f MiB"):format(c.name,
-      ref[c.name].wall, MIB / ref[c.name].wall, ref[c.name].cpu, ref[c.name].rss))
+  local m = {}
+  for k, r in pairs(results) do
+    m[k] = { wall = median(r.wall), cpu = median(r.cpu), cpu_gib = median(r.cpu) / gib, rss = median(r.rss) / 1024,
+             cpu_lo = select(1, range(r.cpu)), cpu_hi = select(2, range(r.cpu)),
+             user = median(r.user), sys = median(r.sys) }
   end
-  local me, lt, aria = ref[clients[1].name], ref[clients[2].name], ref[clients[3].name]
-  print(("  bt-lua / libtorrent: wall %.2f  cpu %.2f  RSS %.2f (below 1: bt-lua faster, cheaper, smaller)")
-    :format(me.wall / lt.wall, me.cpu / lt.cpu, me.rss / lt.rss))
-  print(("  bt-lua / aria2c:     wall %.2f  cpu %.2f  RSS %.2f"):format(me.wall / aria.wall, me.cpu / aria.cpu,
-    me.rss / aria.rss))
+  print(("engine: %d MiB, one libtorrent seed per torrent on loopback, median of %d runs each (interleaved)")
+    :format(MIB, RUNS))
+  for _, tor in ipairs(torrents) do
+    print(("  %d KiB pieces (%d pieces):"):format(tor.kib, tor.meta.num_pieces))
+    for _, c in ipairs(clients) do
+      local x = m[c.key .. "@" .. tor.kib]
+      print(("    %-42s wall %6.2f s (%6.1f MiB/s)  cpu %5.2f s (%5.2f s/GiB; min %.2f, max %.2f; user %.2f, sys %.2f)  peak RSS %6.1f MiB")
+        :format(c.name, x.wall, MIB / x.wall, x.cpu, x.cpu_gib, x.cpu_lo, x.cpu_hi, x.user, x.sys, x.rss))
+    end
+  end
+  local function have(key) for _, c in ipairs(clients) do if c.key == key then return true end end end
+  -- the issue's piece-size target: CPU with 16 KiB pieces at most 1.2x that with 1 MiB pieces
+  local small, large = PIECES_KIB[1], PIECES_KIB[#PIECES_KIB]
+  for _, kib in ipairs(PIECES_KIB) do
+    small, large = math.min(small, kib), math.max(large, kib)
+  end
+  if small ~= large then
+    print(("  CPU %d KiB / %d KiB pieces (same client, same run):"):format(small, large))
+    for _, c in ipairs(clients) do
+      local a, b = m[c.key .. "@" .. small], m[c.key .. "@" .. large]
+      local target = ""
+      if (c.key == "btlua" or c.key == "ref") and small == 16 and large == 1024 then
+        target = ("  target <= 1.2: %s"):format(a.cpu / b.cpu <= 1.2 and "met" or "NOT met")
+      end
+      print(("    %-42s %.2f  (min/min %.2f, user %.2f, wall %.2f)%s"):format(c.name, a.cpu / b.cpu,
+        a.cpu_lo / b.cpu_lo, a.user / b.user, a.wall / b.wall, target))
+    end
+  end
+  if have("btlua") and have("ref") then
+    print(("  new / old (%s / %s; 1.00: the same):"):format(cur.label, ref.label))
+    for _, kib in ipairs(PIECES_KIB) do
+      local a, b = m["btlua@" .. kib], m["ref@" .. kib]
+      print(("    %5d KiB pieces: wall %.2f  cpu %.2f (min/min %.2f, user %.2f)  RSS %.2f"):format(kib, a.wall / b.wall,
+        a.cpu / b.cpu, a.cpu_lo / b.cpu_lo, a.user / b.user, a.rss / b.rss))
+    end
+  end
+  if have("btlua") then
+    for _, other in ipairs { { "libtorrent", "libtorrent" }, { "aria2c", "aria2c" } } do
+      if have(other[1]) then
+        for _, kib in ipairs(PIECES_KIB) do
+          local me, o = m["btlua@" .. kib], m[other[1] .. "@" .. kib]
+          print(("  bt-lua / %-10s (%d KiB pieces): wall %.2f  cpu %.2f  RSS %.2f (below 1: bt-lua faster, cheaper, smaller)")
+            :format(other[2], kib, me.wall / o.wall, me.cpu / o.cpu, me.rss / o.rss))
+        end
+      end
+    end
+  end
 end)
 for _, pid in ipairs(pids) do kill(pid) end
 os.execute("rm -rf " .. q(dir))
