@@ -23,7 +23,6 @@
 -- Output goes to a fresh folder under BT_BENCH_DIR (default /tmp): the page cache of
 -- this machine decides a good part of the numbers; /dev/shm takes the disk out.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local root = here .. "/.."
 local B = dofile(here .. "/benchlib.lua")   -- also points package.path/cpath at this checkout
 local R = dofile(here .. "/reflib.lua")
 local socket = require "socket"
@@ -124,7 +123,8 @@ local ok, err = pcall(function()
       -- announce the seed to the tracker by hand: libtorrent only does it on its own schedule
       local http = require "socket.http"
       for _ = 1, 20 do
-        local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-LT0000-000000000000&port=%d&left=0&compact=1&event=started")
+        local body = http.request(("http://127.0.0.1:%d/announce?info_hash=%s&peer_id=-LT0000-000000000000"
+          .. "&port=%d&left=0&compact=1&event=started")
           :format(tport, tor.meta.info_hash_hex:gsub("%x%x", "%%%0"), tor.sport))
         if body and not body:find("failure", 1, true) then break end
         socket.sleep(0.3)
@@ -221,7 +221,8 @@ local ok, err = pcall(function()
     print(("  %d KiB pieces (%d pieces):"):format(tor.kib, tor.meta.num_pieces))
     for _, c in ipairs(clients) do
       local x = m[c.key .. "@" .. tor.kib]
-      print(("    %-42s wall %6.2f s (%6.1f MiB/s)  cpu %5.2f s (%5.2f s/GiB; min %.2f, max %.2f; user %.2f, sys %.2f)  peak RSS %6.1f MiB")
+      print(("    %-42s wall %6.2f s (%6.1f MiB/s)  cpu %5.2f s (%5.2f s/GiB; min %.2f, max %.2f; "
+        .. "user %.2f, sys %.2f)  peak RSS %6.1f MiB")
         :format(c.name, x.wall, MIB / x.wall, x.cpu, x.cpu_gib, x.cpu_lo, x.cpu_hi, x.user, x.sys, x.rss))
     end
   end
@@ -256,7 +257,8 @@ local ok, err = pcall(function()
       if have(other[1]) then
         for _, kib in ipairs(PIECES_KIB) do
           local me, o = m["btlua@" .. kib], m[other[1] .. "@" .. kib]
-          print(("  bt-lua / %-10s (%d KiB pieces): wall %.2f  cpu %.2f  RSS %.2f (below 1: bt-lua faster, cheaper, smaller)")
+          print(("  bt-lua / %-10s (%d KiB pieces): wall %.2f  cpu %.2f  RSS %.2f "
+            .. "(below 1: bt-lua faster, cheaper, smaller)")
             :format(other[2], kib, me.wall / o.wall, me.cpu / o.cpu, me.rss / o.rss))
         end
       end

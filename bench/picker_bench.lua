@@ -11,7 +11,8 @@
 --   lua5.4 bench/picker_bench.lua [runs=3] [plen=16384[,262144]] [driver keys...]
 -- driver keys (bench/picker_driver.lua): pieces, seeds, halves, picks, per_tick, ticks,
 -- tick_ms, rng, deadline, fresh, breakdown (1: also time t:partial and t:rarest alone;
--- this warms the caches for the pick that follows, so measure picks without it). Targets for the new code: median pick <= 20 us, tick <= 1 ms.
+-- this warms the caches for the pick that follows, so measure picks without it).
+-- Targets for the new code: median pick <= 20 us, tick <= 1 ms.
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local R = dofile(here .. "/reflib.lua")
 local q = R.q
@@ -67,7 +68,8 @@ for _, plen in ipairs(plens) do
       local x = versions[vi]
       local t = run_driver(x, plen)
       res[vi][#res[vi] + 1] = t
-      io.stderr:write(("  run %d %-12s pick seed %7.1f us  half %7.1f us  tick %.3f ms  RSS/piece %.1f B  /peer %.0f B\n")
+      io.stderr:write(("  run %d %-12s pick seed %7.1f us  half %7.1f us  tick %.3f ms  RSS/piece %.1f B"
+        .. "  /peer %.0f B\n")
         :format(r, x.label, t.seed_cpu_med_us, t.half_cpu_med_us, t.tick_cpu_med_ms, t.bytes_per_piece,
           t.bytes_per_peer))
     end

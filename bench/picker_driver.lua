@@ -131,7 +131,7 @@ pol.pick = function(t, peer, slots)
   s.req = s.req + (peer.inflight - before)
   if slots ~= 64 then s.slots_other = s.slots_other + 1 end
 end
-pol.queue_depth = function(t, peer)
+pol.queue_depth = function(_, peer)
   if phase == "fresh" then return depth[peer.address] or 64 end
   return 64
 end
@@ -140,7 +140,7 @@ pol.timeout = function() timeouts = timeouts + 1; return "keep" end
 
 local seeds, halves = {}, {}     -- peer handles, filled when all are connected
 local turn = 0
-pol.tick = function(t, now)
+pol.tick = function()
   if phase ~= "picks" and phase ~= "fresh" then return end
   for k = 1, opt.per_tick do
     turn = turn + 1
@@ -193,7 +193,7 @@ local function census()
   return n_seed, n_half, full, ps
 end
 
-s:on("tick", function(now)
+s:on("tick", function()
   if phase == "ticks" then
     tick_cpu[#tick_cpu + 1] = clock()
     tick_wall[#tick_wall + 1] = wall()
