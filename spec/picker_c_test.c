@@ -61,6 +61,15 @@ static void random_set(bt_ranges *s, uint32_t n)
 
 static void check_iteration(bt_picker *pk, model *m, const bt_ranges *have, bool counted, bool common, bool take)
 {
+    /* half the time the peer's set is given as a bitmap, as the engine does for fragmented sets */
+    bool use_bits = have && rnd(2);
+    uint64_t *bits = NULL;
+    if (use_bits) {
+        bits = calloc((m->n + 63) / 64, 8);
+        for (uint32_t i = 0; i < m->n; i++)
+            if (bt_ranges_has(have, i))
+                bits[i / 64] |= 1ull << (i % 64);
+    }
     uint32_t *want = malloc((m->n + 1) * sizeof *want), nw = 0;
     for (uint32_t i = 0; i < m->n; i++)
         if (m->fresh[i] && (!have || bt_ranges_has(have, i)))
@@ -71,7 +80,7 @@ static void check_iteration(bt_picker *pk, model *m, const bt_ranges *have, bool
     bt_picker_iter(pk, &it, common, counted);
     uint32_t k = 0;
     int64_t x;
-    while ((x = bt_picker_next(pk, &it, have)) >= 0) {
+    while ((x = bt_picker_next(pk, &it, use_bits ? NULL : have, use_bits ? bits : NULL)) >= 0) {
         CHECK(k < nw, "iteration gave more pieces than the model (%lld)", (long long)x);
         if (k >= nw)
             break;
@@ -87,6 +96,7 @@ static void check_iteration(bt_picker *pk, model *m, const bt_ranges *have, bool
     }
     CHECK(x >= 0 || k == nw, "iteration stopped after %u of %u pieces", k, nw);
     free(want);
+    free(bits);
 }
 
 static void run(uint64_t seed, uint32_t rounds)

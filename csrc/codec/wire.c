@@ -301,6 +301,19 @@ int bt_wire_append(bt_buf *b, const bt_msg *msg)
     return 0;
 }
 
+int bt_wire_append_block(bt_buf *b, int type, uint32_t index, uint32_t begin, uint32_t length)
+{
+    if ((type != BT_MSG_REQUEST && type != BT_MSG_CANCEL && type != BT_MSG_REJECT) || bt_buf_reserve(b, 17))
+        return -1;
+    uint8_t *p = wr32(b->data + b->len, 13);
+    *p++ = (uint8_t)type;
+    p = wr32(p, index);
+    p = wr32(p, begin);
+    wr32(p, length);
+    b->len += 17;
+    return 0;
+}
+
 void bt_wire_our_handshake(const uint8_t info_hash[20], const uint8_t peer_id[20],
                            uint8_t out[BT_HANDSHAKE_LEN])
 {

@@ -101,6 +101,9 @@ size_t bt_wire_encode(const bt_msg *msg, uint8_t *out, size_t cap);
 size_t bt_wire_encoded_len(const bt_msg *msg);
 /* Append msg, encoded, to b. Returns 0, or -1 (out of memory, or msg cannot be framed). */
 int bt_wire_append(bt_buf *b, const bt_msg *msg);
+/* The same for request, cancel and reject (type), the messages a pick sends by the
+ * dozen: 17 bytes, without going through a bt_msg. */
+int bt_wire_append_block(bt_buf *b, int type, uint32_t index, uint32_t begin, uint32_t length);
 
 /* Our handshake: BitTorrent protocol, the BEP 10 and BEP 6 bits set. */
 void bt_wire_our_handshake(const uint8_t info_hash[20], const uint8_t peer_id[20],

@@ -60,8 +60,13 @@ static void send_index(bt_peer *p, int type, uint32_t index)
 
 static void send_block_msg(bt_peer *p, int type, uint32_t index, uint32_t begin, uint32_t length)
 {
-    bt_msg m = { .type = type, .index = index, .begin = begin, .length = length };
-    send_msg(p, &m);
+    if (out_full(p, 17))
+        return;
+    if (bt_wire_append_block(&p->wbuf, type, index, begin, length) != 0) {
+        bt_peer_close(p, "out of memory");
+        return;
+    }
+    p->last_send = now_of(p);
 }
 
 void bt_peer_send_handshake(bt_peer *p)

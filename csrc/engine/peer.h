@@ -117,6 +117,7 @@ struct bt_peer {
         uint32_t queue_depth;     /* target pipeline, from the policy's queue_depth hook */
         uint32_t fails;           /* failed pieces this peer sent blocks of */
         uint64_t uploaded;        /* bytes of blocks we sent it */
+        uint64_t *bits;           /* its pieces as a bitmap, kept while its ranges are fragmented */
     } sw;
     int href;                     /* the Lua binding's handle (registry ref), or -1 */
 

@@ -4,90 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static inline uint32_t ctz64(uint64_t w) { return (uint32_t)__builtin_ctzll(w); }
-static inline uint32_t popcount64(uint64_t w) { return (uint32_t)__builtin_popcountll(w); }
-
-/* ---- one level: a bitmap of n bits with summary tiers ---- */
-
-static void level_free(bt_level *l)
-{
-    free(l->tier[0]);   /* one allocation holds every tier */
-    memset(l, 0, sizeof *l);
-}
-
-static int level_alloc(const bt_picker *pk, bt_level *l)
-{
-    size_t total = 0;
-    for (uint32_t t = 0; t < pk->ntiers; t++)
-        total += pk->words[t];
-    uint64_t *w = calloc(total ? total : 1, sizeof *w);
-    if (!w)
-        return -1;
-    memset(l, 0, sizeof *l);
-    for (uint32_t t = 0; t < pk->ntiers; t++) {
-        l->tier[t] = w;
-        w += pk->words[t];
-    }
-    return 0;
-}
-
-static inline bool level_bit(const bt_level *l, uint32_t i)
-{
-    return (l->tier[0][i >> 6] >> (i & 63)) & 1;
-}
-
-static void level_set(const bt_picker *pk, bt_level *l, uint32_t i)
-{
-    l->count++;
-    for (uint32_t t = 0; t < pk->ntiers; t++) {
-        uint64_t *w = &l->tier[t][i >> 6];
-        bool was_empty = *w == 0;
-        *w |= 1ull << (i & 63);
-        if (!was_empty)
-            return;   /* the tiers above already know this word is in use */
-        i >>= 6;
-    }
-}
-
-static void level_clear(const bt_picker *pk, bt_level *l, uint32_t i)
-{
-    l->count--;
-    for (uint32_t t = 0; t < pk->ntiers; t++) {
-        uint64_t *w = &l->tier[t][i >> 6];
-        *w &= ~(1ull << (i & 63));
-        if (*w != 0)
-            return;
-        i >>= 6;
-    }
-}
-
-/* First set bit >= from and < limit, or -1. Climbs while the rest of a word is
- * empty, then descends along the lowest set bits. */
-static int64_t level_next(const bt_picker *pk, const bt_level *l, uint32_t from, uint32_t limit)
-{
-    if (from >= limit || l->count == 0)
-        return -1;
-    uint32_t i = from, t = 0;
-    for (;;) {
-        uint32_t wi = i >> 6;
-        if (wi >= pk->words[t])
-            return -1;
-        uint64_t w = l->tier[t][wi] & (~0ull << (i & 63));
-        if (w) {
-            i = (wi << 6) | ctz64(w);
-            break;
-        }
-        if (++t == pk->ntiers)
-            return -1;
-        i = wi + 1;   /* the next word of tier t-1, as a bit of tier t */
-    }
-    while (t > 0) {
-        t--;
-        i = (i << 6) | ctz64(l->tier[t][i]);
-    }
-    return i < limit ? (int64_t)i : -1;
-}
-
 /* ---- the picker ---- */
 
 int bt_picker_init(bt_picker *pk, uint32_t npieces, uint32_t rot)
@@ -95,11 +11,6 @@ int bt_picker_init(bt_picker *pk, uint32_t npieces, uint32_t rot)
     memset(pk, 0, sizeof *pk);
     pk->n = npieces;
     pk->rot = npieces ? rot % npieces : 0;
-    uint32_t bits = npieces ? npieces : 1;
-    do {
-        pk->words[pk->ntiers++] = (bits + 63) / 64;
-        bits = (bits + 63) / 64;
-    } while (bits > 1 && pk->ntiers < BT_PICKER_TIERS);
     pk->avail = calloc(npieces ? npieces : 1, sizeof *pk->avail);
     return pk->avail ? 0 : -1;
 }
@@ -107,7 +18,7 @@ int bt_picker_init(bt_picker *pk, uint32_t npieces, uint32_t rot)
 void bt_picker_free(bt_picker *pk)
 {
     for (uint32_t a = 0; a < pk->nlv; a++)
-        level_free(&pk->lv[a]);
+        bt_bitset_free(&pk->lv[a]);
     free(pk->lv);
     free(pk->avail);
     memset(pk, 0, sizeof *pk);
@@ -122,7 +33,7 @@ static int levels_reserve(bt_picker *pk, uint32_t want)
         uint32_t cap = pk->lvcap ? pk->lvcap : 8;
         while (cap < want)
             cap *= 2;
-        bt_level *nl = realloc(pk->lv, cap * sizeof *nl);
+        bt_bitset *nl = realloc(pk->lv, cap * sizeof *nl);
         if (!nl)
             return -1;
         pk->lv = nl;
@@ -130,9 +41,9 @@ static int levels_reserve(bt_picker *pk, uint32_t want)
     }
     uint32_t got = pk->nlv;
     for (; got < want; got++) {
-        if (level_alloc(pk, &pk->lv[got]) != 0) {
+        if (bt_bitset_init(&pk->lv[got], pk->n) != 0) {
             while (got > pk->nlv)
-                level_free(&pk->lv[--got]);
+                bt_bitset_free(&pk->lv[--got]);
             return -1;
         }
     }
@@ -144,7 +55,7 @@ static int levels_reserve(bt_picker *pk, uint32_t want)
 static void levels_trim(bt_picker *pk)
 {
     while (pk->nlv > 0 && pk->lv[pk->nlv - 1].count == 0)
-        level_free(&pk->lv[--pk->nlv]);
+        bt_bitset_free(&pk->lv[--pk->nlv]);
 }
 
 bool bt_picker_fresh(const bt_picker *pk, uint32_t i)
@@ -152,7 +63,7 @@ bool bt_picker_fresh(const bt_picker *pk, uint32_t i)
     if (i >= pk->n)
         return false;
     uint32_t a = pk->avail[i];
-    return a < pk->nlv && level_bit(&pk->lv[a], i);
+    return a < pk->nlv && bt_bitset_has(&pk->lv[a], i);
 }
 
 int bt_picker_add(bt_picker *pk, uint32_t i)
@@ -161,7 +72,7 @@ int bt_picker_add(bt_picker *pk, uint32_t i)
         return 0;
     if (levels_reserve(pk, pk->avail[i] + 1) != 0)
         return -1;
-    level_set(pk, &pk->lv[pk->avail[i]], i);
+    bt_bitset_set(&pk->lv[pk->avail[i]], i);
     pk->count++;
     return 0;
 }
@@ -170,7 +81,7 @@ void bt_picker_remove(bt_picker *pk, uint32_t i)
 {
     if (!bt_picker_fresh(pk, i))
         return;
-    level_clear(pk, &pk->lv[pk->avail[i]], i);
+    bt_bitset_clear(&pk->lv[pk->avail[i]], i);
     pk->count--;
     levels_trim(pk);
 }
@@ -180,11 +91,11 @@ int bt_picker_inc(bt_picker *pk, uint32_t i)
     if (i >= pk->n)
         return 0;
     uint32_t a = pk->avail[i];
-    if (a < pk->nlv && level_bit(&pk->lv[a], i)) {
+    if (a < pk->nlv && bt_bitset_has(&pk->lv[a], i)) {
         if (levels_reserve(pk, a + 2) != 0)
             return -1;
-        level_clear(pk, &pk->lv[a], i);
-        level_set(pk, &pk->lv[a + 1], i);
+        bt_bitset_clear(&pk->lv[a], i);
+        bt_bitset_set(&pk->lv[a + 1], i);
     }
     pk->avail[i] = a + 1;
     return 0;
@@ -195,9 +106,9 @@ void bt_picker_dec(bt_picker *pk, uint32_t i)
     if (i >= pk->n || pk->avail[i] == 0)
         return;
     uint32_t a = pk->avail[i];
-    if (a < pk->nlv && level_bit(&pk->lv[a], i)) {
-        level_clear(pk, &pk->lv[a], i);
-        level_set(pk, &pk->lv[a - 1], i);   /* a - 1 < nlv: never allocates */
+    if (a < pk->nlv && bt_bitset_has(&pk->lv[a], i)) {
+        bt_bitset_clear(&pk->lv[a], i);
+        bt_bitset_set(&pk->lv[a - 1], i);   /* a - 1 < nlv: never allocates */
         pk->avail[i] = a - 1;
         levels_trim(pk);
         return;
@@ -245,25 +156,17 @@ void bt_picker_iter(const bt_picker *pk, bt_pick_iter *it, bool most_common, boo
 }
 
 /* The next piece of the current level the peer has, in [rot, n) then [0, rot). */
-static int64_t scan_level(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *have)
+static int64_t scan_level(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *have, const uint64_t *bits)
 {
-    const bt_level *l = &pk->lv[it->level];
+    const bt_bitset *l = &pk->lv[it->level];
     /* a counted peer has none of the pieces at availability 0: those are the seeds' only */
-    if (l->count == 0 || (have && it->counted && it->level == 0))
+    if (l->count == 0 || ((have || bits) && it->counted && it->level == 0))
         return -1;
     while (it->phase < 2) {
         uint32_t limit = it->phase == 0 ? pk->n : pk->rot;
-        int64_t x = level_next(pk, l, it->pos, limit);
-        if (x >= 0 && have) {
-            /* the peer's first piece at or after x: x itself, or a jump over those it lacks */
-            uint32_t k = bt_ranges_find_from(have, (uint32_t)x, it->hint);
-            it->hint = k;
-            int64_t y = k == have->n ? -1 : have->r[k].start > x ? have->r[k].start : x;
-            if (y != x) {
-                it->pos = y < 0 || y >= limit ? limit : (uint32_t)y;
-                continue;
-            }
-        }
+        int64_t x = bits ? bt_bitset_next_and(l, it->pos, limit, bits)
+                  : have ? bt_bitset_next_in(l, it->pos, limit, have, &it->hint)
+                         : bt_bitset_next(l, it->pos, limit);
         if (x >= 0) {
             it->pos = (uint32_t)x + 1;
             return x;
@@ -275,7 +178,7 @@ static int64_t scan_level(const bt_picker *pk, bt_pick_iter *it, const bt_ranges
     return -1;
 }
 
-int64_t bt_picker_next(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *have)
+int64_t bt_picker_next(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *have, const uint64_t *bits)
 {
     while (!it->done) {
         if (it->level >= pk->nlv) {
@@ -287,7 +190,7 @@ int64_t bt_picker_next(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *h
             it->level = pk->nlv - 1;
             level_start(pk, it);
         }
-        int64_t x = scan_level(pk, it, have);
+        int64_t x = scan_level(pk, it, have, bits);
         if (x >= 0)
             return x;
         if (it->common ? it->level == 0 : it->level + 1 >= pk->nlv) {
@@ -302,31 +205,23 @@ int64_t bt_picker_next(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *h
 
 uint64_t bt_picker_memory(const bt_picker *pk)
 {
-    uint64_t words = 0;
-    for (uint32_t t = 0; t < pk->ntiers; t++)
-        words += pk->words[t];
-    return (uint64_t)pk->n * sizeof *pk->avail + (uint64_t)pk->nlv * words * 8 +
-           (uint64_t)pk->lvcap * sizeof *pk->lv;
+    uint64_t n = (uint64_t)pk->n * sizeof *pk->avail + (uint64_t)pk->lvcap * sizeof *pk->lv;
+    for (uint32_t a = 0; a < pk->nlv; a++)
+        n += bt_bitset_memory(&pk->lv[a]);
+    return n;
 }
 
 bool bt_picker_check(const bt_picker *pk)
 {
     uint32_t fresh = 0;
     for (uint32_t a = 0; a < pk->nlv; a++) {
-        const bt_level *l = &pk->lv[a];
-        uint32_t c = 0;
-        for (uint32_t w = 0; w < pk->words[0]; w++)
-            c += popcount64(l->tier[0][w]);
-        if (c != l->count)
+        const bt_bitset *l = &pk->lv[a];
+        if (!bt_bitset_check(l))
             return false;
-        for (uint32_t t = 1; t < pk->ntiers; t++)
-            for (uint32_t w = 0; w < pk->words[t - 1]; w++)
-                if (((l->tier[t][w >> 6] >> (w & 63)) & 1) != (l->tier[t - 1][w] != 0))
-                    return false;
         for (uint32_t i = 0; i < pk->n; i++)
-            if (level_bit(l, i) && pk->avail[i] != a)
+            if (bt_bitset_has(l, i) && pk->avail[i] != a)
                 return false;
-        fresh += c;
+        fresh += l->count;
     }
     if (pk->nlv > 0 && pk->lv[pk->nlv - 1].count == 0)
         return false;

@@ -6,10 +6,9 @@
  * (a seed has everything: it is counted once in nseeds, so a seed arriving or
  * leaving costs O(1)). The *fresh* pieces (wanted, not had, not started: the ones
  * an iterator may offer) are kept in levels: level a holds the fresh pieces with
- * avail a, as a bitmap of n bits with a summary tier per 64 words (a 64-ary tree,
- * 4 tiers for 16 M pieces), so moving a piece from one level to the next and
- * finding the next fresh piece at or after an index are each a few word
- * operations. Levels 0 .. nlv-1 all have their bitmap (so taking a piece down a
+ * avail a, as a core/bitset.h (a bitmap with summary tiers), so moving a piece
+ * from one level to the next and finding the next fresh piece at or after an
+ * index are each a few word operations. Levels 0 .. nlv-1 all have their bitmap (so taking a piece down a
  * level never allocates, and a peer leaving cannot fail); nlv grows when a fresh
  * piece reaches a new availability and shrinks when the top levels empty. Memory:
  * n/8 bytes (plus 1/64 of that for the tiers) per level, and levels are at most
@@ -31,24 +30,16 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/bitset.h"
 #include "core/ranges.h"
-
-#define BT_PICKER_TIERS 4   /* 64^4 = 16 M pieces: codec/metainfo.h's limit */
-
-typedef struct bt_level {
-    uint32_t count;                     /* fresh pieces at this availability */
-    uint64_t *tier[BT_PICKER_TIERS];    /* tier[0]: one bit per piece; tier[k]: one per word of tier[k-1] */
-} bt_level;
 
 typedef struct bt_picker {
     uint32_t n;             /* pieces */
     uint32_t rot;           /* tie-break start, < n (0 when n == 0) */
-    uint32_t ntiers;        /* tiers used for n */
-    uint32_t words[BT_PICKER_TIERS];   /* words per tier */
     uint32_t *avail;        /* per piece, seeds excluded */
     uint32_t nseeds;
     uint32_t count;         /* fresh pieces */
-    bt_level *lv;           /* lv[a] for a < nlv, each with its bitmap */
+    bt_bitset *lv;          /* lv[a] for a < nlv: the fresh pieces with avail a */
     uint32_t nlv, lvcap;
 } bt_picker;
 
@@ -76,7 +67,8 @@ static inline uint32_t bt_picker_avail(const bt_picker *pk, uint32_t i) { return
  * survives changes to the picker between calls (the piece just returned being
  * started, above all): it never returns a piece twice, and returns each piece
  * that stays fresh and in its level from the start to the end at most once.
- * have: the peer's pieces, or NULL for a peer that has everything. */
+ * The peer's pieces: `bits` (a bitmap of n bits) when it has one, else `have`;
+ * both NULL for a peer that has everything. */
 typedef struct bt_pick_iter {
     uint32_t level;         /* current level */
     uint32_t pos;           /* next index to look at in this level */
@@ -90,7 +82,7 @@ typedef struct bt_pick_iter {
 /* counted: the peer's pieces are counted in avail (a connected non-seed peer), so
  * the level of pieces nobody counted has (seeds' only) is skipped, not scanned. */
 void    bt_picker_iter(const bt_picker *pk, bt_pick_iter *it, bool most_common, bool counted);
-int64_t bt_picker_next(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *have);
+int64_t bt_picker_next(const bt_picker *pk, bt_pick_iter *it, const bt_ranges *have, const uint64_t *bits);
 
 /* Bytes the picker holds (avail, flags and level bitmaps): for memory reports. */
 uint64_t bt_picker_memory(const bt_picker *pk);

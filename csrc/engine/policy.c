@@ -56,6 +56,21 @@ bool bt_policy_in_hook(const bt_torrent *t)
     return s && s->depth > 0;
 }
 
+void bt_value_describe(const bt_value *v, char *out, size_t n)
+{
+    switch (v->type) {
+    case BT_V_NOTHING: snprintf(out, n, "nothing"); break;
+    case BT_V_NIL: snprintf(out, n, "nil"); break;
+    case BT_V_BOOLEAN: snprintf(out, n, "a boolean (%s)", v->b ? "true" : "false"); break;
+    case BT_V_INTEGER: snprintf(out, n, "a number (%lld)", (long long)v->i); break;
+    case BT_V_FLOAT: snprintf(out, n, "a number (%.14g)", v->f); break;
+    case BT_V_STRING: snprintf(out, n, v->len >= sizeof v->s ? "a string (\"%s...\")" : "a string (\"%s\")", v->s); break;
+    case BT_V_PEER: snprintf(out, n, "a bt.Peer (%s)", v->address); break;
+    case BT_V_ARRAY: snprintf(out, n, "a table"); break;
+    default: snprintf(out, n, "a %s", v->tname ? v->tname : "value"); break;
+    }
+}
+
 /* Stop t with a message about hook h (printf-style). */
 static void fail(bt_torrent *t, bt_hook h, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void fail(bt_torrent *t, bt_hook h, const char *fmt, ...)
@@ -103,10 +118,18 @@ static int call_void(bt_torrent *t, bt_hook h, const bt_hook_args *a)
     if (call(t, h, a, &v) != 0)
         return -1;
     if (v.type != BT_V_NOTHING && v.type != BT_V_NIL) {
-        fail(t, h, "returned %s; it returns nothing (it acts through the torrent and peer methods)", v.desc);
+        char d[128];
+        bt_value_describe(&v, d, sizeof d);
+        fail(t, h, "returned %s; it returns nothing (it acts through the torrent and peer methods)", d);
         return -1;
     }
     return 0;
+}
+
+/* v is exactly the string lit (an embedded NUL does not pass for its end) */
+static bool is_string(const bt_value *v, const char *lit)
+{
+    return v->type == BT_V_STRING && v->len == strlen(lit) && strcmp(v->s, lit) == 0;
 }
 
 static bool as_integer(const bt_value *v, int64_t *out)
@@ -144,18 +167,20 @@ static void timeouts(bt_torrent *t, double now)
             return;
         if (v.type == BT_V_NOTHING || v.type == BT_V_NIL)
             continue;   /* keep */
-        if (v.type == BT_V_STRING && strcmp(v.s, "keep") == 0)
+        if (is_string(&v, "keep"))
             continue;
-        if (v.type == BT_V_STRING && strcmp(v.s, "cancel") == 0) {
+        if (is_string(&v, "cancel")) {
             if (!p->closing)
                 bt_torrent_cancel(t, p, piece, block);
-        } else if (v.type == BT_V_STRING && strcmp(v.s, "snub") == 0) {
+        } else if (is_string(&v, "snub")) {
             if (!p->closing)
                 bt_torrent_snub(t, p);
         } else {
-            bool old = v.type == BT_V_STRING && strcmp(v.s, "reassign") == 0;
+            bool old = is_string(&v, "reassign");
+            char d[128];
+            bt_value_describe(&v, d, sizeof d);
             fail(t, BT_HOOK_TIMEOUT, "returned %s, not \"keep\", \"cancel\" or \"snub\" (or nothing: keep)%s",
-                 v.desc, old ? "; \"reassign\" is called \"snub\" since policy API v2" : "");
+                 d, old ? "; \"reassign\" is called \"snub\" since policy API v2" : "");
             return;
         }
     }
@@ -169,8 +194,9 @@ static int queue_depth(bt_torrent *t, bt_peer *p)
         return -1;
     int64_t n;
     if (!as_integer(&v, &n) || n < 1 || n > BT_QUEUE_DEPTH_MAX) {
-        fail(t, BT_HOOK_QUEUE_DEPTH, "returned %s, not an integer from 1 to %u", v.desc,
-             (unsigned)BT_QUEUE_DEPTH_MAX);
+        char d[128];
+        bt_value_describe(&v, d, sizeof d);
+        fail(t, BT_HOOK_QUEUE_DEPTH, "returned %s, not an integer from 1 to %u", d, (unsigned)BT_QUEUE_DEPTH_MAX);
         return -1;
     }
     p->sw.queue_depth = (uint32_t)n;   /* bt_torrent_slots caps it at the peer's reqq */
@@ -184,7 +210,9 @@ static void endgame(bt_torrent *t)
     if (call(t, BT_HOOK_ENDGAME, &a, &v) != 0)
         return;
     if (v.type != BT_V_BOOLEAN) {
-        fail(t, BT_HOOK_ENDGAME, "returned %s, not a boolean", v.desc);
+        char d[128];
+        bt_value_describe(&v, d, sizeof d);
+        fail(t, BT_HOOK_ENDGAME, "returned %s, not a boolean", d);
         return;
     }
     bt_torrent_set_endgame(t, v.b);
@@ -223,19 +251,23 @@ static void choke_round(bt_torrent *t, double now)
     if (v.type == BT_V_ARRAY) {
         for (uint32_t i = 0; i < v.nelems; i++) {
             const bt_value *e = &v.elems[i];
+            char d[128];
+            bt_value_describe(e, d, sizeof d);
             if (e->type != BT_V_PEER) {
-                fail(t, BT_HOOK_CHOKE, "returned element %u, %s, not a bt.Peer", i + 1, e->desc);
+                fail(t, BT_HOOK_CHOKE, "returned element %u, %s, not a bt.Peer", i + 1, d);
                 return;
             }
             if (e->peer && e->peer->sw.t != t) {
-                fail(t, BT_HOOK_CHOKE, "returned element %u, %s, a peer of another torrent", i + 1, e->desc);
+                fail(t, BT_HOOK_CHOKE, "returned element %u, %s, a peer of another torrent", i + 1, d);
                 return;
             }
             if (e->peer)
                 e->peer->sw.want_unchoke = true;   /* a peer that has left is skipped */
         }
     } else if (v.type != BT_V_NOTHING && v.type != BT_V_NIL) {
-        fail(t, BT_HOOK_CHOKE, "returned %s, not an array of bt.Peer (or nothing: choke everyone)", v.desc);
+        char d[128];
+        bt_value_describe(&v, d, sizeof d);
+        fail(t, BT_HOOK_CHOKE, "returned %s, not an array of bt.Peer (or nothing: choke everyone)", d);
         return;
     }
     /* we have nothing to offer: keep everyone choked */

@@ -50,13 +50,18 @@ typedef struct bt_value {
     bool b;
     int64_t i;
     double f;
-    const char *s;              /* string: borrowed until the next call */
-    size_t len;
+    char s[48];                 /* string: its first 47 bytes, NUL-terminated */
+    size_t len;                 /* string: its whole length */
     bt_peer *peer;              /* peer: the live peer, or NULL if it has left */
+    char address[64];           /* peer: its address, for messages */
     const struct bt_value *elems;   /* array */
     uint32_t nelems;
-    char desc[80];              /* how a message names it: `a string ("drop")`, `a number (7.5)`, `nil` */
+    const char *tname;          /* other: its type's name ("function", "bt.Torrent"...), static or the
+                                   binding's until the next call */
 } bt_value;
+
+/* How a message names a value: `a string ("drop")`, `a number (7.5)`, `nil`, `nothing`. */
+void bt_value_describe(const bt_value *v, char *out, size_t n);
 
 /* The arguments of one call; which fields a hook gets is in docs/policy.md. */
 typedef struct bt_hook_args {

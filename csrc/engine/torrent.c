@@ -26,56 +26,43 @@ bt_partial *bt_torrent_partial(const bt_torrent *t, uint32_t piece)
     return NULL;
 }
 
-/* Keep t->open (partials with a free block, oldest first) in step with nfree. */
+/* Keep t->open (pieces in progress with a free block) in step with nfree. */
 static void open_update(bt_torrent *t, bt_partial *pp)
 {
     bool want = pp->nfree > 0 && !pp->verifying;
     if (want == pp->open)
         return;
+    if (want)
+        bt_bitset_set(&t->open, pp->piece);
+    else
+        bt_bitset_clear(&t->open, pp->piece);
     pp->open = want;
-    if (!want) {
-        if (pp->oprev)
-            pp->oprev->onext = pp->onext;
-        else
-            t->open = pp->onext;
-        if (pp->onext)
-            pp->onext->oprev = pp->oprev;
-        else
-            t->open_tail = pp->oprev;
-        pp->onext = pp->oprev = NULL;
-        t->nopen--;
-        return;
-    }
-    /* by creation order: a partial reopens (its requests released) long after it started */
-    bt_partial *after = t->open_tail;
-    while (after && after->seq > pp->seq)
-        after = after->oprev;
-    pp->oprev = after;
-    pp->onext = after ? after->onext : t->open;
-    if (pp->onext)
-        pp->onext->oprev = pp;
-    else
-        t->open_tail = pp;
-    if (after)
-        after->onext = pp;
-    else
-        t->open = pp;
-    t->nopen++;
 }
 
 static void job_done(bt_job *j);
 
-/* Find or create; NULL out of memory. A new partial leaves the picker. */
-static bt_partial *partial_get(bt_torrent *t, uint32_t piece)
+static size_t partial_size(uint32_t nb)
 {
-    bt_partial *pp = bt_torrent_partial(t, piece);
-    if (pp)
-        return pp;
+    return sizeof(bt_partial) + (size_t)nb * (sizeof(uint64_t) + 2);
+}
+
+/* A new partial for a piece that has none (a fresh one); it leaves the picker.
+ * Allocations of the common size come from t->spare when there is one: with
+ * small pieces a pick starts dozens of them. NULL out of memory. */
+static bt_partial *partial_new(bt_torrent *t, uint32_t piece)
+{
     uint32_t nb = bt_piece_blocks(&t->pt, piece);
-    size_t size = sizeof *pp + (size_t)nb * (sizeof(uint64_t) + 2);
-    pp = calloc(1, size);
-    if (!pp)
-        return NULL;
+    bt_partial *pp;
+    if (nb == t->spare_nblocks && t->spare) {
+        pp = t->spare;
+        t->spare = pp->next;
+        t->nspare--;
+        memset(pp, 0, partial_size(nb));
+    } else {
+        pp = calloc(1, partial_size(nb));
+        if (!pp)
+            return NULL;
+    }
     pp->from = (uint64_t *)(pp + 1);
     pp->req = (uint8_t *)(pp->from + nb);
     pp->got = pp->req + nb;
@@ -130,7 +117,13 @@ static void partial_drop(bt_torrent *t, bt_partial *pp, bool back_to_picker)
     if (back_to_picker)
         bt_picker_add(&t->pk, pp->piece);   /* out of memory leaves it unpickable until restart */
     buf_release(t, pp);
-    free(pp);
+    if (pp->nblocks == t->spare_nblocks && t->nspare < BT_PARTIAL_SPARES) {
+        pp->next = t->spare;
+        t->spare = pp;
+        t->nspare++;
+    } else {
+        free(pp);
+    }
 }
 
 /* The buffer a piece is assembled in: from the pool, within BT_PIECE_BUF_TOTAL; NULL
@@ -176,6 +169,28 @@ static void count_peer(bt_torrent *t, bt_peer *p, int delta)
         return;
     }
     p->sw.counted = true;
+}
+
+/* A peer whose set is fragmented (more runs than a bitmap has words: a random
+ * half of a million pieces is 250,000 runs) also gets a bitmap of it, so the pick
+ * iterators test its pieces 64 at a time instead of searching its runs. */
+static void peer_bits_drop(bt_peer *p)
+{
+    free(p->sw.bits);
+    p->sw.bits = NULL;
+}
+
+static void peer_bits_sync(bt_torrent *t, bt_peer *p)
+{
+    if (p->sw.bits || p->sw.seed || (uint64_t)p->have.n * 64 <= t->npieces)
+        return;
+    uint64_t *b = calloc((t->npieces + 63) / 64, sizeof *b);
+    if (!b)
+        return;   /* the iterators search the ranges instead */
+    for (uint32_t r = 0; r < p->have.n; r++)
+        for (uint32_t k = p->have.r[r].start; k < p->have.r[r].end; k++)
+            b[k >> 6] |= 1ull << (k & 63);
+    p->sw.bits = b;
 }
 
 static void all_undry(bt_torrent *t)
@@ -506,10 +521,13 @@ static void on_pieces(void *ud, bt_peer *p, int delta)
 {
     bt_torrent *t = ud;
     count_peer(t, p, delta);
-    if (delta > 0) {
-        p->sw.pick_dry = false;
-        update_interest(t, p);
+    if (delta < 0) {
+        peer_bits_drop(p);
+        return;
     }
+    peer_bits_sync(t, p);
+    p->sw.pick_dry = false;
+    update_interest(t, p);
 }
 
 static void on_have(void *ud, bt_peer *p, uint32_t piece)
@@ -526,6 +544,12 @@ static void on_have(void *ud, bt_peer *p, uint32_t piece)
             return;
         }
     }
+    if (p->sw.bits)
+        p->sw.bits[piece >> 6] |= 1ull << (piece & 63);
+    if (p->sw.seed)
+        peer_bits_drop(p);
+    else
+        peer_bits_sync(t, p);
     p->sw.pick_dry = false;
     if (!bt_ranges_has(&t->have, piece))
         bt_peer_set_interested(p, true);
@@ -575,7 +599,13 @@ static void on_closing(void *ud, bt_peer *p, const char *why)
 {
     bt_torrent *t = ud;
     p->sw.needs_pick = false;
-    count_peer(t, p, -1);   /* a closing peer no longer counts: availability agrees with t:peers() */
+    /* a closing peer no longer counts: availability agrees with t:peers(). A stopped
+     * torrent picks nothing more, so its counts are left as they are: taking back 200
+     * peers' sets of a million pieces one by one costs seconds at a stop or a close. */
+    if (t->stopped)
+        p->sw.counted = false;
+    else
+        count_peer(t, p, -1);
     all_undry(t);
     t->cb->peer_disconnect(t->ud, t, p, why);
 }
@@ -676,6 +706,7 @@ static void peer_reap(bt_torrent *t, bt_peer *p)
         bt_peer_close(p, "torrent removed");
     t->cb->peer_gone(t->ud, t, p);
     peer_unlink(t, p);
+    peer_bits_drop(p);
     bt_peer_free(p);
 }
 
@@ -718,7 +749,7 @@ uint32_t bt_torrent_slots(const bt_peer *p)
 
 uint32_t bt_torrent_unrequested(const bt_torrent *t)
 {
-    return t->pk.count + t->nopen;
+    return t->pk.count + t->open.count;
 }
 
 bool bt_torrent_requestable(const bt_torrent *t, const bt_peer *p, uint32_t piece, bool dup)
@@ -767,20 +798,18 @@ static int request_check(const bt_torrent *t, const bt_peer *p, uint32_t piece, 
     return 0;
 }
 
-int bt_torrent_request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool dup)
+/* Up to max blocks of piece, once the checks passed. */
+static int request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool dup)
 {
-    int rc = request_check(t, p, piece, max);
-    if (rc != 0)
-        return rc;
-    if (max == 0 || bt_ranges_has(&t->have, piece))
-        return 0;
     bt_partial *pp = bt_torrent_partial(t, piece);
-    if (pp && pp->verifying)
+    if (!pp) {
+        if (!bt_picker_fresh(&t->pk, piece))
+            return 0;   /* had (or not wanted) */
+        if (!(pp = partial_new(t, piece)))
+            return BT_REQ_NOMEM;
+    } else if (pp->verifying) {
         return 0;
-    if (!pp && !bt_picker_fresh(&t->pk, piece))
-        return 0;
-    if (!pp && !(pp = partial_get(t, piece)))
-        return BT_REQ_NOMEM;
+    }
     bt_peer_set_interested(p, true);
     uint32_t n = 0;
     for (uint32_t b = 0; b < pp->nblocks && n < max && pp->nfree > 0; b++) {
@@ -802,6 +831,34 @@ int bt_torrent_request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_
     return (int)n;
 }
 
+int bt_torrent_request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool dup)
+{
+    int rc = request_check(t, p, piece, max);
+    if (rc != 0)
+        return rc;
+    return max == 0 ? 0 : request_blocks(t, p, piece, max, dup);
+}
+
+int bt_torrent_request_given(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool fresh)
+{
+    uint32_t slots = bt_torrent_slots(p);
+    if (max > slots)
+        max = slots;
+    if (!fresh)
+        return request_blocks(t, p, piece, max, false);
+    /* rarest / common gave it: not started, so no partial to look up (one cache miss
+     * less per piece: with 16 KiB pieces a pick starts dozens) */
+    bt_partial *pp = partial_new(t, piece);
+    if (!pp)
+        return BT_REQ_NOMEM;
+    bt_peer_set_interested(p, true);
+    uint32_t n = 0;
+    for (uint32_t b = 0; b < pp->nblocks && n < max; b++, n++)
+        if (send_one(t, p, pp, b))
+            break;
+    return (int)n;
+}
+
 int bt_torrent_request_one(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t block)
 {
     if (piece < t->npieces && block >= bt_piece_blocks(&t->pt, piece))
@@ -817,7 +874,7 @@ int bt_torrent_request_one(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t b
         return 0;
     if (!pp && !bt_picker_fresh(&t->pk, piece))
         return 0;
-    if (!pp && !(pp = partial_get(t, piece)))
+    if (!pp && !(pp = partial_new(t, piece)))
         return BT_REQ_NOMEM;
     bt_peer_set_interested(p, true);
     return send_one(t, p, pp, block) == 0 ? 1 : 0;
@@ -861,7 +918,7 @@ void bt_torrent_set_choke(bt_torrent *t, bt_peer *p, bool choke)
 
 uint32_t bt_torrent_partial_slots(const bt_torrent *t)
 {
-    return t->endgame ? t->npartials : t->nopen;
+    return t->endgame ? t->npartials : 0;
 }
 
 void bt_torrent_iter(const bt_torrent *t, const bt_peer *p, bt_piece_iter *it, int kind, uint32_t from,
@@ -872,11 +929,12 @@ void bt_torrent_iter(const bt_torrent *t, const bt_peer *p, bt_piece_iter *it, i
     if (kind == BT_ITER_RAREST || kind == BT_ITER_COMMON) {
         bt_picker_iter(&t->pk, &it->pk, kind == BT_ITER_COMMON, p->sw.counted && !p->sw.seed);
     } else if (kind == BT_ITER_PARTIAL) {
-        it->list = list;
-        for (const bt_partial *pp = t->endgame ? t->partials : t->open; pp;
-             pp = t->endgame ? pp->next : pp->onext)
-            if (bt_ranges_has(&p->have, pp->piece))
-                list[it->n++] = pp->piece;
+        it->list = list;   /* endgame: a snapshot; otherwise t->open is walked as it is */
+        it->snapshot = t->endgame;
+        if (t->endgame)
+            for (const bt_partial *pp = t->partials; pp; pp = pp->next)
+                if (bt_ranges_has(&p->have, pp->piece))
+                    list[it->n++] = pp->piece;
     } else {
         it->pos = from;
         it->to = to < t->npieces ? to : t->npieces;
@@ -890,13 +948,29 @@ int64_t bt_torrent_iter_next(const bt_torrent *t, const bt_peer *p, bt_piece_ite
     switch (it->kind) {
     case BT_ITER_RAREST:
     case BT_ITER_COMMON:
-        return bt_picker_next(&t->pk, &it->pk, p->sw.seed ? NULL : &p->have);
+        return bt_picker_next(&t->pk, &it->pk, p->sw.seed || p->sw.bits ? NULL : &p->have,
+                              p->sw.seed ? NULL : p->sw.bits);
     case BT_ITER_PARTIAL:
-        while (it->i < it->n) {
-            uint32_t piece = it->list[it->i++];
-            if (bt_torrent_requestable(t, p, piece, false))
-                return piece;
+        if (it->snapshot) {
+            while (it->i < it->n) {
+                uint32_t piece = it->list[it->i++];
+                if (bt_torrent_requestable(t, p, piece, false))
+                    return piece;
+            }
+            return -1;
         }
+        while (it->pos < t->npieces) {
+            /* the next piece with a free block that the peer has */
+            int64_t k = p->sw.seed   ? bt_bitset_next(&t->open, it->pos, t->npieces)
+                      : p->sw.bits ? bt_bitset_next_and(&t->open, it->pos, t->npieces, p->sw.bits)
+                                   : bt_bitset_next_in(&t->open, it->pos, t->npieces, &p->have, &it->hint);
+            if (k < 0)
+                break;
+            it->pos = (uint32_t)k + 1;
+            if (bt_torrent_requestable(t, p, (uint32_t)k, false))
+                return k;
+        }
+        it->pos = t->npieces;
         return -1;
     default:
         while (it->pos < it->to) {
@@ -990,8 +1064,14 @@ static void torrent_release(bt_torrent *t)
 {
     while (t->partials)
         partial_drop(t, t->partials, false);
+    while (t->spare) {
+        bt_partial *n = t->spare->next;
+        free(t->spare);
+        t->spare = n;
+    }
     bt_storage_close(t->st);
     bt_ranges_free(&t->have);
+    bt_bitset_free(&t->open);
     bt_picker_free(&t->pk);
     for (uint32_t i = 0; i < t->nsuspects; i++)
         suspect_free(&t->suspects[i]);
@@ -1037,6 +1117,8 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
     bt_bucket_init(&t->up, 0, 0);
     bt_ranges_init(&t->have, t->npieces);
     int pk = bt_picker_init(&t->pk, t->npieces, o->rot);
+    if (pk == 0)
+        pk = bt_bitset_init(&t->open, t->npieces);
     t->dir = mem ? NULL : strdup(o->dir);
     if (t->npieces <= BT_PMAP_MAX)
         t->pmap = calloc(t->npieces ? t->npieces : 1, sizeof *t->pmap);   /* NULL: list search */
@@ -1050,6 +1132,8 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
         torrent_release(t);
         return NULL;
     }
+    t->spare_nblocks = t->npieces ? bt_piece_blocks(&(bt_peer_torrent){ .npieces = t->npieces,
+        .piece_len = t->piece_len, .total = t->total }, 0) : 0;
     t->pt = (bt_peer_torrent){ .info_hash = m->info_hash, .npieces = t->npieces, .piece_len = t->piece_len,
                                .total = t->total, .have = &t->have, .st = t->st, .down = &t->down,
                                .up = &t->up };
@@ -1118,11 +1202,13 @@ int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen)
 
 uint64_t bt_torrent_memory(const bt_torrent *t)
 {
-    uint64_t n = sizeof *t + bt_picker_memory(&t->pk) + (uint64_t)t->have.cap * sizeof(bt_range);
+    uint64_t n = sizeof *t + bt_picker_memory(&t->pk) + bt_bitset_memory(&t->open) +
+                 (uint64_t)t->have.cap * sizeof(bt_range);
     if (t->pmap)
         n += (uint64_t)t->npieces * sizeof *t->pmap;
     for (const bt_peer *p = t->peers; p; p = p->next)
         n += sizeof *p + (uint64_t)p->have.cap * sizeof(bt_range) + p->rcap + p->wbuf.cap +
+             (p->sw.bits ? (uint64_t)(t->npieces + 63) / 64 * 8 : 0) +
              (uint64_t)p->qcap * sizeof(bt_req) + (p->uq ? BT_PEER_UPLOAD_QUEUE * sizeof *p->uq : 0);
     for (const bt_partial *pp = t->partials; pp; pp = pp->next)
         n += sizeof *pp + (uint64_t)pp->nblocks * 10 + (pp->buf ? t->piece_len : 0);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 #include "codec/metainfo.h"
+#include "core/bitset.h"
 #include "core/ranges.h"
 #include "core/ratelimit.h"
 #include "engine/peer.h"
@@ -46,20 +47,20 @@
 /* Freed piece buffers are kept for reuse: a fresh 1 MiB malloc is an mmap whose 256
  * pages fault and get zeroed on first touch, about 0.3 s of system time per GiB. */
 #define BT_PIECE_POOL_BYTES    (64u << 20)
+#define BT_PARTIAL_SPARES      1024    /* partial records kept for reuse: a pick of 16 KiB pieces starts dozens */
 
 typedef struct bt_torrent bt_torrent;
 
 /* A piece in progress. One allocation holds the struct and its per-block arrays. */
 typedef struct bt_partial {
     struct bt_partial *next, *prev;    /* t->partials, oldest first */
-    struct bt_partial *onext, *oprev;  /* t->open: partials with a block nobody was asked for, oldest first */
     bt_torrent *t;
     uint32_t piece;
     uint64_t seq;             /* creation order: "oldest first" */
     uint32_t nblocks;
     uint32_t nreceived;
     uint32_t nfree;           /* blocks neither requested nor received */
-    bool open;                /* in t->open */
+    bool open;                /* in t->open: a block nobody was asked for */
     bool verifying;           /* the job is with the worker */
     uint8_t *req;             /* per block: requests outstanding (saturates at 255) */
     uint8_t *got;             /* per block: 1 once stored */
@@ -125,9 +126,12 @@ struct bt_torrent {
     char *dir;                /* disk: the download folder; memory: NULL */
     bt_ranges have;           /* verified pieces */
     bt_picker pk;             /* availability, and the pieces not started yet */
-    bt_partial *partials, *partials_tail, *open, *open_tail;
-    uint32_t npartials, nopen;
+    bt_partial *partials, *partials_tail;
+    uint32_t npartials;
+    bt_bitset open;           /* pieces in progress with a block nobody was asked for */
     uint64_t partial_seq;
+    bt_partial *spare;        /* freed partials of the common size, for reuse */
+    uint32_t nspare, spare_nblocks;
     bt_partial **pmap;        /* piece -> its partial, when npieces <= BT_PMAP_MAX (else NULL: list search) */
     bt_peer *peers;
     uint32_t npeers, max_peers;
@@ -196,6 +200,10 @@ enum {
 };
 int  bt_torrent_request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool dup);
 int  bt_torrent_request_one(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t block);
+/* For a piece one of the iterators below just gave for p: the checks it already
+ * made are skipped; up to max blocks, within p's free slots. fresh: the iterator
+ * was rarest or common (the piece is not started). */
+int  bt_torrent_request_given(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool fresh);
 bool bt_torrent_cancel(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t block);
 void bt_torrent_cancel_all(bt_torrent *t, bt_peer *p);
 void bt_torrent_set_endgame(bt_torrent *t, bool on);
@@ -207,16 +215,19 @@ void bt_torrent_snub(bt_torrent *t, bt_peer *p);
 /* Iterators for pick. Each returns the next piece, or -1; all stop as soon as the
  * peer has no free slot. rarest/common: pieces not started yet that the peer has,
  * by availability (picker.h); partial: started pieces the peer has with a block it
- * may request, oldest first (in endgame every started piece, else those with a
- * block nobody was asked for: a snapshot taken at the start into `list`, which
- * must hold bt_torrent_partial_slots(t) entries); wanted: pieces in [from, to)
- * in index order that the peer has with a block it may request. */
+ * may request: outside endgame those with a block nobody was asked for, in index
+ * order; in endgame every started piece, oldest first (a snapshot taken at the
+ * start into `list`, which must hold bt_torrent_partial_slots(t) entries);
+ * wanted: pieces in [from, to) in index order that the peer has with a block it
+ * may request. */
 enum { BT_ITER_RAREST, BT_ITER_COMMON, BT_ITER_PARTIAL, BT_ITER_WANTED };
 typedef struct bt_piece_iter {
     int kind;
     bt_pick_iter pk;          /* rarest, common */
     uint32_t pos, to;         /* wanted */
     uint32_t *list, n, i;     /* partial */
+    uint32_t hint;            /* partial: position in the peer's ranges */
+    bool snapshot;            /* partial: walk list (endgame), not t->open */
 } bt_piece_iter;
 uint32_t bt_torrent_partial_slots(const bt_torrent *t);
 void     bt_torrent_iter(const bt_torrent *t, const bt_peer *p, bt_piece_iter *it, int kind, uint32_t from,

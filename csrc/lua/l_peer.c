@@ -71,22 +71,39 @@ static double now_of(const bt_peer *p)
     return ev_now(p->env->loop);
 }
 
+/* The fields of a peer, in the order of the switch below. */
+enum {
+    F_ADDRESS = 1, F_ALIVE, F_HAVE, F_ID, F_CHOKING, F_INTERESTED, F_AM_CHOKING, F_AM_INTERESTED, F_RATE_DOWN,
+    F_RATE_UP, F_RTT, F_MIN_RTT, F_INFLIGHT, F_SLOTS, F_QUEUE_DEPTH, F_REQQ, F_SNUBBED, F_SEED, F_INCOMING,
+    F_DOWNLOADED, F_UPLOADED, F_FAILS, F_CONNECTED_FOR, F_IDLE,
+};
+static const char *const FIELDS[] = {
+    "address", "alive", "have", "id", "choking", "interested", "am_choking", "am_interested", "rate_down",
+    "rate_up", "rtt", "min_rtt", "inflight", "slots", "queue_depth", "reqq", "snubbed", "seed", "incoming",
+    "downloaded", "uploaded", "fails", "connected_for", "idle", NULL,
+};
+
 static int l_peer_index(lua_State *L)
 {
     lpeer *h = luaL_checkudata(L, 1, BT_PEER_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (bt_index_method(L))
-        return 1;
-    if (strcmp(k, "address") == 0) {   /* stays readable after the peer left */
+    int id = bt_index_key(L);
+    if (id < 0)
+        return 1;   /* a method */
+    if (id == F_ADDRESS) {   /* stays readable after the peer left */
         lua_pushstring(L, h->address);
         return 1;
     }
-    if (strcmp(k, "alive") == 0) {
+    if (id == F_ALIVE) {
         lua_pushboolean(L, h->p && !h->p->closing && h->p->sw.t && !h->p->sw.t->stopped);
         return 1;
     }
+    if (id == 0) {
+        lua_pushnil(L);
+        return 1;
+    }
     bt_peer *p = bt_lpeer_check(L, 1);
-    if (strcmp(k, "have") == 0) {   /* a view, made once: reading it costs nothing */
+    switch (id) {
+    case F_HAVE:   /* a view, made once: reading it costs nothing */
         lua_getiuservalue(L, 1, 1);
         if (lua_isnil(L, -1)) {
             lua_pop(L, 1);
@@ -94,50 +111,29 @@ static int l_peer_index(lua_State *L)
             lua_pushvalue(L, -1);
             lua_setiuservalue(L, 1, 1);
         }
-    } else if (strcmp(k, "id") == 0) {
-        lua_pushlstring(L, (const char *)p->peer_id, 20);
-    } else if (strcmp(k, "choking") == 0) {
-        lua_pushboolean(L, p->choking);
-    } else if (strcmp(k, "interested") == 0) {
-        lua_pushboolean(L, p->interested);
-    } else if (strcmp(k, "am_choking") == 0) {
-        lua_pushboolean(L, p->am_choking);
-    } else if (strcmp(k, "am_interested") == 0) {
-        lua_pushboolean(L, p->am_interested);
-    } else if (strcmp(k, "rate_down") == 0) {
-        lua_pushnumber(L, p->rate_down);
-    } else if (strcmp(k, "rate_up") == 0) {
-        lua_pushnumber(L, p->rate_up);
-    } else if (strcmp(k, "rtt") == 0) {
-        lua_pushnumber(L, p->rtt);
-    } else if (strcmp(k, "min_rtt") == 0) {
-        lua_pushnumber(L, p->min_rtt);
-    } else if (strcmp(k, "inflight") == 0) {
-        lua_pushinteger(L, p->inflight);
-    } else if (strcmp(k, "slots") == 0) {
-        lua_pushinteger(L, bt_torrent_slots(p));
-    } else if (strcmp(k, "queue_depth") == 0) {
-        lua_pushinteger(L, p->sw.queue_depth);
-    } else if (strcmp(k, "reqq") == 0) {
-        lua_pushinteger(L, p->reqq);
-    } else if (strcmp(k, "snubbed") == 0) {
-        lua_pushboolean(L, p->sw.snubbed);
-    } else if (strcmp(k, "seed") == 0) {
-        lua_pushboolean(L, p->sw.seed);
-    } else if (strcmp(k, "incoming") == 0) {
-        lua_pushboolean(L, p->incoming);
-    } else if (strcmp(k, "downloaded") == 0) {
-        lua_pushinteger(L, (lua_Integer)p->down_total);
-    } else if (strcmp(k, "uploaded") == 0) {
-        lua_pushinteger(L, (lua_Integer)p->sw.uploaded);
-    } else if (strcmp(k, "fails") == 0) {
-        lua_pushinteger(L, p->sw.fails);
-    } else if (strcmp(k, "connected_for") == 0) {
-        lua_pushnumber(L, now_of(p) - p->connected_at);
-    } else if (strcmp(k, "idle") == 0) {
-        lua_pushnumber(L, now_of(p) - (p->last_block > 0 ? p->last_block : p->connected_at));
-    } else {
-        lua_pushnil(L);
+        break;
+    case F_ID: lua_pushlstring(L, (const char *)p->peer_id, 20); break;
+    case F_CHOKING: lua_pushboolean(L, p->choking); break;
+    case F_INTERESTED: lua_pushboolean(L, p->interested); break;
+    case F_AM_CHOKING: lua_pushboolean(L, p->am_choking); break;
+    case F_AM_INTERESTED: lua_pushboolean(L, p->am_interested); break;
+    case F_RATE_DOWN: lua_pushnumber(L, p->rate_down); break;
+    case F_RATE_UP: lua_pushnumber(L, p->rate_up); break;
+    case F_RTT: lua_pushnumber(L, p->rtt); break;
+    case F_MIN_RTT: lua_pushnumber(L, p->min_rtt); break;
+    case F_INFLIGHT: lua_pushinteger(L, p->inflight); break;
+    case F_SLOTS: lua_pushinteger(L, bt_torrent_slots(p)); break;
+    case F_QUEUE_DEPTH: lua_pushinteger(L, p->sw.queue_depth); break;
+    case F_REQQ: lua_pushinteger(L, p->reqq); break;
+    case F_SNUBBED: lua_pushboolean(L, p->sw.snubbed); break;
+    case F_SEED: lua_pushboolean(L, p->sw.seed); break;
+    case F_INCOMING: lua_pushboolean(L, p->incoming); break;
+    case F_DOWNLOADED: lua_pushinteger(L, (lua_Integer)p->down_total); break;
+    case F_UPLOADED: lua_pushinteger(L, (lua_Integer)p->sw.uploaded); break;
+    case F_FAILS: lua_pushinteger(L, p->sw.fails); break;
+    case F_CONNECTED_FOR: lua_pushnumber(L, now_of(p) - p->connected_at); break;
+    case F_IDLE: lua_pushnumber(L, now_of(p) - (p->last_block > 0 ? p->last_block : p->connected_at)); break;
+    default: lua_pushnil(L); break;
     }
     return 1;
 }
@@ -290,5 +286,5 @@ void bt_open_peer(lua_State *L, int mod)
         { "requests", l_peer_requests }, { "disconnect", l_peer_disconnect }, { "has", l_peer_has },
         { NULL, NULL },
     };
-    bt_new_class(L, BT_PEER_MT, meta, methods);
+    bt_new_class(L, BT_PEER_MT, meta, methods, FIELDS);
 }

@@ -123,55 +123,16 @@ static int push_args(lua_State *L, bt_torrent *t, bt_hook h, const bt_hook_args 
 
 /* ---- results ---- */
 
-/* How a message names the value at idx: `a string ("drop")`, `a number (7.5)`, `nil`... */
-static void describe(lua_State *L, int idx, char *out, size_t n)
-{
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        snprintf(out, n, "nil");
-        break;
-    case LUA_TBOOLEAN:
-        snprintf(out, n, "a boolean (%s)", lua_toboolean(L, idx) ? "true" : "false");
-        break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx))
-            snprintf(out, n, "a number (%lld)", (long long)lua_tointeger(L, idx));
-        else
-            snprintf(out, n, "a number (%.14g)", lua_tonumber(L, idx));
-        break;
-    case LUA_TSTRING: {
-        size_t len;
-        const char *s = lua_tolstring(L, idx, &len);
-        snprintf(out, n, len > 40 ? "a string (\"%.40s...\")" : "a string (\"%s\")", s);
-        break;
-    }
-    case LUA_TUSERDATA: {
-        lpeer *h = bt_lpeer_test(L, idx);
-        if (h) {
-            snprintf(out, n, "a bt.Peer (%s)", h->address);
-            break;
-        }
-        if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING) {
-            snprintf(out, n, "a %s", lua_tostring(L, -1));
-            lua_pop(L, 1);
-            break;
-        }
-        if (lua_type(L, -1) != LUA_TNIL)
-            lua_pop(L, 1);
-        snprintf(out, n, "a userdata");
-        break;
-    }
-    default:
-        snprintf(out, n, "a %s", luaL_typename(L, idx));
-        break;
-    }
-}
-
-/* One Lua value as a bt_value, without coercion. Arrays are not followed here. */
+/* One Lua value as a bt_value, without coercion (engine/policy.h). Arrays are not
+ * followed here. Nothing is formatted: the scheduler names a value only when it
+ * refuses it (bt_value_describe). */
 static void to_value(lua_State *L, int idx, bt_value *v)
 {
-    memset(v, 0, sizeof *v);
-    describe(L, idx, v->desc, sizeof v->desc);
+    v->type = BT_V_OTHER;
+    v->tname = NULL;
+    v->elems = NULL;
+    v->nelems = 0;
+    v->peer = NULL;
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         v->type = BT_V_NIL;
@@ -189,17 +150,27 @@ static void to_value(lua_State *L, int idx, bt_value *v)
             v->f = lua_tonumber(L, idx);
         }
         break;
-    case LUA_TSTRING:
+    case LUA_TSTRING: {
+        const char *s = lua_tolstring(L, idx, &v->len);
+        size_t n = v->len < sizeof v->s - 1 ? v->len : sizeof v->s - 1;
+        memcpy(v->s, s, n);
+        v->s[n] = '\0';
         v->type = BT_V_STRING;
-        v->s = lua_tolstring(L, idx, &v->len);   /* stays on the stack until the next call */
         break;
+    }
     case LUA_TUSERDATA: {
         lpeer *h = bt_lpeer_test(L, idx);
         if (h) {
             v->type = BT_V_PEER;
             v->peer = h->p && !h->p->closing ? h->p : NULL;
+            memcpy(v->address, h->address, sizeof v->address);
         } else {
-            v->type = BT_V_OTHER;
+            if (luaL_getmetafield(L, idx, "__name") == LUA_TSTRING)
+                v->tname = lua_tostring(L, -1);   /* the metatable keeps it */
+            if (v->tname || !lua_isnil(L, -1))
+                lua_pop(L, 1);
+            if (!v->tname)
+                v->tname = "userdata";
         }
         break;
     }
@@ -207,7 +178,7 @@ static void to_value(lua_State *L, int idx, bt_value *v)
         v->type = BT_V_ARRAY;
         break;
     default:
-        v->type = BT_V_OTHER;
+        v->tname = luaL_typename(L, idx);
         break;
     }
 }
@@ -228,8 +199,6 @@ static int to_array(lpolicy *lp, lua_State *L, int idx, bt_value *v)
     for (lua_Unsigned i = 0; i < n; i++) {
         lua_rawgeti(L, idx, (lua_Integer)i + 1);
         to_value(L, -1, &lp->elems[i]);
-        if (lp->elems[i].type == BT_V_STRING)
-            lp->elems[i].s = NULL;   /* popped below: strings in arrays are only named, never read */
         lua_pop(L, 1);
     }
     v->elems = lp->elems;
@@ -288,22 +257,13 @@ static int call_hook(void *ud, bt_torrent *t, bt_hook h, const bt_hook_args *a, 
     }
     *nres = lua_gettop(L) - base;
     if (*nres == 0) {
-        memset(res, 0, sizeof *res);
         res->type = BT_V_NOTHING;
-        snprintf(res->desc, sizeof res->desc, "nothing");
     } else {
         to_value(L, base + 1, res);
         if (res->type == BT_V_ARRAY && to_array(lp, L, base + 1, res) != 0) {
             lua_settop(L, top);
             *err = "out of memory";
             return -1;
-        }
-        if (res->type == BT_V_STRING) {
-            /* copy: the stack goes back to how the call found it */
-            static char keep[64];
-            snprintf(keep, sizeof keep, "%.*s", (int)(res->len < sizeof keep - 1 ? res->len : sizeof keep - 1),
-                     res->s);
-            res->s = keep;
         }
     }
     lua_settop(L, top);

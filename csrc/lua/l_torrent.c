@@ -86,23 +86,39 @@ static const bt_ranges *have_of(lua_State *L, int owner)
     return &bt_ltorrent_check(L, owner)->have;
 }
 
+/* The fields of a torrent, in the order of the switch below. */
+enum {
+    F_STATE = 1, F_POLICY, F_META, F_PIECES, F_HAVE, F_MISSING, F_UNREQUESTED, F_PARTIALS, F_ENDGAME, F_INFO_HASH,
+    F_PIECE_LENGTH, F_TOTAL_LENGTH, F_NAME, F_COMPLETE, F_STOPPED, F_ERROR, F_NPEERS, F_DIR, F_STORAGE, F_ID,
+    F_TIE_START,
+};
+static const char *const FIELDS[] = {
+    "state", "policy", "meta", "pieces", "have", "missing", "unrequested", "partials", "endgame", "info_hash",
+    "piece_length", "total_length", "name", "complete", "stopped", "error", "npeers", "dir", "storage", "id",
+    "tie_start", NULL,
+};
+
 static int l_torrent_index(lua_State *L)
 {
     ltorrent *lt = luaL_checkudata(L, 1, BT_TORRENT_MT);
-    const char *k = luaL_checkstring(L, 2);
-    if (bt_index_method(L))
-        return 1;
-    if (strcmp(k, "state") == 0 || strcmp(k, "policy") == 0 || strcmp(k, "meta") == 0) {
+    int id = bt_index_key(L);
+    if (id < 0)
+        return 1;   /* a method */
+    if (id == F_STATE || id == F_POLICY || id == F_META) {
         lua_getiuservalue(L, 1, 1);
-        lua_getfield(L, -1, k);
+        lua_getfield(L, -1, FIELDS[id - 1]);
+        return 1;
+    }
+    if (id == 0) {
+        lua_pushnil(L);
         return 1;
     }
     bt_torrent *t = lt->t;
     if (!t)
         return luaL_error(L, BT_TORRENT_MT ": torrent used after its session was closed");
-    if (strcmp(k, "pieces") == 0) {
-        lua_pushinteger(L, t->npieces);
-    } else if (strcmp(k, "have") == 0) {   /* a view, made once: reading it costs nothing */
+    switch (id) {
+    case F_PIECES: lua_pushinteger(L, t->npieces); break;
+    case F_HAVE:   /* a view, made once: reading it costs nothing */
         lua_getiuservalue(L, 1, 1);
         if (lua_getfield(L, -1, "have") == LUA_TNIL) {
             lua_pop(L, 1);
@@ -110,41 +126,29 @@ static int l_torrent_index(lua_State *L)
             lua_pushvalue(L, -1);
             lua_setfield(L, -3, "have");
         }
-    } else if (strcmp(k, "missing") == 0) {
-        lua_pushinteger(L, t->npieces - bt_ranges_count(&t->have));
-    } else if (strcmp(k, "unrequested") == 0) {
-        lua_pushinteger(L, bt_torrent_unrequested(t));
-    } else if (strcmp(k, "partials") == 0) {
-        lua_pushinteger(L, t->npartials);
-    } else if (strcmp(k, "endgame") == 0) {
-        lua_pushboolean(L, t->endgame);
-    } else if (strcmp(k, "info_hash") == 0) {
-        bt_push_hex20(L, t->meta->info_hash);
-    } else if (strcmp(k, "piece_length") == 0) {
-        lua_pushinteger(L, t->piece_len);
-    } else if (strcmp(k, "total_length") == 0) {
-        lua_pushinteger(L, t->total);
-    } else if (strcmp(k, "name") == 0) {
-        lua_pushlstring(L, t->meta->name.p, t->meta->name.n);
-    } else if (strcmp(k, "complete") == 0) {
-        lua_pushboolean(L, t->complete);
-    } else if (strcmp(k, "stopped") == 0) {
-        lua_pushboolean(L, t->stopped);
-    } else if (strcmp(k, "error") == 0) {
+        break;
+    case F_MISSING: lua_pushinteger(L, t->npieces - bt_ranges_count(&t->have)); break;
+    case F_UNREQUESTED: lua_pushinteger(L, bt_torrent_unrequested(t)); break;
+    case F_PARTIALS: lua_pushinteger(L, t->npartials); break;
+    case F_ENDGAME: lua_pushboolean(L, t->endgame); break;
+    case F_INFO_HASH: bt_push_hex20(L, t->meta->info_hash); break;
+    case F_PIECE_LENGTH: lua_pushinteger(L, t->piece_len); break;
+    case F_TOTAL_LENGTH: lua_pushinteger(L, t->total); break;
+    case F_NAME: lua_pushlstring(L, t->meta->name.p, t->meta->name.n); break;
+    case F_COMPLETE: lua_pushboolean(L, t->complete); break;
+    case F_STOPPED: lua_pushboolean(L, t->stopped); break;
+    case F_ERROR:
         if (t->error)
             lua_pushstring(L, t->error);
         else
             lua_pushnil(L);
-    } else if (strcmp(k, "npeers") == 0) {
-        lua_pushinteger(L, t->npeers);
-    } else if (strcmp(k, "dir") == 0) {
-        lua_pushstring(L, t->dir);   /* nil for memory storage */
-    } else if (strcmp(k, "storage") == 0) {
-        lua_pushstring(L, t->in_memory ? "memory" : "disk");
-    } else if (strcmp(k, "id") == 0) {
-        lua_pushinteger(L, t->id);
-    } else {
-        lua_pushnil(L);
+        break;
+    case F_NPEERS: lua_pushinteger(L, t->npeers); break;
+    case F_DIR: lua_pushstring(L, t->dir); break;   /* nil for memory storage */
+    case F_STORAGE: lua_pushstring(L, t->in_memory ? "memory" : "disk"); break;
+    case F_ID: lua_pushinteger(L, t->id); break;
+    case F_TIE_START: lua_pushinteger(L, t->pk.rot); break;   /* where index-order ties start (rarest, common) */
+    default: lua_pushnil(L); break;
     }
     return 1;
 }
@@ -250,6 +254,73 @@ static int push_iter(lua_State *L, int kind, lua_Integer count, uint32_t from, u
     lua_pushvalue(L, 1);
     lua_pushvalue(L, 2);
     lua_pushcclosure(L, iter_next, 3);
+    return 1;
+}
+
+/* peer:fill(iter [, max]) -> n: requests blocks of the pieces `iter` yields, in order
+ * (each as request_blocks would: every free slot), until the peer has no free slot,
+ * `max` requests were sent, or iter ends; returns the requests sent. With one of
+ * the torrent's own iterators for this peer (t:rarest(peer)...) the loop runs in C,
+ * no Lua call per piece; any other iterator function is called for each piece.
+ * A method of bt.Peer, defined here beside the iterators it runs (bt_open_torrent
+ * adds it to the class).  [-0, +1, v] */
+static int l_peer_fill(lua_State *L)
+{
+    bt_peer *p = bt_lpeer_check(L, 1);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_Integer max = luaL_optinteger(L, 3, LUA_MAXINTEGER);
+    if (max < 0)
+        luaL_argerror(L, 3, "count must be >= 0");
+    bt_torrent *t = p->sw.t;
+    lua_Integer sent = 0;
+    liter *li = NULL;
+    if (lua_tocfunction(L, 2) == iter_next) {
+        lua_getupvalue(L, 2, 3);   /* the iterator's peer */
+        bool same = bt_lpeer_test(L, -1) && bt_lpeer_test(L, -1)->p == p;
+        lua_pop(L, 1);
+        lua_getupvalue(L, 2, 1);
+        if (same)
+            li = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+    }
+    while (sent < max) {
+        uint32_t slots = bt_torrent_slots(p);
+        if (slots == 0)
+            break;
+        int64_t piece;
+        if (li) {
+            if (li->left <= 0)
+                break;
+            piece = bt_torrent_iter_next(t, p, &li->it);
+            if (piece < 0) {
+                li->left = 0;
+                break;
+            }
+            li->left--;
+        } else {
+            lua_pushvalue(L, 2);
+            lua_call(L, 0, 1);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                break;
+            }
+            piece = bt_lpiece_check(L, t->npieces, -1);
+            lua_pop(L, 1);
+            if (p->closing || p->sw.t != t)   /* the iterator may have disconnected it */
+                break;
+        }
+        uint32_t want = max - sent < slots ? (uint32_t)(max - sent) : slots;
+        int rc = li ? bt_torrent_request_given(t, p, (uint32_t)piece, want,
+                                               li->it.kind == BT_ITER_RAREST || li->it.kind == BT_ITER_COMMON)
+                    : bt_torrent_request_blocks(t, p, (uint32_t)piece, want, false);
+        if (rc == BT_REQ_LACKS && li == NULL)
+            return luaL_error(L, BT_PEER_MT ": peer %s lacks piece %I (given by the iterator)", p->address,
+                              (LUAI_UACINT)piece);
+        if (rc < 0)
+            return luaL_error(L, BT_PEER_MT ": cannot request piece %I of peer %s", (LUAI_UACINT)piece, p->address);
+        sent += rc;
+    }
+    lua_pushinteger(L, sent);
     return 1;
 }
 
@@ -477,5 +548,8 @@ void bt_open_torrent(lua_State *L, int mod)
         { "set_limits", l_torrent_set_limits }, { "limits", l_torrent_limits },
         { "memory", l_torrent_memory }, { NULL, NULL },
     };
-    bt_new_class(L, BT_TORRENT_MT, meta, methods);
+    bt_new_class(L, BT_TORRENT_MT, meta, methods, FIELDS);
+    /* peer:fill runs this file's iterators: added to bt.Peer's methods here (l_peer.c
+     * opens the class first) */
+    bt_class_add_method(L, BT_PEER_MT, "fill", l_peer_fill);
 }

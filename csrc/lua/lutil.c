@@ -2,6 +2,7 @@
 #include "lua/lutil.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 void bt_setfuncs_sub(lua_State *L, int mod, const char *name, const luaL_Reg *fns)
 {
@@ -21,28 +22,58 @@ int bt_push_fail(lua_State *L, const char *fmt, ...)
     return 2;
 }
 
-void bt_new_class(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL_Reg *methods)
+void bt_new_class(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL_Reg *methods,
+                  const char *const *fields)
 {
     luaL_newmetatable(L, mt);
-    luaL_setfuncs(L, meta, 0);
-    lua_newtable(L);
+    lua_newtable(L);   /* __methods */
     luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__methods");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__methods");
+    lua_newtable(L);   /* the keys: methods and field positions */
+    for (const luaL_Reg *r = methods; r->name; r++) {
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, -2, r->name);
+    }
+    for (int i = 0; fields && fields[i]; i++) {
+        lua_pushinteger(L, i + 1);
+        lua_setfield(L, -2, fields[i]);
+    }
+    lua_setfield(L, -3, "__keys");
+    lua_pop(L, 1);   /* __methods */
+    for (const luaL_Reg *r = meta; r->name; r++) {
+        if (strcmp(r->name, "__index") == 0) {
+            lua_getfield(L, -1, "__keys");
+            lua_pushcclosure(L, r->func, 1);
+        } else {
+            lua_pushcfunction(L, r->func);
+        }
+        lua_setfield(L, -2, r->name);
+    }
     lua_pop(L, 1);
 }
 
-int bt_index_method(lua_State *L)
+int bt_index_key(lua_State *L)
 {
-    if (!luaL_getmetafield(L, 1, "__methods"))
-        return 0;
     lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
-    if (!lua_isnil(L, -1)) {
-        lua_remove(L, -2);
-        return 1;
-    }
-    lua_pop(L, 2);
-    return 0;
+    int t = lua_rawget(L, lua_upvalueindex(1));
+    if (t == LUA_TFUNCTION)
+        return -1;
+    int id = t == LUA_TNUMBER ? (int)lua_tointeger(L, -1) : 0;
+    lua_pop(L, 1);
+    return id;
+}
+
+void bt_class_add_method(lua_State *L, const char *mt, const char *name, lua_CFunction f)
+{
+    luaL_getmetatable(L, mt);
+    lua_getfield(L, -1, "__methods");
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+    lua_getfield(L, -2, "__keys");
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 3);
 }
 
 void bt_push_hex20(lua_State *L, const unsigned char *b)

@@ -21,12 +21,18 @@ BT_HIDDEN void bt_setfuncs_sub(lua_State *L, int mod, const char *name, const lu
 BT_HIDDEN int bt_push_fail(lua_State *L, const char *fmt, ...);
 
 /* A class whose instances are userdata with metatable `mt`: `meta` holds the
- * metamethods (an __index among them looks up __methods first, see bt_index_method),
- * `methods` goes to the metatable's __methods, __name is mt.  [-0, +0, m] */
-BT_HIDDEN void bt_new_class(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL_Reg *methods);
-/* For an __index metamethod: if key (a string at 2) names a method of the class of
- * the userdata at 1, push it and return true.  [-0, +0|1, m] */
-BT_HIDDEN int bt_index_method(lua_State *L);
+ * metamethods, `methods` goes to the metatable's __methods (where more may be
+ * added later), __name is mt. `fields` (NULL-terminated, may be NULL) names the
+ * fields its __index serves: __index gets, as upvalue 1, one table mapping each
+ * method name to the method and each field name to its position in `fields`
+ * (1-based), so that one lookup tells which: see bt_index_key.  [-0, +0, m] */
+BT_HIDDEN void bt_new_class(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL_Reg *methods,
+                            const char *const *fields);
+/* In a class's __index: for the key at 2, push its method and return -1, or return
+ * the field's position (> 0), or 0 when the class has neither.  [-0, +0|1, -] */
+BT_HIDDEN int bt_index_key(lua_State *L);
+/* Add a method to a class made by bt_new_class.  [-0, +0, m] */
+BT_HIDDEN void bt_class_add_method(lua_State *L, const char *mt, const char *name, lua_CFunction f);
 
 /* 40 lowercase hex digits of 20 bytes.  [-0, +1, m] */
 BT_HIDDEN void bt_push_hex20(lua_State *L, const unsigned char *b);

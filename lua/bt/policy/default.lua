@@ -44,18 +44,19 @@ make = function(cfg)
   end
 
   --- Fill the peer's free slots: started pieces first, then RANDOM_FIRST random
-  -- pieces while we have fewer, then rarest first. The iterators end by themselves
-  -- once the peer has no free slot left, and request_blocks asks for as many blocks
-  -- as there are free slots.
+  -- pieces while we have fewer, then rarest first. peer:fill(iterator) requests the
+  -- pieces the iterator gives until the peer has no free slot: the same as
+  -- `for piece in t:rarest(peer) do peer:request_blocks(piece) end`, with the loop
+  -- in C (it matters with many small pieces: a 16 KiB piece is one request).
   function P.pick(t, peer)
-    for piece in t:partial(peer) do peer:request_blocks(piece) end
+    peer:fill(t:partial(peer))
     if t.pieces - t.missing < cfg.RANDOM_FIRST then
       local start = math.random(0, t.pieces - 1)
-      for piece in t:wanted(peer, start) do peer:request_blocks(piece) end
-      for piece in t:wanted(peer, 0, start) do peer:request_blocks(piece) end
+      peer:fill(t:wanted(peer, start))
+      peer:fill(t:wanted(peer, 0, start))
       return
     end
-    for piece in t:rarest(peer) do peer:request_blocks(piece) end
+    peer:fill(t:rarest(peer))
   end
 
   --- Endgame: duplicate requests are allowed once nothing is left unrequested.

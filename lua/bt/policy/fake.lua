@@ -4,7 +4,8 @@
 -- (docs/policy.md), written naively in Lua: it is also the model the engine is
 -- checked against (spec/fake_engine_spec.lua feeds one scenario to both and
 -- compares their decisions). Ties between pieces of equal availability go in index
--- order from `rot` (the engine's start differs per torrent; fake.torrent{rot=}).
+-- order from t.tie_start, as in the engine, where it differs per torrent; here it is
+-- fake.torrent{ tie_start = } (default 0).
 --
 --   local fake = require "bt.policy.fake"
 --   local t = fake.torrent{ pieces = 100, piece_length = 262144 }
@@ -61,13 +62,13 @@ local function view(set)
 end
 
 --- fake.torrent{ pieces =, piece_length = (default 256 KiB), total_length =,
---   have = {indices} | "all", endgame =, rot = (tie-break start, default 0), now = }
+--   have = {indices} | "all", endgame =, tie_start = (default 0), now = }
 function F.torrent(o)
   local n = assert(o.pieces, "pieces")
   local t = setmetatable({
     pieces = n, piece_length = o.piece_length or 262144, state = {}, endgame = o.endgame or false,
     info_hash = o.info_hash or string.rep("0", 40), name = o.name or "fake", storage = "memory",
-    stopped = false, error = nil, now = o.now or 0, rot = (o.rot or 0) % n,
+    stopped = false, error = nil, now = o.now or 0, tie_start = (o.tie_start or 0) % n,
     _have = bt.bitfield(n), _partial = {}, _seq = 0, _peers = {}, _limits = { down = 0, up = 0 },
     downloaded = 0, uploaded = 0, dup_bytes = 0, connects = {},
   }, T)
@@ -201,7 +202,7 @@ local function by_availability(t, peer, common)
       av[i] = t:availability(i)
     end
   end
-  local rot, n = t.rot, t.pieces
+  local rot, n = t.tie_start, t.pieces
   table.sort(c, function(a, b)
     if av[a] ~= av[b] then
       if common then return av[a] > av[b] end
@@ -427,6 +428,25 @@ local function request_blocks(p, i, max, dup, fname)
 end
 
 function P:request_blocks(i, max) return request_blocks(self, i, max, false, "request_blocks") end
+
+--- Requests of the pieces `iter` gives, each as request_blocks, until the peer has
+-- no free slot, `max` were sent or iter ends.
+function P:fill(iter, max)
+  P.check_alive(self)
+  if type(iter) ~= "function" then argerror(2, "fill", "function expected, got " .. type(iter)) end
+  max = max or math.huge
+  local sent = 0
+  while sent < max and slots_of(self) > 0 do
+    local i = iter()
+    if i == nil then break end
+    check_piece(self.t, i, 2, "fill")
+    if not self._f.have_set:has(i) then
+      error(("bt.Peer: peer %s lacks piece %d (given by the iterator)"):format(self._f.address, i), 2)
+    end
+    sent = sent + request_blocks(self, i, math.min(max - sent, slots_of(self)), false, "fill")
+  end
+  return sent
+end
 function P:duplicate_blocks(i, max) return request_blocks(self, i, max, true, "duplicate_blocks") end
 
 function P:request(i, b)
