@@ -7,7 +7,8 @@ describe("engine picker (C)", function()
   it("gives the model's order: rarest or most common first, ties from the rotation start", function()
     local dir = H.tmpdir()
     local exe = dir .. "/picker_c_test"
-    local out, built = H.build_c_test(exe, "spec/picker_c_test.c csrc/engine/picker.c csrc/core/bitset.c csrc/core/ranges.c")
+    local out, built = H.build_c_test(exe,
+      "spec/picker_c_test.c csrc/engine/picker.c csrc/core/bitset.c csrc/core/ranges.c")
     assert(built, out)
     for _, seed in ipairs({ "1", "2", "31337" }) do
       local res, ran = H.run_c_test(exe, seed, "3000")
