@@ -39,7 +39,7 @@ ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-f
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/build/?.so;;
 
-.PHONY: all help deps test lint unit fuzz-smoke asan fuzz bench demo clean
+.PHONY: all help deps test lint unit fuzz-smoke asan fuzz bench demo env clean
 
 all: deps $(MODULE)
 
@@ -52,6 +52,7 @@ help:
 	@echo "make bench    benchmarks, each against a reference measured in the same run"
 	@echo "make demo     the main job: a local swarm of bt-lua alone, one leecher per example policy, with a results table"
 	@echo "make deps     install missing Debian packages (apt-get; sudo when not root)"
+	@echo "make env      print the exports that let lua5.4 find this checkout's bt: eval \"\$$(make -s env)\""
 	@echo "make clean    remove build products"
 
 # Installs only what is missing, so it costs one dpkg-query when all is there.
@@ -124,6 +125,11 @@ bench: all $(BENCH_BINS)
 
 demo: all
 	$(LUA) scripts/demo.lua
+
+# For running Lua programs against the checkout (examples/library.lua): eval "$(make -s env)"
+env: all
+	@echo "export LUA_PATH_5_4='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;'"
+	@echo "export LUA_CPATH_5_4='$(CURDIR)/build/?.so;;'"
 
 clean:
 	rm -rf build $(MODULE)

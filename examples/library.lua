@@ -1,5 +1,8 @@
 -- examples/library.lua: bt-lua as a library, no CLI.
 --   lua5.4 examples/library.lua file.torrent [out-dir] [host:port ...]
+-- Lua finds `bt` when it is installed (luarocks make); from a checkout, point it at the
+-- checkout first (make env prints the two exports, and builds the module if needed):
+--   eval "$(make -s env)"; lua5.4 examples/library.lua file.torrent
 -- Downloads with the default policy, prints each verified piece, stops when done.
 local bt = require "bt"
 local session = bt.session
