@@ -225,16 +225,32 @@ function T:common(peer, n)
   return lazy(peer, by_availability(self, peer, true), n, function(i) return fresh(self, i) end)
 end
 
---- Started pieces the peer has with a block it may ask for, oldest first (outside
--- endgame only those with a block nobody was asked for).
+--- Started pieces the peer has with a block it may ask for: outside endgame those with
+-- a block nobody was asked for, in index order, looked up at each step as the engine
+-- walks its set; in endgame every one, oldest first, from a list taken at the start.
 function T:partial(peer, n)
   check_iter(self, peer, n, "partial")
-  local list = {}
-  for i, pp in pairs(self._partial) do
-    if peer._f.have_set:has(i) and (self.endgame or pp.nfree > 0) then list[#list + 1] = i end
+  if self.endgame then
+    local list = {}
+    for i in pairs(self._partial) do
+      if peer._f.have_set:has(i) then list[#list + 1] = i end
+    end
+    table.sort(list, function(a, b) return self._partial[a].seq < self._partial[b].seq end)
+    return lazy(peer, list, n, function(i) return requestable(self, peer, i, false) end)
   end
-  table.sort(list, function(a, b) return self._partial[a].seq < self._partial[b].seq end)
-  return lazy(peer, list, n, function(i) return requestable(self, peer, i, false) end)
+  local pos, given = 0, 0
+  n = n or math.huge
+  return function()
+    P.check_alive(peer)
+    if given >= n or slots_of(peer) == 0 then return nil end
+    local best
+    for i, pp in pairs(self._partial) do
+      if i >= pos and pp.nfree > 0 and peer._f.have_set:has(i) and (not best or i < best) then best = i end
+    end
+    if not best then pos = self.pieces; return nil end
+    pos, given = best + 1, given + 1
+    return best
+  end
 end
 
 --- Pieces in [from, to) the peer has, in index order, with a block it may ask for.
