@@ -549,12 +549,12 @@ static void torrent_remove(bt_session *s, bt_torrent *t)
             break;
         }
     }
+    bt_policy_detach(t);
+    bt_torrent_free(t);   /* its peers' disconnects are queued as it goes */
     /* events still naming this torrent must not be delivered */
     for (uint32_t i = 0; i < s->nevents; i++)
         if (s->events[i].t == t)
             s->events[i].t = NULL;
-    bt_policy_detach(t);
-    bt_torrent_free(t);
 }
 
 void bt_sess_free(bt_session *s)

@@ -598,6 +598,7 @@ static void on_read_done(void *ud, bt_peer *p)
 static void on_closing(void *ud, bt_peer *p, const char *why)
 {
     bt_torrent *t = ud;
+    t->nclosing++;
     p->sw.needs_pick = false;
     /* a closing peer no longer counts: availability agrees with t:peers(). A stopped
      * torrent picks nothing more, so its counts are left as they are: taking back 200
@@ -696,6 +697,8 @@ static void peer_unlink(bt_torrent *t, bt_peer *p)
     if (p->next)
         p->next->prev = p->prev;
     t->npeers--;
+    if (p->closing)
+        t->nclosing--;
     if (!p->am_choking && p->state == BT_PS_ACTIVE)
         t->unchoked--;
 }

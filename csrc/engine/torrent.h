@@ -134,7 +134,8 @@ struct bt_torrent {
     uint32_t nspare, spare_nblocks;
     bt_partial **pmap;        /* piece -> its partial, when npieces <= BT_PMAP_MAX (else NULL: list search) */
     bt_peer *peers;
-    uint32_t npeers, max_peers;
+    uint32_t npeers, max_peers;   /* attached connections (closing ones too, until freed) */
+    uint32_t nclosing;        /* of those, closing */
     uint32_t unchoked;        /* peers we unchoke (upload slots in use) */
     uint32_t upload_slots;    /* how many the choke policy unchokes (extra rounds while fewer are) */
     bool choke_wanted;        /* an interested peer waits while slots are free: the scheduler runs a round soon */

@@ -143,7 +143,7 @@ static int l_torrent_index(lua_State *L)
         else
             lua_pushnil(L);
         break;
-    case F_NPEERS: lua_pushinteger(L, t->npeers); break;
+    case F_NPEERS: lua_pushinteger(L, t->npeers - t->nclosing); break;   /* closing ones have left */
     case F_DIR: lua_pushstring(L, t->dir); break;   /* nil for memory storage */
     case F_STORAGE: lua_pushstring(L, t->in_memory ? "memory" : "disk"); break;
     case F_ID: lua_pushinteger(L, t->id); break;
@@ -345,7 +345,8 @@ static int l_torrent_common(lua_State *L)
 }
 
 /* t:partial(peer [, n]) -> iterator over pieces in progress that the peer has and that
- * still have a block it may request, oldest first.  [-0, +1, v] */
+ * still have a block it may request: outside endgame those with a block nobody was
+ * asked for, in index order; in endgame every one, oldest first.  [-0, +1, v] */
 static int l_torrent_partial(lua_State *L)
 {
     return push_iter(L, BT_ITER_PARTIAL, opt_count(L, 3), 0, 0);

@@ -28,8 +28,10 @@ local function blocks_of(t, i)
   return (size + BLOCK - 1) // BLOCK, size
 end
 
+-- n counts the arguments of the method's C form (self is #1); as in the engine,
+-- whose methods are called with ':', the message numbers them without self.
 local function argerror(n, fname, msg)
-  error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
+  error(("bad argument #%d to '%s' (%s)"):format(n - 1, fname, msg), 3)
 end
 
 local function check_piece(t, i, n, fname)
@@ -406,8 +408,9 @@ local function send(p, i, b)
   local pp = partial_of(t, i)
   if (pp.req[b] or 0) == 0 and not pp.got[b] then pp.nfree = pp.nfree - 1 end
   pp.req[b] = (pp.req[b] or 0) + 1
-  f.asked[i .. ":" .. b] = { sent = t.now, ahead = f.inflight }
-  f.order[#f.order + 1] = { i, b }
+  f.seq = (f.seq or 0) + 1
+  f.asked[i .. ":" .. b] = { sent = t.now, ahead = f.inflight, seq = f.seq }
+  f.order[#f.order + 1] = { i, b, f.seq }
   p.sent[#p.sent + 1] = { piece = i, block = b }
   f.inflight = f.inflight + 1
   f.am_interested = true
@@ -500,12 +503,14 @@ function P:cancel_all()
   local f = self._f
   for _, r in ipairs(f.order) do
     local key = r[1] .. ":" .. r[2]
-    if f.asked[key] then
+    local a = f.asked[key]
+    if a and a.seq == r[3] then
       f.asked[key] = nil
       f.inflight = f.inflight - 1
       release(self.t, r[1], r[2])
     end
   end
+  f.order = {}
 end
 
 function P:snub()
@@ -526,7 +531,7 @@ function P:requests()
   local out, f, now = {}, self._f, self.t.now
   for _, r in ipairs(f.order) do
     local a = f.asked[r[1] .. ":" .. r[2]]
-    if a then
+    if a and a.seq == r[3] then   -- a block cancelled and asked again is listed at its new place
       local expected = f.rate_down > 0 and (f.min_rtt + (a.ahead + 1) * BLOCK / f.rate_down) or math.huge
       out[#out + 1] = { piece = r[1], block = r[2], age = now - a.sent, expected = expected }
     end
