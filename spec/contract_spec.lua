@@ -621,12 +621,8 @@ describe("policy API v2 contract", function()
       assert.are_not.same({ 3, 11, 17 }, got2)
     end)
 
-    -- KNOWN BUG (kept failing on purpose, not fixed here): docs/policy.md says "an unknown
-    -- name is an error naming the nearest one", but bt.policy.suggest (lua/bt/policy/init.lua)
-    -- compares key:lower() with the names as they are, and the constants are upper case, so
-    -- no misspelled constant ever gets a suggestion: with{ RANDOM_FRIST = 0 } raises
-    -- "unknown constant 'RANDOM_FRIST' (constants: ENDGAME_TIMEOUT, ...)" without
-    -- "(did you mean 'RANDOM_FIRST'?)". Same for REGULER, QUEUE_MAXX...
+    -- Found by this spec: bt.policy.suggest compared key:lower() with the names as they
+    -- were, so the upper-case constants never got a suggestion; it now lowers both.
     it("an unknown constant is an error naming the nearest one", function()
       local ok, e = pcall(default.with, { RANDOM_FRIST = 0 })
       assert.is_false(ok)

@@ -43,7 +43,7 @@ function M.suggest(key, names)
   names = names or M.HOOKS
   local best, bestd
   for _, n in ipairs(names) do
-    local dd = distance(key:lower(), n)
+    local dd = distance(key:lower(), n:lower())
     if not bestd or dd < bestd then best, bestd = n, dd end
   end
   if bestd and bestd <= math.max(1, #key // 3) then return best end
