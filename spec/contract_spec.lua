@@ -56,31 +56,7 @@ local function btlua(args, secs)
     true)
 end
 
---- bt-lua ARGS in the background, bounded by `secs` (timeout -k 1). Returns a handle:
--- pid (the lua5.4 process itself: the shell records $$ and execs it), rcfile, log.
-local function btlua_bg(dir, args, secs)
-  local id = tostring(socket.gettime()):gsub("%.", "")
-  local h = { pidfile = dir .. "/pid-" .. id, rcfile = dir .. "/rc-" .. id, log = dir .. "/log-" .. id }
-  local inner = ("echo $$ > %s; exec env %s lua5.4 %s %s"):format(H.q(h.pidfile), H.lua_env(),
-    H.q(H.root .. "/scripts/bt-lua"), args)
-  S.spawn(("(timeout -k 1 %d sh -c %s; echo $? > %s)"):format(secs, H.q(inner), H.q(h.rcfile)), h.log, true)
-  local deadline = socket.gettime() + 5
-  while socket.gettime() < deadline do
-    local f = io.open(h.pidfile)
-    local pid = f and tonumber(f:read("l"))
-    if f then f:close() end
-    if pid then h.pid = pid; return h end
-    socket.sleep(0.05)
-  end
-  error("bt-lua did not start")
-end
-
-local function rc_of(h)
-  local f = io.open(h.rcfile)
-  local rc = f and tonumber(f:read("l"))
-  if f then f:close() end
-  return rc
-end
+local btlua_bg, rc_of = S.start_btlua, S.rc_of
 
 --- aria2c leeching `torrent` into dir (it exits once done: --seed-time=0), bounded by
 -- --bt-stop-timeout. Returns pid, port (bt-lua dials it).

@@ -8,34 +8,14 @@ local socket = require "socket"
 -- How long a spec waits for a process to finish before failing (and killing it).
 local EXIT_WAIT = 20
 
---- Start bt-lua ARGS in the background. Returns a handle: pid (the lua5.4 process
--- itself, which records its own PID before exec, so a signal reaches bt-lua and
--- not a shell), rcfile (written with the exit code when it ends), log.
-local function start_btlua(dir, args)
-  local id = tostring(socket.gettime()):gsub("%.", "")
-  local h = { pidfile = dir .. "/pid-" .. id, rcfile = dir .. "/rc-" .. id, log = dir .. "/log-" .. id }
-  local inner = ("echo $$ > %s; exec env %s lua5.4 %s %s"):format(H.q(h.pidfile), H.lua_env(),
-    H.q(H.root .. "/scripts/bt-lua"), args)
-  S.spawn(("(sh -c %s; echo $? > %s)"):format(H.q(inner), H.q(h.rcfile)), h.log, true)
-  local deadline = socket.gettime() + 5
-  while socket.gettime() < deadline do
-    local f = io.open(h.pidfile)
-    local pid = f and tonumber(f:read("l"))
-    if f then f:close() end
-    if pid then h.pid = pid; return h end
-    socket.sleep(0.05)
-  end
-  error("bt-lua did not start")
-end
+local start_btlua = S.start_btlua
 
 --- Wait (bounded) for the process to end; returns its exit code (nil: still running,
 -- then killed), and its log.
 local function wait_exit(h, seconds)
   local deadline = socket.gettime() + (seconds or EXIT_WAIT)
   while socket.gettime() < deadline do
-    local f = io.open(h.rcfile)
-    local rc = f and tonumber(f:read("l"))
-    if f then f:close() end
+    local rc = S.rc_of(h)
     if rc then return rc, H.readfile(h.log) end
     socket.sleep(0.05)
   end

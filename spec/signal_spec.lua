@@ -7,13 +7,7 @@ local H = require "helpers"
 local S = require "swarm_helpers"
 local socket = require "socket"
 
-local function read_or_empty(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_or_empty = S.read_or_empty
 
 describe("bt-lua run stopped by a burst of SIGTERMs", function()
   local dir, pid
@@ -28,27 +22,22 @@ describe("bt-lua run stopped by a burst of SIGTERMs", function()
   local ROUNDS = 4
 
   local function round(torrent, n)
-    local pidfile, rcfile, log = dir .. "/pid" .. n, dir .. "/rc" .. n, dir .. "/log" .. n
     -- a peer nobody listens on: bt-lua waits (up to --timeout) with nothing to do
     local stats = dir .. "/stats" .. n .. ".json"
-    local inner = ("echo $$ > %s; exec env %s lua5.4 %s run bt.policy.default %s -o %s --peer 127.0.0.1:%d "
-      .. "--no-trackers --timeout 60 --stats %s"):format(H.q(pidfile), H.lua_env(), H.q(H.root .. "/scripts/bt-lua"),
-      H.q(torrent), H.q(dir .. "/out"), S.port(), H.q(stats))
-    S.spawn(("(sh -c %s; echo $? > %s)"):format(H.q(inner), H.q(rcfile)), log, true)
+    local h = S.start_btlua(dir, ("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers --timeout 60 "
+      .. "--stats %s"):format(H.q(torrent), H.q(dir .. "/out"), S.port(), H.q(stats)), 60)
+    pid = h.pid
     local deadline = socket.gettime() + 10
     while socket.gettime() < deadline and read_or_empty(stats) == "" do socket.sleep(0.05) end
-    pid = tonumber(read_or_empty(pidfile):match("%d+"))
-    assert.truthy(pid, "bt-lua did not start: " .. read_or_empty(log))
-    assert.is_true(read_or_empty(stats) ~= "", "bt-lua never ran its loop: " .. read_or_empty(log))
+    assert.is_true(read_or_empty(stats) ~= "", "bt-lua never ran its loop: " .. read_or_empty(h.log))
     -- signals back to back (a kill every millisecond or so, until the process is gone): the
     -- first stops the loop, the rest land during the shutdown (resume data, closing the
     -- session) and while the watchers go
     os.execute(("for i in $(seq 2000); do kill -TERM %d 2>/dev/null || break; done"):format(pid))
     deadline = socket.gettime() + 15
-    while read_or_empty(rcfile) == "" and socket.gettime() < deadline do socket.sleep(0.05) end
-    local rc = tonumber(read_or_empty(rcfile):match("%d+"))
-    assert.are.equal(0, rc, read_or_empty(log))
-    assert.truthy(read_or_empty(log):find("interrupted by SIGTERM", 1, true), read_or_empty(log))
+    while not S.rc_of(h) and socket.gettime() < deadline do socket.sleep(0.05) end
+    assert.are.equal(0, S.rc_of(h), read_or_empty(h.log))
+    assert.truthy(read_or_empty(h.log):find("interrupted by SIGTERM", 1, true), read_or_empty(h.log))
     pid = nil
   end
 

@@ -15,13 +15,7 @@ local function listing(dir)
 end
 
 --- The file's content, or "" when it does not exist (yet).
-local function read_or_empty(path)
-  local f = io.open(path, "rb")
-  if not f then return "" end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_or_empty = S.read_or_empty
 
 --- Last JSON object of a --stats file (one a line), decoded.
 local function last_stats(path)

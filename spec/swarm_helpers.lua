@@ -94,6 +94,40 @@ function S.kill(pid)
   if pid then os.execute("kill " .. pid .. " 2>/dev/null; sleep 0.1; kill -9 " .. pid .. " 2>/dev/null") end
 end
 
+--- The file's bytes, or "" when it cannot be read (yet).
+function S.read_or_empty(path)
+  local f = io.open(path, "rb")
+  if not f then return "" end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- Start bt-lua ARGS in the background, under timeout(1) when `secs` is given. Returns a
+-- handle: pid (the lua5.4 process itself, which records its own PID before exec, so a
+-- signal reaches bt-lua and not a shell), rcfile (written with the exit code when it
+-- ends), log.
+function S.start_btlua(dir, args, secs)
+  local id = tostring(socket.gettime()):gsub("%.", "")
+  local h = { pidfile = dir .. "/pid-" .. id, rcfile = dir .. "/rc-" .. id, log = dir .. "/log-" .. id }
+  local inner = ("echo $$ > %s; exec env %s lua5.4 %s %s"):format(H.q(h.pidfile), H.lua_env(),
+    H.q(H.root .. "/scripts/bt-lua"), args)
+  local wrap = secs and ("timeout -k 1 %d "):format(secs) or ""
+  S.spawn(("(%ssh -c %s; echo $? > %s)"):format(wrap, H.q(inner), H.q(h.rcfile)), h.log, true)
+  local deadline = socket.gettime() + 5
+  while socket.gettime() < deadline do
+    local pid = tonumber(S.read_or_empty(h.pidfile):match("%d+"))
+    if pid then h.pid = pid; return h end
+    socket.sleep(0.05)
+  end
+  error("bt-lua did not start")
+end
+
+--- The exit code of a process started by S.start_btlua, or nil while it runs.
+function S.rc_of(h)
+  return tonumber(S.read_or_empty(h.rcfile):match("%d+"))
+end
+
 function S.alive(pid)
   return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
 end

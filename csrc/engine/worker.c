@@ -12,6 +12,13 @@
 
 /* A piece without a buffer is read back and hashed in chunks of this size. */
 #define READ_BACK_CHUNK (1u << 20)
+/* The thread takes queued jobs together, up to this many bytes of pieces (at least one
+ * job): with 16 KiB pieces, one wake-up, one answer to the loop and one write for a run
+ * of consecutive pieces instead of one each (per piece they cost an eventfd write and
+ * read, an epoll_wait and a pwrite: about 60 us, measured with strace -c); large pieces
+ * still go one by one, so their verdicts are not held back. */
+#define BATCH_BYTES (1u << 20)
+#define BATCH_JOBS  256
 
 struct bt_worker {
     pthread_t th;
@@ -22,7 +29,7 @@ struct bt_worker {
     bool busy, quit;
     ev_async as;
     struct ev_loop *loop;
-    uint8_t *chunk;           /* read-back buffer, the thread's own */
+    uint8_t *chunk;           /* read-back buffer and the staging buffer of a run, the thread's own */
 };
 
 static void hash_from_storage(bt_job *j, uint8_t *chunk, uint8_t md[BT_SHA1_LEN])
@@ -44,15 +51,14 @@ static void hash_from_storage(bt_job *j, uint8_t *chunk, uint8_t md[BT_SHA1_LEN]
     bt_sha1_free(&c);
 }
 
-static void run_with(bt_job *j, uint8_t *chunk)
+/* The hash (reading the piece back when it has no buffer); no write yet. */
+static void verify(bt_job *j, uint8_t *chunk)
 {
     uint8_t md[BT_SHA1_LEN];
     j->ok = false;
     j->err = 0;
     if (j->buf) {
         j->ok = bt_sha1(j->buf, (size_t)j->size, md) == 0 && memcmp(md, j->hash, BT_SHA1_LEN) == 0;
-        if (j->ok && bt_storage_write(j->st, j->piece, 0, j->buf, (size_t)j->size) != 0)
-            j->err = errno ? errno : EIO;
         return;
     }
     if (!chunk) {
@@ -63,38 +69,88 @@ static void run_with(bt_job *j, uint8_t *chunk)
     j->ok = j->err == 0 && memcmp(md, j->hash, BT_SHA1_LEN) == 0;
 }
 
+/* A verified piece with a buffer goes to storage. */
+static bool to_write(const bt_job *j)
+{
+    return j->ok && j->buf && j->err == 0;
+}
+
+/* Verify jobs[0..n) and write the verified ones; a run of consecutive pieces of one
+ * storage that fits in `stage` (BATCH_BYTES) is copied there and written in one call. */
+static void run_batch(bt_job **jobs, uint32_t n, uint8_t *stage)
+{
+    for (uint32_t i = 0; i < n; i++)
+        verify(jobs[i], stage);
+    for (uint32_t i = 0; i < n;) {
+        bt_job *a = jobs[i];
+        if (!to_write(a)) {
+            i++;
+            continue;
+        }
+        uint32_t k = i + 1;
+        uint64_t bytes = a->size;
+        while (stage && k < n && to_write(jobs[k]) && jobs[k]->st == a->st && jobs[k]->piece == a->piece + (k - i) &&
+               jobs[k - 1]->size == jobs[i]->size && bytes + jobs[k]->size <= BATCH_BYTES)
+            bytes += jobs[k++]->size;
+        int rc;
+        if (k == i + 1) {
+            rc = bt_storage_write(a->st, a->piece, 0, a->buf, (size_t)a->size);
+        } else {
+            uint64_t off = 0;
+            for (uint32_t q = i; q < k; q++) {
+                memcpy(stage + off, jobs[q]->buf, (size_t)jobs[q]->size);
+                off += jobs[q]->size;
+            }
+            rc = bt_storage_write_run(a->st, a->piece, stage, (size_t)bytes);
+        }
+        int err = rc != 0 ? (errno ? errno : EIO) : 0;
+        for (uint32_t q = i; q < k; q++)
+            jobs[q]->err = err;
+        i = k;
+    }
+}
+
 void bt_job_run(bt_job *j)
 {
     uint8_t *chunk = j->buf ? NULL : malloc(READ_BACK_CHUNK);
-    run_with(j, chunk);
+    run_batch(&j, 1, chunk);
     free(chunk);
 }
 
 static void *worker_main(void *arg)
 {
     bt_worker *w = arg;
+    bt_job *batch[BATCH_JOBS];
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->quit && !w->in_head)
             pthread_cond_wait(&w->cv, &w->mu);
         if (!w->in_head)
             break;
-        bt_job *j = w->in_head;
-        w->in_head = j->next;
+        uint32_t n = 0;
+        uint64_t bytes = 0;
+        while (w->in_head && n < BATCH_JOBS && (n == 0 || bytes + w->in_head->size <= BATCH_BYTES)) {
+            bt_job *j = w->in_head;
+            w->in_head = j->next;
+            bytes += j->size;
+            batch[n++] = j;
+        }
         if (!w->in_head)
             w->in_tail = NULL;
         w->busy = true;
         pthread_mutex_unlock(&w->mu);
 
-        run_with(j, w->chunk);
+        run_batch(batch, n, w->chunk);
 
         pthread_mutex_lock(&w->mu);
-        j->next = NULL;
-        if (w->out_tail)
-            w->out_tail->next = j;
-        else
-            w->out_head = j;
-        w->out_tail = j;
+        for (uint32_t i = 0; i < n; i++) {
+            batch[i]->next = NULL;
+            if (w->out_tail)
+                w->out_tail->next = batch[i];
+            else
+                w->out_head = batch[i];
+            w->out_tail = batch[i];
+        }
         w->busy = false;
         if (!w->in_head)
             pthread_cond_broadcast(&w->idle);

@@ -32,15 +32,6 @@ static void count_hook(lua_State *L, lua_Debug *ar)
                    lp->time_limit);
 }
 
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (!msg)
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 void bt_lpolicy_init(lpolicy *lp, lua_State *L, double time_limit)
 {
     memset(lp, 0, sizeof *lp);
@@ -229,7 +220,7 @@ static int call_hook(void *ud, bt_torrent *t, bt_hook h, const bt_hook_args *a, 
     free(lp->err);
     lp->err = NULL;
     int top = lua_gettop(L);
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, bt_traceback);
     int base = lua_gettop(L);
     bt_ltorrent_push_policy(L, t);
     lua_getfield(L, -1, bt_hook_names[h]);

@@ -36,21 +36,12 @@ typedef struct lsess {
     bool had_error;
 } lsess;
 
-static int traceback(lua_State *L)
-{
-    const char *msg = lua_tostring(L, 1);
-    if (!msg)
-        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-    luaL_traceback(L, L, msg, 1);
-    return 1;
-}
-
 /* Stack: function and nargs arguments. An error stops the loop; run() raises it. */
 static void call_fn(lsess *ls, int nargs)
 {
     lua_State *L = ls->L;
     int base = lua_gettop(L) - nargs;   /* the function's index */
-    lua_pushcfunction(L, traceback);
+    lua_pushcfunction(L, bt_traceback);
     lua_insert(L, base);
     if (lua_pcall(L, nargs, 0, base) != LUA_OK) {
         lua_setfield(L, LUA_REGISTRYINDEX, "bt.session.error");

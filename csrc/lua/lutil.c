@@ -76,6 +76,15 @@ void bt_class_add_method(lua_State *L, const char *mt, const char *name, lua_CFu
     lua_pop(L, 3);
 }
 
+int bt_traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (!msg)
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
 void bt_push_hex20(lua_State *L, const unsigned char *b)
 {
     static const char digits[] = "0123456789abcdef";

@@ -34,6 +34,10 @@ BT_HIDDEN int bt_index_key(lua_State *L);
 /* Add a method to a class made by bt_new_class.  [-0, +0, m] */
 BT_HIDDEN void bt_class_add_method(lua_State *L, const char *mt, const char *name, lua_CFunction f);
 
+/* A message handler for lua_pcall: the error (or a word on a non-string one) with a
+ * traceback.  [-1, +1, m] */
+BT_HIDDEN int bt_traceback(lua_State *L);
+
 /* 40 lowercase hex digits of 20 bytes.  [-0, +1, m] */
 BT_HIDDEN void bt_push_hex20(lua_State *L, const unsigned char *b);
 

@@ -766,6 +766,19 @@ int bt_storage_write(bt_storage *s, uint32_t piece, uint32_t begin, const void *
     return span_io(s, OP_WRITE, pos, (uint8_t *)(uintptr_t)buf, len);
 }
 
+int bt_storage_write_run(bt_storage *s, uint32_t piece, const void *buf, size_t len)
+{
+    int64_t pos;
+    if (locate(s, piece, 0, 0, &pos) < 0)
+        return -1;
+    if ((uint64_t)len > (uint64_t)(s->total_length - pos)) {
+        bt_storage_seterr(s, "run of %zu bytes from piece %u past the end of the torrent", len, piece);
+        errno = EINVAL;
+        return -1;
+    }
+    return span_io(s, OP_WRITE, pos, (uint8_t *)(uintptr_t)buf, len);
+}
+
 int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, size_t len)
 {
     int64_t pos;

@@ -102,6 +102,10 @@ int      bt_storage_file_is_pad(const bt_storage *s, uint32_t f);
  * short writes and EINTR. Return 0, or -1 with bt_storage_error() set. */
 int bt_storage_write(bt_storage *s, uint32_t piece, uint32_t begin, const void *buf, size_t len);
 int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, size_t len);
+/* Write whole consecutive pieces from `piece` on in one go: len bytes from the piece's
+ * start, ending inside the torrent (the worker writes a run of small verified pieces
+ * so, one call instead of one per piece). 0, or -1 with bt_storage_error() set. */
+int bt_storage_write_run(bt_storage *s, uint32_t piece, const void *buf, size_t len);
 
 /* SHA-1 of the piece as stored (read back in BT_STORAGE_HASH_CHUNK chunks). 0 / -1. */
 int bt_storage_hash_piece(bt_storage *s, uint32_t piece, uint8_t out[20]);
