@@ -89,8 +89,12 @@ static void check_iteration(bt_picker *pk, model *m, const bt_ranges *have, bool
         if ((uint32_t)x != want[k])
             break;
         k++;
-        if (take && rnd(3)) {   /* started by the pick: leaves the picker */
-            bt_picker_remove(pk, (uint32_t)x);
+        if (take && rnd(3)) {   /* started by the pick: leaves the picker (as the engine does: by
+                                   the level the iteration gave it from, or the general way) */
+            if (rnd(2))
+                bt_picker_take(pk, (uint32_t)x, it.level);
+            else
+                bt_picker_remove(pk, (uint32_t)x);
             m->fresh[x] = 0;
         }
     }

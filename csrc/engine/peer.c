@@ -22,6 +22,8 @@ static double now_of(const bt_peer *p)
     return ev_now(p->env->loop);
 }
 
+static void read_watch(bt_peer *p);
+
 /* ---- output: everything goes to wbuf through codec/wire, flushed once per loop iteration ---- */
 
 static bool out_full(bt_peer *p, size_t more)
@@ -802,16 +804,36 @@ static void on_write(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         p->state = BT_PS_HANDSHAKE;
-        ev_io_start(loop, &p->rw);
+        (void)loop;
+        read_watch(p);
     }
     bt_peer_flush(p);
 }
 
+/* The read watcher runs unless something holds it: the download limit or the owner. */
+static void read_watch(bt_peer *p)
+{
+    if (p->closing || p->state == BT_PS_CONNECTING)
+        return;
+    if (p->read_throttled || p->read_paused)
+        ev_io_stop(p->env->loop, &p->rw);
+    else
+        ev_io_start(p->env->loop, &p->rw);
+}
+
 void bt_peer_unthrottle(bt_peer *p)
 {
-    if (p->read_throttled && !p->closing) {
+    if (p->read_throttled) {
         p->read_throttled = false;
-        ev_io_start(p->env->loop, &p->rw);
+        read_watch(p);
+    }
+}
+
+void bt_peer_pause(bt_peer *p, bool pause)
+{
+    if (p->read_paused != pause) {
+        p->read_paused = pause;
+        read_watch(p);
     }
 }
 

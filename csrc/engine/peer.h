@@ -134,6 +134,7 @@ struct bt_peer {
     bool choking, interested;           /* the peer's state toward us */
     bool am_choking, am_interested;     /* ours toward the peer */
     bool read_throttled;                /* read watcher stopped by the download limit */
+    bool read_paused;                   /* read watcher stopped by the owner (bt_peer_pause) */
     bool mse_decided;                   /* incoming: plaintext handshake seen, or MSE finished */
     bt_mse *mse;                        /* incoming MSE handshake in progress, else NULL */
     struct sockaddr_storage addr;
@@ -173,6 +174,9 @@ void bt_peer_free(bt_peer *p);                     /* closes the socket and free
 void bt_peer_tick(bt_peer *p, double now, double dt);
 /* Restart a read the download limit stopped (from the throttle's retry). */
 void bt_peer_unthrottle(bt_peer *p);
+/* Stop reading (pause) or read again: the owner's back-pressure (TCP then slows the
+ * sender). Independent of the download limit's throttling. */
+void bt_peer_pause(bt_peer *p, bool pause);
 
 /* Output: queued in the write buffer, sent by bt_peer_flush (once per loop iteration). */
 void bt_peer_flush(bt_peer *p);

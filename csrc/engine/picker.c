@@ -86,6 +86,17 @@ void bt_picker_remove(bt_picker *pk, uint32_t i)
     levels_trim(pk);
 }
 
+void bt_picker_take(bt_picker *pk, uint32_t i, uint32_t level)
+{
+    if (level >= pk->nlv || !bt_bitset_has(&pk->lv[level], i)) {
+        bt_picker_remove(pk, i);   /* not where the iteration said: the general way */
+        return;
+    }
+    bt_bitset_clear(&pk->lv[level], i);
+    pk->count--;
+    levels_trim(pk);
+}
+
 int bt_picker_inc(bt_picker *pk, uint32_t i)
 {
     if (i >= pk->n)

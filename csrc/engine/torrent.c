@@ -49,7 +49,7 @@ static size_t partial_size(uint32_t nb)
 /* A new partial for a piece that has none (a fresh one); it leaves the picker.
  * Allocations of the common size come from t->spare when there is one: with
  * small pieces a pick starts dozens of them. NULL out of memory. */
-static bt_partial *partial_new(bt_torrent *t, uint32_t piece)
+static bt_partial *partial_new(bt_torrent *t, uint32_t piece, uint32_t level)
 {
     uint32_t nb = bt_piece_blocks(&t->pt, piece);
     bt_partial *pp;
@@ -72,7 +72,10 @@ static bt_partial *partial_new(bt_torrent *t, uint32_t piece)
     pp->nblocks = pp->nfree = nb;
     pp->job.owner = t;
     pp->job.done = job_done;
-    bt_picker_remove(&t->pk, piece);
+    if (level != UINT32_MAX)
+        bt_picker_take(&t->pk, piece, level);
+    else
+        bt_picker_remove(&t->pk, piece);
     if (t->pmap)
         t->pmap[piece] = pp;
     pp->prev = t->partials_tail;
@@ -400,10 +403,23 @@ static void piece_verdict(bt_torrent *t, bt_partial *pp, bool ok, int err)
     t->cb->piece(t->ud, t, idx, false, last);
 }
 
+static void pause_reads(bt_torrent *t, bool pause)
+{
+    t->reads_paused = pause;
+    for (bt_peer *q = t->peers; q; q = q->next)
+        bt_peer_pause(q, pause);
+}
+
 static void job_done(bt_job *j)
 {
     bt_partial *pp = (bt_partial *)((char *)j - offsetof(bt_partial, job));
-    piece_verdict(pp->t, pp, j->ok, j->err);
+    bt_torrent *t = pp->t;
+    if (t->worker) {
+        t->backlog -= j->size;
+        if (t->reads_paused && t->backlog <= BT_WORKER_BACKLOG / 2)
+            pause_reads(t, false);
+    }
+    piece_verdict(t, pp, j->ok, j->err);
 }
 
 /* Every block is in: hash (and write) it on the worker, or inline without one. */
@@ -417,6 +433,11 @@ static void piece_complete(bt_torrent *t, bt_partial *pp)
     j->size = (uint64_t)piece_bytes(t, pp->piece);
     j->hash = t->meta->pieces + (size_t)pp->piece * 20;
     j->buf = pp->buf;
+    if (t->worker) {
+        t->backlog += j->size;
+        if (!t->reads_paused && t->backlog > BT_WORKER_BACKLOG)
+            pause_reads(t, true);
+    }
     bt_worker_submit(t->worker, j);
 }
 
@@ -640,6 +661,8 @@ int bt_torrent_attach(bt_torrent *t, bt_peer *p, const char **why)
         return -1;
     }
     bt_peer_bind(p, &t->pt, &TORRENT_PEER_CB, t);
+    if (t->reads_paused)
+        bt_peer_pause(p, true);
     p->sw.t = t;
     p->sw.queue_depth = INITIAL_QUEUE_DEPTH;
     p->sw.counted = true;   /* an empty set: have messages may come without a bitfield */
@@ -808,7 +831,7 @@ static int request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t ma
     if (!pp) {
         if (!bt_picker_fresh(&t->pk, piece))
             return 0;   /* had (or not wanted) */
-        if (!(pp = partial_new(t, piece)))
+        if (!(pp = partial_new(t, piece, UINT32_MAX)))
             return BT_REQ_NOMEM;
     } else if (pp->verifying) {
         return 0;
@@ -842,16 +865,17 @@ int bt_torrent_request_blocks(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_
     return max == 0 ? 0 : request_blocks(t, p, piece, max, dup);
 }
 
-int bt_torrent_request_given(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t max, bool fresh)
+int bt_torrent_request_given(bt_torrent *t, bt_peer *p, const bt_piece_iter *it, uint32_t piece, uint32_t max)
 {
     uint32_t slots = bt_torrent_slots(p);
     if (max > slots)
         max = slots;
-    if (!fresh)
+    if (it->kind != BT_ITER_RAREST && it->kind != BT_ITER_COMMON)
         return request_blocks(t, p, piece, max, false);
-    /* rarest / common gave it: not started, so no partial to look up (one cache miss
-     * less per piece: with 16 KiB pieces a pick starts dozens) */
-    bt_partial *pp = partial_new(t, piece);
+    /* rarest / common gave it from level it->pk.level: not started, so no partial to
+     * look up, and its level is known (cache misses spared: with 16 KiB pieces a pick
+     * starts dozens, scattered over the torrent) */
+    bt_partial *pp = partial_new(t, piece, it->pk.level);
     if (!pp)
         return BT_REQ_NOMEM;
     bt_peer_set_interested(p, true);
@@ -877,7 +901,7 @@ int bt_torrent_request_one(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t b
         return 0;
     if (!pp && !bt_picker_fresh(&t->pk, piece))
         return 0;
-    if (!pp && !(pp = partial_new(t, piece)))
+    if (!pp && !(pp = partial_new(t, piece, UINT32_MAX)))
         return BT_REQ_NOMEM;
     bt_peer_set_interested(p, true);
     return send_one(t, p, pp, block) == 0 ? 1 : 0;

@@ -11,14 +11,23 @@
 #define SETI(name, v) (lua_pushinteger(L, (lua_Integer)(v)), lua_setfield(L, -2, name))
 #define SETN(name, v) (lua_pushnumber(L, (v)), lua_setfield(L, -2, name))
 
+static const char PEER_KEY = 0;   /* its address identifies bt.Peer's metatable */
+
 lpeer *bt_lpeer_test(lua_State *L, int idx)
 {
-    return luaL_testudata(L, idx, BT_PEER_MT);
+    return bt_testudata_key(L, idx, &PEER_KEY);
+}
+
+/* The handle at idx, or the usual argument error. */
+static lpeer *check_handle(lua_State *L, int idx)
+{
+    lpeer *h = bt_lpeer_test(L, idx);
+    return h ? h : luaL_checkudata(L, idx, BT_PEER_MT);
 }
 
 bt_peer *bt_lpeer_check(lua_State *L, int idx)
 {
-    lpeer *h = luaL_checkudata(L, idx, BT_PEER_MT);
+    lpeer *h = check_handle(L, idx);
     if (!h->p || h->p->closing || !h->p->sw.t || h->p->sw.t->stopped)
         luaL_error(L, BT_PEER_MT ": peer %s has disconnected (handle used after its peer left)", h->address);
     return h->p;
@@ -85,7 +94,7 @@ static const char *const FIELDS[] = {
 
 static int l_peer_index(lua_State *L)
 {
-    lpeer *h = luaL_checkudata(L, 1, BT_PEER_MT);
+    lpeer *h = check_handle(L, 1);
     int id = bt_index_key(L);
     if (id < 0)
         return 1;   /* a method */
@@ -287,4 +296,5 @@ void bt_open_peer(lua_State *L, int mod)
         { NULL, NULL },
     };
     bt_new_class(L, BT_PEER_MT, meta, methods, FIELDS);
+    bt_class_key(L, BT_PEER_MT, &PEER_KEY);
 }

@@ -72,9 +72,17 @@ void bt_ltorrent_gone(lua_State *L, bt_torrent *t)
     t->lref = NULL;
 }
 
+static const char TORRENT_KEY = 0;   /* its address identifies bt.Torrent's metatable */
+
+static ltorrent *check_handle(lua_State *L, int idx)
+{
+    ltorrent *lt = bt_testudata_key(L, idx, &TORRENT_KEY);
+    return lt ? lt : luaL_checkudata(L, idx, BT_TORRENT_MT);
+}
+
 bt_torrent *bt_ltorrent_check(lua_State *L, int idx)
 {
-    ltorrent *lt = luaL_checkudata(L, idx, BT_TORRENT_MT);
+    ltorrent *lt = check_handle(L, idx);
     if (!lt->t)
         luaL_error(L, BT_TORRENT_MT ": torrent used after its session was closed");
     return lt->t;
@@ -100,7 +108,7 @@ static const char *const FIELDS[] = {
 
 static int l_torrent_index(lua_State *L)
 {
-    ltorrent *lt = luaL_checkudata(L, 1, BT_TORRENT_MT);
+    ltorrent *lt = check_handle(L, 1);
     int id = bt_index_key(L);
     if (id < 0)
         return 1;   /* a method */
@@ -310,8 +318,7 @@ static int l_peer_fill(lua_State *L)
                 break;
         }
         uint32_t want = max - sent < slots ? (uint32_t)(max - sent) : slots;
-        int rc = li ? bt_torrent_request_given(t, p, (uint32_t)piece, want,
-                                               li->it.kind == BT_ITER_RAREST || li->it.kind == BT_ITER_COMMON)
+        int rc = li ? bt_torrent_request_given(t, p, &li->it, (uint32_t)piece, want)
                     : bt_torrent_request_blocks(t, p, (uint32_t)piece, want, false);
         if (rc == BT_REQ_LACKS && li == NULL)
             return luaL_error(L, BT_PEER_MT ": peer %s lacks piece %I (given by the iterator)", p->address,
@@ -550,6 +557,7 @@ void bt_open_torrent(lua_State *L, int mod)
         { "memory", l_torrent_memory }, { NULL, NULL },
     };
     bt_new_class(L, BT_TORRENT_MT, meta, methods, FIELDS);
+    bt_class_key(L, BT_TORRENT_MT, &TORRENT_KEY);
     /* peer:fill runs this file's iterators: added to bt.Peer's methods here (l_peer.c
      * opens the class first) */
     bt_class_add_method(L, BT_PEER_MT, "fill", l_peer_fill);

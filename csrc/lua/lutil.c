@@ -2,6 +2,7 @@
 #include "lua/lutil.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <string.h>
 
 void bt_setfuncs_sub(lua_State *L, int mod, const char *name, const luaL_Reg *fns)
@@ -51,6 +52,23 @@ void bt_new_class(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL
         lua_setfield(L, -2, r->name);
     }
     lua_pop(L, 1);
+}
+
+void *bt_testudata_key(lua_State *L, int idx, const void *key)
+{
+    void *p = lua_touserdata(L, idx);
+    if (!p || !lua_getmetatable(L, idx))
+        return NULL;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same ? p : NULL;
+}
+
+void bt_class_key(lua_State *L, const char *mt, const void *key)
+{
+    luaL_getmetatable(L, mt);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
 int bt_index_key(lua_State *L)

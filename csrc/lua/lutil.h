@@ -28,6 +28,14 @@ BT_HIDDEN int bt_push_fail(lua_State *L, const char *fmt, ...);
  * (1-based), so that one lookup tells which: see bt_index_key.  [-0, +0, m] */
 BT_HIDDEN void bt_new_class(lua_State *L, const char *mt, const luaL_Reg *meta, const luaL_Reg *methods,
                             const char *const *fields);
+/* The userdata at idx if its metatable is the class's (found by `key`, a unique C
+ * address the class registered with bt_class_key), else NULL. Costs two registry
+ * lookups by pointer instead of the string lookup of luaL_testudata, for handles
+ * checked on every hook call and method.  [-0, +0, -] */
+BT_HIDDEN void *bt_testudata_key(lua_State *L, int idx, const void *key);
+/* Register the metatable `mt` (made already) under `key` for bt_testudata_key.  [-0, +0, m] */
+BT_HIDDEN void bt_class_key(lua_State *L, const char *mt, const void *key);
+
 /* In a class's __index: for the key at 2, push its method and return -1, or return
  * the field's position (> 0), or 0 when the class has neither.  [-0, +0|1, -] */
 BT_HIDDEN int bt_index_key(lua_State *L);
