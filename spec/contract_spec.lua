@@ -685,15 +685,17 @@ describe("policy API v2 contract", function()
 
     it("engine: t:rarest(peer, 2) gives at most 2 pieces", function()
       local rec = first_pick(30, function(t, peer, out)
-        out.given = 0
+        out.given, out.sent = 0, 0
         for piece in t:rarest(peer, 2) do
           out.given = out.given + 1
-          peer:request_blocks(piece)
+          out.sent = out.sent + peer:request_blocks(piece)
         end
       end)
       assert.are.equal(2, rec.given)   -- 30 slots and 33 pieces: the count is what ended it
-      assert.are.equal(4, rec.requests)
-      assert.are.equal(26, rec.slots_after)
+      -- 2 blocks a piece, 1 if the random order gave the short last piece
+      assert.is_true(rec.sent == 4 or rec.sent == 3, "sent " .. rec.sent)
+      assert.are.equal(rec.sent, rec.requests)
+      assert.are.equal(30 - rec.sent, rec.slots_after)
     end)
 
     it("engine: peer:fill(t:rarest(peer)) requests as many blocks as free slots", function()
