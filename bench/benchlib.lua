@@ -135,4 +135,15 @@ function B.wait_port(port, tries)
   error("nothing listens on " .. port)
 end
 
+--- The median of a list of numbers (NaN for an empty one); the list is not changed.
+function B.median(t)
+  local c = {}
+  for i, v in ipairs(t) do c[i] = v end
+  table.sort(c)
+  local n = #c
+  if n == 0 then return 0 / 0 end
+  if n % 2 == 1 then return c[(n + 1) // 2] end
+  return (c[n // 2] + c[n // 2 + 1]) / 2
+end
+
 return B

@@ -195,14 +195,7 @@ local ok, err = pcall(function()
       end
     end
   end
-  local function median(t)
-    local c = {}
-    for i, v in ipairs(t) do c[i] = v end
-    table.sort(c)
-    local n = #c
-    if n % 2 == 1 then return c[(n + 1) // 2] end
-    return (c[n // 2] + c[n // 2 + 1]) / 2
-  end
+  local median = B.median
   local function range(t)
     local lo, hi = math.huge, -math.huge
     for _, v in ipairs(t) do lo, hi = math.min(lo, v), math.max(hi, v) end

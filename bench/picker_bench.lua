@@ -49,15 +49,7 @@ local function run_driver(x, plen)
   return r
 end
 
-local function median(t)
-  local c = {}
-  for i, v in ipairs(t) do c[i] = v end
-  table.sort(c)
-  local n = #c
-  if n == 0 then return 0 / 0 end
-  if n % 2 == 1 then return c[(n + 1) // 2] end
-  return (c[n // 2] + c[n // 2 + 1]) / 2
-end
+local median = dofile(here .. "/benchlib.lua").median
 
 for _, plen in ipairs(plens) do
   local res = { {}, {} }

@@ -34,7 +34,9 @@
 --     peers by 64 (applied at the next tick), so each gets a pick of 64 slots while no
 --     partial piece has a free block: t:partial finds nothing and t:rarest does the work.
 --     Each such pick starts 64 new pieces (with 16 KiB pieces), so t.partials grows
---     during this phase (its mean is printed).
+--     during this phase (its mean is printed). A peer's depth stops at its reqq (500),
+--     so each peer gives at most 7 such picks: `fresh` needs seeds and halves of at
+--     least fresh / 7 each, or the phase runs into the deadline.
 local bt = require "bt"
 local socket = require "socket"
 
