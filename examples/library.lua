@@ -4,6 +4,7 @@
 -- checkout first (make env prints the two exports, and builds the module if needed):
 --   eval "$(make -s env)"; lua5.4 examples/library.lua file.torrent
 -- Downloads with the default policy, prints each verified piece, stops when done.
+-- It listens on every address; env BT_BIND=127.0.0.1 keeps it to one (the specs do).
 local bt = require "bt"
 local session = bt.session
 
@@ -14,7 +15,7 @@ if not torrent then
 end
 local peers = { table.unpack(arg, 3) }
 
-local s = session{ port = 0 }                            -- any free port
+local s = session{ port = 0, bind = os.getenv("BT_BIND") }   -- any free port
 local tor = s:add(torrent, { dir = dir, peers = peers,   -- trackers in the torrent are used too
                              policy = "bt.policy.default" })
 

@@ -941,7 +941,7 @@ describe("policy API v2 contract", function()
       -- only the eval can point lua5.4 at this checkout
       local d = subdir("library")
       os.execute("mkdir -p " .. H.q(d))
-      local cmd = ("cd %s && eval \"$(make -s env)\" && lua5.4 examples/library.lua %s %s %s"):format(
+      local cmd = ("cd %s && eval \"$(make -s env)\" && BT_BIND=127.0.0.1 lua5.4 examples/library.lua %s %s %s"):format(
         H.q(H.root), H.q(torrent), H.q(d), aria)
       local out, code = run_bounded("env -u LUA_PATH -u LUA_PATH_5_4 -u LUA_CPATH -u LUA_CPATH_5_4 sh -c "
         .. H.q(cmd), 40, true)
