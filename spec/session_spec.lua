@@ -500,7 +500,7 @@ describe("resume data", function()
     local info, have = reopen(dir)
     assert.are.equal(65, info.trusted)
     assert.are.equal(65, have:count())
-    local s = session.new{ port = 0 }
+    local s = session.new{ port = -1 }
     local t = s:add(torrent, { dir = dir, trackers = false, resume = false })   -- opt out
     assert.are.equal(0, s:resume_info(t).trusted)
     assert.is_true(t.complete)                                               -- by hashing

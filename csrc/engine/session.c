@@ -589,19 +589,24 @@ void bt_sess_free(bt_session *s)
         bt_throttle_stop(&s->throttle);
         if (s->signals) {
             /* Once a signal has stopped us the process is shutting down: a repeat of it
-             * (timeout(1) sends SIGTERM to the child and to its group) pending now would
-             * take the default action the moment libev unblocks it, and kill us before
-             * the exit code is out. Ignore what we already caught; otherwise libev
-             * restores the default action. */
-            if (s->got_signal) {
-                signal(SIGINT, SIG_IGN);
-                signal(SIGTERM, SIG_IGN);
-            }
+             * (timeout(1) sends SIGTERM to the child and to its group) must not take the
+             * default action that ev_signal_stop restores, or it kills us before the exit
+             * code is out. The signals stay blocked on this thread (the worker threads
+             * block them from birth) from before the stop until they are ignored, so no
+             * repeat finds the default action; one pending then is discarded. Without a
+             * caught signal libev's restored default is what the caller expects. */
+            sigset_t both, old;
+            sigemptyset(&both);
+            sigaddset(&both, SIGINT);
+            sigaddset(&both, SIGTERM);
+            if (s->got_signal)
+                pthread_sigmask(SIG_BLOCK, &both, &old);
             ev_signal_stop(s->loop, &s->sigint_w);
             ev_signal_stop(s->loop, &s->sigterm_w);
             if (s->got_signal) {
                 signal(SIGINT, SIG_IGN);
                 signal(SIGTERM, SIG_IGN);
+                pthread_sigmask(SIG_SETMASK, &old, NULL);
             }
             s->signals = false;
             signal_owner = NULL;
