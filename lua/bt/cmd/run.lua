@@ -19,7 +19,8 @@ function M.setup(cmd)
     .. "data is read or written, and the data is gone when bt-lua exits (--seed serves it until then).", "disk")
     :choices{ "disk", "memory" }
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
-  cmd:option("--bind", "Address to listen on.", "0.0.0.0")
+  cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
+    os.getenv("BT_BIND") or "0.0.0.0")
   cmd:option("--max-peers", "Most peers at once.", "50")
   cmd:option("--tick-ms", "Policy tick period in milliseconds.", "100")
   cmd:option("--timeout", "Give up when no peer is connected for this many seconds.", "60")

@@ -95,7 +95,8 @@ function M.setup(cmd)
     .. "once (never written), verify them, hold the data in memory and serve from there.", "disk")
     :choices{ "disk", "memory" }
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
-  cmd:option("--bind", "Address to listen on.", "0.0.0.0")
+  cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
+    os.getenv("BT_BIND") or "0.0.0.0")
   cmd:option("--max-peers", "Most peers at once.", "50")
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
