@@ -15,7 +15,7 @@
 local root = arg and arg[1] or "."
 
 local ORDER = {
-  { "core", { "buf", "ranges", "bitset", "ratelimit", "sha1" } },
+  { "core", { "buf", "mem", "ranges", "bitset", "ratelimit", "sha1" } },
   { "codec", { "bencode", "wire", "metainfo", "tracker_parse", "mse" } },
   { "storage", { "storage", "storage_mem" } },
   { "engine", { "tracker", "picker", "throttle", "worker", "peer", "torrent", "policy", "session" } },

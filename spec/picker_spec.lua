@@ -8,7 +8,7 @@ describe("engine picker (C)", function()
     local dir = H.tmpdir()
     local exe = dir .. "/picker_c_test"
     local out, built = H.build_c_test(exe,
-      "spec/picker_c_test.c csrc/engine/picker.c csrc/core/bitset.c csrc/core/ranges.c")
+      "spec/picker_c_test.c csrc/engine/picker.c csrc/core/bitset.c csrc/core/ranges.c csrc/core/mem.c")
     assert(built, out)
     for _, seed in ipairs({ "1", "2", "31337" }) do
       local res, ran = H.run_c_test(exe, seed, "3000")

@@ -1,6 +1,8 @@
 /* picker.c: availability levels as 64-ary bitmap trees (picker.h). */
 #include "engine/picker.h"
 
+#include "core/mem.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +14,10 @@ int bt_picker_init(bt_picker *pk, uint32_t npieces, uint32_t rot)
     pk->n = npieces;
     pk->rot = npieces ? rot % npieces : 0;
     pk->avail = calloc(npieces ? npieces : 1, sizeof *pk->avail);
-    return pk->avail ? 0 : -1;
+    if (!pk->avail)
+        return -1;
+    bt_mem_huge(pk->avail, (size_t)npieces * sizeof *pk->avail);   /* read at random by picks (core/mem.h) */
+    return 0;
 }
 
 void bt_picker_free(bt_picker *pk)

@@ -47,22 +47,15 @@ static size_t partial_size(uint32_t nb)
 }
 
 /* A new partial for a piece that has none (a fresh one); it leaves the picker.
- * Allocations of the common size come from t->spare when there is one: with
- * small pieces a pick starts dozens of them. NULL out of memory. */
+ * Records of the common size come from t->slab (core/mem.h: with small pieces a
+ * pick starts dozens of them), the last piece's from calloc. NULL out of memory. */
 static bt_partial *partial_new(bt_torrent *t, uint32_t piece, uint32_t level)
 {
     uint32_t nb = bt_piece_blocks(&t->pt, piece);
     bt_partial *pp;
-    if (nb == t->spare_nblocks && t->spare) {
-        pp = t->spare;
-        t->spare = pp->next;
-        t->nspare--;
-        memset(pp, 0, partial_size(nb));
-    } else {
-        pp = calloc(1, partial_size(nb));
-        if (!pp)
-            return NULL;
-    }
+    pp = nb == t->slab_nblocks ? bt_slab_alloc(&t->slab) : calloc(1, partial_size(nb));
+    if (!pp)
+        return NULL;
     pp->from = (uint64_t *)(pp + 1);
     pp->req = (uint8_t *)(pp->from + nb);
     pp->got = pp->req + nb;
@@ -120,13 +113,10 @@ static void partial_drop(bt_torrent *t, bt_partial *pp, bool back_to_picker)
     if (back_to_picker)
         bt_picker_add(&t->pk, pp->piece);   /* out of memory leaves it unpickable until restart */
     buf_release(t, pp);
-    if (pp->nblocks == t->spare_nblocks && t->nspare < BT_PARTIAL_SPARES) {
-        pp->next = t->spare;
-        t->spare = pp;
-        t->nspare++;
-    } else {
+    if (pp->nblocks == t->slab_nblocks)
+        bt_slab_put(&t->slab, pp);
+    else
         free(pp);
-    }
 }
 
 /* The buffer a piece is assembled in: from the pool, within BT_PIECE_BUF_TOTAL; NULL
@@ -1091,11 +1081,7 @@ static void torrent_release(bt_torrent *t)
 {
     while (t->partials)
         partial_drop(t, t->partials, false);
-    while (t->spare) {
-        bt_partial *n = t->spare->next;
-        free(t->spare);
-        t->spare = n;
-    }
+    bt_slab_free(&t->slab);
     bt_storage_close(t->st);
     bt_ranges_free(&t->have);
     bt_bitset_free(&t->open);
@@ -1149,6 +1135,8 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
     t->dir = mem ? NULL : strdup(o->dir);
     if (t->npieces <= BT_PMAP_MAX)
         t->pmap = calloc(t->npieces ? t->npieces : 1, sizeof *t->pmap);   /* NULL: list search */
+    if (t->pmap)   /* read at random by every pick and every block (core/mem.h) */
+        bt_mem_huge(t->pmap, (size_t)t->npieces * sizeof *t->pmap);
     if (pk != 0 || (!mem && !t->dir)) {
         snprintf(errbuf, errlen, "out of memory");
         torrent_release(t);
@@ -1159,8 +1147,9 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
         torrent_release(t);
         return NULL;
     }
-    t->spare_nblocks = t->npieces ? bt_piece_blocks(&(bt_peer_torrent){ .npieces = t->npieces,
+    t->slab_nblocks = t->npieces ? bt_piece_blocks(&(bt_peer_torrent){ .npieces = t->npieces,
         .piece_len = t->piece_len, .total = t->total }, 0) : 0;
+    bt_slab_init(&t->slab, partial_size(t->slab_nblocks));
     t->pt = (bt_peer_torrent){ .info_hash = m->info_hash, .npieces = t->npieces, .piece_len = t->piece_len,
                                .total = t->total, .have = &t->have, .st = t->st, .down = &t->down,
                                .up = &t->up };
@@ -1237,7 +1226,8 @@ uint64_t bt_torrent_memory(const bt_torrent *t)
         n += sizeof *p + (uint64_t)p->have.cap * sizeof(bt_range) + p->rcap + p->wbuf.cap +
              (p->sw.bits ? (uint64_t)(t->npieces + 63) / 64 * 8 : 0) +
              (uint64_t)p->qcap * sizeof(bt_req) + (p->uq ? BT_PEER_UPLOAD_QUEUE * sizeof *p->uq : 0);
+    n += t->slab.bytes;   /* the records of the common size, in use or kept */
     for (const bt_partial *pp = t->partials; pp; pp = pp->next)
-        n += sizeof *pp + (uint64_t)pp->nblocks * 10 + (pp->buf ? t->piece_len : 0);
+        n += (pp->nblocks == t->slab_nblocks ? 0 : partial_size(pp->nblocks)) + (pp->buf ? t->piece_len : 0);
     return n;
 }

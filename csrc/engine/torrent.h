@@ -26,6 +26,7 @@
 
 #include "codec/metainfo.h"
 #include "core/bitset.h"
+#include "core/mem.h"
 #include "core/ranges.h"
 #include "core/ratelimit.h"
 #include "engine/peer.h"
@@ -47,7 +48,6 @@
 /* Freed piece buffers are kept for reuse: a fresh 1 MiB malloc is an mmap whose 256
  * pages fault and get zeroed on first touch, about 0.3 s of system time per GiB. */
 #define BT_PIECE_POOL_BYTES    (64u << 20)
-#define BT_PARTIAL_SPARES      1024    /* partial records kept for reuse: a pick of 16 KiB pieces starts dozens */
 /* Bytes of finished pieces waiting for the worker before the torrent stops reading from
  * its peers until half of them are through: on two cores shared with a seed the worker
  * falls behind the network, and the backlog of piece buffers (up to BT_PIECE_BUF_TOTAL)
@@ -136,8 +136,8 @@ struct bt_torrent {
     uint32_t npartials;
     bt_bitset open;           /* pieces in progress with a block nobody was asked for */
     uint64_t partial_seq;
-    bt_partial *spare;        /* freed partials of the common size, for reuse */
-    uint32_t nspare, spare_nblocks;
+    bt_slab slab;             /* partial records of the common size (core/mem.h) */
+    uint32_t slab_nblocks;    /* blocks of a full piece: the common size */
     bt_partial **pmap;        /* piece -> its partial, when npieces <= BT_PMAP_MAX (else NULL: list search) */
     bt_peer *peers;
     uint32_t npeers, max_peers;   /* attached connections (closing ones too, until freed) */
