@@ -27,7 +27,8 @@ build = {
   modules = {
     ["bt.core"] = {
       sources = {
-        "csrc/core/bitset.c", "csrc/core/buf.c", "csrc/core/ranges.c", "csrc/core/ratelimit.c",
+        "csrc/core/bitset.c", "csrc/core/buf.c", "csrc/core/mem.c",
+        "csrc/core/ranges.c", "csrc/core/ratelimit.c",
         "csrc/core/sha1.c",
         "csrc/codec/bencode.c", "csrc/codec/metainfo.c", "csrc/codec/mse.c", "csrc/codec/tracker_parse.c",
         "csrc/codec/wire.c",

@@ -137,4 +137,19 @@ function H.run_c_test(exe, ...)
   return H.sh(table.concat(cmd, " "))
 end
 
+--- Build the seeded C test spec/NAME.c with `sources`, run it once per seed with
+-- `rounds`, and assert that every run says "all passed" (the model tests: picker, mem).
+function H.seeded_c_test(name, sources, seeds, rounds)
+  local dir = H.tmpdir()
+  local exe = dir .. "/" .. name
+  local out, built = H.build_c_test(exe, "spec/" .. name .. ".c " .. sources)
+  assert(built, out)
+  for _, seed in ipairs(seeds) do
+    local res, ran = H.run_c_test(exe, seed, rounds)
+    assert(ran, res)
+    assert(res:find("all passed", 1, true), res)
+  end
+  H.rmtree(dir)
+end
+
 return H

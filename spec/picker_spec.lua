@@ -5,16 +5,7 @@ local H = require "helpers"
 
 describe("engine picker (C)", function()
   it("gives the model's order: rarest or most common first, ties from the rotation start", function()
-    local dir = H.tmpdir()
-    local exe = dir .. "/picker_c_test"
-    local out, built = H.build_c_test(exe,
-      "spec/picker_c_test.c csrc/engine/picker.c csrc/core/bitset.c csrc/core/ranges.c csrc/core/mem.c")
-    assert(built, out)
-    for _, seed in ipairs({ "1", "2", "31337" }) do
-      local res, ran = H.run_c_test(exe, seed, "3000")
-      assert.is_true(ran, res)
-      assert.matches("all passed", res)
-    end
-    H.rmtree(dir)
+    H.seeded_c_test("picker_c_test", "csrc/engine/picker.c csrc/core/bitset.c csrc/core/ranges.c csrc/core/mem.c",
+      { "1", "2", "31337" }, "3000")
   end)
 end)
