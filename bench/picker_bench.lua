@@ -60,10 +60,10 @@ for _, plen in ipairs(plens) do
       local x = versions[vi]
       local t = run_driver(x, plen)
       res[vi][#res[vi] + 1] = t
-      io.stderr:write(("  run %d %-12s pick seed %7.1f us  half %7.1f us  tick %.3f ms  RSS/piece %.1f B"
-        .. "  /peer %.0f B\n")
-        :format(r, x.label, t.seed_cpu_med_us, t.half_cpu_med_us, t.tick_cpu_med_ms, t.bytes_per_piece,
-          t.bytes_per_peer))
+      io.stderr:write(("  run %d %-12s pick seed %7.1f us  half %7.1f us  fresh seed %7.1f us  half %7.1f us"
+        .. "  tick %.3f ms  RSS/piece %.1f B  /peer %.0f B\n")
+        :format(r, x.label, t.seed_cpu_med_us, t.half_cpu_med_us, t.fresh_seed_cpu_med_us or 0 / 0,
+          t.fresh_half_cpu_med_us or 0 / 0, t.tick_cpu_med_ms, t.bytes_per_piece, t.bytes_per_peer))
     end
   end
   local function m(vi, key)
