@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -181,6 +182,14 @@ static void tune_socket(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+static void on_listen_rested(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    bt_session *s = w->data;
+    if (s->lfd >= 0)
+        ev_io_start(loop, &s->lw);
+}
+
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     (void)loop;
@@ -190,9 +199,18 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
         int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            /* Out of descriptors (or kernel memory) the connection stays in the backlog
+             * and the level-triggered listener would fire again at once: a spin at 100 %
+             * of a core. Rest it; the timer starts it again. */
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                ev_io_stop(s->loop, &s->lw);
+                ev_timer_set(&s->lpause, BT_SESS_ACCEPT_PAUSE, 0);
+                ev_timer_start(s->loop, &s->lpause);
+            }
             return;
-        if (s->npending >= BT_SESS_MAX_PENDING) {
+        }
+        if (s->npending >= s->max_pending) {
             close(fd);
             continue;
         }
@@ -423,6 +441,35 @@ static void make_peer_id(uint8_t id[20])
         id[i] = (uint8_t)("0123456789abcdefghijklmnopqrstuvwxyz"[id[i] % 36]);
 }
 
+/* Descriptors: raise the soft limit to the hard one (servers do; the soft default is
+ * often 1024), then share it: BT_SESS_FD_RESERVE for the rest of the process, up to
+ * a quarter of what is left for handshakes, the remainder for peers. max_peers (the
+ * session's and each torrent's) is clamped to that; the caller reads fd_peers to say so. */
+static void fd_budget(bt_session *s)
+{
+    struct rlimit rl;
+    uint64_t soft = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        if (rl.rlim_cur < rl.rlim_max) {
+            struct rlimit up = { rl.rlim_max, rl.rlim_max };
+            if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+                rl.rlim_cur = rl.rlim_max;
+        }
+        soft = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX : (uint64_t)rl.rlim_cur;
+    }
+    if (soft > UINT32_MAX)
+        soft = UINT32_MAX;
+    uint64_t avail = soft > BT_SESS_FD_RESERVE + 2 ? soft - BT_SESS_FD_RESERVE : 2;
+    uint64_t pending = avail / 4 < BT_SESS_MAX_PENDING ? avail / 4 : BT_SESS_MAX_PENDING;
+    if (pending < 1)
+        pending = 1;
+    s->fd_limit = (uint32_t)soft;
+    s->max_pending = (uint32_t)pending;
+    s->fd_peers = (uint32_t)(avail - pending);
+    if (s->max_peers > s->fd_peers)
+        s->max_peers = s->fd_peers;
+}
+
 int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, const bt_policy_ops *policy,
                  void *policy_ud, const char **err)
 {
@@ -433,12 +480,15 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
     s->policy_ud = policy_ud;
     s->tick_s = o->tick_s > 0 ? o->tick_s : 0.1;
     s->max_peers = o->max_peers ? o->max_peers : BT_TORRENT_MAX_PEERS;
+    fd_budget(s);
     s->loop = ev_loop_new(EVFLAG_AUTO);
     if (!s->loop) {
         *err = "cannot create the event loop";
         return -1;
     }
     bt_throttle_init(&s->throttle, s->loop, on_retry, s);
+    ev_timer_init(&s->lpause, on_listen_rested, 0, 0);
+    s->lpause.data = s;
     bt_bucket_init(&s->down, 0, 0);
     bt_bucket_init(&s->up, 0, 0);
     bucket_limit(&s->down, o->max_down);
@@ -514,9 +564,10 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, c
     for (int i = 8; i < 20; i++)
         r = (r ^ s->env.peer_id[i]) * 16777619u;
     uint32_t id = ++s->next_tid;
+    uint32_t want_peers = o->max_peers ? o->max_peers : s->max_peers;
     bt_torrent_opts to = {
         .meta = m, .storage = o->storage, .dir = o->dir, .load = o->load,
-        .max_peers = o->max_peers ? o->max_peers : s->max_peers, .trust = o->trust,
+        .max_peers = want_peers < s->fd_peers ? want_peers : s->fd_peers, .trust = o->trust,
         .rot = m->num_pieces ? (r ^ id) % m->num_pieces : 0, .id = id, .env = &s->env, .worker = s->worker,
         .cb = &SESSION_TORRENT_CB, .ud = s,
     };
@@ -586,6 +637,7 @@ void bt_sess_free(bt_session *s)
     if (s->loop) {
         ev_prepare_stop(s->loop, &s->prep);
         ev_timer_stop(s->loop, &s->tickw);
+        ev_timer_stop(s->loop, &s->lpause);
         bt_throttle_stop(&s->throttle);
         if (s->signals) {
             /* Once a signal has stopped us the process is shutting down: a repeat of it

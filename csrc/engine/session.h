@@ -33,6 +33,9 @@
 #define BT_SESS_IDLE_TIMEOUT   180.0   /* we drop a peer silent for this long */
 #define BT_SESS_MAX_PENDING    64      /* incoming connections still in their handshake: each holds a
                                           read buffer, so a flood of idle sockets is refused */
+#define BT_SESS_FD_RESERVE     24      /* descriptors kept for everything but peers: the listener,
+                                          * epoll, eventfds, files being written, tracker sockets */
+#define BT_SESS_ACCEPT_PAUSE   0.1     /* s the listener rests when accept4 finds no descriptor */
 #define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
                                                 asks for; a session may raise it to BT_WIRE_MAX_BLOCK */
 #define BT_SESS_MAX_EVENTS     65536   /* queued events before new ones are dropped */
@@ -77,11 +80,15 @@ struct bt_session {
     bt_bucket down, up;       /* session-wide limits (rate 0: none) */
     int lfd;
     ev_io lw;
+    ev_timer lpause;          /* the listener rests after accept4 ran out of descriptors */
     ev_prepare prep;
     ev_timer tickw;
     uint16_t port;
     double tick_s, last_tick;
     uint32_t max_peers;
+    uint32_t fd_limit;        /* RLIMIT_NOFILE's soft limit, raised to the hard one at init */
+    uint32_t fd_peers;        /* peers the descriptors allow per torrent (max_peers is clamped to it) */
+    uint32_t max_pending;     /* handshakes in progress: BT_SESS_MAX_PENDING, or fewer descriptors */
     bt_torrent *torrents;
     uint32_t next_tid;
     uint64_t next_uid;

@@ -244,6 +244,21 @@ static int l_sess_limits(lua_State *L)
     return 1;
 }
 
+/* cs:fd_budget() -> { fd_limit =, fd_peers =, max_pending = }: the open-file limit
+ * (raised to the hard one), the peers per torrent it allows, handshakes at once  [-0, +1, -] */
+static int l_sess_fd_budget(lua_State *L)
+{
+    lsess *ls = check_sess(L, 1);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, ls->s.fd_limit);
+    lua_setfield(L, -2, "fd_limit");
+    lua_pushinteger(L, ls->s.fd_peers);
+    lua_setfield(L, -2, "fd_peers");
+    lua_pushinteger(L, ls->s.max_pending);
+    lua_setfield(L, -2, "max_pending");
+    return 1;
+}
+
 /* cs:signal() -> "SIGINT" | "SIGTERM" | nil: the signal that stopped run()  [-0, +1, -] */
 static int l_sess_signal(lua_State *L)
 {
@@ -452,7 +467,7 @@ void bt_open_session(lua_State *L, int mod)
         { "close", l_sess_close }, { "port", l_sess_port },     { "now", l_sess_now },
         { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce },
         { "signal", l_sess_signal }, { "set_limits", l_sess_set_limits },
-        { "limits", l_sess_limits }, { NULL, NULL },
+        { "limits", l_sess_limits }, { "fd_budget", l_sess_fd_budget }, { NULL, NULL },
     };
     luaL_newmetatable(L, SESSION_MT);
     lua_newtable(L);

@@ -84,7 +84,14 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
-  self.max_peers = opts.max_peers or 50
+  -- every peer is a descriptor: the core raised the soft open-file limit to the hard
+  -- one and clamps max_peers to what it allows; say so instead of failing later
+  local want, fd = opts.max_peers or 50, cs:fd_budget()
+  self.max_peers = math.min(want, fd.fd_peers)
+  if want > fd.fd_peers then
+    self.warning = ("max_peers %d lowered to %d: the open-file limit is %d (ulimit -n)")
+      :format(want, fd.fd_peers, fd.fd_limit)
+  end
   return self
 end
 

@@ -21,7 +21,7 @@ function M.setup(cmd)
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
   cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
     os.getenv("BT_BIND") or "0.0.0.0")
-  cmd:option("--max-peers", "Most peers at once.", "50")
+  cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
   cmd:option("--tick-ms", "Policy tick period in milliseconds.", "100")
   cmd:option("--timeout", "Give up when no peer is connected for this many seconds.", "60")
   cmd:option("--stall-timeout", "Give up when peers are connected but no block has arrived for this many "
@@ -68,6 +68,7 @@ function M.run(args)
   local down, up = seedcmd.rate_option(args, "max_down"), seedcmd.rate_option(args, "max_up")
   local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
     signals = true, max_down = down, max_up = up, max_request = seedcmd.request_option(args) }
+  if s.warning then io.stderr:write("bt-lua: ", s.warning, "\n") end
   local storage = args.storage   -- "disk" or "memory": argparse's choices
   local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
     policy = pol, peers = args.peer, trackers = not args.no_trackers, seed = args.seed })

@@ -97,7 +97,7 @@ function M.setup(cmd)
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
   cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
     os.getenv("BT_BIND") or "0.0.0.0")
-  cmd:option("--max-peers", "Most peers at once.", "50")
+  cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
   M.seed_options(cmd)
@@ -117,6 +117,7 @@ function M.run(args)
   local storage = args.storage   -- "disk" or "memory": argparse's choices
   local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
     max_down = down, max_up = up, max_request = M.request_option(args) }
+  if s.warning then io.stderr:write("bt-lua: ", s.warning, "\n") end
   -- trackers only once the data is known complete: an incomplete copy announces nothing
   local add = { storage = storage, peers = args.peer, seed = true, trackers = false }
   if storage == "memory" then add.load = args.dir else add.dir = args.dir end
