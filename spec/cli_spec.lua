@@ -71,16 +71,37 @@ describe("bt-lua info", function()
     H.rmtree(d)
   end)
 
-  it("fails with a message and exit 1 on bad input", function()
+  it("fails with a message, exit 2 for a bad or missing torrent and 1 for bad options", function()
     local out, code = H.btlua("info spec/fixtures/evil_path.torrent")
-    assert.are.equal(1, code)
+    assert.are.equal(2, code)
     assert.truthy(out:find("invalid torrent: path component is '.' or '..' (at byte 36)", 1, true), out)
     out, code = H.btlua("info /nonexistent.torrent")
-    assert.are.equal(1, code)
+    assert.are.equal(2, code)
     assert.truthy(out:find("No such file", 1, true), out)
     out, code = H.btlua("info")
     assert.are.equal(1, code)
     assert.truthy(out:find("missing argument 'torrent'", 1, true), out)
+  end)
+
+  it("refuses a name longer than 255 bytes the same way in info, run and seed", function()
+    local d = H.tmpdir()
+    local long = string.rep("n", 256)
+    local info = { name = "x", ["piece length"] = 16384, pieces = bt.sha1("a"),
+                   files = { { length = 1, path = { long } } } }
+    H.writefile(d .. "/long.torrent", bt.bencode({ info = info }))
+    local want = "invalid torrent: path component is longer than 255 bytes"
+    for _, cmd in ipairs({ "info %s", "run bt.policy.default %s -o %s/o --no-trackers --timeout 1",
+                           "seed %s --dir %s/o --no-trackers" }) do
+      local out, code = H.btlua(cmd:format(H.q(d .. "/long.torrent"), H.q(d)))
+      assert.are.equal(2, code, cmd .. ": " .. out)
+      assert.truthy(out:find(want, 1, true), cmd .. ": " .. out)
+    end
+    -- 255 bytes is a legal name
+    info.files[1].path = { long:sub(2) }
+    H.writefile(d .. "/ok.torrent", bt.bencode({ info = info }))
+    local out, code = H.btlua("info " .. H.q(d .. "/ok.torrent"))
+    assert.are.equal(0, code, out)
+    H.rmtree(d)
   end)
 
   it("has truthful --help", function()

@@ -27,6 +27,8 @@ static const char *component_problem(const char *p, size_t n)
 {
     if (n == 0)
         return "empty path component";
+    if (n > BT_META_MAX_NAME)
+        return "path component is longer than 255 bytes (the file systems' name limit)";
     if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
         return "path component is '.' or '..'";
     if (memchr(p, '/', n))

@@ -17,7 +17,7 @@
  *   has nothing to download or verify and zero pieces, so it is refused (as
  *   libtorrent does), which spares the engine a zero-piece special case;
  * - every path: a list of 1 .. BT_META_MAX_PATH_DEPTH safe components;
- * - a safe component is a non-empty string that is not "." or "..", and contains
+ * - a safe component is a string of 1 .. BT_META_MAX_NAME bytes that is not "." or "..", and contains
  *   no '/', no '\' (a separator on Windows: a torrent made there must not climb
  *   out of the folder when moved to a system that honours it) and no NUL; so no
  *   path is absolute and none climbs out of the download folder;
@@ -39,6 +39,7 @@
 
 #define BT_META_MAX_FILES      (1u << 22)   /* 4 M files: far past any real torrent */
 #define BT_META_MAX_PATH_DEPTH 64           /* components in one file path */
+#define BT_META_MAX_NAME 255                /* bytes in one path component (NAME_MAX) */
 #define BT_META_MAX_PIECE_LEN  (1u << 28)   /* 256 MiB pieces: no client makes larger */
 #define BT_META_MAX_PIECES     (1u << 24)   /* 16 M pieces */
 

@@ -100,7 +100,7 @@ typedef struct disk {
  * touches the file system, so it checks again what it is about to open. */
 static int safe_component(const char *p, size_t n)
 {
-    if (n == 0 || n > 255)   /* NAME_MAX on Linux file systems */
+    if (n == 0 || n > BT_META_MAX_NAME)   /* metainfo refused these already */
         return 0;
     if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
         return 0;

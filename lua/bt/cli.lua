@@ -60,6 +60,9 @@ function M.main(argv)
   return 1
 end
 
+--- Exit codes, the same for every command (docs/api.md "Command line").
+M.EXIT_ERROR, M.EXIT_TORRENT, M.EXIT_POLICY, M.EXIT_NOPEERS, M.EXIT_INCOMPLETE, M.EXIT_STALLED = 1, 2, 3, 4, 5, 6
+
 --- Raise a clean failure from a command: message to stderr, exit code `code` (default 1).
 function M.fail(message, code)
   error({ message = message, exit = code or 1 }, 0)

@@ -11,6 +11,7 @@
 --   s:run()
 local core = require "bt.core"
 local policy = require "bt.policy"
+local torrentmod = require "bt.torrent"
 
 local M = {}
 
@@ -30,31 +31,13 @@ M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
 local Session = {}
 Session.__index = Session
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
 --- A torrent given as a path, raw bytes ({bytes=...}), a bt.Metainfo, or an
 -- object carrying one in .meta. Returns the bt.Metainfo or nil, message.
 function M.metainfo(x)
   if type(x) == "string" then
-    local bytes, err = read_file(x)
-    if not bytes then return nil, "cannot read torrent: " .. tostring(err) end
-    local m, perr, off = core.meta_parse(bytes)
-    if not m then
-      return nil, ("invalid torrent %s: %s%s"):format(x, tostring(perr), off and (" at byte " .. off) or "")
-    end
-    return m
+    return torrentmod.read(x)
   elseif type(x) == "table" then
-    if x.bytes then
-      local m, perr, off = core.meta_parse(x.bytes)
-      if not m then return nil, ("invalid torrent: %s at byte %s"):format(perr, tostring(off)) end
-      return m
-    end
+    if x.bytes then return torrentmod.parse(x.bytes) end
     if x.meta then return x.meta end
   elseif type(x) == "userdata" then
     return x

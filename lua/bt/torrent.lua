@@ -134,6 +134,23 @@ local function read_file(path)
   return s
 end
 
+--- bt.torrent.parse(bytes) -> bt.Metainfo | nil, "invalid torrent: why (at byte N)"
+function M.parse(bytes)
+  local m, msg, off = core.meta_parse(bytes)
+  if not m then return nil, "invalid torrent: " .. msg .. at(off) end
+  return m
+end
+
+--- bt.torrent.read(path) -> bt.Metainfo | nil, message: the one way every command reads a
+-- .torrent file (the size cap, the parse, the message "PATH: invalid torrent: ...").
+function M.read(path)
+  local bytes, err = read_file(path)
+  if not bytes then return nil, "cannot read torrent: " .. err end
+  local m, msg = M.parse(bytes)
+  if not m then return nil, path .. ": " .. msg end
+  return m
+end
+
 --- bt.torrent.load(path_or_bytes) -> torrent | nil, message
 -- A string starting with "d" that contains "4:info" is taken as the bytes of a
 -- torrent, anything else as a path. Fields: info_hash (20 raw bytes),
@@ -145,14 +162,13 @@ function M.load(src)
   if type(src) ~= "string" then
     error("bt.torrent.load: expected a path or the bytes of a torrent, got " .. type(src), 2)
   end
-  local bytes = src
-  if not (src:sub(1, 1) == "d" and src:find("4:info", 1, true)) then
-    local err
-    bytes, err = read_file(src)
-    if not bytes then return nil, err end
+  local m, msg
+  if src:sub(1, 1) == "d" and src:find("4:info", 1, true) then
+    m, msg = M.parse(src)
+  else
+    m, msg = M.read(src)
   end
-  local m, msg, off = core.meta_parse(bytes)
-  if not m then return nil, "invalid torrent: " .. msg .. at(off) end
+  if not m then return nil, msg end
 
   local t = {
     meta = m,

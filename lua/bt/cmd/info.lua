@@ -26,7 +26,7 @@ end
 
 function M.run(args)
   local t, err = torrent.load(args.torrent)
-  if not t then cli.fail(args.torrent .. ": " .. err) end
+  if not t then cli.fail(err, cli.EXIT_TORRENT) end
   local P = M.printable
   local out = {}
   local function line(k, v) out[#out + 1] = string.format("%-12s %s", k .. ":", v) end

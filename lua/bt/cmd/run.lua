@@ -8,7 +8,8 @@ local seedcmd = require "bt.cmd.seed"
 
 local M = {}
 
-M.EXIT_TORRENT, M.EXIT_POLICY, M.EXIT_NOPEERS, M.EXIT_STALLED = 2, 3, 4, 6
+M.EXIT_TORRENT, M.EXIT_POLICY, M.EXIT_NOPEERS, M.EXIT_STALLED =
+  cli.EXIT_TORRENT, cli.EXIT_POLICY, cli.EXIT_NOPEERS, cli.EXIT_STALLED
 
 function M.setup(cmd)
   cmd:argument("policy", "Policy script (.lua file) or module name (bt.policy.default).")

@@ -7,7 +7,7 @@ local cli = require "bt.cli"
 
 local M = {}
 
-M.EXIT_TORRENT, M.EXIT_INCOMPLETE = 2, 5
+M.EXIT_TORRENT, M.EXIT_INCOMPLETE = cli.EXIT_TORRENT, cli.EXIT_INCOMPLETE
 -- How often the progress line is printed when stderr is not a terminal (seconds).
 M.PRINT_EVERY = 5
 
