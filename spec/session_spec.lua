@@ -236,6 +236,21 @@ describe("bt-lua run failures", function()
     assert.matches("must return a table", out)
   end)
 
+  it("a failing tracker is reported once per distinct failure, not once per retry", function()
+    local port = S.port()   -- nothing listens there
+    S.make_files(tmp, { ["d.bin"] = 40000 })
+    local torrent = S.mktorrent(tmp .. "/d.bin", tmp .. "/dead.torrent", 15, ("http://127.0.0.1:%d/announce"):format(port))
+    -- retries at 5 s: two announces fail the same way within the 7 s
+    local out, code = S.btlua(("run bt.policy.default %s -o %s/o3 --timeout 7"):format(torrent, tmp))
+    assert.are.equal(4, code, out)
+    local url = ("tracker http://127.0.0.1:%d/announce: "):format(port)
+    local n = select(2, out:gsub(url:gsub("%p", "%%%0"), ""))
+    assert.are.equal(1, n, out)
+    assert.truthy(out:find("(retrying in 5 s)", 1, true), out)
+    out = S.btlua(("run bt.policy.default %s -o %s/o3 --timeout 1 -q"):format(torrent, tmp))
+    assert.falsy(out:find(url, 1, true), out)   -- -q: nothing but the final message
+  end)
+
   it("no peers reachable within --timeout", function()
     local torrent = tmp .. "/x.torrent"
     local out, code = S.btlua(("run bt.policy.default %s -o %s/o2 --timeout 1 --no-trackers --peer 127.0.0.1:%d -q")

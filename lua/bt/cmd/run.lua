@@ -140,6 +140,12 @@ function M.run(args)
     end
   end
 
+  if not quiet then
+    seedcmd.report_trackers(s, function(msg)
+      io.stderr:write(isatty and "\r\27[K" or "", msg, "\n")   -- the status line redraws below it
+    end)
+  end
+
   s:on("tick", function(now)
     report(now, false)
     if t.complete then return end

@@ -60,6 +60,27 @@ function M.request_option(args)
   return r
 end
 
+--- Tell the user about tracker failures: each distinct failure of a tracker once (a
+-- tracker retrying with the same error says nothing new), and its recovery once.
+-- The text comes from the tracker: control bytes are escaped.
+function M.report_trackers(s, write)
+  local printable = require("bt.cmd.info").printable
+  local last = {}   -- url -> the last failure shown, false once it answered again
+  s:on("tracker", function(_, info)
+    local url = printable(tostring(info.url))
+    if info.ok then
+      if last[url] then write(("tracker %s: answered again (%d peers)"):format(url, info.peers or 0)) end
+      last[url] = false
+      return
+    end
+    local why = printable(tostring(info.error or "failed"))
+    if last[url] == why then return end
+    last[url] = why
+    write(("tracker %s: %s%s"):format(url, why,
+      info.retry_in and (" (retrying in %d s)"):format(math.floor(info.retry_in + 0.5)) or ""))
+  end)
+end
+
 --- Run the session while t seeds: until uploaded/total >= ratio, `time` seconds
 -- have passed, a signal, or t stops. Returns why it ended ("ratio", "time",
 -- "SIGINT", "SIGTERM", "stopped" or "error").
@@ -118,6 +139,7 @@ function M.run(args)
   local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
     max_down = down, max_up = up, max_request = M.request_option(args) }
   if s.warning then io.stderr:write("bt-lua: ", s.warning, "\n") end
+  if not args.quiet then M.report_trackers(s, function(msg) io.stderr:write(msg, "\n") end) end
   -- trackers only once the data is known complete: an incomplete copy announces nothing
   local add = { storage = storage, peers = args.peer, seed = true, trackers = false }
   if storage == "memory" then add.load = args.dir else add.dir = args.dir end
