@@ -239,7 +239,8 @@ describe("bt-lua run failures", function()
   it("a failing tracker is reported once per distinct failure, not once per retry", function()
     local port = S.port()   -- nothing listens there
     S.make_files(tmp, { ["d.bin"] = 40000 })
-    local torrent = S.mktorrent(tmp .. "/d.bin", tmp .. "/dead.torrent", 15, ("http://127.0.0.1:%d/announce"):format(port))
+    local torrent = S.mktorrent(tmp .. "/d.bin", tmp .. "/dead.torrent", 15,
+      ("http://127.0.0.1:%d/announce"):format(port))
     -- retries at 5 s: two announces fail the same way within the 7 s
     local out, code = S.btlua(("run bt.policy.default %s -o %s/o3 --timeout 7"):format(torrent, tmp))
     assert.are.equal(4, code, out)
