@@ -65,6 +65,37 @@ describe("bt.session", function()
     assert.is_true(os.time() - t0 < 10)
   end)
 
+  it("a policy that grows a table without bound is stopped by the memory limit; verified pieces stay", function()
+    local pieces, hoard, started = 0, {}, {}
+    local pol = {
+      on_piece = function(_, _, ok) if ok then pieces = pieces + 1 end end,
+      pick = function(t, peer)   -- at most 10 pieces: the download cannot complete first
+        for piece in t:rarest(peer) do
+          if #started >= 10 then break end
+          started[#started + 1] = piece
+          peer:request_blocks(piece)
+        end
+        for piece in t:partial(peer) do peer:request_blocks(piece) end
+      end,
+      tick = function()
+        if pieces < 3 then return end
+        for _ = 1, 500 do hoard[#hoard + 1] = string.rep("x", 1000) .. #hoard end   -- ~0.5 MB a tick
+      end,
+    }
+    -- the limit counts the whole Lua state, busted's included: 16 MiB above what it holds now
+    collectgarbage("collect")
+    local limit = math.floor(collectgarbage("count") * 1024) + 16 * 1024 * 1024
+    local d = dir()
+    local _, st = S.download(torrent, { dir = d, policy = pol, peers = peers(), trackers = false, keep = true,
+      policy_memory_limit = limit })
+    hoard = nil
+    assert.matches("policy hook 'tick' left Lua holding more than %d+ MiB", st.error)
+    assert.is_false(st.complete)
+    assert.is_true(st.pieces_done >= 3)
+    local _, st2 = S.download(torrent, { dir = d, peers = {}, trackers = false, timeout = 1 })
+    assert.is_true(st2.pieces_done >= 3)
+  end)
+
   it("impossible requests raise errors that name the mistake", function()
     local msgs = {}
     local function try(f, ...) local ok, e = pcall(f, ...); if not ok then msgs[#msgs + 1] = tostring(e) end end

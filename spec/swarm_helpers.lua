@@ -177,7 +177,8 @@ function S.download(torrent, opts)
   local session = require "bt.session"
   local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = opts.tick_ms or 50,
     idle_timeout = opts.idle_timeout, connect_timeout = opts.connect_timeout,
-    policy_time_limit = opts.policy_time_limit, keepalive = opts.keepalive }
+    policy_time_limit = opts.policy_time_limit, policy_memory_limit = opts.policy_memory_limit,
+    keepalive = opts.keepalive }
   local t = s:add(torrent, { dir = opts.dir, policy = opts.policy, peers = opts.peers,
     trackers = opts.trackers })
   local errors = {}

@@ -23,6 +23,25 @@ static double mono(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* The Lua state holds more than the limit, even after a full collection: a policy
+ * growing a table without bound would otherwise take the machine's memory. Checked
+ * from the count hook and after every hook call: O(1) unless over (then one
+ * collection). The state is shared with the application: the limit counts all of it. */
+static bool over_memory(lua_State *L, const lpolicy *lp)
+{
+    if (!lp->mem_limit || (uint64_t)lua_gc(L, LUA_GCCOUNT) * 1024 <= lp->mem_limit)
+        return false;
+    lua_gc(L, LUA_GCCOLLECT);
+    return (uint64_t)lua_gc(L, LUA_GCCOUNT) * 1024 > lp->mem_limit;
+}
+
+static const char *memory_message(lua_State *L, const lpolicy *lp)
+{
+    return lua_pushfstring(L, "policy hook '%s' left Lua holding more than %d MiB (policy_memory_limit): "
+                           "a table growing without bound?", lp->hook ? lp->hook : "?",
+                           (int)(lp->mem_limit >> 20));
+}
+
 static void count_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
@@ -30,13 +49,18 @@ static void count_hook(lua_State *L, lua_Debug *ar)
     if (lp && mono() > lp->deadline)
         luaL_error(L, "policy hook '%s' ran longer than %f s (endless loop?)", lp->hook ? lp->hook : "?",
                    lp->time_limit);
+    if (lp && over_memory(L, lp)) {
+        memory_message(L, lp);
+        lua_error(L);
+    }
 }
 
-void bt_lpolicy_init(lpolicy *lp, lua_State *L, double time_limit)
+void bt_lpolicy_init(lpolicy *lp, lua_State *L, double time_limit, uint64_t mem_limit)
 {
     memset(lp, 0, sizeof *lp);
     lp->L = L;
     lp->time_limit = time_limit;
+    lp->mem_limit = mem_limit;
 }
 
 void bt_lpolicy_free(lpolicy *lp)
@@ -234,6 +258,11 @@ static int call_hook(void *ud, bt_torrent *t, bt_hook h, const bt_hook_args *a, 
     lp->deadline = mono() + lp->time_limit;
     lua_sethook(L, count_hook, LUA_MASKCOUNT, COUNT_HOOK_EVERY);
     int r = lua_pcall(L, nargs, LUA_MULTRET, base);
+    if (r == LUA_OK && over_memory(L, lp)) {   /* a short hook that grows a table each call */
+        lua_settop(L, base);
+        memory_message(L, lp);
+        r = LUA_ERRMEM;
+    }
     g_active = saved;
     lp->hook = saved_hook;
     lp->deadline = saved_deadline;

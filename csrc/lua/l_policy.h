@@ -16,6 +16,7 @@ typedef struct lpolicy {
     lua_State *L;             /* the main thread, never a coroutine */
     double time_limit;        /* seconds one hook call may run */
     double deadline;          /* of the call in progress */
+    uint64_t mem_limit;       /* bytes of Lua memory the state may hold after a hook (0: none) */
     const char *hook;         /* its name */
     char *err;                /* the last failure's message */
     bt_value *elems;          /* the last array result's elements */
@@ -23,7 +24,7 @@ typedef struct lpolicy {
 } lpolicy;
 
 BT_HIDDEN extern const bt_policy_ops bt_lpolicy_ops;   /* ud: an lpolicy */
-BT_HIDDEN void bt_lpolicy_init(lpolicy *lp, lua_State *L, double time_limit);
+BT_HIDDEN void bt_lpolicy_init(lpolicy *lp, lua_State *L, double time_limit, uint64_t mem_limit);
 BT_HIDDEN void bt_lpolicy_free(lpolicy *lp);
 /* A complete policy table at idx (bt.policy.load makes one): every hook a function,
  * upload_slots an integer >= 0 (into *slots). Raises naming what is wrong. [-0, +0, v] */

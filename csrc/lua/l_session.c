@@ -24,6 +24,7 @@
 
 #define SESSION_MT "bt.Session"
 #define POLICY_TIME_LIMIT 2.0   /* default seconds one hook call may run before it is stopped */
+#define POLICY_MEMORY_LIMIT 1073741824.0   /* default bytes of Lua memory after a hook call (1 GiB) */
 #define MAX_RATE 1099511627776.0   /* 1 TiB/s, as l_torrent.c */
 
 typedef struct lsess {
@@ -146,7 +147,8 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
  * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
- * policy_time_limit (seconds one hook call may run, default 2), max_down, max_up (bytes/s, 0
+ * policy_time_limit (seconds one hook call may run, default 2), policy_memory_limit (bytes of Lua
+ * memory after a hook call, default 1 GiB, 0 none), max_down, max_up (bytes/s, 0
  * unlimited), max_request (largest block served, 16 KiB to 128 KiB, default 16 KiB), signals (true: SIGINT/SIGTERM
  * stop run() and are reported by cs:signal(); one such session per process) */
 static int l_session_new(lua_State *L)
@@ -171,6 +173,9 @@ static int l_session_new(lua_State *L)
     double limit = opt_num(L, 1, "policy_time_limit", POLICY_TIME_LIMIT);
     if (!(limit > 0 && limit <= 3600))
         luaL_argerror(L, 1, "policy_time_limit must be in (0, 3600] seconds");
+    double mlimit = opt_num(L, 1, "policy_memory_limit", POLICY_MEMORY_LIMIT);
+    if (!(mlimit == 0 || (mlimit >= 1 << 20 && mlimit <= 1099511627776.0)))
+        luaL_argerror(L, 1, "policy_memory_limit must be 0 (none) or in [1 MiB, 1 TiB] bytes");
     o.max_down = opt_num(L, 1, "max_down", 0);
     o.max_up = opt_num(L, 1, "max_up", 0);
     if (!(o.max_down >= 0 && o.max_down <= MAX_RATE) || !(o.max_up >= 0 && o.max_up <= MAX_RATE))
@@ -192,7 +197,7 @@ static int l_session_new(lua_State *L)
     lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
     ls->L = lua_tothread(L, -1);
     lua_pop(L, 1);
-    bt_lpolicy_init(&ls->pol, ls->L, limit);
+    bt_lpolicy_init(&ls->pol, ls->L, limit, (uint64_t)mlimit);
     bt_sess_cb cb = { .ud = ls, .event = on_event, .tick = on_tick, .peer_gone = on_peer_gone,
                       .torrent_gone = on_torrent_gone };
     const char *err = NULL;

@@ -27,6 +27,8 @@ function M.setup(cmd)
   cmd:option("--timeout", "Give up when no peer is connected for this many seconds.", "60")
   cmd:option("--stall-timeout", "Give up when peers are connected but no block has arrived for this many "
     .. "seconds (a policy that requests nothing, peers that never unchoke us); 0: never.", "300")
+  cmd:option("--policy-memory", "Stop the policy (exit 3) when Lua holds more than this after one of its "
+    .. "hooks, even after a full collection (K/M/G; 0: no limit).", "1G")
   cmd:option("--stats", "Write one JSON object per second to this file: the fields of t:stats() "
     .. "(docs/policy.md) and time, seconds since the start.")
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
@@ -67,8 +69,13 @@ function M.run(args)
   -- and announces "stopped" (bounded by session.STOPPED_WAIT), and we exit 0.
   local ratio, stime = seedcmd.num(args, "ratio", 0), seedcmd.num(args, "seed_time", 0)
   local down, up = seedcmd.rate_option(args, "max_down"), seedcmd.rate_option(args, "max_up")
+  local pmem = seedcmd.parse_rate(args.policy_memory)
+  if not pmem or (pmem > 0 and pmem < 1024 * 1024) then
+    cli.fail("--policy-memory must be a size like 512M (at least 1M), or 0")
+  end
   local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
-    signals = true, max_down = down, max_up = up, max_request = seedcmd.request_option(args) }
+    signals = true, max_down = down, max_up = up, max_request = seedcmd.request_option(args),
+    policy_memory_limit = pmem }
   if s.warning then io.stderr:write("bt-lua: ", s.warning, "\n") end
   local storage = args.storage   -- "disk" or "memory": argparse's choices
   local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
