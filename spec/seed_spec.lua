@@ -8,7 +8,7 @@ local socket = require "socket"
 -- How long a spec waits for a process to finish before failing (and killing it).
 local EXIT_WAIT = 20
 
-local start_btlua = S.start_btlua
+local start_btlua, read_or_empty = S.start_btlua, S.read_or_empty
 
 --- Wait (bounded) for the process to end; returns its exit code (nil: still running,
 -- then killed), and its log.
@@ -247,6 +247,30 @@ describe("rate limits", function()
     assert.are.equal(0, code, out)
     assert.are.equal(S.sha256(dir .. "/seed/payload.bin"), S.sha256(dir .. "/out/payload.bin"))
     check_time(secs, "download")
+  end)
+
+  it("a file replaced by a folder mid-download is not reported done, nor claimed by resume data", function()
+    local apid, aport = S.aria2_seed(torrent, dir .. "/seed")
+    pids[#pids + 1] = apid
+    local h = start_btlua(dir, ("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers --max-down 1M")
+      :format(H.q(torrent), H.q(dir .. "/out"), aport), 30)
+    pids[#pids + 1] = h.pid
+    local file = dir .. "/out/payload.bin"
+    local deadline = socket.gettime() + 10
+    while file_size(file) == 0 and socket.gettime() < deadline do socket.sleep(0.05) end
+    socket.sleep(0.5)   -- 1 MiB/s of 3 MiB: well before the end
+    assert.is_nil(S.rc_of(h), "finished before the file could be replaced: " .. read_or_empty(h.log))
+    assert.is_true(os.execute(("rm %s && mkdir %s"):format(H.q(file), H.q(file))) == true)
+    local rc, log = wait_exit(h, 20)
+    assert.are.equal(1, rc, log)
+    assert.truthy(log:find("payload.bin was replaced while being written", 1, true), log)
+    assert.falsy(log:find("done: ", 1, true), log)
+    -- whatever resume data exists does not vouch for the pieces: a new run finds none
+    os.execute("rmdir " .. H.q(file))
+    local out, code = S.btlua(("run bt.policy.default %s -o %s --peer 127.0.0.1:1 --no-trackers --timeout 1")
+      :format(H.q(torrent), H.q(dir .. "/out")))
+    assert.are.equal(4, code, out)
+    assert.falsy(out:find("100.0%%"), out)
   end)
 
   it("library: a torrent limit (t:set_limits) and a session limit (max_down) each hold", function()

@@ -73,6 +73,9 @@ typedef struct disk_file {
     char *path;        /* relative to dir: components joined by '/' (each one checked) */
     int64_t orig_size; /* size when opened (-1 missing); INT64_MAX once written past it */
     int slot;          /* index in the descriptor cache, or -1 */
+    dev_t dev;         /* the file opened at init: its path must still name it */
+    ino_t ino;
+    unsigned known : 1;   /* dev/ino recorded */
     unsigned dirty : 1;   /* written since the last sync: a descriptor evicted from the
                            * cache is closed without fsync, so sync must reopen it */
 } disk_file;
@@ -421,9 +424,35 @@ static int disk_present(bt_storage *s, uint32_t f, int64_t off, int64_t n)
  * descriptor was evicted (close() does not make data durable). Resume data
  * relies on this: what it claims must be on disk before the claim is. The flag
  * is cleared before the fsync, so a write landing meanwhile marks it again. */
+/* Each file's path still names the file we opened: one replaced by a folder, deleted
+ * or renamed while we wrote to it through a cached descriptor would otherwise be
+ * synced, claimed by resume data and reported done while the path holds nothing. */
+static int disk_same_files(bt_storage *s)
+{
+    disk *d = s->impl;
+    for (uint32_t i = 0; i < s->nfiles; i++) {
+        if (!d->f[i].known)
+            continue;
+        struct stat st;
+        if (fstatat(d->dirfd, d->f[i].path, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            bt_storage_seterr(s, "%s was removed or renamed while being written (%s)", d->f[i].path,
+                              strerror(errno));
+            return -1;
+        }
+        if (!S_ISREG(st.st_mode) || st.st_dev != d->f[i].dev || st.st_ino != d->f[i].ino) {
+            bt_storage_seterr(s, "%s was replaced while being written: it is no longer the file bt-lua wrote",
+                              d->f[i].path);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int disk_sync(bt_storage *s)
 {
     disk *d = s->impl;
+    if (disk_same_files(s) != 0)
+        return -1;
     for (uint32_t i = 0; i < s->nfiles; i++) {
         pthread_mutex_lock(&d->mu);
         int dirty = d->f[i].dirty;
@@ -545,6 +574,9 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
         if (fd < 0)
             return -1;
         d->f[i].orig_size = st.st_size;
+        d->f[i].dev = st.st_dev;
+        d->f[i].ino = st.st_ino;
+        d->f[i].known = 1;
         if (!ro && st.st_size < s->files[i].length && ftruncate(fd, (off_t)s->files[i].length) < 0) {
             bt_storage_seterr(s, "%s: cannot size to %lld bytes: %s", d->f[i].path,
                               (long long)s->files[i].length, strerror(errno));

@@ -136,7 +136,9 @@ int bt_storage_check_piece(bt_storage *s, uint32_t piece);
 int bt_storage_copy_piece(bt_storage *dst, bt_storage *src, uint32_t piece);
 
 /* fsync every file written since the last sync (also those whose descriptor
- * was evicted from the cache: they are reopened). 0 / -1. */
+ * was evicted from the cache: they are reopened). First, every file's path must
+ * still name the file opened (same device and inode): -1 with a message naming
+ * it when one was replaced, removed or renamed. 0 / -1. */
 int bt_storage_sync(bt_storage *s);
 
 /* The last error's message ("" if none). Valid until the next call on s. */

@@ -196,6 +196,12 @@ function M.run(args)
     return 0
   end
   if not failure and not t.complete then failure, code = t.error or "stopped before completion", 1 end
+  if not failure then
+    -- "done" means durable, and in the files named by the torrent: a path replaced
+    -- (by a folder, another file) while we wrote through a cached descriptor fails here
+    local synced, serr = t:sync()
+    if not synced then failure, code = "download complete but not saved: " .. tostring(serr), 1 end
+  end
   report(now, true)
   local st = t:stats()
   if failure then
