@@ -180,3 +180,34 @@ describe("transmission-cli leeching from a bt-lua seed", function()
     end)
   end)
 end)
+
+describe("a peer that requests and never reads", function()
+  it("gets nothing counted as uploaded and is dropped once our output stops draining", function()
+    local tmp, torrent = S.fixture("p.bin", 8 * 1024 * 1024, 3, 18)   -- 32 pieces of 256 KiB
+    local session = require "bt.session"
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 50, send_timeout = 2 }
+    local t = s:add(torrent, { dir = tmp .. "/seed", trackers = false, seed = true })
+    local why, uploaded_then
+    s:on("peer_disconnect", function(_, _, reason)
+      why = reason
+      uploaded_then = t:stats().uploaded
+    end)
+    local script = H.q(H.root .. "/spec/peers/nonreader.lua")
+    local pid = S.spawn(("%s lua5.4 %s %d %s 32 262144 30"):format(H.lua_env(), script, s.port,
+      require("bt.torrent").load(torrent).info_hash_hex), tmp .. "/nonreader.log")
+    local t0 = s.core:now()
+    s:run(function() return why ~= nil or s.core:now() - t0 > 20 end)
+    local secs = s.core:now() - t0
+    S.kill(pid)
+    s:close()
+    local log = S.read_or_empty(tmp .. "/nonreader.log")
+    H.rmtree(tmp)
+    assert.truthy(log:find("requested 400", 1, true), "the peer never got to ask: " .. log)
+    assert.are.equal("does not read what we send", why)
+    assert.is_true(secs < 12, ("dropped after %.1f s"):format(secs))
+    -- 400 blocks asked (6.25 MiB); the kernel takes ~4 MiB on loopback before our own
+    -- buffer stops draining: counted at send() that was "uploaded". Acknowledged: what
+    -- its 4 KiB receive buffer and the windows let through.
+    assert.is_true(uploaded_then < 1024 * 1024, ("counted %d bytes as uploaded"):format(uploaded_then))
+  end)
+end)

@@ -4,11 +4,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <math.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -189,6 +191,39 @@ bool bt_peer_set_choke(bt_peer *p, bool choke)
     return true;
 }
 
+/* send() took n more bytes. */
+static void sent(bt_peer *p, size_t n)
+{
+    p->out_sent += n;
+    p->last_drain = now_of(p);
+}
+
+/* The blocks the peer has acknowledged count as uploaded: what left our buffer and
+ * the kernel's send queue (SIOCOUTQ: bytes sent but not yet acked). A peer that asks
+ * and never reads gets nothing counted once the windows close (on loopback the
+ * kernel alone takes ~4 MiB of it: counted at send() that looked like an upload). */
+static void credit_acked(bt_peer *p)
+{
+    if (p->unsent_count == 0)
+        return;
+    uint64_t acked = p->out_sent;
+    int queued = 0;
+    if (p->fd >= 0 && ioctl(p->fd, SIOCOUTQ, &queued) == 0 && queued > 0 && (uint64_t)queued <= acked)
+        acked -= (uint64_t)queued;
+    uint32_t up = 0;
+    while (p->unsent_count > 0 && p->unsent[p->unsent_head].end <= acked) {
+        up += p->unsent[p->unsent_head].len;
+        p->unsent_head = (p->unsent_head + 1) % BT_PEER_UNSENT;
+        p->unsent_count--;
+    }
+    if (up == 0)
+        return;
+    p->up_total += up;
+    p->up_tick += up;
+    if (p->cb->uploaded)
+        p->cb->uploaded(p->ud, p, up);
+}
+
 void bt_peer_flush(bt_peer *p)
 {
     if (p->fd < 0 || p->closing || p->state == BT_PS_CONNECTING)
@@ -204,7 +239,9 @@ void bt_peer_flush(bt_peer *p)
             return;
         }
         bt_buf_consume(&p->wbuf, (size_t)r);
+        sent(p, (size_t)r);
     }
+    credit_acked(p);
     if (p->wbuf.len > 0)
         ev_io_start(p->env->loop, &p->ww);
     else
@@ -432,7 +469,6 @@ static void serve_batch(bt_peer *p)
     double now = now_of(p);
     bt_bucket_refill(bs[0], now);
     bt_bucket_refill(bs[1], now);
-    uint32_t served = 0;
     /* while choking, a fast peer's queue holds only allowed-fast requests (set_choke and
      * on_request filter them), which BEP 6 lets us serve */
     while (p->uqcount > 0 && !p->closing && (!p->am_choking || p->fast) && p->wbuf.len < BT_PEER_UPLOAD_WATER) {
@@ -455,7 +491,7 @@ static void serve_batch(bt_peer *p)
             bt_throttle_wait(p->env->throttle, bt_bucket_wait_chain(bs, 2, n));
             break;
         }
-        if (out_full(p, (size_t)n))
+        if (out_full(p, (size_t)n) || p->unsent_count == BT_PEER_UNSENT)
             break;
         if (bt_buf_reserve(&p->wbuf, (size_t)n) != 0) {
             bt_peer_close(p, "out of memory");
@@ -472,13 +508,12 @@ static void serve_batch(bt_peer *p)
         p->last_send = now;
         p->uqhead = (p->uqhead + 1) % BT_PEER_UPLOAD_QUEUE;
         p->uqcount--;
-        p->up_total += r.length;
-        p->up_tick += r.length;
-        served += r.length;
+        p->unsent[(p->unsent_head + p->unsent_count) % BT_PEER_UNSENT] =
+            (struct bt_unsent){ .end = p->out_sent + p->wbuf.len, .len = r.length };
+        p->unsent_count++;
     }
-    if (served && p->cb->uploaded)
-        p->cb->uploaded(p->ud, p, served);
 }
+
 
 /* Serve one batch (up to BT_PEER_UPLOAD_WATER) and send it at once. If the socket
  * took it all and requests remain, the write watcher wakes the loop right away for
@@ -862,7 +897,7 @@ bt_peer *bt_peer_new(const bt_peer_env *env, int fd, bool incoming, const struct
     p->choking = p->am_choking = true;
     p->reqq = BT_PEER_MAX_QUEUE;
     double now = ev_now(env->loop);
-    p->connected_at = p->last_recv = p->last_send = now;
+    p->connected_at = p->last_recv = p->last_send = p->last_drain = now;
     memcpy(&p->addr, sa, salen < sizeof p->addr ? salen : sizeof p->addr);
     char ip[INET6_ADDRSTRLEN] = "?";
     if (sa->sa_family == AF_INET) {
@@ -895,6 +930,7 @@ void bt_peer_close(bt_peer *p, const char *why)
 {
     if (p->closing)
         return;
+    credit_acked(p);   /* a leecher that got everything closes: its acks are in */
     p->closing = true;
     ev_io_stop(p->env->loop, &p->rw);
     ev_io_stop(p->env->loop, &p->ww);
@@ -928,6 +964,7 @@ void bt_peer_tick(bt_peer *p, double now, double dt)
             bt_peer_close(p, p->state == BT_PS_CONNECTING ? "connect timed out" : "handshake timed out");
         return;
     }
+    credit_acked(p);
     if (dt > 0) {
         /* EWMA with a time constant of about 2 s */
         double a = dt / 2.0 > 1 ? 1 : dt / 2.0;
@@ -937,6 +974,14 @@ void bt_peer_tick(bt_peer *p, double now, double dt)
     }
     if (now - p->last_recv > env->idle_timeout) {
         bt_peer_close(p, "idle timeout");
+        return;
+    }
+    if (p->wbuf.len == 0) {
+        p->last_drain = now;
+    } else if (now - p->last_drain > env->send_timeout) {
+        /* requests it never reads the answers to: it holds our memory and, counted by
+         * what we queued, looked like a peer we upload to */
+        bt_peer_close(p, "does not read what we send");
         return;
     }
     if (now - p->last_send > env->keepalive)

@@ -39,6 +39,7 @@
                                          more than 250 out (1 GiB to aria2c: 5.6 s at 500, 6.0 s at
                                          250, against libtorrent's seed 5.4-6.0 s) */
 #define BT_PEER_UPLOAD_WATER  (256u * 1024)  /* serve more blocks only below this much queued output */
+#define BT_PEER_UNSENT        512            /* piece messages in the output buffer, not yet sent */
 #define BT_FAST_SET           4       /* BEP 6 allowed-fast pieces offered per IPv4 peer (libtorrent: 10;
                                          a few let a new peer start without an unchoke) */
 
@@ -61,6 +62,7 @@ typedef struct bt_peer_env {
     uint16_t port;              /* our listening port (0: none) */
     uint32_t max_request;       /* largest block we serve; a larger request drops the peer */
     double connect_timeout, idle_timeout, keepalive;
+    double send_timeout;      /* output waiting this long with nothing taken: the peer does not read */
     bt_throttle *throttle;
     bt_bucket *down, *up;       /* the session's limits */
 } bt_peer_env;
@@ -155,6 +157,12 @@ struct bt_peer {
     struct bt_ureq { uint32_t index, begin, length; } *uq;
     uint32_t uqhead, uqcount;
     /* time and meters */
+    /* piece messages queued in wbuf and not yet taken by the kernel: uploaded counts a
+     * block once send() has taken its last byte (never what sits in our own buffer) */
+    struct bt_unsent { uint64_t end; uint32_t len; } unsent[BT_PEER_UNSENT];
+    uint32_t unsent_head, unsent_count;
+    uint64_t out_sent;                  /* bytes send() took, since the connection began */
+    double last_drain;                  /* wbuf was empty or send() took something */
     double connected_at, last_recv, last_send, last_block;
     uint64_t down_total, up_total, down_tick, up_tick;   /* bytes; *_tick since the last tick */
     double rate_down, rate_up;          /* bytes/s, smoothed over about 2 s */

@@ -499,6 +499,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
     env->max_request = o->max_request ? o->max_request : BT_SESS_MAX_REQUEST;
     env->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : BT_SESS_CONNECT_TIMEOUT;
     env->idle_timeout = o->idle_timeout > 0 ? o->idle_timeout : BT_SESS_IDLE_TIMEOUT;
+    env->send_timeout = o->send_timeout > 0 ? o->send_timeout : BT_SESS_SEND_TIMEOUT;
     env->keepalive = o->keepalive > 0 ? o->keepalive : BT_SESS_KEEPALIVE;
     env->throttle = &s->throttle;
     env->down = &s->down;

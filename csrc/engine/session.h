@@ -35,6 +35,7 @@
                                           read buffer, so a flood of idle sockets is refused */
 #define BT_SESS_FD_RESERVE     24      /* descriptors kept for everything but peers: the listener,
                                           * epoll, eventfds, files being written, tracker sockets */
+#define BT_SESS_SEND_TIMEOUT   60.0    /* s of output not taken before the peer is dropped */
 #define BT_SESS_ACCEPT_PAUSE   0.1     /* s the listener rests when accept4 finds no descriptor */
 #define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
                                                 asks for; a session may raise it to BT_WIRE_MAX_BLOCK */
@@ -107,7 +108,7 @@ struct bt_session {
 typedef struct bt_sess_opts {
     const char *bind;         /* listen address, NULL: 0.0.0.0 */
     int port;                 /* 0: ephemeral; -1: do not listen */
-    double tick_s, connect_timeout, idle_timeout, keepalive;
+    double tick_s, connect_timeout, idle_timeout, keepalive, send_timeout;
     uint32_t max_peers;
     double max_down, max_up;  /* bytes/s, 0: unlimited */
     uint32_t max_request;     /* largest block we serve (0: BT_SESS_MAX_REQUEST) */

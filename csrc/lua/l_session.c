@@ -165,6 +165,7 @@ static int l_session_new(lua_State *L)
         luaL_argerror(L, 1, "tick_ms must be in [1, 60000]");
     o.connect_timeout = opt_num(L, 1, "connect_timeout", BT_SESS_CONNECT_TIMEOUT);
     o.idle_timeout = opt_num(L, 1, "idle_timeout", BT_SESS_IDLE_TIMEOUT);
+    o.send_timeout = opt_num(L, 1, "send_timeout", BT_SESS_SEND_TIMEOUT);
     o.keepalive = opt_num(L, 1, "keepalive", BT_SESS_KEEPALIVE);
     double mp = opt_num(L, 1, "max_peers", BT_TORRENT_MAX_PEERS);
     if (mp < 1 || mp > 100000)

@@ -60,6 +60,7 @@ function M.new(opts)
   local cs, err = core.session_new({
     port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
     connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
+    send_timeout = opts.send_timeout,
     max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
     policy_memory_limit = opts.policy_memory_limit,
     signals = opts.signals, max_down = opts.max_down, max_up = opts.max_up,
