@@ -26,20 +26,27 @@ describe("bt.session", function()
     s:close()   -- idempotent
   end)
 
+  -- A pick that asks for at most 10 of the 65 pieces, so the download cannot complete
+  -- before a failure the spec provokes, however the verdicts are batched.
+  local function ten_pieces()
+    local started = {}
+    return function(t, peer)
+      for piece in t:rarest(peer) do
+        if #started >= 10 then break end
+        started[#started + 1] = piece
+        peer:request_blocks(piece)
+      end
+      for piece in t:partial(peer) do peer:request_blocks(piece) end
+    end
+  end
+
   it("a policy that throws stops its torrent with file:line and a traceback; verified pieces stay", function()
-    local pieces, started = 0, {}
+    local pieces, pick = 0, ten_pieces()
     local pol = {
       on_piece = function(_, _, ok) if ok then pieces = pieces + 1 end end,
-      -- at most 10 of the 65 pieces are ever asked for, so the download cannot complete
-      -- before the error, however the verdicts are batched
       pick = function(t, peer)
         if pieces >= 3 then error("boom from the policy") end
-        for piece in t:rarest(peer) do
-          if #started >= 10 then break end
-          started[#started + 1] = piece
-          peer:request_blocks(piece)
-        end
-        for piece in t:partial(peer) do peer:request_blocks(piece) end
+        pick(t, peer)
       end,
     }
     local d = dir()
@@ -66,17 +73,10 @@ describe("bt.session", function()
   end)
 
   it("a policy that grows a table without bound is stopped by the memory limit; verified pieces stay", function()
-    local pieces, hoard, started = 0, {}, {}
+    local pieces, hoard = 0, {}
     local pol = {
       on_piece = function(_, _, ok) if ok then pieces = pieces + 1 end end,
-      pick = function(t, peer)   -- at most 10 pieces: the download cannot complete first
-        for piece in t:rarest(peer) do
-          if #started >= 10 then break end
-          started[#started + 1] = piece
-          peer:request_blocks(piece)
-        end
-        for piece in t:partial(peer) do peer:request_blocks(piece) end
-      end,
+      pick = ten_pieces(),
       tick = function()
         if pieces < 3 then return end
         for _ = 1, 500 do hoard[#hoard + 1] = string.rep("x", 1000) .. #hoard end   -- ~0.5 MB a tick
