@@ -514,7 +514,6 @@ static void serve_batch(bt_peer *p)
     }
 }
 
-
 /* Serve one batch (up to BT_PEER_UPLOAD_WATER) and send it at once. If the socket
  * took it all and requests remain, the write watcher wakes the loop right away for
  * the next batch: without it the seed slept until the leecher's next packet or the
@@ -979,8 +978,7 @@ void bt_peer_tick(bt_peer *p, double now, double dt)
     if (p->wbuf.len == 0) {
         p->last_drain = now;
     } else if (now - p->last_drain > env->send_timeout) {
-        /* requests it never reads the answers to: it holds our memory and, counted by
-         * what we queued, looked like a peer we upload to */
+        /* it asks and never reads the answers: it holds our memory and an upload slot */
         bt_peer_close(p, "does not read what we send");
         return;
     }

@@ -39,7 +39,7 @@
                                          more than 250 out (1 GiB to aria2c: 5.6 s at 500, 6.0 s at
                                          250, against libtorrent's seed 5.4-6.0 s) */
 #define BT_PEER_UPLOAD_WATER  (256u * 1024)  /* serve more blocks only below this much queued output */
-#define BT_PEER_UNSENT        512            /* piece messages in the output buffer, not yet sent */
+#define BT_PEER_UNSENT        512            /* blocks queued or sent and not yet acknowledged */
 #define BT_FAST_SET           4       /* BEP 6 allowed-fast pieces offered per IPv4 peer (libtorrent: 10;
                                          a few let a new peer start without an unchoke) */
 
@@ -156,13 +156,13 @@ struct bt_peer {
     /* the peer's requests of us: a ring of BT_PEER_UPLOAD_QUEUE, made on first use */
     struct bt_ureq { uint32_t index, begin, length; } *uq;
     uint32_t uqhead, uqcount;
-    /* time and meters */
-    /* piece messages queued in wbuf and not yet taken by the kernel: uploaded counts a
-     * block once send() has taken its last byte (never what sits in our own buffer) */
+    /* blocks in wbuf or the kernel's send queue, not yet acknowledged: uploaded counts
+     * a block once its last byte is acknowledged (end: its offset in our output stream) */
     struct bt_unsent { uint64_t end; uint32_t len; } unsent[BT_PEER_UNSENT];
     uint32_t unsent_head, unsent_count;
     uint64_t out_sent;                  /* bytes send() took, since the connection began */
     double last_drain;                  /* wbuf was empty or send() took something */
+    /* time and meters */
     double connected_at, last_recv, last_send, last_block;
     uint64_t down_total, up_total, down_tick, up_tick;   /* bytes; *_tick since the last tick */
     double rate_down, rate_up;          /* bytes/s, smoothed over about 2 s */
