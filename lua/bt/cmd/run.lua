@@ -19,10 +19,7 @@ function M.setup(cmd)
     .. "hold the data in memory only (for experiments): nothing is created under --output, no resume "
     .. "data is read or written, and the data is gone when bt-lua exits (--seed serves it until then).", "disk")
     :choices{ "disk", "memory" }
-  cmd:option("--port", "Port to listen on (0: any free port).", "0")
-  cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
-    os.getenv("BT_BIND") or "0.0.0.0")
-  cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
+  seedcmd.listen_options(cmd)
   cmd:option("--tick-ms", "Policy tick period in milliseconds.", "100")
   cmd:option("--timeout", "Give up when no peer is connected for this many seconds.", "60")
   cmd:option("--stall-timeout", "Give up when peers are connected but no block has arrived for this many "
@@ -76,7 +73,7 @@ function M.run(args)
   local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
     signals = true, max_down = down, max_up = up, max_request = seedcmd.request_option(args),
     policy_memory_limit = pmem }
-  if s.warning then io.stderr:write("bt-lua: ", s.warning, "\n") end
+  seedcmd.warn(s)
   local storage = args.storage   -- "disk" or "memory": argparse's choices
   local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
     policy = pol, peers = args.peer, trackers = not args.no_trackers, seed = args.seed })

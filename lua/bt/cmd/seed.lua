@@ -40,6 +40,19 @@ local function num(args, name, min)
 end
 M.num = num
 
+--- Listening options shared by run and seed.
+function M.listen_options(cmd)
+  cmd:option("--port", "Port to listen on (0: any free port).", "0")
+  cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
+    os.getenv("BT_BIND") or "0.0.0.0")
+  cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
+end
+
+--- The session's warning (max_peers lowered to the open-file limit), for run and seed.
+function M.warn(s)
+  if s.warning then io.stderr:write("bt-lua: ", s.warning, "\n") end
+end
+
 --- Seeding options shared by run and seed.
 function M.seed_options(cmd)
   cmd:option("--ratio", "Stop seeding once uploaded / total size reaches this.")
@@ -115,10 +128,7 @@ function M.setup(cmd)
   cmd:option("--storage", "disk: serve from the files in --dir. memory: read the files in --dir "
     .. "once (never written), verify them, hold the data in memory and serve from there.", "disk")
     :choices{ "disk", "memory" }
-  cmd:option("--port", "Port to listen on (0: any free port).", "0")
-  cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
-    os.getenv("BT_BIND") or "0.0.0.0")
-  cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
+  M.listen_options(cmd)
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
   M.seed_options(cmd)
@@ -138,7 +148,7 @@ function M.run(args)
   local storage = args.storage   -- "disk" or "memory": argparse's choices
   local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
     max_down = down, max_up = up, max_request = M.request_option(args) }
-  if s.warning then io.stderr:write("bt-lua: ", s.warning, "\n") end
+  M.warn(s)
   if not args.quiet then M.report_trackers(s, function(msg) io.stderr:write(msg, "\n") end) end
   -- trackers only once the data is known complete: an incomplete copy announces nothing
   local add = { storage = storage, peers = args.peer, seed = true, trackers = false }
