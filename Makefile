@@ -86,13 +86,14 @@ lint: deps
 	$(LUA) scripts/check_layers.lua
 
 # BT_BIND: every bt-lua a spec starts listens on 127.0.0.1 only (--bind's default).
+# BT_MAX_PER_IP=0: every peer of a spec is on 127.0.0.1, one host; lift the per-host cap.
 unit:
-	BT_BIND=127.0.0.1 $(BUSTED) --lua=$(LUA) spec
+	BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 $(BUSTED) --lua=$(LUA) spec
 
 asan: deps $(ASAN_MODULE)
 	BT_CPATH='$(CURDIR)/build/asan/?.so' LUA_CPATH_5_4='$(CURDIR)/build/asan/?.so;;' LD_PRELOAD='$(ASAN_PRELOAD)' \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  BT_BIND=127.0.0.1 $(BUSTED) --lua=$(LUA) spec
+	  BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 $(BUSTED) --lua=$(LUA) spec
 
 # mse_fuzz compiles mse.c into itself (it calls its statics): rebuild it when it changes
 build/fuzz/mse_fuzz: csrc/codec/mse.c

@@ -283,6 +283,26 @@ describe("bt-lua run failures", function()
     assert.falsy(out:find(url, 1, true), out)   -- -q: nothing but the final message
   end)
 
+  it("--stats says how each tracker stands: its last failure, failures in a row, next try", function()
+    local cjson = require "cjson"
+    local port = S.port()   -- nothing listens there
+    S.make_files(tmp, { ["d.bin"] = 40000 })
+    local torrent = S.mktorrent(tmp .. "/d.bin", tmp .. "/dead2.torrent", 15,
+      ("http://127.0.0.1:%d/announce"):format(port))
+    local stats = tmp .. "/dead2.json"
+    local out, code = S.btlua(("run bt.policy.default %s -o %s/o4 --timeout 2 -q --stats %s"):format(torrent, tmp,
+      stats))
+    assert.are.equal(4, code, out)
+    local last
+    for line in io.lines(stats) do last = cjson.decode(line) end
+    local tr = last.trackers[("http://127.0.0.1:%d/announce"):format(port)]
+    assert.is_table(tr, H.readfile(stats))
+    assert.is_false(tr.ok)
+    assert.truthy(tostring(tr.error):find("onnect", 1, true) or tostring(tr.error):find("refused", 1, true), tr.error)
+    assert.is_true(tr.fails >= 1)
+    assert.is_true(tr.next_in > 0 and tr.next_in <= 5)
+  end)
+
   it("no peers reachable within --timeout", function()
     local torrent = tmp .. "/x.torrent"
     local out, code = S.btlua(("run bt.policy.default %s -o %s/o2 --timeout 1 --no-trackers --peer 127.0.0.1:%d -q")

@@ -171,6 +171,8 @@ bool bt_peer_set_choke(bt_peer *p, bool choke)
     if (p->state != BT_PS_ACTIVE || p->closing || p->am_choking == choke)
         return false;
     p->am_choking = choke;
+    if (!choke)
+        p->unchoked_at = ev_now(p->env->loop);
     if (choke) {
         if (p->fast && p->uq) {
             /* BEP 6: queued requests are rejected explicitly, except allowed-fast ones */
@@ -218,6 +220,7 @@ static void credit_acked(bt_peer *p)
     }
     if (up == 0)
         return;
+    p->last_upload = ev_now(p->env->loop);
     p->up_total += up;
     p->up_tick += up;
     if (p->cb->uploaded)

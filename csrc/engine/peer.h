@@ -164,6 +164,8 @@ struct bt_peer {
     double last_drain;                  /* wbuf was empty or send() took something */
     /* time and meters */
     double connected_at, last_recv, last_send, last_block;
+    double last_upload;                 /* a block of ours was last acknowledged (0: never) */
+    double unchoked_at;                 /* we last unchoked it */
     uint64_t down_total, up_total, down_tick, up_tick;   /* bytes; *_tick since the last tick */
     double rate_down, rate_up;          /* bytes/s, smoothed over about 2 s */
     double rtt, min_rtt;                /* request to block: smoothed (queueing included), lowest */

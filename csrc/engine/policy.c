@@ -282,8 +282,11 @@ static void maybe_choke(bt_torrent *t, double now)
     bt_sched *s = t->sched;
     if (t->stopped || !s->has[BT_HOOK_CHOKE])
         return;
+    /* a peer waits for a slot: an extra round if one is free or one is wasted on a peer
+     * that takes nothing (sockets that say interested and never request held every slot) */
     if (now >= s->next_choke ||
-        (t->choke_wanted && t->unchoked < t->upload_slots && now >= s->last_round + BT_CHOKE_EXTRA_GAP))
+        (t->choke_wanted && now >= s->last_round + BT_CHOKE_EXTRA_GAP
+         && (t->unchoked < t->upload_slots || bt_torrent_wasted_slot(t, now))))
         choke_round(t, now);
 }
 

@@ -139,12 +139,12 @@ static int p_handshake(void *ud, bt_peer *p, const bt_handshake *hs, const char 
         *why = "handshake for a torrent we do not serve";
         return -1;
     }
-    if (t->npeers >= t->max_peers) {
-        *why = "too many peers";
-        return -1;
-    }
     if (bt_torrent_banned(t, p->address)) {
         *why = "banned";
+        return -1;
+    }
+    if (!bt_torrent_make_room(t, ev_now(s->loop), s->evict_idle)) {
+        *why = "too many peers";
         return -1;
     }
     pending_unlink(s, p);
@@ -182,6 +182,53 @@ static void tune_socket(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+/* Same host: the address without the port (an IPv4-mapped IPv6 address is its IPv4). */
+static bool same_host(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+    if (a->sa_family != b->ss_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      16) == 0;
+    return false;
+}
+
+/* Live connections with the host of sa: in their handshake, and (unless pending_only)
+ * attached to any torrent. A linear scan: a few hundred connections at most. */
+static uint32_t conns_from(const bt_session *s, const struct sockaddr *sa, bool pending_only)
+{
+    uint32_t n = 0;
+    for (const bt_peer *p = s->pending; p; p = p->next)
+        n += !p->closing && same_host(sa, &p->addr);
+    if (!pending_only)
+        for (const bt_torrent *t = s->torrents; t; t = t->next)
+            for (const bt_peer *p = t->peers; p; p = p->next)
+                n += !p->closing && same_host(sa, &p->addr);
+    return n;
+}
+
+/* The handshake queue is full: its oldest connection makes room for the new one. A
+ * real peer sends its handshake within a round trip of connecting, so sockets that
+ * connect and stay silent (reconnecting as soon as they are closed) cannot hold the
+ * queue: a newcomer is only pushed out by max_pending later arrivals. Refusing the
+ * newcomer instead let 64 such sockets lock every peer out. */
+static void pending_make_room(bt_session *s)
+{
+    bt_peer *old = NULL;
+    for (bt_peer *p = s->pending; p; p = p->next)   /* newest first: the last live one is the oldest */
+        if (!p->closing)
+            old = p;
+    if (!old)
+        return;
+    bt_peer_close(old, "handshake queue full: too slow to send a handshake");
+    if (s->cb.peer_gone)
+        s->cb.peer_gone(s->cb.ud, old);
+    pending_unlink(s, old);
+    bt_peer_free(old);
+}
+
 static void on_listen_rested(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
@@ -210,10 +257,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             }
             return;
         }
-        if (s->npending >= s->max_pending) {
+        /* Per host: at most max_per_ip connections, half of them in their handshake. */
+        if (s->max_per_ip && (conns_from(s, (struct sockaddr *)&sa, false) >= s->max_per_ip
+                              || conns_from(s, (struct sockaddr *)&sa, true) >= (s->max_per_ip + 1) / 2)) {
             close(fd);
             continue;
         }
+        if (s->npending >= s->max_pending)
+            pending_make_room(s);
         tune_socket(fd);
         bt_peer *p = bt_peer_new(&s->env, fd, true, (struct sockaddr *)&sa, sl, ++s->next_uid, &SESSION_PEER_CB, s);
         if (!p) {
@@ -232,10 +283,6 @@ int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, co
 {
     if (t->stopped) {
         *err = "torrent is stopped";
-        return -1;
-    }
-    if (t->npeers >= t->max_peers) {
-        *err = "too many peers";
         return -1;
     }
     if (port <= 0 || port > 65535) {
@@ -268,6 +315,14 @@ int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, co
     }
     if (bt_torrent_connected_to(t, addr)) {
         *err = "already connected";
+        return -1;
+    }
+    if (s->max_per_ip && conns_from(s, (struct sockaddr *)&ss, false) >= s->max_per_ip) {
+        *err = "too many connections to this address (max_per_ip)";
+        return -1;
+    }
+    if (!bt_torrent_make_room(t, ev_now(s->loop), s->evict_idle)) {
+        *err = "too many peers";
         return -1;
     }
     int fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -335,8 +390,12 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     s->last_tick = now;
     for (bt_torrent *t = s->torrents; t; t = t->next)
         bt_torrent_tick(t, now, dt);
-    for (bt_peer *p = s->pending; p; p = p->next)
+    bool busy = 2 * s->npending > s->max_pending;   /* the queue is filling: a shorter timeout */
+    for (bt_peer *p = s->pending; p; p = p->next) {
+        if (busy && !p->closing && now - p->connected_at > BT_SESS_HS_BUSY_TIMEOUT)
+            bt_peer_close(p, "handshake timed out (queue busy)");
         bt_peer_tick(p, now, dt);
+    }
     for (bt_torrent *t = s->torrents; t; t = t->next)
         bt_policy_tick(t, now);
     if (s->cb.tick)
@@ -480,6 +539,8 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
     s->policy_ud = policy_ud;
     s->tick_s = o->tick_s > 0 ? o->tick_s : 0.1;
     s->max_peers = o->max_peers ? o->max_peers : BT_TORRENT_MAX_PEERS;
+    s->max_per_ip = o->max_per_ip >= 0 ? (uint32_t)o->max_per_ip : BT_SESS_MAX_PER_IP;
+    s->evict_idle = o->evict_idle > 0 ? o->evict_idle : BT_TORRENT_EVICT_IDLE;
     fd_budget(s);
     s->loop = ev_loop_new(EVFLAG_AUTO);
     if (!s->loop) {

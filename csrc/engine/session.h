@@ -35,6 +35,12 @@
                                           read buffer, so a flood of idle sockets is refused */
 #define BT_SESS_FD_RESERVE     24      /* descriptors kept for everything but peers: the listener,
                                           * epoll, eventfds, files being written, tracker sockets */
+#define BT_SESS_MAX_PER_IP     8       /* connections with one host (half of them in their handshake):
+                                          libtorrent allows one per torrent by default; a few more let
+                                          clients behind one NAT in. Loopback tests lift it (0: none) */
+#define BT_SESS_HS_BUSY_TIMEOUT 2.0    /* s an incoming connection may take to handshake while the queue
+                                          is more than half full (a real peer needs one round trip);
+                                          when it is full, the oldest makes room for a new one */
 #define BT_SESS_SEND_TIMEOUT   60.0    /* s of output not taken before the peer is dropped */
 #define BT_SESS_ACCEPT_PAUSE   0.1     /* s the listener rests when accept4 finds no descriptor */
 #define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
@@ -90,6 +96,8 @@ struct bt_session {
     uint32_t fd_limit;        /* RLIMIT_NOFILE's soft limit, raised to the hard one at init */
     uint32_t fd_peers;        /* peers the descriptors allow per torrent (max_peers is clamped to it) */
     uint32_t max_pending;     /* handshakes in progress: BT_SESS_MAX_PENDING, or fewer descriptors */
+    uint32_t max_per_ip;      /* connections with one host (0: no cap) */
+    double evict_idle;        /* bt_torrent_make_room's idle (BT_TORRENT_EVICT_IDLE) */
     bt_torrent *torrents;
     uint32_t next_tid;
     uint64_t next_uid;
@@ -109,7 +117,9 @@ typedef struct bt_sess_opts {
     const char *bind;         /* listen address, NULL: 0.0.0.0 */
     int port;                 /* 0: ephemeral; -1: do not listen */
     double tick_s, connect_timeout, idle_timeout, keepalive, send_timeout;
+    double evict_idle;        /* s without payload before a peer may make room for another (0: default) */
     uint32_t max_peers;
+    int max_per_ip;           /* connections with one host: -1 BT_SESS_MAX_PER_IP, 0 no cap */
     double max_down, max_up;  /* bytes/s, 0: unlimited */
     uint32_t max_request;     /* largest block we serve (0: BT_SESS_MAX_REQUEST) */
     bool signals;             /* catch SIGINT/SIGTERM: stop the loop, note the signal (one session per process) */

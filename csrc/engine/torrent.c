@@ -642,7 +642,7 @@ int bt_torrent_attach(bt_torrent *t, bt_peer *p, const char **why)
         *why = "torrent is stopped";
         return -1;
     }
-    if (t->npeers >= t->max_peers) {
+    if (bt_torrent_live_peers(t) >= t->max_peers) {
         *why = "too many peers";
         return -1;
     }
@@ -663,6 +663,54 @@ int bt_torrent_attach(bt_torrent *t, bt_peer *p, const char **why)
     t->peers = p;
     t->npeers++;
     return 0;
+}
+
+/* How little we would lose by dropping p (higher: evict first), or -1: keep it. */
+static double evict_score(const bt_torrent *t, const bt_peer *p, double now, double min_idle)
+{
+    if (p->closing || now - p->connected_at < min_idle / 3)
+        return -1;
+    double last = p->last_block > p->last_upload ? p->last_block : p->last_upload;
+    double idle = now - (last > 0 ? last : p->connected_at);
+    if (p->state == BT_PS_ACTIVE && idle < min_idle)
+        return -1;
+    double score = idle;   /* idle longest first */
+    if (t->complete && p->sw.seed)
+        score += 2e9;      /* two seeds have nothing to give each other */
+    else if (!p->interested && !p->am_interested)
+        score += 1e9;      /* neither side wants anything */
+    return score;
+}
+
+bool bt_torrent_make_room(bt_torrent *t, double now, double idle)
+{
+    if (bt_torrent_live_peers(t) < t->max_peers)
+        return true;
+    bt_peer *victim = NULL;
+    double best = -1;
+    for (bt_peer *p = t->peers; p; p = p->next) {
+        double sc = evict_score(t, p, now, idle);
+        if (sc > best) {
+            best = sc;
+            victim = p;
+        }
+    }
+    if (!victim)
+        return false;
+    bt_peer_close(victim, "evicted to make room for a new peer");
+    return true;
+}
+
+bool bt_torrent_wasted_slot(const bt_torrent *t, double now)
+{
+    for (const bt_peer *p = t->peers; p; p = p->next) {
+        if (p->state != BT_PS_ACTIVE || p->closing || p->am_choking || p->uqcount > 0)
+            continue;
+        double last = p->last_upload > p->unchoked_at ? p->last_upload : p->unchoked_at;
+        if (now - last >= BT_TORRENT_IDLE_SLOT)
+            return true;
+    }
+    return false;
 }
 
 bool bt_torrent_banned(const bt_torrent *t, const char *address)

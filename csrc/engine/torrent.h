@@ -38,6 +38,15 @@
 #define BT_TORRENT_MAX_PEERS   50      /* the common client default */
 #define BT_TORRENT_BAN_FAILS   2       /* hash failures a peer may take part in before a ban */
 #define BT_TORRENT_MAX_BANS    4096    /* banned addresses kept */
+/* Peer turnover when every slot is taken (bt_torrent_make_room). A peer is kept while it
+ * is young (it has not had a chance to show anything yet) or while payload flowed either
+ * way recently; past that, the least useful goes to make room for a newcomer. Measured
+ * before this: 50 sockets that only sent interested and keep-alives held every slot of a
+ * seed, and a real leecher got 0 bytes in 60 s. */
+#define BT_TORRENT_EVICT_IDLE  10.0    /* s without payload either way before a peer may be evicted;
+                                          a third of it, a new peer is safe from eviction */
+#define BT_TORRENT_IDLE_SLOT   5.0     /* s an unchoked peer may take nothing (no request queued) before
+                                          a waiting peer gets an extra choke round for its slot */
 #define BT_TORRENT_MAX_SUSPECTS 64     /* failed pieces remembered to find the bad sender later */
 #define BT_PMAP_MAX            (1u << 20)   /* pieces indexed directly: 8 MiB of pointers at most */
 /* Pieces are assembled in memory and written with one pwrite once verified: measured
@@ -174,6 +183,15 @@ void bt_torrent_set_limits(bt_torrent *t, double down, double up);
  * or that we dial for it; -1 with *why when it may not join (full, banned). */
 int  bt_torrent_attach(bt_torrent *t, bt_peer *p, const char **why);
 bool bt_torrent_banned(const bt_torrent *t, const char *address);
+/* Live (not closing) peers: what max_peers bounds. */
+static inline uint32_t bt_torrent_live_peers(const bt_torrent *t) { return t->npeers - t->nclosing; }
+/* Room for one more peer: true if a slot is free, or after closing the least useful peer
+ * (BT_TORRENT_EVICT_IDLE: one connected for at least idle / 3 s with no payload either
+ * way for idle s; a seed when we are one first, then peers neither side is interested
+ * in, then the one idle longest). False when every peer is young or useful. */
+bool bt_torrent_make_room(bt_torrent *t, double now, double idle);
+/* Some peer we unchoke has taken nothing for BT_TORRENT_IDLE_SLOT s and asks for nothing. */
+bool bt_torrent_wasted_slot(const bt_torrent *t, double now);
 bool bt_torrent_connected_to(const bt_torrent *t, const char *address);   /* an outgoing peer to it */
 bt_peer *bt_torrent_peer_by_uid(const bt_torrent *t, uint64_t uid);
 static inline bt_torrent *bt_peer_torrent_of(const bt_peer *p) { return p->sw.t; }

@@ -147,6 +147,8 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
  * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
+ * max_per_ip (connections with one host, half of them in their handshake; default 8, 0 no cap),
+ * evict_idle (s without payload after which a peer may be closed to make room when full; default 10),
  * policy_time_limit (seconds one hook call may run, default 2), policy_memory_limit (bytes of Lua
  * memory after a hook call, default 1 GiB, 0 none), max_down, max_up (bytes/s, 0
  * unlimited), max_request (largest block served, 16 KiB to 128 KiB, default 16 KiB), signals (true: SIGINT/SIGTERM
@@ -167,10 +169,17 @@ static int l_session_new(lua_State *L)
     o.idle_timeout = opt_num(L, 1, "idle_timeout", BT_SESS_IDLE_TIMEOUT);
     o.send_timeout = opt_num(L, 1, "send_timeout", BT_SESS_SEND_TIMEOUT);
     o.keepalive = opt_num(L, 1, "keepalive", BT_SESS_KEEPALIVE);
+    o.evict_idle = opt_num(L, 1, "evict_idle", BT_TORRENT_EVICT_IDLE);
+    if (!(o.evict_idle > 0 && o.evict_idle <= 86400))
+        luaL_argerror(L, 1, "evict_idle must be in (0, 86400] seconds");
     double mp = opt_num(L, 1, "max_peers", BT_TORRENT_MAX_PEERS);
     if (mp < 1 || mp > 100000)
         luaL_argerror(L, 1, "max_peers must be in [1, 100000]");
     o.max_peers = (uint32_t)mp;
+    double mip = opt_num(L, 1, "max_per_ip", BT_SESS_MAX_PER_IP);
+    if (!(mip >= 0 && mip <= 100000))
+        luaL_argerror(L, 1, "max_per_ip must be in [0, 100000] (0: no cap)");
+    o.max_per_ip = (int)mip;
     double limit = opt_num(L, 1, "policy_time_limit", POLICY_TIME_LIMIT);
     if (!(limit > 0 && limit <= 3600))
         luaL_argerror(L, 1, "policy_time_limit must be in (0, 3600] seconds");

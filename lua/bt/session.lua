@@ -61,7 +61,8 @@ function M.new(opts)
     port = opts.port or 0, bind = opts.bind, tick_ms = opts.tick_ms or 100,
     connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     send_timeout = opts.send_timeout,
-    max_peers = opts.max_peers or 50, policy_time_limit = opts.policy_time_limit,
+    max_peers = opts.max_peers or 50, max_per_ip = opts.max_per_ip or tonumber(os.getenv("BT_MAX_PER_IP") or ""),
+    evict_idle = opts.evict_idle, policy_time_limit = opts.policy_time_limit,
     policy_memory_limit = opts.policy_memory_limit,
     signals = opts.signals, max_down = opts.max_down, max_up = opts.max_up,
     max_request = opts.max_request,
@@ -186,11 +187,14 @@ end
 function Session:_connect_some(rec, now)
   local t = rec.t
   if t.stopped or (t.complete and not rec.seed) then return end
-  local started = 0
+  -- full: one dial per tick, for which the core closes a peer that is of no use (or
+  -- refuses, when every peer is young or exchanging data)
+  local started, most = 0, t.npeers >= self.max_peers and 1 or M.CONNECTS_PER_TICK
   for _, c in ipairs(rec.order) do
-    if started >= M.CONNECTS_PER_TICK or t.npeers >= self.max_peers then break end
+    if started >= most then break end
     if not c.connected and not c.dialing and now >= c.next_try and not t:banned(c.key) then
-      local ok = t:connect(c.host, c.port)
+      local ok, err = t:connect(c.host, c.port)
+      if not ok and err == "too many peers" then break end   -- not the candidate's fault
       c.next_try = now + 1
       if ok then
         c.dialing = true
@@ -388,14 +392,14 @@ function Session:_announce(rec, tr, event, now)
     tr.pending = false
     local at = self.core:now()
     if not res or res.failure_reason then
-      tr.fails = tr.fails + 1
+      tr.fails, tr.ok = tr.fails + 1, false
       tr.error = aerr or res.failure_reason
       tr.next_at = at + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
       self:_emit("tracker", t, { url = tr.url, ok = false, error = tr.error, event = event,
         retry_in = tr.next_at - at })
       return
     end
-    tr.fails, tr.error = 0, nil
+    tr.fails, tr.error, tr.ok, tr.peers = 0, nil, true, #(res.peers or {})
     if tr.event == event then tr.event = nil end   -- "started"/"completed" are sent once
     if res.tracker_id then tr.tracker_id = res.tracker_id end
     local interval = res.interval or M.ANNOUNCE_DEFAULT
@@ -409,11 +413,24 @@ function Session:_announce(rec, tr, event, now)
   end)
   if not id then
     tr.pending = false
-    tr.fails = tr.fails + 1
+    tr.fails, tr.ok = tr.fails + 1, false
     tr.error = err
     tr.next_at = now + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
     self:_emit("tracker", t, { url = tr.url, ok = false, error = err, event = event })
   end
+end
+
+--- s:trackers(t) -> { {url, ok, error, fails, peers, next_in}, ... }: each tracker of t as
+-- it stands: ok nil before its first reply, error its last failure (nil once it
+-- answered), fails in a row, peers in its last good reply, next_in s to its next announce.
+function Session:trackers(t)
+  local rec = self.by_handle[t] or error("bt.session: not a torrent of this session", 2)
+  local now, out = self.core:now(), {}
+  for i, tr in ipairs(rec.trackers) do
+    out[i] = { url = tr.url, ok = tr.ok, error = tr.error, fails = tr.fails, peers = tr.peers,
+      next_in = not tr.pending and math.max(0, tr.next_at - now) or nil }
+  end
+  return out
 end
 
 function Session:_tracker_tick(rec, now)

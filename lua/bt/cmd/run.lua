@@ -58,8 +58,7 @@ function M.run(args)
   if not m then cli.fail(terr, M.EXIT_TORRENT) end
   local ok, pol = pcall(policy.load, args.policy)
   if not ok then cli.fail("policy failed to load: " .. tostring(pol), M.EXIT_POLICY) end
-  local port, max_peers, tick_ms, timeout = num(args, "port"), num(args, "max_peers"),
-    num(args, "tick_ms"), num(args, "timeout")
+  local tick_ms, timeout = num(args, "tick_ms"), num(args, "timeout")
   local stall = num(args, "stall_timeout")
   if stall < 0 then cli.fail("--stall-timeout must be >= 0") end
   -- signals: SIGINT/SIGTERM stop the loop; s:close() below then saves resume data
@@ -70,9 +69,10 @@ function M.run(args)
   if not pmem or (pmem > 0 and pmem < 1024 * 1024) then
     cli.fail("--policy-memory must be a size like 512M (at least 1M), or 0")
   end
-  local s = session.new{ port = port, bind = args.bind, tick_ms = tick_ms, max_peers = max_peers,
-    signals = true, max_down = down, max_up = up, max_request = seedcmd.request_option(args),
-    policy_memory_limit = pmem }
+  local opts = seedcmd.listen_opts(args)
+  opts.tick_ms, opts.signals, opts.max_down, opts.max_up = tick_ms, true, down, up
+  opts.max_request, opts.policy_memory_limit = seedcmd.request_option(args), pmem
+  local s = session.new(opts)
   seedcmd.warn(s)
   local storage = args.storage   -- "disk" or "memory": argparse's choices
   local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
@@ -123,7 +123,10 @@ function M.run(args)
     if st.downloaded ~= last_downloaded or st.peers == 0 then last_progress, last_downloaded = now, st.downloaded end
     if statsf and (now - last_stats >= 1 or final) then
       last_stats = now
-      st.time = now - start   -- the line is t:stats(), field for field, and the time
+      -- the line is t:stats(), field for field, the time and s:trackers(t) by URL (an object
+      -- either way: cjson writes an empty table as {})
+      st.time, st.trackers = now - start, {}
+      for _, tr in ipairs(s:trackers(t)) do st.trackers[tr.url], tr.url = tr, nil end
       statsf:write(cjson.encode(st), "\n")
       statsf:flush()
     end

@@ -46,6 +46,14 @@ function M.listen_options(cmd)
   cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
     os.getenv("BT_BIND") or "0.0.0.0")
   cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
+  cmd:option("--max-per-ip", "Most connections with one host, half of them still in their handshake "
+    .. "(0: no cap; default: env BT_MAX_PER_IP, else 8).", os.getenv("BT_MAX_PER_IP") or "8")
+end
+
+--- The listen options as bt.session options.
+function M.listen_opts(args)
+  return { port = num(args, "port", 0), bind = args.bind, max_peers = num(args, "max_peers", 1),
+    max_per_ip = num(args, "max_per_ip", 0) }
 end
 
 --- The session's warning (max_peers lowered to the open-file limit), for run and seed.
@@ -142,12 +150,12 @@ function M.run(args)
   local session = require "bt.session"
   local m, terr = session.metainfo(args.torrent)
   if not m then cli.fail(terr, M.EXIT_TORRENT) end
-  local port, max_peers = num(args, "port", 0), num(args, "max_peers", 1)
   local ratio, stime = num(args, "ratio", 0), num(args, "seed_time", 0)
   local down, up = M.rate_option(args, "max_down"), M.rate_option(args, "max_up")
   local storage = args.storage   -- "disk" or "memory": argparse's choices
-  local s = session.new{ port = port, bind = args.bind, max_peers = max_peers, signals = true,
-    max_down = down, max_up = up, max_request = M.request_option(args) }
+  local opts = M.listen_opts(args)
+  opts.signals, opts.max_down, opts.max_up, opts.max_request = true, down, up, M.request_option(args)
+  local s = session.new(opts)
   M.warn(s)
   if not args.quiet then M.report_trackers(s, function(msg) io.stderr:write(msg, "\n") end) end
   -- trackers only once the data is known complete: an incomplete copy announces nothing

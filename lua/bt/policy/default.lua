@@ -24,6 +24,7 @@ local DEFAULTS = {
   NEW_PEER = 60,           -- a peer connected for less than this (s) has no rate to show yet:
   NEW_PEER_WEIGHT = 3,     -- it is this many times as likely to get the optimistic slot
   SNUB_TIME = 60,          -- s without a block from a peer whose pieces we want: it snubs us
+  TRIAL = 5,               -- s an unchoked peer may take nothing before untried peers rank above it
 }
 
 local make
@@ -85,12 +86,34 @@ make = function(cfg)
   function P.choke(t, peers, _, now)
     local seeding = t.missing == 0
     local key = seeding and "rate_up" or "rate_down"
+    local st = t.state
+    -- A peer we unchoked that took nothing in TRIAL seconds had its chance: it ranks
+    -- after every peer not yet tried, until it takes something. Without this, peers that
+    -- say interested and never request kept the regular slots of a seed (all rates 0).
+    local since = st._default_unchoked or setmetatable({}, { __mode = "k" })
+    st._default_unchoked = since
+    local wasted = {}
+    for _, p in ipairs(peers) do
+      local u = since[p]
+      if p.am_choking then
+        since[p] = nil
+      elseif not u then
+        since[p] = { at = now, uploaded = p.uploaded }
+      elseif p.uploaded > u.uploaded then
+        u.at, u.uploaded = now, p.uploaded
+      elseif now - u.at >= cfg.TRIAL then
+        wasted[p] = true
+      end
+    end
     local ranked = {}
     for _, p in ipairs(peers) do
       local snubbing = not seeding and (p.snubbed or (p.am_interested and p.idle > cfg.SNUB_TIME))
       if not snubbing then ranked[#ranked + 1] = p end
     end
-    table.sort(ranked, function(a, b) return a[key] > b[key] end)
+    table.sort(ranked, function(a, b)
+      if wasted[a] ~= wasted[b] then return not wasted[a] end
+      return a[key] > b[key]
+    end)
     local out, regular = {}, {}
     for i = 1, math.min(cfg.REGULAR, #ranked) do
       out[i] = ranked[i]
@@ -99,7 +122,6 @@ make = function(cfg)
     local rest = {}   -- the optimistic slot may go to any other peer, snubbing ones too
     for _, p in ipairs(peers) do if not regular[p] then rest[#rest + 1] = p end end
     if #rest == 0 then return out end
-    local st = t.state
     local opt, still = st._default_optimistic, false
     for _, p in ipairs(rest) do if p == opt then still = true end end
     if not still or now - (st._default_optimistic_at or -math.huge) >= cfg.OPTIMISTIC_PERIOD then
