@@ -182,7 +182,7 @@ static void tune_socket(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* Same host: the address without the port (an IPv4-mapped IPv6 address is its IPv4). */
+/* Same host: the address without the port. */
 static bool same_host(const struct sockaddr *a, const struct sockaddr_storage *b)
 {
     if (a->sa_family != b->ss_family)
