@@ -11,6 +11,8 @@ CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
+# `make fuzz FUZZ_TARGETS="ranges wire"`: only these targets (with or without _fuzz).
+FUZZ_TARGETS ?=
 
 # Debian packages the build, the tests, the benchmarks and the demo use.
 DEB_PKGS := make gcc g++ pkg-config lua5.4 liblua5.4-dev libev-dev libcurl4-openssl-dev libssl-dev \
@@ -30,6 +32,12 @@ PURE    := $(wildcard csrc/core/*.c) $(filter-out csrc/codec/mse.c,$(wildcard cs
 MODULE  := build/bt/core.so
 ASAN_MODULE := build/asan/bt/core.so
 FUZZERS := $(patsubst fuzz/%.c,build/fuzz/%,$(wildcard fuzz/*_fuzz.c))
+FUZZ_RUN := $(if $(strip $(FUZZ_TARGETS)),$(patsubst %,%_fuzz,$(patsubst %_fuzz,%,$(FUZZ_TARGETS))),$(notdir $(FUZZERS)))
+ifneq ($(filter fuzz,$(MAKECMDGOALS)),)
+ifneq ($(filter-out $(notdir $(FUZZERS)),$(FUZZ_RUN)),)
+$(error FUZZ_TARGETS: no fuzz target $(filter-out $(notdir $(FUZZERS)),$(FUZZ_RUN)); there are $(notdir $(FUZZERS)))
+endif
+endif
 BENCH_BINS := $(patsubst bench/%.cpp,build/bench/%,$(wildcard bench/*.cpp)) \
               $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
 
@@ -48,7 +56,7 @@ help:
 	@echo "make test     build, lint, a short fuzz smoke, then every spec with busted on Lua 5.4"
 	@echo "make lint     luacheck over the Lua code (settings in .luacheckrc) and the C layer check; fails on any finding"
 	@echo "make asan     the specs again with the module built under ASan+UBSan; fails on any report"
-	@echo "make fuzz     run each libFuzzer target for FUZZ_SECONDS (default 60)"
+	@echo "make fuzz     run each libFuzzer target (or FUZZ_TARGETS=\"a b\") for FUZZ_SECONDS (default 60), with a summary"
 	@echo "make bench    benchmarks, each against a reference measured in the same run"
 	@echo "make demo     the main job: a local swarm of bt-lua alone, one leecher per example policy, with a results table"
 	@echo "make deps     install missing Debian packages (apt-get; sudo when not root)"
@@ -101,17 +109,14 @@ build/fuzz/%: fuzz/%.c $(PURE) $(HDRS)
 	@mkdir -p $(dir $@)
 	clang -O1 -g $(WARN) -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -Icsrc -o $@ $< $(PURE) -lcrypto
 
-# Each fuzzer starts from its seed corpus in fuzz/corpus/NAME; new inputs go to build/.
+# scripts/fuzz.sh runs each target for the given seconds from its seed corpus in
+# fuzz/corpus/NAME (new inputs go to build/corpus/NAME), prints a summary line per target
+# and fails on a crash with the reproducer's path ("Fuzzing" in docs/architecture.md).
 fuzz-smoke: deps $(FUZZERS)
-	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
-	  echo "fuzz smoke: $$n ($(FUZZ_SMOKE_SECONDS) s)"; \
-	  $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=0 build/corpus/$$n fuzz/corpus/$$n 2>build/fuzz/$$n.log \
-	    || { tail -40 build/fuzz/$$n.log; exit 1; }; done
+	@scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(notdir $(FUZZERS))
 
-fuzz: deps $(FUZZERS)
-	@for f in $(FUZZERS); do n=$$(basename $$f); mkdir -p build/corpus/$$n; \
-	  echo "fuzz: $$n ($(FUZZ_SECONDS) s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) build/corpus/$$n fuzz/corpus/$$n || exit 1; done
+fuzz: deps $(addprefix build/fuzz/,$(FUZZ_RUN))
+	@scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_RUN)
 
 build/bench/%: bench/%.cpp
 	@mkdir -p $(dir $@)
