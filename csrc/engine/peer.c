@@ -594,6 +594,11 @@ static int on_pieces_msg(bt_peer *p, const bt_msg *m)
 
 static int on_message(bt_peer *p, const bt_msg *m)
 {
+    /* BEP 6: suggest, have all, have none, reject and allowed fast exist only when both
+     * sides set the fast bit (we always do); from a peer that did not, the receiver must
+     * close (libtorrent does too). Kept, such a peer's have-all counted it as a seed. */
+    if (!p->fast && m->type >= BT_MSG_SUGGEST && m->type <= BT_MSG_ALLOWED_FAST)
+        return bt_peer_close(p, "fast extension message without the fast extension"), -1;
     switch (m->type) {
     case BT_MSG_KEEPALIVE:
         break;
