@@ -244,9 +244,9 @@ describe("a bt-lua leecher facing hostile seeds (spec/peers/hostile.lua)", funct
 
   -- bt-lua run dialing `ports`; the hostile seeds in `servers` run in this process until
   -- the leecher exits. Returns its exit code, its last stats line and its peak RSS.
-  local function leech(tmp, torrent, servers, ports)
+  local function leech(tmp, torrent, servers, addrs)
     local peers = {}
-    for _, p in ipairs(ports) do peers[#peers + 1] = "--peer 127.0.0.1:" .. p end
+    for _, a in ipairs(addrs) do peers[#peers + 1] = "--peer " .. a end
     local out, stats = tmp .. "/out", tmp .. "/stats.json"
     local h = S.start_btlua(tmp, ("run bt.policy.default %s -o %s --no-trackers --timeout 30 --tick-ms 50 -q "
       .. "--stats %s %s"):format(H.q(torrent), H.q(out), H.q(stats), table.concat(peers, " ")), LEECH_SECS)
@@ -262,13 +262,15 @@ describe("a bt-lua leecher facing hostile seeds (spec/peers/hostile.lua)", funct
     return S.rc_of(h), last and cjson.decode(last), peak, S.read_or_empty(h.log)
   end
 
+  -- each hostile seed on a host of its own (127.0.0.2, .3, ...: bans are by host, and
+  -- the good seed is on 127.0.0.1)
   local function servers_of(modes)
-    local servers, ports = {}, {}
+    local servers, addrs = {}, {}
     for i, m in ipairs(modes) do
-      servers[i] = { mode = m, port = S.port() }
-      ports[i] = servers[i].port
+      servers[i] = { mode = m, host = "127.0.0." .. (i + 1), port = S.port() }
+      addrs[i] = servers[i].host .. ":" .. servers[i].port
     end
-    return servers, ports
+    return servers, addrs
   end
 
   it("bans each of three seeds whose blocks all fail the hash check, and completes from a good seed", function()
@@ -282,9 +284,9 @@ describe("a bt-lua leecher facing hostile seeds (spec/peers/hostile.lua)", funct
         H.q(torrent), H.q(tmp .. "/seed"), gport), LEECH_SECS + 10)
       pids[1] = g.pid
       assert.is_true(S.wait_port(gport, 10), "bt-lua seed did not listen")
-      local servers, ports = servers_of{ "corrupt", "corrupt", "corrupt" }
-      ports[#ports + 1] = gport
-      local rc, st, peak, out = leech(tmp, torrent, servers, ports)
+      local servers, addrs = servers_of{ "corrupt", "corrupt", "corrupt" }
+      addrs[#addrs + 1] = "127.0.0.1:" .. gport
+      local rc, st, peak, out = leech(tmp, torrent, servers, addrs)
       assert.are.equal(0, rc, out)
       assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/l.bin"))
       assert.are.equal(3, st.bans, "bans")
@@ -307,8 +309,8 @@ describe("a bt-lua leecher facing hostile seeds (spec/peers/hostile.lua)", funct
     local tmp, torrent, data = S.fixture("l.bin", MiB + 4321, 44, 15)
     local pids = {}
     S.guard(tmp, pids, function()
-      local servers, ports = servers_of{ "wrong_offset", "wrong_size", "unsolicited", "flapper" }
-      local rc, st, peak, out = leech(tmp, torrent, servers, ports)
+      local servers, addrs = servers_of{ "wrong_offset", "wrong_size", "unsolicited", "flapper" }
+      local rc, st, peak, out = leech(tmp, torrent, servers, addrs)
       assert.are.equal(0, rc, out)
       assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/l.bin"))
       assert.are.equal(0, st.bans, "bans")

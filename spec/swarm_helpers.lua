@@ -133,12 +133,12 @@ function S.alive(pid)
 end
 
 --- Wait (bounded) until something accepts on 127.0.0.1:port.
-function S.wait_port(port, seconds)
+function S.wait_port(port, seconds, host)
   local deadline = socket.gettime() + (seconds or 10)
   while socket.gettime() < deadline do
     local c = socket.tcp()
     c:settimeout(0.2)
-    if c:connect("127.0.0.1", port) then c:close(); return true end
+    if c:connect(host or "127.0.0.1", port) then c:close(); return true end
     c:close()
     socket.sleep(0.1)
   end
@@ -208,14 +208,15 @@ function S.info_hash_hex(torrent)
   return m.info_hash_hex
 end
 
---- A misbehaving seed written in Lua (spec/peers/seed.lua). Returns pid, port.
-function S.lua_seed(mode, torrent, datafile, lifetime)
+--- A misbehaving seed written in Lua (spec/peers/seed.lua), listening on host (default
+-- 127.0.0.1; another 127.x is another host to bans and caps). Returns pid, port.
+function S.lua_seed(mode, torrent, datafile, lifetime, host)
   local port = S.port()
-  local env = ("%s SEED_LIFETIME=%d"):format(H.lua_env(), lifetime or 60)
+  local env = ("%s SEED_LIFETIME=%d SEED_HOST=%s"):format(H.lua_env(), lifetime or 60, host or "127.0.0.1")
   local pid = S.spawn(("%s lua5.4 %s %s %d %s %s"):format(env, H.q(H.root .. "/spec/peers/seed.lua"), mode,
     port, H.q(torrent), H.q(datafile)), (torrent:match("^(.*)/") or ".") .. "/seed-" .. mode .. "-" .. port .. ".log",
     true)
-  assert(S.wait_port(port, 10), "lua seed did not listen")
+  assert(S.wait_port(port, 10, host), "lua seed did not listen")
   return pid, port
 end
 

@@ -200,16 +200,17 @@ describe("misbehaving peers", function()
     H.rmtree(tmp)
   end)
 
+  -- the bad seed is another host (bans are by host; the good seed is on 127.0.0.1)
   local function with_bad(mode, check, policy)
-    local bad, bport = S.lua_seed(mode, torrent, data)
+    local bad, bport = S.lua_seed(mode, torrent, data, nil, "127.0.0.2")
     local reasons = {}
     local ok, err = pcall(function()
       local t, st = S.download(torrent, { dir = tmp .. "/" .. mode, keep = true, timeout = 40, policy = policy,
-        peers = { "127.0.0.1:" .. bport, "127.0.0.1:" .. gport }, trackers = false,
+        peers = { "127.0.0.2:" .. bport, "127.0.0.1:" .. gport }, trackers = false,
         on = { peer_disconnect = function(_, addr, why) reasons[#reasons + 1] = tostring(addr) .. " " .. why end } })
       assert.is_true(st.complete, tostring(st.error))
       assert.are.equal(S.sha256(data), S.sha256(tmp .. "/" .. mode .. "/f.bin"))
-      check(t, st, "127.0.0.1:" .. bport, table.concat(reasons, "\n"))
+      check(t, st, "127.0.0.2:" .. bport, table.concat(reasons, "\n"))
     end)
     S.kill(bad)
     assert(ok, err)
@@ -219,6 +220,7 @@ describe("misbehaving peers", function()
     with_bad("corrupt", function(t, st, addr, reasons)
       assert.is_true(st.failed_bytes > 0)
       assert.is_true(t:banned(addr), reasons)
+      assert.is_true(t:banned((addr:gsub(":%d+$", ":1"))), "a ban is for the host, any port")
       assert.matches(addr .. " banned", reasons)
       assert.is_false(t:banned("127.0.0.1:" .. gport))
     end)

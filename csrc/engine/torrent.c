@@ -222,13 +222,20 @@ static void want_round(bt_torrent *t)
 
 /* ---- smart ban ---- */
 
+/* Bytes of "ip:port" / "[ip]:port" before the port: the host a ban is for. */
+static size_t host_len(const char *address)
+{
+    const char *colon = strrchr(address, ':');
+    return colon ? (size_t)(colon - address) : strlen(address);
+}
+
 static void ban(bt_torrent *t, bt_peer *p)
 {
     if (t->nbans < BT_TORRENT_MAX_BANS) {
         char **nb = realloc(t->bans, (t->nbans + 1) * sizeof *nb);
         if (nb) {
             t->bans = nb;
-            char *a = strdup(p->address);
+            char *a = strndup(p->address, host_len(p->address));
             if (a)
                 t->bans[t->nbans++] = a;
         }
@@ -713,10 +720,12 @@ bool bt_torrent_wasted_slot(const bt_torrent *t, double now)
     return false;
 }
 
+/* Bans are by host, not by address: a banned peer dialing in again comes from another port. */
 bool bt_torrent_banned(const bt_torrent *t, const char *address)
 {
+    size_t n = host_len(address);
     for (uint32_t i = 0; i < t->nbans; i++)
-        if (strcmp(t->bans[i], address) == 0)
+        if (strlen(t->bans[i]) == n && memcmp(t->bans[i], address, n) == 0)
             return true;
     return false;
 }

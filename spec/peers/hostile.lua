@@ -639,13 +639,14 @@ M.seeder.flapper = { fast = false, delay = M.KEPT_DELAY, has = function(i) retur
   on_request = good_piece }
 
 --- Run hostile seeds until until() is true or `secs` pass. servers: list of
--- { mode = NAME, port = N } (listening on 127.0.0.1:port). Each server gets
+-- { mode = NAME, port = N [, host = "127.0.0.x"] } (listening on host:port, by default
+-- 127.0.0.1). Each server gets
 -- .conns, a list of connection records. tick(): called about every 0.1 s.
 function M.serve(ctx, servers, secs, until_fn, tick)
   local deadline = now() + secs
   local socks, by_sock = {}, {}
   for _, sv in ipairs(servers) do
-    sv.listener = assert(socket.bind("127.0.0.1", sv.port))
+    sv.listener = assert(socket.bind(sv.host or "127.0.0.1", sv.port))
     sv.listener:settimeout(0)
     sv.conns = {}
     socks[#socks + 1] = sv.listener

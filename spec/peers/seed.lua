@@ -1,5 +1,6 @@
 -- spec/peers/seed.lua: a small seeder in Lua (bt.wire + lua-socket) that can
--- misbehave on purpose. For tests only; listens on 127.0.0.1, exits by itself
+-- misbehave on purpose. For tests only; listens on 127.0.0.1 (env SEED_HOST: another
+-- 127.x address), exits by itself
 -- after LIFETIME seconds so nothing outlives a spec.
 --
 --   lua5.4 spec/peers/seed.lua MODE PORT TORRENT DATAFILE
@@ -56,7 +57,7 @@ local function bitfield_bytes(extra)
   return s .. string.rep("\0", extra or 0)
 end
 
-local srv = assert(socket.bind("127.0.0.1", port))
+local srv = assert(socket.bind(os.getenv("SEED_HOST") or "127.0.0.1", port))
 srv:settimeout(0)
 local clients = {}
 local deadline = socket.gettime() + LIFETIME
