@@ -211,3 +211,55 @@ describe("a peer that requests and never reads", function()
     assert.is_true(uploaded_then < 1024 * 1024, ("counted %d bytes as uploaded"):format(uploaded_then))
   end)
 end)
+
+describe("slow readers that hold every upload slot", function()
+  -- VmRSS of this process (the seed runs in it), bytes
+  local function rss()
+    local f = io.open("/proc/self/status")
+    local kb = f and f:read("a"):match("VmRSS:%s*(%d+) kB")
+    if f then f:close() end
+    return (tonumber(kb) or 0) * 1024
+  end
+
+  it("cost a bounded amount each, and a real leecher is still served", function()
+    local N = 6   -- more than the 5 upload slots (4 regular + 1 optimistic)
+    local tmp, torrent, data = S.fixture("p.bin", 8 * 1024 * 1024, 9, 18)   -- 32 pieces of 256 KiB
+    local session = require "bt.session"
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 50 }   -- default send_timeout: 60 s
+    local t = s:add(torrent, { dir = tmp .. "/seed", trackers = false, seed = true })
+    local pids = { after = { function() s:close() end } }
+    S.guard(tmp, pids, function()
+      local before = rss()
+      local script = H.q(H.root .. "/spec/peers/nonreader.lua")
+      local hash = require("bt.torrent").load(torrent).info_hash_hex
+      for i = 1, N do
+        pids[i] = S.spawn(("%s lua5.4 %s %d %s 32 262144 40"):format(H.lua_env(), script, s.port, hash),
+          tmp .. "/nonreader" .. i .. ".log", true)
+      end
+      local function asked()
+        local n = 0
+        for i = 1, N do
+          if S.read_or_empty(tmp .. "/nonreader" .. i .. ".log"):find("requested 400", 1, true) then n = n + 1 end
+        end
+        return n
+      end
+      local t0 = s.core:now()
+      s:run(function() return asked() >= 5 or s.core:now() - t0 > 15 end)
+      assert.is_true(asked() >= 5, "the slow readers never got their slots")
+      local h = S.start_btlua(tmp, ("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
+        :format(H.q(torrent), H.q(tmp .. "/out"), s.port), 40)
+      pids.leecher = h.pid
+      t0 = s.core:now()
+      s:run(function() return S.rc_of(h) ~= nil or s.core:now() - t0 > 35 end)
+      local secs = s.core:now() - t0
+      assert.are.equal(0, S.rc_of(h), "leecher: " .. S.read_or_empty(h.log))
+      assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/p.bin"))
+      -- each holds at most BT_PEER_MAX_WBUF (4 MiB) of our output plus its read buffer;
+      -- the rest waits in the kernel, not in us
+      local grown = rss() - before
+      assert.is_true(grown < N * 5 * 1024 * 1024, ("RSS grew %.1f MiB"):format(grown / 2 ^ 20))
+      assert.is_true(t.npeers >= N, "the slow readers were dropped: this test needs them held")
+      print(("\nleecher done in %.1f s beside %d slow readers; seed RSS +%.1f MiB"):format(secs, N, grown / 2 ^ 20))
+    end)
+  end)
+end)

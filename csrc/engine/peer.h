@@ -180,6 +180,14 @@ int  bt_peer_bind(bt_peer *p, const bt_peer_torrent *tor, const bt_peer_cb *cb, 
 void bt_peer_close(bt_peer *p, const char *why);   /* deferred free; idempotent */
 void bt_peer_free(bt_peer *p);                     /* closes the socket and frees */
 
+/* Seconds since it last took something of ours (a block acknowledged), or since we
+ * unchoked it, or since it connected, whichever is latest. */
+static inline double bt_peer_upload_idle(const bt_peer *p, double now)
+{
+    double last = p->last_upload > p->unchoked_at ? p->last_upload : p->unchoked_at;
+    return now - (last > p->connected_at ? last : p->connected_at);
+}
+
 /* Per tick: meters, keep-alives, idle and connect timeouts. */
 void bt_peer_tick(bt_peer *p, double now, double dt);
 /* Restart a read the download limit stopped (from the throttle's retry). */

@@ -711,10 +711,9 @@ bool bt_torrent_make_room(bt_torrent *t, double now, double idle)
 bool bt_torrent_wasted_slot(const bt_torrent *t, double now)
 {
     for (const bt_peer *p = t->peers; p; p = p->next) {
-        if (p->state != BT_PS_ACTIVE || p->closing || p->am_choking || p->uqcount > 0)
-            continue;
-        double last = p->last_upload > p->unchoked_at ? p->last_upload : p->unchoked_at;
-        if (now - last >= BT_TORRENT_IDLE_SLOT)
+        /* requests queued or not: nothing of ours acknowledged is nothing taken */
+        if (p->state == BT_PS_ACTIVE && !p->closing && !p->am_choking
+            && bt_peer_upload_idle(p, now) >= BT_TORRENT_IDLE_SLOT)
             return true;
     }
     return false;

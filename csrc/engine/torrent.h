@@ -45,8 +45,9 @@
  * seed, and a real leecher got 0 bytes in 60 s. */
 #define BT_TORRENT_EVICT_IDLE  10.0    /* s without payload either way before a peer may be evicted;
                                           a third of it, a new peer is safe from eviction */
-#define BT_TORRENT_IDLE_SLOT   5.0     /* s an unchoked peer may take nothing (no request queued) before
-                                          a waiting peer gets an extra choke round for its slot */
+#define BT_TORRENT_IDLE_SLOT   5.0     /* s an unchoked peer may take nothing (nothing of ours acknowledged:
+                                          it asks for nothing, or asks and does not read) before a waiting
+                                          peer gets an extra choke round for its slot */
 #define BT_TORRENT_MAX_SUSPECTS 64     /* failed pieces remembered to find the bad sender later */
 #define BT_PMAP_MAX            (1u << 20)   /* pieces indexed directly: 8 MiB of pointers at most */
 /* Pieces are assembled in memory and written with one pwrite once verified: measured
@@ -190,7 +191,7 @@ static inline uint32_t bt_torrent_live_peers(const bt_torrent *t) { return t->np
  * way for idle s; a seed when we are one first, then peers neither side is interested
  * in, then the one idle longest). False when every peer is young or useful. */
 bool bt_torrent_make_room(bt_torrent *t, double now, double idle);
-/* Some peer we unchoke has taken nothing for BT_TORRENT_IDLE_SLOT s and asks for nothing. */
+/* Some peer we unchoke has taken nothing for BT_TORRENT_IDLE_SLOT s. */
 bool bt_torrent_wasted_slot(const bt_torrent *t, double now);
 bool bt_torrent_connected_to(const bt_torrent *t, const char *address);   /* an outgoing peer to it */
 bt_peer *bt_torrent_peer_by_uid(const bt_torrent *t, uint64_t uid);

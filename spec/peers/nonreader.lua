@@ -16,7 +16,8 @@ local c = assert(socket.tcp())
 pcall(c.setoption, c, "recv-buffer-size", 4096)
 c:settimeout(5)
 assert(c:connect("127.0.0.1", port))
-local id = ("-NR0001-%012d"):format(os.time() % 1000000000000)
+local _, lport = c:getsockname()   -- unique among concurrent nonreaders: several may run at once
+local id = ("-NR0001-%012d"):format(tonumber(lport))
 assert(c:send(bt.wire.handshake{ info_hash = hash, peer_id = id } .. bt.wire.encode{ type = "interested" }))
 local dec = bt.wire.decoder{ handshake = true }
 local unchoked = false

@@ -87,23 +87,13 @@ make = function(cfg)
     local seeding = t.missing == 0
     local key = seeding and "rate_up" or "rate_down"
     local st = t.state
-    -- A peer we unchoked that took nothing in TRIAL seconds had its chance: it ranks
+    -- A peer we unchoked that took nothing for TRIAL seconds had its chance: it ranks
     -- after every peer not yet tried, until it takes something. Without this, peers that
-    -- say interested and never request kept the regular slots of a seed (all rates 0).
-    local since = st._default_unchoked or setmetatable({}, { __mode = "k" })
-    st._default_unchoked = since
+    -- say interested and never request (or request and never read) kept the regular
+    -- slots of a seed: all their rates are 0.
     local wasted = {}
     for _, p in ipairs(peers) do
-      local u = since[p]
-      if p.am_choking then
-        since[p] = nil
-      elseif not u then
-        since[p] = { at = now, uploaded = p.uploaded }
-      elseif p.uploaded > u.uploaded then
-        u.at, u.uploaded = now, p.uploaded
-      elseif now - u.at >= cfg.TRIAL then
-        wasted[p] = true
-      end
+      if not p.am_choking and p.upload_idle >= cfg.TRIAL then wasted[p] = true end
     end
     local ranked = {}
     for _, p in ipairs(peers) do

@@ -321,7 +321,7 @@ function T:receive(peer, i)
 end
 
 --- fake.peer(t, { have = "all" | {indices}, slots =, choking =, rate_down =, rate_up =, rtt =,
---   address =, snubbed =, am_interested =, idle =, connected_for =, reqq = })
+--   address =, snubbed =, am_interested =, idle =, upload_idle =, connected_for =, reqq = })
 -- slots sets the queue depth (the peer starts with nothing in flight).
 function F.peer(t, o)
   o = o or {}
@@ -334,6 +334,7 @@ function F.peer(t, o)
     downloaded = 0, uploaded = o.uploaded or 0, fails = 0, queue_depth = o.slots or 64,
     reqq = o.reqq or MAX_QUEUE, have_set = bt.bitfield(t.pieces), asked = {}, order = {},
     connected_at = t.now - (o.connected_for or 600), last_block = o.idle and t.now - o.idle or nil,
+    last_upload = o.upload_idle and t.now - o.upload_idle or nil,
   }
   if o.have == "all" then f.have_set:set_range(0, t.pieces) else
     for _, i in ipairs(o.have or {}) do f.have_set:set(i) end
@@ -354,6 +355,7 @@ local COMPUTED = {
   slots = slots_of,
   idle = function(p) local f = p._f; return p.t.now - (f.last_block or f.connected_at) end,
   connected_for = function(p) return p.t.now - p._f.connected_at end,
+  upload_idle = function(p) local f = p._f; return p.t.now - (f.last_upload or f.connected_at) end,
 }
 
 P.__index = function(p, k)
