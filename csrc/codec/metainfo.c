@@ -8,6 +8,10 @@
 
 #include "core/sha1.h"
 
+/* A limit's value inside an error message (the limits are decimal literals). */
+#define LIMIT_STR_(x) #x
+#define LIMIT_STR(x) LIMIT_STR_(x)
+
 typedef struct parse_err {
     const char *msg;
     size_t off;
@@ -375,8 +379,10 @@ int bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, siz
 {
     memset(m, 0, sizeof *m);
     bt_berr be = { 0 };
-    if (bt_bdecode(&m->doc, buf, len, BT_BDEC_ALLOW_UNSORTED, &be)) {
+    if (bt_bdecode(&m->doc, buf, len, BT_BDEC_ALLOW_UNSORTED, BT_META_MAX_TOKENS, &be)) {
         *err = be.msg ? be.msg : "invalid bencoding";
+        if (be.limit)
+            *err = "too many tokens (limit " LIMIT_STR(BT_META_MAX_TOKENS) ")";
         *err_off = be.offset;
         bt_bdoc_free(&m->doc);
         memset(m, 0, sizeof *m);

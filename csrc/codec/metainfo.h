@@ -37,6 +37,9 @@
 
 #include "codec/bencode.h"
 
+#define BT_META_MAX_TOKENS     10000000     /* bencode values (qBittorrent's limit; libtorrent's
+                                               default is 3 M): 1 M files of paths 4 deep, at
+                                               5 + depth each. Decimal: the message quotes it */
 #define BT_META_MAX_FILES      (1u << 22)   /* 4 M files: far past any real torrent */
 #define BT_META_MAX_PATH_DEPTH 64           /* components in one file path */
 #define BT_META_MAX_NAME 255                /* bytes in one path component (NAME_MAX) */
