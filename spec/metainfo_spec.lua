@@ -331,6 +331,73 @@ describe("bt.meta_parse validation", function()
       { files[1].offset, files[2].offset, files[3].offset, files[4].offset, files[5].offset })
   end)
 
+  it("reports the first file that clashes with an earlier one, whatever the kind", function()
+    -- file 3 duplicates file 1; file 2's folder "x" is file 4: file 3 comes first
+    local s = torrent(multi{ 1, L{ "a" }, 1, L{ "x", "y" }, 1, L{ "a" }, 1, L{ "x" } })
+    fails(s, "duplicate file path", off(s, "4:pathl1:aee", off(s, "1:y")) + 6)
+    -- file 3 is the folder of file 2; file 4 duplicates file 1: file 3 comes first
+    s = torrent(multi{ 1, L{ "a" }, 1, L{ "x", "y" }, 1, L{ "x" }, 1, L{ "a" } })
+    fails(s, "file path is also a folder of another file", off(s, "4:pathl1:xee") + 6)
+    -- a clash deep down a 64-component path, and none between paths that only
+    -- share folders
+    local deep = {}
+    for i = 1, 64 do deep[i] = "c" .. i end
+    local upper = { table.unpack(deep, 1, 63) }
+    assert.truthy(bt.meta_parse(torrent(multi{ 1, L(deep), 1, L{ "c1", "other" } })))
+    s = torrent(multi{ 1, L(deep), 1, L{ "c1", "other" }, 1, L(upper) })
+    fails(s, "file path is also a folder of another file", off(s, "4:pathl", off(s, "5:other")) + 6)
+  end)
+
+  it("agrees with a naive model on random small file lists (seed 11)", function()
+    local x = 11
+    local function rand(n)   -- xorshift32: 1..n
+      x = x ~ (x << 13) & 0xffffffff
+      x = x ~ (x >> 17)
+      x = x ~ (x << 5) & 0xffffffff
+      return x % n + 1
+    end
+    local names = { "a", "b", "c" }
+    -- Naive: the first non-pad file that equals an earlier non-pad path, or is a
+    -- folder of one, or has one as a folder.
+    local function expect(files)
+      for i, f in ipairs(files) do
+        for j = 1, i - 1 do
+          local g = files[j]
+          if not f.pad and not g.pad then
+            local n = math.min(#f.path, #g.path)
+            local same = true
+            for k = 1, n do same = same and f.path[k] == g.path[k] end
+            if same then
+              return i, #f.path == #g.path and "duplicate file path" or "file path is also a folder of another file"
+            end
+          end
+        end
+      end
+    end
+    local clashes = 0
+    for _ = 1, 400 do
+      local files, fl, total = {}, L{}, 0
+      for i = 1, rand(8) do
+        local path = {}
+        for k = 1, rand(3) do path[k] = names[rand(#names)] end
+        local pad = rand(5) == 1
+        files[i] = { path = path, pad = pad }
+        -- length i: the marker "6:lengthi<i>e4:pathl" finds file i's path list
+        fl[i] = pad and D{ "attr", "p", "length", i, "path", L(path) } or D{ "length", i, "path", L(path) }
+        total = total + i
+      end
+      local s = torrent(D{ "files", fl, "name", "dir", "piece length", 64, "pieces", H20:rep((total - 1) // 64 + 1) })
+      local bad, msg = expect(files)
+      if bad then
+        clashes = clashes + 1
+        fails(s, msg, off(s, "6:lengthi" .. bad .. "e4:pathl") + 16 + #tostring(bad))
+      else
+        assert.truthy(bt.meta_parse(s))
+      end
+    end
+    assert.is_true(clashes > 100 and clashes < 350, "clashes: " .. clashes)   -- both outcomes are exercised
+  end)
+
   it("finds duplicates among many files, in any order", function()
     local files = {}
     for i = 1, 3000 do
@@ -352,8 +419,56 @@ describe("bt.meta_parse validation", function()
   end)
 
   it("refuses too many files before looking at them", function()
-    local s = "d4:infod5:filesl" .. string.rep("de", (1 << 22) + 1) .. "e4:name1:x12:piece lengthi1e6:pieces0:ee"
-    fails(s, "too many files", off(s, "5:filesl") + 7)
+    local max = bt.meta_limits.max_files
+    local function files(n)
+      return "d4:infod5:filesl" .. string.rep("de", n) .. "e4:name1:x12:piece lengthi1e6:pieces0:ee"
+    end
+    local s = files(max + 1)
+    fails(s, "too many files (limit " .. max .. ")", off(s, "5:filesl") + 7)
+    -- max files pass the count and get looked at: the first has no length
+    s = files(max)
+    fails(s, "file has no length", off(s, "5:filesl") + 8)
+  end)
+
+  it("loads torrents of real-world size: 200,000 files, and a million pieces", function()
+    -- 1000 folders of 200 files, built by substitution (a string.format per file is slower).
+    local block = {}
+    for i = 1, 200 do block[i] = string.format("d6:lengthi1e4:pathl3:@@@8:f%03d.datee", i) end
+    block = table.concat(block)
+    local folders = {}
+    for d = 1, 1000 do folders[d] = block:gsub("@@@", string.format("%03d", d % 1000)) end
+    local n = 200 * 1000
+    local s = "d4:infod5:filesl" .. table.concat(folders) .. "e4:name1:x12:piece lengthi" .. n
+      .. "e6:pieces20:" .. H20 .. "ee"
+    local m = assert(bt.meta_parse(s))
+    assert.are.equal(n, m.num_files)
+    assert.are.same({ "001", "f001.dat" }, m:file(1).path)
+    assert.are.same({ "000", "f200.dat" }, m:file(n).path)
+    -- 4 TiB in 4 MiB pieces: 20 MB of hashes, well under the size limit.
+    local np, pl = 1000000, 4 * 1024 * 1024
+    s = enc(D{ "info", D{ "length", np * pl, "name", "big", "piece length", pl, "pieces", H20:rep(np) } })
+    m = assert(bt.meta_parse(s))
+    assert.are.equal(np, m.num_pieces)
+  end)
+
+  it("stops at the token limit, naming it and the first value over it", function()
+    local max = bt.meta_limits.max_tokens
+    -- d, "info" and l are three tokens, then one per empty string: the one at
+    -- token max + 1 is string number max - 2, at byte 8 + 2 * (max - 3).
+    local s = "d4:infol" .. string.rep("0:", max) .. "ee"
+    fails(s, "too many tokens (limit " .. max .. ")", 8 + 2 * (max - 3))
+    -- One token fewer than the limit (d, "info", l and max - 3 strings) gets
+    -- to the validation.
+    s = "d4:infol" .. string.rep("0:", max - 3) .. "ee"
+    fails(s, "info is not a dictionary", 7)
+  end)
+
+  it("refuses a torrent larger than the size limit before decoding it", function()
+    local max = bt.meta_limits.max_size
+    assert.are.equal(64 * 1024 * 1024, max)
+    -- Garbage from the first byte: decoding would say "invalid character" at 0.
+    fails(string.rep("x", max + 1), "torrent larger than 64 MiB", max)
+    fails(string.rep("x", max), "invalid character", 0)
   end)
 
   it("checks private and reads it", function()

@@ -94,6 +94,24 @@ describe("bt.tracker.parse", function()
     end
   end)
 
+  it("parses 2000 peers in dict form; refuses a reply of more bencode values than that needs", function()
+    local peers = {}
+    for i = 1, 2000 do
+      peers[i] = ("d2:ip%d:10.0.%d.%d7:peer id20:%s4:porti%dee"):format(#("10.0." .. i // 256 .. "." .. i % 256),
+        i // 256, i % 256, string.rep("p", 20), 1000 + i)
+    end
+    local r = assert(bt.tracker.parse("d8:intervali1e5:peersl" .. table.concat(peers) .. "ee"))
+    assert.are.equal(2000, #r.peers)
+    assert.are.same({ ip = "10.0.7.208", port = 3000 }, r.peers[2000])
+    -- 65536 bencode values at most (BT_TRACKER_MAX_TOKENS): d, "interval", i1e,
+    -- "x" and l are 5, so the empty string number 65532 is the first over.
+    local body = "d8:intervali1e1:xl" .. string.rep("0:", 70000) .. "ee"
+    local none, msg = bt.tracker.parse(body)
+    assert.is_nil(none)
+    assert.are.equal("bad reply: too many tokens (limit 65536) at byte " .. 18 + 2 * 65531, msg)
+    assert.truthy(bt.tracker.parse("d8:intervali1e1:xl" .. string.rep("0:", 65531) .. "ee"))
+  end)
+
   it("cuts a huge failure reason to 1024 bytes", function()
     local r = assert(bt.tracker.parse("d14:failure reason5000:" .. string.rep("x", 5000) .. "e"))
     assert.are.equal(1024, #r.failure_reason)

@@ -344,6 +344,27 @@ describe("bt.wire", function()
     end)
   end)
 
+  describe("extension handshake (BEP 10)", function()
+    it("reads p and reqq, in any key order, ignoring the rest", function()
+      local real = "d1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei31235e1:pi6881e4:reqqi250e"
+        .. "1:v13:qBittorrent 56:yourip4:\127\0\0\1e"
+      assert.are.same({ p = 6881, reqq = 250 }, wire.parse_ext_handshake(real))
+      assert.are.same({ reqq = 8 }, wire.parse_ext_handshake("d4:reqqi8e1:pi70000ee"))
+      assert.is_nil(wire.parse_ext_handshake("li1ee"))
+      assert.is_nil(wire.parse_ext_handshake("d1:pi1e"))
+    end)
+
+    it("refuses a handshake of more bencode values than EXT_MAX_TOKENS", function()
+      local max = wire.EXT_MAX_TOKENS
+      -- d, "p", i1e, "x" and l are 5 values, then one per empty string
+      local function hs(n) return "d1:pi1e1:xl" .. string.rep("0:", n) .. "ee" end
+      assert.are.same({ p = 1 }, wire.parse_ext_handshake(hs(max - 5)))
+      assert.is_nil(wire.parse_ext_handshake(hs(max - 4)))
+      -- and so is one as large as the extended payload a peer may send (1 MiB)
+      assert.is_nil(wire.parse_ext_handshake(hs(wire.default_limits.max_extended // 2 - 8)))
+    end)
+  end)
+
   describe("argument checks", function()
     local function raises(pattern, f, ...)
       local ok, err = pcall(f, ...)

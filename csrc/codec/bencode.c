@@ -17,16 +17,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every token consumes at least 2 input bytes ("0:", "le", "de"; "i0e" is 3),
- * so a document of `len` bytes has at most len / 2 tokens (+1 for rounding).
- * That is the token limit: the array never exceeds ~10 bytes per input byte, and
- * the caller bounds the input (BT_BENC_MAX_INPUT here, much less for torrents). */
-static uint32_t max_tokens(size_t len) { return (uint32_t)(len / 2 + 1); }
+/* The memory figures in bencode.h count on it. */
+_Static_assert(sizeof(bt_btok) == 16, "bt_btok is 16 bytes");
+
+/* Every complete value consumes at least 2 input bytes ("0:", "le", "de"; "i0e"
+ * is 3), so a document of `len` bytes has at most len / 2 tokens. Before an
+ * invalid one is found out, each still-open container has cost one byte, so a
+ * prefix can hold up to BT_BENC_MAX_DEPTH / 2 more ("lll...": 1 byte a token).
+ * With that the structural bound is never reached: only a max_tokens below it
+ * is, and "too many tokens" is always the caller's limit. */
+static uint32_t token_limit(size_t len, uint32_t max_tokens)
+{
+    uint32_t structural = (uint32_t)((len + BT_BENC_MAX_DEPTH) / 2 + 1);
+    return max_tokens < structural ? max_tokens : structural;
+}
 
 /* First guess of the array size: file lists average 7-8 bytes per token, so
  * len / 8 usually avoids most regrowth; growth is geometric up to the limit.
  * The guess is capped so a huge input reserves memory only as it proves to
- * hold tokens (1 M tokens = 20 MB). */
+ * hold tokens (1 M tokens = 16 MB). */
 #define BT_BENC_INITIAL_TOKENS 64
 #define BT_BENC_INITIAL_MAX_TOKENS (1u << 20)
 
@@ -97,7 +106,7 @@ static int grow(bt_bdoc *d, uint32_t limit)
     uint32_t cap = d->cap ? d->cap : BT_BENC_INITIAL_TOKENS;
     if (d->cap) {
         if (d->cap >= limit)
-            return -1;   /* unreachable while the token bound above holds */
+            return -1;   /* unreachable: bt_bdecode refuses at ntok == limit before growing */
         cap = d->cap > limit / 2 ? limit : d->cap * 2;
     }
     bt_btok *p = realloc(d->tok, (size_t)cap * sizeof *p);
@@ -115,13 +124,15 @@ static int grow(bt_bdoc *d, uint32_t limit)
  * (9223372036854775807 positive, 9223372036854775808 negative). */
 #define I64_DIV10 922337203685477580ULL
 
-int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_berr *err)
+int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32_t max_tokens,
+               bt_berr *err)
 {
     const unsigned char *p = (const unsigned char *)buf;
     frame stack[BT_BENC_MAX_DEPTH];
     unsigned depth = 0;
     size_t pos = 0;
     const char *msg;
+    uint32_t limit_hit = 0;   /* err->limit */
     const int strict = !(flags & BT_BDEC_ALLOW_UNSORTED);
 
     memset(doc, 0, sizeof *doc);
@@ -136,13 +147,13 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_ber
         pos = BT_BENC_MAX_INPUT;   /* the first byte past the limit */
         goto fail;
     }
-    const uint32_t limit = max_tokens(len);
+    const uint32_t limit = token_limit(len, max_tokens);
     {
         uint32_t guess = (uint32_t)(len / 8) + BT_BENC_INITIAL_TOKENS;
         if (guess > BT_BENC_INITIAL_MAX_TOKENS)
             guess = BT_BENC_INITIAL_MAX_TOKENS;
         if (guess > limit)
-            guess = limit;
+            guess = limit ? limit : 1;   /* a max_tokens of 0 (a caller's bug) refuses all */
         doc->tok = malloc((size_t)guess * sizeof *doc->tok);
         if (!doc->tok) {
             msg = "out of memory";
@@ -192,6 +203,13 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_ber
             goto value_done;
         }
 
+        if (ntok == limit) {
+            /* Checked before growing: a hostile document is refused here, at
+             * the first value over the limit, having cost 16 * limit bytes. */
+            msg = "too many tokens";
+            limit_hit = limit;
+            goto fail;
+        }
         if (ntok == cap) {
             doc->ntok = ntok;
             if (grow(doc, limit)) {
@@ -242,7 +260,6 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_ber
             pos += n;
             tok[t].end = (uint32_t)pos;
             tok[t].next = t + 1;
-            tok[t].type = BT_BSTR;
             ntok++;
             if (fr && fr->dict && !(fr->n & 1)) {
                 /* A key: must sort after the previous key of this dict. */
@@ -329,7 +346,6 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_ber
             tok[t].end = (uint32_t)pos;
             tok[t].next = t + 1;
             tok[t].aux = 0;
-            tok[t].type = BT_BINT;
             ntok++;
             goto value_done;
         }
@@ -339,8 +355,7 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_ber
                 msg = "nesting too deep";
                 goto fail;
             }
-            tok[t].start = (uint32_t)pos;
-            tok[t].type = c == 'l' ? BT_BLIST : BT_BDICT;
+            tok[t].start = (uint32_t)pos;   /* buf[start] gives the type */
             ntok++;
             /* end/next/aux are set at 'e'; the parent counts it then. */
             stack[depth].tok = t;
@@ -376,6 +391,7 @@ fail:
     doc->ntok = doc->cap = 0;
     err->msg = msg;
     err->offset = pos;
+    err->limit = limit_hit;
     return -1;
 }
 
@@ -402,7 +418,7 @@ int64_t bt_bint(const bt_bdoc *d, uint32_t t)
 
 uint32_t bt_bdict_getn(const bt_bdoc *d, uint32_t t, const char *key, size_t klen)
 {
-    if (d->tok[t].type != BT_BDICT)
+    if (bt_btype_of(d, t) != BT_BDICT)
         return 0;
     uint32_t end = d->tok[t].next;
     for (uint32_t c = t + 1; c < end;) {

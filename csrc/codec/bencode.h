@@ -9,6 +9,10 @@
  * any, is the token right after it; each child's `next` is the index of the
  * following child; the container's own `next` is one past its whole subtree.
  * Dictionary children alternate key (a string), value, key, value...
+ *
+ * Memory is bounded by the caller: it passes the most tokens its input may
+ * need (max_tokens, see the limits of metainfo.h, tracker_parse.h, wire.h),
+ * and a document with more is refused at the first token over the limit.
  */
 #ifndef BT_BENCODE_H
 #define BT_BENCODE_H
@@ -22,6 +26,8 @@
 #define BT_BENC_MAX_DEPTH  256          /* real torrents nest < 10 deep; bounds recursion in users.
                                            Exactly this many nested containers is accepted. */
 #define BT_BENC_MAX_INPUT  (1u << 30)   /* offsets are 32-bit; 1 GiB is far beyond any torrent */
+#define BT_BENC_ANY_TOKENS UINT32_MAX   /* max_tokens for "no limit but the input's own" (~len / 2):
+                                           only for inputs the caller already bounds (bt.bdecode) */
 
 typedef enum bt_btype {
     BT_BNONE = 0,
@@ -31,13 +37,16 @@ typedef enum bt_btype {
     BT_BDICT = 4,
 } bt_btype;
 
+/* 16 bytes. The type is not stored: the value's first byte, buf[start], says it
+ * ('i', 'l', 'd', or a digit for a string), and a type field would have cost
+ * 4 bytes more per token with padding. */
 typedef struct bt_btok {
     uint32_t start;   /* offset of the value's first byte ('i', 'l', 'd' or a digit) */
     uint32_t end;     /* offset one past the value's last byte: raw bytes are [start, end) */
     uint32_t next;    /* index of the next sibling token (one past the subtree) */
-    uint32_t aux;     /* string: offset of the payload (payload is [aux, end));
-                         container: number of children (a dict counts keys and values) */
-    uint8_t type;     /* bt_btype */
+    uint32_t aux;     /* string: offset of the payload (payload is [aux, end), aux > 0);
+                         container: number of children (a dict counts keys and values);
+                         integer: 0 */
 } bt_btok;
 
 typedef struct bt_bdoc {
@@ -51,15 +60,20 @@ typedef struct bt_bdoc {
 typedef struct bt_berr {
     const char *msg;  /* static string, e.g. "leading zero in integer" */
     size_t offset;    /* byte offset in the input where the error was found */
+    uint32_t limit;   /* "too many tokens": the max_tokens that was reached; otherwise 0 */
 } bt_berr;
 
 /* Flags for bt_bdecode. Strict is the default (0). */
 #define BT_BDEC_ALLOW_UNSORTED 1u   /* accept dict keys out of order (real torrents have them);
                                        duplicates are still rejected */
 
-/* Tokenize buf[0..len). Returns 0, or -1 with *err filled (doc is left empty,
- * bt_bdoc_free on it is harmless). Rejects, with err->msg one of:
+/* Tokenize buf[0..len) into at most max_tokens (>= 1) tokens. Returns 0, or -1 with
+ * *err filled (doc is left empty, bt_bdoc_free on it is harmless). Rejects,
+ * with err->msg one of:
  *   "empty input", "input too large" (len > BT_BENC_MAX_INPUT),
+ *   "too many tokens" (more than max_tokens values, which err->limit repeats;
+ *   the offset is the first byte of the first value over the limit, and the
+ *   scan stops there: nothing past it is read or reserved),
  *   "unexpected end of input", "trailing data after value", "invalid character",
  *   "unexpected 'e'", "nesting too deep" (more than BT_BENC_MAX_DEPTH containers),
  *   "empty integer" (ie), "expected digit" (i-e, i+1e), "expected digit or 'e'",
@@ -74,15 +88,28 @@ typedef struct bt_berr {
  * out-of-order or duplicate key (the later key), "-0" (its '-'), a leading zero
  * (the '0' itself, in integers and string lengths).
  *
- * Memory: the token array grows geometrically and never exceeds len / 2 + 1
- * tokens (every value takes at least 2 bytes), i.e. ~10 bytes per input byte;
- * bound the input to bound the memory. Integers are always validated strictly;
- * BT_BDEC_ALLOW_UNSORTED only relaxes the key order. */
-int  bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, bt_berr *err);
+ * Memory: 16 bytes a token. The array starts near what the input needs (a
+ * guess of len / 8, at most 1 M tokens) and doubles as values arrive, up to
+ * min(max_tokens, (len + BT_BENC_MAX_DEPTH) / 2 + 1) (every value takes at
+ * least 2 bytes, an open container 1), so it is at most twice the tokens
+ * actually found, and never more than 16 * max_tokens bytes whatever the input.
+ *
+ * Integers are always validated strictly; BT_BDEC_ALLOW_UNSORTED only relaxes
+ * the key order. */
+int  bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32_t max_tokens,
+                bt_berr *err);
 void bt_bdoc_free(bt_bdoc *doc);
 
 /* Accessors. `t` must be a valid token index of `doc`. */
-static inline bt_btype bt_btype_of(const bt_bdoc *d, uint32_t t) { return (bt_btype)d->tok[t].type; }
+static inline bt_btype bt_btype_of(const bt_bdoc *d, uint32_t t)
+{
+    switch (d->buf[d->tok[t].start]) {
+    case 'i': return BT_BINT;
+    case 'l': return BT_BLIST;
+    case 'd': return BT_BDICT;
+    default:  return BT_BSTR;   /* the decoder only makes tokens that start with a digit here */
+    }
+}
 static inline const char *bt_bstr(const bt_bdoc *d, uint32_t t, size_t *len)
 {
     *len = d->tok[t].end - d->tok[t].aux;
@@ -99,7 +126,7 @@ uint32_t bt_bdict_getn(const bt_bdoc *d, uint32_t t, const char *key, size_t kle
  * the type wrong iterates nothing instead of wandering into sibling tokens. */
 static inline uint32_t bt_bfirst(const bt_bdoc *d, uint32_t t)
 {
-    return d->tok[t].type >= BT_BLIST && d->tok[t].aux ? t + 1 : 0;
+    return bt_btype_of(d, t) >= BT_BLIST && d->tok[t].aux ? t + 1 : 0;
 }
 static inline uint32_t bt_bnext(const bt_bdoc *d, uint32_t parent, uint32_t child)
 {

@@ -8,6 +8,13 @@
 
 #include "core/sha1.h"
 
+/* A limit's value inside an error message (the limits are decimal literals). */
+#define LIMIT_STR_(x) #x
+#define LIMIT_STR(x) LIMIT_STR_(x)
+_Static_assert(BT_META_MAX_SIZE == 64u << 20, "the size error message says 64 MiB");
+_Static_assert(sizeof(bt_meta_file) == 24, "the memory figures in metainfo.h count on it");
+_Static_assert(BT_META_MAX_PATH_DEPTH <= UINT8_MAX, "bt_meta_file.ncomp is 8 bits");
+
 typedef struct parse_err {
     const char *msg;
     size_t off;
@@ -41,31 +48,36 @@ static const char *component_problem(const char *p, size_t n)
 }
 
 /* ---- duplicate paths ------------------------------------------------------
- * Every folder prefix and every full path of the non-pad files goes into one
- * open-addressing hash table (sequential walk over the files: sorting them was
- * 20x slower on 100,000 files for lack of cache locality). A file path that is
- * already present, as a file or as a folder, is a clash; so is a folder prefix
- * that is already a file.
+ * The full paths of the non-pad files go into one open-addressing hash table
+ * (sequential walk over the files: sorting them was 20x slower on 100,000
+ * files for lack of cache locality). A path already there is a duplicate.
+ * Then the proper prefixes of every path are looked up: a prefix that is a
+ * file means that file is a folder of another. Only the depths some file has
+ * are looked up (none when all paths have the same depth, as in a torrent of
+ * one folder level).
+ *
+ * Only files are stored, never their folders: the table is sized once, 2 to 4
+ * slots of 16 bytes a file. Storing every folder prefix too (as this once did)
+ * let a torrent of long paths of distinct folders cost an entry per path
+ * component: 1 GB for 140,000 paths 64 deep. Now such a torrent costs lookups.
  *
  * The hash is 64-bit and seeded per parse (from an allocation address, which
  * ASLR varies), so a hostile torrent cannot aim many paths at one slot. Every
- * clash involving a file is confirmed by comparing the paths, so an error is
- * never a hash accident. Two folder prefixes with equal hashes are taken as the
- * same folder unchecked: comparing would cost a cache miss per file, and with
- * an unknown seed a false match has a probability near 2^-64 per pair; its
- * only effect would be to miss a clash that storage then reports. */
+ * match is confirmed by comparing the paths, so an error is never a hash
+ * accident.
+ *
+ * Which file is reported is the same as one pass in file order would: the
+ * first file that clashes with an earlier one (as a duplicate, as a folder of
+ * it, or because it is a folder of the later file). */
 
 typedef struct path_ent {
-    uint64_t h;       /* hash of the first `depth` components */
-    uint32_t file;    /* a file whose path has this prefix; UINT32_MAX: empty slot */
-    uint8_t depth;    /* components in the prefix (<= BT_META_MAX_PATH_DEPTH) */
-    uint8_t is_file;  /* the prefix is that file's whole path */
+    uint64_t h;       /* hash of the file's whole path */
+    uint32_t file;    /* UINT32_MAX: empty slot */
 } path_ent;
 
 typedef struct path_set {
     path_ent *e;
-    size_t cap;       /* a power of two */
-    size_t n;
+    size_t mask;      /* slots - 1; slots is a power of two >= 2 x files */
 } path_set;
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -91,42 +103,24 @@ static uint64_t comp_hash(uint64_t h, const char *p, size_t n)
     return h;
 }
 
-static int set_init(path_set *s, size_t want)
+/* h[k] = hash of the first k components of file f's path, k = 0..upto. */
+static void path_hashes(const bt_meta *m, uint32_t f, uint32_t upto, uint64_t seed, uint64_t *h)
 {
-    s->cap = 1024;
-    while (s->cap < 2 * want)
-        s->cap *= 2;
-    s->n = 0;
-    s->e = malloc(s->cap * sizeof *s->e);
-    if (!s->e)
-        return -1;
-    for (size_t i = 0; i < s->cap; i++)
-        s->e[i].file = UINT32_MAX;
-    return 0;
-}
-
-static int set_grow(path_set *s)
-{
-    path_set g;
-    if (s->cap > SIZE_MAX / 2 / sizeof *s->e || set_init(&g, s->cap))
-        return -1;
-    for (size_t i = 0; i < s->cap; i++) {
-        if (s->e[i].file == UINT32_MAX)
-            continue;
-        size_t j = s->e[i].h & (g.cap - 1);
-        while (g.e[j].file != UINT32_MAX)
-            j = (j + 1) & (g.cap - 1);
-        g.e[j] = s->e[i];
+    const bt_meta_file *file = &m->files[f];
+    h[0] = seed;
+    for (uint32_t k = 0; k < upto; k++) {
+        size_t n;
+        const char *p = bt_bstr(&m->doc, file->path_tok + 1 + k, &n);
+        h[k + 1] = comp_hash(h[k], p, n);
     }
-    g.n = s->n;
-    free(s->e);
-    *s = g;
-    return 0;
 }
 
-static int same_prefix(const bt_meta *m, uint32_t fa, uint32_t fb, uint32_t depth)
+/* The first `depth` components of file fb's path are file fa's whole path. */
+static int is_prefix(const bt_meta *m, uint32_t fa, uint32_t fb, uint32_t depth)
 {
     const bt_bdoc *d = &m->doc;
+    if (m->files[fa].ncomp != depth)
+        return 0;
     /* Components of a validated path are consecutive string tokens. */
     for (uint32_t k = 0; k < depth; k++) {
         size_t na, nb;
@@ -138,70 +132,75 @@ static int same_prefix(const bt_meta *m, uint32_t fa, uint32_t fb, uint32_t dept
     return 1;
 }
 
-enum { ADD_NEW, ADD_SAME_DIR, ADD_CLASH, ADD_OOM };
-
-/* Adds prefix (h, depth) of file f; *other is the file it clashes with. */
-static int set_add(path_set *s, const bt_meta *m, uint64_t h, uint32_t depth, uint32_t f,
-                   int is_file, uint32_t *other)
+/* The slot holding the file whose whole path is the first `depth` components
+ * of file f's (hash h), or the empty slot where it would go. */
+static path_ent *set_slot(const path_set *s, const bt_meta *m, uint64_t h, uint32_t depth, uint32_t f)
 {
-    if (2 * (s->n + 1) > s->cap && set_grow(s))
-        return ADD_OOM;
-    size_t j = h & (s->cap - 1);
-    for (; s->e[j].file != UINT32_MAX; j = (j + 1) & (s->cap - 1)) {
-        path_ent *e = &s->e[j];
-        if (e->h != h || e->depth != depth)
-            continue;
-        if (!is_file && !e->is_file)
-            return ADD_SAME_DIR;
-        if (same_prefix(m, e->file, f, depth)) {
-            *other = e->file;
-            return ADD_CLASH;
-        }
-    }
-    s->e[j] = (path_ent){ .h = h, .file = f, .depth = (uint8_t)depth, .is_file = (uint8_t)is_file };
-    s->n++;
-    return ADD_NEW;
+    size_t j = h & s->mask;
+    for (; s->e[j].file != UINT32_MAX; j = (j + 1) & s->mask)
+        if (s->e[j].h == h && is_prefix(m, s->e[j].file, f, depth))
+            break;
+    return &s->e[j];
 }
 
 static int check_duplicates(bt_meta *m, parse_err *e)
 {
     path_set s;
-    if (set_init(&s, m->num_files))
+    size_t slots = 1024;
+    while (slots < 2 * (size_t)m->num_files)
+        slots *= 2;
+    s.e = malloc(slots * sizeof *s.e);
+    if (!s.e)
         return fail(e, "out of memory", 0);
+    s.mask = slots - 1;
+    for (size_t i = 0; i < slots; i++)
+        s.e[i].file = UINT32_MAX;
     const uint64_t seed = mix(0x243f6a8885a308d3ull, (uint64_t)(uintptr_t)s.e);
     uint64_t h[BT_META_MAX_PATH_DEPTH + 1];
-    for (uint32_t f = 0; f < m->num_files; f++) {
-        const bt_meta_file *file = &m->files[f];
-        if (file->pad)
+
+    /* Whole paths, in file order, up to the first duplicate. */
+    uint32_t dup = m->num_files;
+    uint64_t depths = 0;   /* bit d - 1: a stored file has d components */
+    for (uint32_t f = 0; f < m->num_files && dup == m->num_files; f++) {
+        if (m->files[f].pad)
             continue;
-        h[0] = seed;
-        for (uint32_t k = 0; k < file->ncomp; k++) {
-            size_t n;
-            const char *p = bt_bstr(&m->doc, file->path_tok + 1 + k, &n);
-            h[k + 1] = comp_hash(h[k], p, n);
-        }
-        uint32_t other = 0;
-        int r = set_add(&s, m, h[file->ncomp], file->ncomp, f, 1, &other);
-        /* Folders deepest first: once one is known, its parents are too. */
-        for (uint32_t d = file->ncomp - 1; r == ADD_NEW && d >= 1; d--) {
-            r = set_add(&s, m, h[d], d, f, 0, &other);
-            if (r == ADD_SAME_DIR) {
-                r = ADD_NEW;
-                break;
+        uint32_t n = m->files[f].ncomp;
+        path_hashes(m, f, n, seed, h);
+        path_ent *slot = set_slot(&s, m, h[n], n, f);
+        if (slot->file != UINT32_MAX)
+            dup = f;
+        else
+            *slot = (path_ent){ .h = h[n], .file = f };
+        depths |= 1ull << (n - 1);
+    }
+    /* Prefixes of the files before it: a pair (a file, a file inside it)
+     * clashes at the later of the two; keep the earliest such. */
+    uint32_t clash = dup;
+    for (uint32_t f = 0; f < clash; f++) {
+        uint32_t n = m->files[f].ncomp;
+        /* depths 1 .. n - 1 that some file has (n <= 64: the shift is < 64) */
+        uint64_t want = depths & ((1ull << (n - 1)) - 1);
+        if (m->files[f].pad || !want)
+            continue;
+        uint32_t deepest = 64 - (uint32_t)__builtin_clzll(want);   /* < n: the name is not hashed */
+        path_hashes(m, f, deepest, seed, h);
+        for (uint32_t d = 1; d <= deepest; d++) {
+            if (!(want >> (d - 1) & 1))
+                continue;
+            uint32_t other = set_slot(&s, m, h[d], d, f)->file;
+            if (other != UINT32_MAX) {
+                uint32_t later = other > f ? other : f;
+                if (later < clash)
+                    clash = later;
             }
-        }
-        if (r == ADD_CLASH) {
-            int dup = m->files[other].ncomp == file->ncomp;
-            free(s.e);
-            return fail(e, dup ? "duplicate file path" : "file path is also a folder of another file",
-                        tok_off(&m->doc, file->path_tok));
-        }
-        if (r == ADD_OOM) {
-            free(s.e);
-            return fail(e, "out of memory", 0);
         }
     }
     free(s.e);
+    if (clash < dup)
+        return fail(e, "file path is also a folder of another file",
+                    tok_off(&m->doc, m->files[clash].path_tok));
+    if (dup < m->num_files)
+        return fail(e, "duplicate file path", tok_off(&m->doc, m->files[dup].path_tok));
     return 0;
 }
 
@@ -250,7 +249,7 @@ static int parse_file(bt_meta *m, uint32_t ft, bt_meta_file *f, parse_err *e)
             return fail(e, why, tok_off(d, c));
     }
     f->path_tok = pt;
-    f->ncomp = ncomp;
+    f->ncomp = (uint8_t)ncomp;
     f->pad = 0;
     if (at) {
         size_t n;
@@ -289,7 +288,7 @@ static int parse_files(bt_meta *m, uint32_t info, parse_err *e)
     if (n == 0)
         return fail(e, "files list is empty", tok_off(d, ft));
     if (n > BT_META_MAX_FILES)
-        return fail(e, "too many files", tok_off(d, ft));
+        return fail(e, "too many files (limit " LIMIT_STR(BT_META_MAX_FILES) ")", tok_off(d, ft));
     m->files = calloc(n, sizeof *m->files);
     if (!m->files)
         return fail(e, "out of memory", 0);
@@ -355,7 +354,7 @@ static int parse(bt_meta *m, parse_err *e)
     if (plen % 20)
         return fail(e, "pieces length is not a multiple of 20", tok_off(d, pt));
     if (plen / 20 > BT_META_MAX_PIECES)
-        return fail(e, "too many pieces", tok_off(d, pt));
+        return fail(e, "too many pieces (limit " LIMIT_STR(BT_META_MAX_PIECES) ")", tok_off(d, pt));
     m->num_pieces = (uint32_t)(plen / 20);
 
     m->is_private = prt && bt_bint(d, prt) != 0;
@@ -374,9 +373,16 @@ static int parse(bt_meta *m, parse_err *e)
 int bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, size_t *err_off)
 {
     memset(m, 0, sizeof *m);
+    if (len > BT_META_MAX_SIZE) {
+        *err = "torrent larger than 64 MiB";
+        *err_off = BT_META_MAX_SIZE;   /* the first byte past the limit */
+        return -1;
+    }
     bt_berr be = { 0 };
-    if (bt_bdecode(&m->doc, buf, len, BT_BDEC_ALLOW_UNSORTED, &be)) {
+    if (bt_bdecode(&m->doc, buf, len, BT_BDEC_ALLOW_UNSORTED, BT_META_MAX_TOKENS, &be)) {
         *err = be.msg ? be.msg : "invalid bencoding";
+        if (be.limit)
+            *err = "too many tokens (limit " LIMIT_STR(BT_META_MAX_TOKENS) ")";
         *err_off = be.offset;
         bt_bdoc_free(&m->doc);
         memset(m, 0, sizeof *m);

@@ -37,20 +37,30 @@
 
 #include "codec/bencode.h"
 
-#define BT_META_MAX_FILES      (1u << 22)   /* 4 M files: far past any real torrent */
+/* Limits, each with its reason. A .torrent is hostile input: these hold the
+ * largest real torrents (libtorrent, under most clients, refuses a .torrent
+ * over 10 MB, 3 M bencode tokens or 2 M pieces by default; qBittorrent sets
+ * 100 MiB and 10 M tokens) and bound what parsing one may cost (see Memory
+ * below). Counts are decimal so the error messages can quote them. */
+#define BT_META_MAX_SIZE       (64u << 20)  /* 64 MiB of .torrent: 2 M pieces are 40 MiB of
+                                               hashes; a list of 1 M files ~60 MB */
+#define BT_META_MAX_TOKENS     10000000     /* bencode values (qBittorrent's limit): a file takes
+                                               5 + its path depth, so MAX_FILES fit 4 deep */
+#define BT_META_MAX_FILES      1000000      /* a real list that long is ~60 MB, near MAX_SIZE */
 #define BT_META_MAX_PATH_DEPTH 64           /* components in one file path */
 #define BT_META_MAX_NAME 255                /* bytes in one path component (NAME_MAX) */
 #define BT_META_MAX_PIECE_LEN  (1u << 28)   /* 256 MiB pieces: no client makes larger */
-#define BT_META_MAX_PIECES     (1u << 24)   /* 16 M pieces */
+#define BT_META_MAX_PIECES     2097152      /* 2^21 (libtorrent's limit): 32 TiB in 16 MiB pieces,
+                                               40 MiB of hashes */
 
 typedef struct bt_str { const char *p; size_t n; } bt_str;
 
-typedef struct bt_meta_file {
-    uint32_t path_tok;        /* token of the path list (multi-file) or 0 for single-file (path = name) */
-    uint32_t ncomp;           /* components in the path */
+typedef struct bt_meta_file {   /* 24 bytes: there may be a million */
     int64_t length;
     int64_t offset;           /* offset of the file's first byte in the torrent's byte stream */
-    unsigned pad : 1;         /* BEP 47 padding file ("attr" holds 'p') */
+    uint32_t path_tok;        /* token of the path list (multi-file) or 0 for single-file (path = name) */
+    uint8_t ncomp;            /* components in the path (<= BT_META_MAX_PATH_DEPTH) */
+    uint8_t pad;              /* BEP 47 padding file ("attr" holds 'p'): 1, else 0 */
 } bt_meta_file;
 
 typedef struct bt_meta {
@@ -71,7 +81,17 @@ typedef struct bt_meta {
 /* Parse and validate. Returns 0, or -1 with *err (static message) and *err_off
  * (byte offset of the offending value, or of the bencode error; for a missing
  * key, the offset of the dictionary that lacks it). buf must outlive m. On
- * failure m is left empty (bt_meta_free is still safe to call). */
+ * failure m is left empty (bt_meta_free is still safe to call).
+ * The limits are refused with: "torrent larger than 64 MiB" (offset
+ * BT_META_MAX_SIZE, before anything is read), "too many tokens (limit N)" (at
+ * the first value over BT_META_MAX_TOKENS: decoding stops there), "too many
+ * files (limit N)", "too many pieces (limit N)".
+ *
+ * Memory, beside the caller's buffer: 16 bytes a bencode token (kept with m;
+ * a typical file list has 7-8 bytes a token, so ~2x the input), 24 bytes a file
+ * (kept), and while the paths are checked 32-64 bytes per file (freed before
+ * returning). At the limits that is at most 160 MB of tokens, however the
+ * input is built. */
 int  bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, size_t *err_off);
 void bt_meta_free(bt_meta *m);
 

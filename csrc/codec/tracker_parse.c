@@ -320,12 +320,15 @@ int bt_tracker_parse(const char *body, size_t len, bt_announce_result *out)
         return fail(out, "bad reply: empty body");
     bt_bdoc d = {0};
     bt_berr e = {0};
-    if (bt_bdecode(&d, body, len, BT_BDEC_ALLOW_UNSORTED, &e) < 0) {
+    if (bt_bdecode(&d, body, len, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e) < 0) {
+        if (e.limit)
+            return fail(out, "bad reply: too many tokens (limit %u) at byte %zu", (unsigned)e.limit,
+                        e.offset);
         /* Junk after a complete dictionary (seen from broken trackers): if the
          * prefix up to the error is a whole value, that value is the reply. */
         bt_berr e2;
         if (e.offset == 0 || e.offset >= len
-            || bt_bdecode(&d, body, e.offset, BT_BDEC_ALLOW_UNSORTED, &e2) < 0)
+            || bt_bdecode(&d, body, e.offset, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e2) < 0)
             return fail(out, "bad reply: %s at byte %zu", e.msg ? e.msg : "invalid bencoding",
                         e.offset);
     }

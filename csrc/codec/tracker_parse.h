@@ -14,6 +14,9 @@
 /* Limits, each with its reason. Tracker replies are hostile. */
 #define BT_TRACKER_MAX_BODY        (2u << 20)  /* 2 MiB: 2000 peers in dict form are ~150 KiB */
 #define BT_TRACKER_MAX_PEERS       2000        /* more is useless to one torrent; bounds memory */
+#define BT_TRACKER_MAX_TOKENS      65536       /* bencode values in a reply: 2000 peers in dict form
+                                                  take 7 each (14,000), the other keys a dozen;
+                                                  bounds the token array to 1 MiB */
 #define BT_TRACKER_MAX_MSG         1024        /* failure/warning text kept (longer is cut) */
 #define BT_TRACKER_MAX_TRACKER_ID  256         /* a longer "tracker id" is ignored */
 #define BT_TRACKER_MAX_URL         4096        /* announce URLs are short; bounds the request */

@@ -393,7 +393,8 @@ int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *o
     out->client = NULL;
     bt_bdoc doc = { 0 };
     bt_berr err;
-    if (bt_bdecode(&doc, (const char *)payload, len, BT_BDEC_ALLOW_UNSORTED, &err) != 0)
+    if (bt_bdecode(&doc, (const char *)payload, len, BT_BDEC_ALLOW_UNSORTED, BT_WIRE_EXT_MAX_TOKENS,
+                   &err) != 0)
         return -1;
     int rc = -1;
     if (bt_btype_of(&doc, 0) == BT_BDICT) {

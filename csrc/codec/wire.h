@@ -18,6 +18,9 @@
 #define BT_HANDSHAKE_LEN   68
 #define BT_BLOCK_SIZE      16384u          /* the block size every client requests */
 #define BT_WIRE_MAX_BLOCK  (128u * 1024)   /* largest block a limit may be raised to */
+#define BT_WIRE_EXT_MAX_TOKENS 4096        /* bencode values in a BEP 10 handshake: clients send
+                                              a dozen keys and an "m" of a dozen extensions
+                                              (< 60); bounds its token array to 64 KiB */
 
 /* Message ids; KEEPALIVE has no id on the wire (length 0). */
 enum bt_msg_type {
@@ -124,7 +127,8 @@ typedef struct bt_ext_hs {
 /* Append the bencoded dictionary to b. 0, or -1 out of memory. */
 int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h);
 /* Read the fields above from a peer's payload (unsorted keys accepted, unknown keys
- * ignored). Returns 0, or -1 when it is not a bencoded dictionary (fields stay -1). */
+ * ignored). Returns 0, or -1 when it is not a bencoded dictionary of at most
+ * BT_WIRE_EXT_MAX_TOKENS values (fields stay -1). */
 int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *out);
 
 #endif

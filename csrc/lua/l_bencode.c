@@ -9,6 +9,9 @@
  * Offsets are 0-based byte offsets into s (the byte s:sub(offset + 1, offset + 1)
  * is where the decoder stopped). opts.unsorted = true accepts dict keys out of
  * order (duplicates are still errors); the default is strict BEP 3.
+ * opts.max_tokens = n refuses a document of more than n values with
+ * "too many tokens (limit n)" at the first value over it; the default is no
+ * limit but the input's own (about #s / 2): bound #s, or pass max_tokens.
  *
  * Decoded strings are Lua byte strings, integers Lua integers, lists and dicts
  * tables carrying bt.list_mt / bt.dict_mt so that `le` and `de` stay distinct
@@ -30,14 +33,23 @@
  * a few temporaries). Checked per level since depth is up to BT_BENC_MAX_DEPTH. */
 #define LEVEL_SLOTS 8
 
-static unsigned decode_flags(lua_State *L, int arg)
+/* opts -> flags and *max_tokens. */
+static unsigned decode_opts(lua_State *L, int arg, uint32_t *max_tokens)
 {
     unsigned flags = 0;
+    *max_tokens = BT_BENC_ANY_TOKENS;
     if (lua_isnoneornil(L, arg))
         return 0;
     luaL_checktype(L, arg, LUA_TTABLE);
     if (lua_getfield(L, arg, "unsorted") != LUA_TNIL && lua_toboolean(L, -1))
         flags |= BT_BDEC_ALLOW_UNSORTED;
+    lua_pop(L, 1);
+    if (lua_getfield(L, arg, "max_tokens") != LUA_TNIL) {
+        lua_Integer n = lua_tointeger(L, -1);
+        luaL_argcheck(L, lua_isinteger(L, -1) && n >= 1 && n <= (lua_Integer)UINT32_MAX, arg,
+                      "max_tokens must be an integer from 1 to 2^32 - 1");
+        *max_tokens = (uint32_t)n;
+    }
     lua_pop(L, 1);
     return flags;
 }
@@ -70,7 +82,7 @@ static uint32_t push_value(build *b, uint32_t t)
 {
     lua_State *L = b->L;
     const bt_btok *k = &b->d->tok[t];
-    switch (k->type) {
+    switch (bt_btype_of(b->d, t)) {
     case BT_BSTR:
         lua_pushlstring(L, b->d->buf + k->aux, k->end - k->aux);
         return t + 1;
@@ -108,12 +120,13 @@ static uint32_t push_value(build *b, uint32_t t)
 
 /* The token array lives in a userdata so that a memory error while building
  * tables (a longjmp) cannot leak it. */
-static bt_bdoc *decode_boxed(lua_State *L, const char *s, size_t len, unsigned flags, bt_berr *err)
+static bt_bdoc *decode_boxed(lua_State *L, const char *s, size_t len, unsigned flags,
+                             uint32_t max_tokens, bt_berr *err)
 {
     bt_bdoc *d = lua_newuserdatauv(L, sizeof *d, 0);
     memset(d, 0, sizeof *d);
     luaL_setmetatable(L, DOC_MT);
-    if (bt_bdecode(d, s, len, flags, err))
+    if (bt_bdecode(d, s, len, flags, max_tokens, err))
         return NULL;
     return d;
 }
@@ -121,7 +134,10 @@ static bt_bdoc *decode_boxed(lua_State *L, const char *s, size_t len, unsigned f
 static int push_error(lua_State *L, const bt_berr *err)
 {
     lua_pushnil(L);
-    lua_pushstring(L, err->msg);
+    if (err->limit)
+        lua_pushfstring(L, "%s (limit %I)", err->msg, (LUAI_UACINT)err->limit);
+    else
+        lua_pushstring(L, err->msg);
     lua_pushinteger(L, (lua_Integer)err->offset);
     return 3;
 }
@@ -131,12 +147,13 @@ static int l_bdecode(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    unsigned flags = decode_flags(L, 2);
+    uint32_t max_tokens;
+    unsigned flags = decode_opts(L, 2, &max_tokens);
     bt_berr err;
     lua_settop(L, 2);
     luaL_getmetatable(L, LIST_MT);   /* 3 */
     luaL_getmetatable(L, DICT_MT);   /* 4 */
-    bt_bdoc *d = decode_boxed(L, s, len, flags, &err);   /* 5 */
+    bt_bdoc *d = decode_boxed(L, s, len, flags, max_tokens, &err);   /* 5 */
     if (!d)
         return push_error(L, &err);
     build b = { L, d, 3, 4 };
@@ -151,10 +168,11 @@ static int l_bdecode_tokens(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
-    unsigned flags = decode_flags(L, 2);
+    uint32_t max_tokens;
+    unsigned flags = decode_opts(L, 2, &max_tokens);
     bt_bdoc d;
     bt_berr err;
-    if (bt_bdecode(&d, s, len, flags, &err))
+    if (bt_bdecode(&d, s, len, flags, max_tokens, &err))
         return push_error(L, &err);
     uint32_t n = d.ntok;
     bt_bdoc_free(&d);

@@ -169,7 +169,7 @@ const bt_meta *bt_lmeta_check(lua_State *L, int idx)
 
 /* bt.meta_parse(bytes) -> bt.Metainfo | nil, message, offset  [-0, +1|3, m]
  * The userdata keeps `bytes` alive (its uservalue): every string in the
- * parsed metainfo points into it. */
+ * parsed metainfo points into it. Limits: bt.meta_limits. */
 static int l_meta_parse(lua_State *L)
 {
     size_t len;
@@ -445,9 +445,31 @@ static int l_meta_tostring(lua_State *L)
 
 /* ---- module ------------------------------------------------------------------ */
 
+/* bt.meta_limits: what bt.meta_parse accepts at most (codec/metainfo.h), for
+ * bt.torrent's size check before reading and for messages and specs. */
+static void push_meta_limits(lua_State *L)
+{
+    static const struct { const char *k; lua_Integer v; } lim[] = {
+        { "max_size", BT_META_MAX_SIZE },
+        { "max_tokens", BT_META_MAX_TOKENS },
+        { "max_files", BT_META_MAX_FILES },
+        { "max_pieces", BT_META_MAX_PIECES },
+        { "max_piece_length", BT_META_MAX_PIECE_LEN },
+        { "max_path_depth", BT_META_MAX_PATH_DEPTH },
+        { "max_name", BT_META_MAX_NAME },
+    };
+    lua_createtable(L, 0, (int)(sizeof lim / sizeof lim[0]));
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++) {
+        lua_pushinteger(L, lim[i].v);
+        lua_setfield(L, -2, lim[i].k);
+    }
+}
+
 void bt_open_meta(lua_State *L, int mod)
 {
     mod = lua_absindex(L, mod);
+    push_meta_limits(L);
+    lua_setfield(L, mod, "meta_limits");
 
     luaL_newmetatable(L, BT_SHA1_MT);
     luaL_newlib(L, hasher_methods);

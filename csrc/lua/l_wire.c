@@ -459,6 +459,27 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
+/* bt.wire.parse_ext_handshake(payload) -> {p =, reqq =} | nil  [-0, +1, m]
+ * What the engine reads from a peer's BEP 10 handshake (extended id 0): the
+ * fields it found (absent or out of range: not set), or nil when the payload is
+ * not a dictionary of at most EXT_MAX_TOKENS bencode values. */
+static int l_parse_ext_handshake(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    bt_ext_hs h;
+    if (bt_wire_parse_ext_handshake((const uint8_t *)s, n, &h) != 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_createtable(L, 0, 2);
+    if (h.port >= 0)
+        set_int(L, "p", h.port);
+    if (h.reqq >= 0)
+        set_int(L, "reqq", h.reqq);
+    return 1;
+}
+
 static const luaL_Reg decoder_methods[] = {
     {"feed", l_feed},
     {"buffered", l_buffered},
@@ -470,6 +491,7 @@ static const luaL_Reg wire_fns[] = {
     {"decoder", l_decoder},
     {"encode", l_encode},
     {"handshake", l_handshake},
+    {"parse_ext_handshake", l_parse_ext_handshake},
     {NULL, NULL},
 };
 
@@ -499,5 +521,6 @@ void bt_open_wire(lua_State *L, int mod)
     set_int(L, "BLOCK_SIZE", BT_BLOCK_SIZE);
     set_int(L, "HANDSHAKE_LEN", BT_HANDSHAKE_LEN);
     set_int(L, "MAX_BLOCK", BT_WIRE_MAX_BLOCK);
+    set_int(L, "EXT_MAX_TOKENS", BT_WIRE_EXT_MAX_TOKENS);
     lua_pop(L, 1);
 }

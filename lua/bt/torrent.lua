@@ -11,10 +11,10 @@ local core = require "bt.core"
 
 local M = {}
 
--- A .torrent larger than this is refused before reading: the largest one the
--- parser accepts (BT_META_MAX_PIECES = 16 M pieces of 20 bytes) is 320 MiB of
--- hashes; real ones are well under 10 MiB.
-M.MAX_TORRENT_FILE = 400 * 1024 * 1024
+-- A .torrent larger than this is refused before reading: it is the parser's
+-- own cap (BT_META_MAX_SIZE, 64 MiB: 2 M pieces are 40 MiB of hashes; real
+-- torrents are well under 10 MiB). bt.meta_limits lists the others.
+M.MAX_TORRENT_FILE = core.meta_limits.max_size
 
 -- Piece lengths that create accepts and picks: powers of two from one block
 -- (16 KiB, the request size every client uses) to 16 MiB (larger pieces make
@@ -119,18 +119,36 @@ local function url_list(m)
   return out
 end
 
+local function too_large(path, size)
+  local max = M.MAX_TORRENT_FILE
+  local limit = max % (1 << 20) == 0 and (max >> 20) .. " MiB" or max .. " bytes"
+  return path .. ": too large for a .torrent ("
+    .. (size and size .. " bytes; the limit is " .. limit or "over the " .. limit .. " limit") .. ")"
+end
+
+-- The size is checked before reading, and the read never takes more than the
+-- limit + 1 bytes: a pipe or a device has no size to check.
 local function read_file(path)
   local f, err = io.open(path, "rb")
-  if not f then return nil, err end
+  if not f then return nil, "cannot read torrent: " .. err end
+  -- A folder opens, then fails to read (and seeks to a huge size): ask it first.
+  local _, rerr = f:read(0)
+  if rerr then
+    f:close()
+    return nil, "cannot read torrent: " .. path .. ": " .. rerr
+  end
   local size = f:seek("end")
   if size and size > M.MAX_TORRENT_FILE then
     f:close()
-    return nil, path .. ": too large for a .torrent (" .. size .. " bytes)"
+    return nil, too_large(path, size)
   end
   f:seek("set")
-  local s = f:read("a")
+  local s
+  s, rerr = f:read(M.MAX_TORRENT_FILE + 1)
   f:close()
-  if not s then return nil, path .. ": read failed" end
+  if not s and rerr then return nil, "cannot read torrent: " .. path .. ": " .. rerr end
+  s = s or ""   -- at the end already: an empty file, which the parser names
+  if #s > M.MAX_TORRENT_FILE then return nil, too_large(path) end
   return s
 end
 
@@ -142,10 +160,11 @@ function M.parse(bytes)
 end
 
 --- bt.torrent.read(path) -> bt.Metainfo | nil, message: the one way every command reads a
--- .torrent file (the size cap, the parse, the message "PATH: invalid torrent: ...").
+-- .torrent file (the size cap, the parse, the message "PATH: invalid torrent: ...",
+-- "PATH: too large for a .torrent (N bytes; the limit is 64 MiB)", "cannot read torrent: ...").
 function M.read(path)
   local bytes, err = read_file(path)
-  if not bytes then return nil, "cannot read torrent: " .. err end
+  if not bytes then return nil, err end
   local m, msg = M.parse(bytes)
   if not m then return nil, path .. ": " .. msg end
   return m
