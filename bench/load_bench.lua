@@ -268,7 +268,7 @@ for i, v in ipairs(SEED_VARIANTS) do
   local l, s1 = res.seed[i], res.seed[v.ref]
   local bl, lt = med(l, "btlua"), med(l, "lt")
   local cpu = med(l, "cpu")
-  print(("  %-44s %9.2f %8s %9.2f %8s %6.3f %5d %6s %6s %8s"):format(v.name, bl, ratio(bl, med(s1, "btlua")),
+  print(("  %-44s %9.2f %8s %9.2f %8s %6.3f %5.0f %6s %6s %8s"):format(v.name, bl, ratio(bl, med(s1, "btlua")),
     lt, ratio(lt, med(s1, "lt")), cpu, med(l, "fds"), mib(med(l, "rss")), mib(med(l, "hwm")),
     v.unloaded and "" or ("%.0f"):format(med(l, "conn_rate"))))
   for _, k in ipairs(v.lt and {} or { "btlua", "lt" }) do
@@ -289,7 +289,7 @@ local l1 = res.leech[1]
 for i, v in ipairs(LEECH_VARIANTS) do
   local l = res.leech[i]
   local lt, cpu = med(l, "lt"), med(l, "cpu")
-  print(("  %-44s %9s %8s %9.2f %8s %6.3f %5d %6s %6s %8s"):format(v.name, "", "", lt, ratio(lt, med(l1, "lt")),
+  print(("  %-44s %9s %8s %9.2f %8s %6.3f %5.0f %6s %6s %8s"):format(v.name, "", "", lt, ratio(lt, med(l1, "lt")),
     cpu, med(l, "fds"), mib(med(l, "rss")), mib(med(l, "hwm")),
     v.unloaded and "" or ("%.0f"):format(med(l, "conn_rate"))))
   if cpu >= CPU_TARGET then fails[#fails + 1] = ("leecher %s: CPU %.3f of a core"):format(v.name, cpu) end
