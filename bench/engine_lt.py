@@ -1,6 +1,7 @@
 # bench/engine_lt.py: libtorrent (python3-libtorrent, Debian's /usr/bin/python3) for
 # bench/engine_bench.lua. On loopback: listen on 127.0.0.1, no DHT/LSD/UPnP/NAT-PMP/uTP.
-#   seed TORRENT DIR PORT        seed until killed (prints "ready")
+#   seed TORRENT DIR PORT [DIAL] seed until killed (prints "ready"); DIAL: also connect to
+#                                127.0.0.1:DIAL (bench/load_bench.lua: a leecher that listens)
 #   leech TORRENT DIR PEERPORT   download from 127.0.0.1:PEERPORT, print seconds, exit
 import sys, time
 import libtorrent as lt
@@ -12,7 +13,9 @@ s = lt.session({'listen_interfaces': '127.0.0.1:%d' % (port if mode == 'seed' el
                 'allow_multiple_connections_per_ip': True, 'alert_mask': 0})
 ti = lt.torrent_info(tor)
 if mode == 'seed':
-    s.add_torrent({'ti': ti, 'save_path': d, 'flags': lt.torrent_flags.seed_mode})
+    h = s.add_torrent({'ti': ti, 'save_path': d, 'flags': lt.torrent_flags.seed_mode})
+    if len(sys.argv) > 5:
+        h.connect_peer(("127.0.0.1", int(sys.argv[5])))
     print("ready", flush=True)
     while True:
         time.sleep(1)
