@@ -214,7 +214,10 @@ end
 local SEED_VARIANTS = {
   { name = "unloaded", unloaded = true, ref = 1 },
   { name = "1,000 hostile, 125 hosts x 8", ref = 1 },
-  { name = "1,000 hostile, one host, BT_MAX_PER_IP=0", one_host = true, ref = 1 },
+  -- no slowdown target: with the per-host rules off (max_per_ip 0, what loopback specs use),
+  -- 1,000 sockets from the leecher's own address cannot be told from it; outside tests the
+  -- cap (8 per host) keeps one host to 8 slots. Shown for what the flood does then.
+  { name = "1,000 hostile, one host, BT_MAX_PER_IP=0", one_host = true, ref = 1, no_target = true },
   { name = "1,000 hostile, 125 hosts, nofile 256", nofile = 256, ref = 1 },
   { name = "libtorrent seed: unloaded", lt = true, unloaded = true, ref = 5 },
   { name = "libtorrent seed: 1,000 hostile, 125 hosts x 8", lt = true, ref = 5 },
@@ -271,7 +274,7 @@ for i, v in ipairs(SEED_VARIANTS) do
   print(("  %-44s %9.2f %8s %9.2f %8s %6.3f %5.0f %6s %6s %8s"):format(v.name, bl, ratio(bl, med(s1, "btlua")),
     lt, ratio(lt, med(s1, "lt")), cpu, med(l, "fds"), mib(med(l, "rss")), mib(med(l, "hwm")),
     v.unloaded and "" or ("%.0f"):format(med(l, "conn_rate"))))
-  for _, k in ipairs(v.lt and {} or { "btlua", "lt" }) do
+  for _, k in ipairs((v.lt or v.no_target) and {} or { "btlua", "lt" }) do
     if med(l, k) / med(s1, k) > SLOWDOWN_TARGET then
       fails[#fails + 1] = ("seed %s: the %s leecher took %s the unloaded time"):format(v.name,
         k == "lt" and "libtorrent" or "bt-lua", ratio(med(l, k), med(s1, k)):gsub("^%s+", ""))

@@ -79,6 +79,50 @@ describe("a seed whose every slot is held by peers that take nothing", function(
   end)
 end)
 
+describe("strikes: hosts that wasted a slot", function()
+  it("may not push others out, nor may a host that holds a slot already; a clean host may", function()
+    local tmp, torrent = S.fixture("p.bin", 256 * 1024, 11, 16)
+    local s, t, why = seed_session(tmp, torrent, { max_peers = 2, evict_idle = 2, max_per_ip = 8 })
+    local evicted = {}
+    s:on("peer_disconnect", function(_, addr, reason)
+      if reason == "evicted to make room for a new peer" then evicted[#evicted + 1] = addr:match("^(.*):") end
+    end)
+    local pids = { after = { function() s:close() end } }
+    local n = 0
+    -- one interested connection from host `src`; returns its log
+    local function one(src)
+      n = n + 1
+      local log = ("%s/h%d.log"):format(tmp, n)
+      pids[n] = holders("interested", s.port, torrent, 1, 30, log, src)
+      run_for(s, 5, function() return last_count(log, "open") ~= nil end)
+      run_for(s, 0.5)
+      return log
+    end
+    S.guard(tmp, pids, function()
+      one("127.0.0.2")
+      run_for(s, 0.3)
+      one("127.0.0.3")
+      assert.are.equal(2, t.npeers)
+      run_for(s, 2.5)   -- both idle past evict_idle now
+      local log = one("127.0.0.2")   -- its host holds a slot: it may not push the other host out
+      assert.are.equal(1, last_count(log, "closed"), "a second connection of a host evicted someone")
+      assert.are.equal(0, #evicted)
+      log = one("127.0.0.4")         -- a clean host: the peer idle longest (127.0.0.2's) makes room
+      assert.is_nil(last_count(log, "closed"))
+      assert.are.same({ "127.0.0.2" }, evicted)
+      log = one("127.0.0.2")         -- struck: no slot is free, and it may not push anyone out
+      assert.are.equal(1, last_count(log, "closed"), "a struck host evicted someone")
+      assert.are.equal(1, #evicted)
+      run_for(s, 2.5)
+      log = one("127.0.0.5")         -- another clean host may, once a peer is idle again
+      assert.is_nil(last_count(log, "closed"))
+      assert.are.equal(2, #evicted)
+      assert.are.equal(2, t.npeers)
+      assert.are.equal(2, why["evicted to make room for a new peer"])
+    end)
+  end)
+end)
+
 describe("the per-host cap", function()
   it("refuses a host's connections past max_per_ip, half of them in their handshake, not another host's", function()
     local tmp, torrent = S.fixture("p.bin", 256 * 1024, 7, 16)

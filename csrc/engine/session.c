@@ -129,6 +129,97 @@ static void pending_unlink(bt_session *s, bt_peer *p)
     s->npending--;
 }
 
+/* Same host: the address without the port. */
+static bool same_host(const struct sockaddr *a, const struct sockaddr_storage *b)
+{
+    if (a->sa_family != b->ss_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
+    if (a->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      16) == 0;
+    return false;
+}
+
+/* Live connections with the host of sa: in their handshake, and (unless pending_only)
+ * attached to any torrent. A linear scan: a few hundred connections at most. */
+static uint32_t conns_from(const bt_session *s, const struct sockaddr *sa, bool pending_only)
+{
+    uint32_t n = 0;
+    for (const bt_peer *p = s->pending; p; p = p->next)
+        n += !p->closing && same_host(sa, &p->addr);
+    if (!pending_only)
+        for (const bt_torrent *t = s->torrents; t; t = t->next)
+            for (const bt_peer *p = t->peers; p; p = p->next)
+                n += !p->closing && same_host(sa, &p->addr);
+    return n;
+}
+
+/* ---- strikes (session.h): hosts that wasted a slot may not push others out ---- */
+
+/* The host of sa as 16 bytes (an IPv4 address in the first 4) and its family; 0: none. */
+static int host_key(const struct sockaddr *sa, uint8_t key[16])
+{
+    memset(key, 0, 16);
+    if (sa->sa_family == AF_INET)
+        memcpy(key, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    else
+        return 0;
+    return sa->sa_family;
+}
+
+static struct bt_strike *strike_slot(const bt_session *s, const uint8_t key[16])
+{
+    uint64_t h = 1469598103934665603ull;   /* FNV-1a */
+    for (int i = 0; i < 16; i++)
+        h = (h ^ key[i]) * 1099511628211ull;
+    return &s->strikes[h & (BT_SESS_STRIKES - 1)];
+}
+
+static void strike(bt_session *s, const struct sockaddr *sa)
+{
+    uint8_t key[16];
+    int fam = host_key(sa, key);
+    if (!s->strikes || !fam || !s->max_per_ip)
+        return;
+    struct bt_strike *x = strike_slot(s, key);
+    memcpy(x->host, key, 16);
+    x->fam = (uint8_t)fam;
+    x->until = ev_now(s->loop) + BT_SESS_STRIKE_TIME;
+}
+
+static bool struck(const bt_session *s, const struct sockaddr *sa)
+{
+    uint8_t key[16];
+    int fam = host_key(sa, key);
+    if (!s->strikes || !fam)
+        return false;
+    const struct bt_strike *x = strike_slot(s, key);
+    return x->fam == fam && memcmp(x->host, key, 16) == 0 && x->until > ev_now(s->loop);
+}
+
+/* A slot for a newcomer from sa in t: a free one, or one made by evicting a useless peer
+ * if its host has not wasted a slot lately and holds no slot of t already (a host's
+ * second connection does not push out somebody else's first). The evicted peer's host
+ * gets a strike. max_per_ip 0 turns the host rules off (every peer of a loopback test
+ * is one host). */
+static bool make_room_for(bt_session *s, bt_torrent *t, const struct sockaddr *sa)
+{
+    bool may_evict = !struck(s, sa);
+    for (const bt_peer *q = t->peers; may_evict && s->max_per_ip && q; q = q->next)
+        if (!q->closing && same_host(sa, &q->addr))
+            may_evict = false;
+    bt_peer *victim = NULL;
+    if (!bt_torrent_make_room(t, ev_now(s->loop), s->evict_idle, may_evict ? &victim : NULL))
+        return false;
+    if (victim)
+        strike(s, (const struct sockaddr *)&victim->addr);
+    return true;
+}
+
 static int p_handshake(void *ud, bt_peer *p, const bt_handshake *hs, const char **why)
 {
     bt_session *s = ud;
@@ -143,7 +234,7 @@ static int p_handshake(void *ud, bt_peer *p, const bt_handshake *hs, const char 
         *why = "banned";
         return -1;
     }
-    if (!bt_torrent_make_room(t, ev_now(s->loop), s->evict_idle)) {
+    if (!make_room_for(s, t, (const struct sockaddr *)&p->addr)) {
         *why = "too many peers";
         return -1;
     }
@@ -182,33 +273,6 @@ static void tune_socket(int fd)
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-/* Same host: the address without the port. */
-static bool same_host(const struct sockaddr *a, const struct sockaddr_storage *b)
-{
-    if (a->sa_family != b->ss_family)
-        return false;
-    if (a->sa_family == AF_INET)
-        return ((const struct sockaddr_in *)a)->sin_addr.s_addr == ((const struct sockaddr_in *)b)->sin_addr.s_addr;
-    if (a->sa_family == AF_INET6)
-        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
-                      16) == 0;
-    return false;
-}
-
-/* Live connections with the host of sa: in their handshake, and (unless pending_only)
- * attached to any torrent. A linear scan: a few hundred connections at most. */
-static uint32_t conns_from(const bt_session *s, const struct sockaddr *sa, bool pending_only)
-{
-    uint32_t n = 0;
-    for (const bt_peer *p = s->pending; p; p = p->next)
-        n += !p->closing && same_host(sa, &p->addr);
-    if (!pending_only)
-        for (const bt_torrent *t = s->torrents; t; t = t->next)
-            for (const bt_peer *p = t->peers; p; p = p->next)
-                n += !p->closing && same_host(sa, &p->addr);
-    return n;
-}
-
 /* The handshake queue is full: its oldest connection makes room for the new one. A
  * real peer sends its handshake within a round trip of connecting, so sockets that
  * connect and stay silent (reconnecting as soon as they are closed) cannot hold the
@@ -223,6 +287,7 @@ static void pending_make_room(bt_session *s)
     if (!old)
         return;
     bt_peer_close(old, "handshake queue full: too slow to send a handshake");
+    strike(s, (const struct sockaddr *)&old->addr);
     if (s->cb.peer_gone)
         s->cb.peer_gone(s->cb.ud, old);
     pending_unlink(s, old);
@@ -263,8 +328,13 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             close(fd);
             continue;
         }
-        if (s->npending >= s->max_pending)
+        if (s->npending >= s->max_pending) {
+            if (struck(s, (struct sockaddr *)&sa)) {   /* it wasted a place lately: no pushing out */
+                close(fd);
+                continue;
+            }
             pending_make_room(s);
+        }
         tune_socket(fd);
         bt_peer *p = bt_peer_new(&s->env, fd, true, (struct sockaddr *)&sa, sl, ++s->next_uid, &SESSION_PEER_CB, s);
         if (!p) {
@@ -321,7 +391,7 @@ int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, co
         *err = "too many connections to this address (max_per_ip)";
         return -1;
     }
-    if (!bt_torrent_make_room(t, ev_now(s->loop), s->evict_idle)) {
+    if (!make_room_for(s, t, (struct sockaddr *)&ss)) {
         *err = "too many peers";
         return -1;
     }
@@ -547,6 +617,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
         *err = "cannot create the event loop";
         return -1;
     }
+    s->strikes = calloc(BT_SESS_STRIKES, sizeof *s->strikes);   /* NULL: no strikes, no harm */
     bt_throttle_init(&s->throttle, s->loop, on_retry, s);
     ev_timer_init(&s->lpause, on_listen_rested, 0, 0);
     s->lpause.data = s;
@@ -686,6 +757,8 @@ void bt_sess_free(bt_session *s)
     for (uint32_t i = 0; i < s->nevents; i++)
         event_free(&s->events[i]);
     free(s->events);
+    free(s->strikes);
+    s->strikes = NULL;
     s->events = NULL;
     s->nevents = 0;
     bt_tracker_free(s->tracker);   /* pending announces are dropped without callbacks */

@@ -41,6 +41,13 @@
 #define BT_SESS_HS_BUSY_TIMEOUT 2.0    /* s an incoming connection may take to handshake while the queue
                                           is more than half full (a real peer needs one round trip);
                                           when it is full, the oldest makes room for a new one */
+/* Strikes: a host whose connection was evicted (it held a slot and exchanged nothing) or
+ * pushed out of a full handshake queue may take a free slot for a while, but may not
+ * push anyone out. Without them, under 1,000 hostile sockets from 125 hosts coming back
+ * at ~500/s, every slot that turned over went to a hostile newcomer and a real leecher
+ * never got in. Kept in a lossy table: a collision forgets an older strike. */
+#define BT_SESS_STRIKES        4096    /* hosts remembered (a power of two) */
+#define BT_SESS_STRIKE_TIME    120.0   /* s a strike lasts */
 #define BT_SESS_SEND_TIMEOUT   60.0    /* s of output not taken before the peer is dropped */
 #define BT_SESS_ACCEPT_PAUSE   0.1     /* s the listener rests when accept4 finds no descriptor */
 #define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
@@ -97,6 +104,7 @@ struct bt_session {
     uint32_t fd_peers;        /* peers the descriptors allow per torrent (max_peers is clamped to it) */
     uint32_t max_pending;     /* handshakes in progress: BT_SESS_MAX_PENDING, or fewer descriptors */
     uint32_t max_per_ip;      /* connections with one host (0: no cap) */
+    struct bt_strike { uint8_t host[16]; uint8_t fam; double until; } *strikes;   /* BT_SESS_STRIKES */
     double evict_idle;        /* bt_torrent_make_room's idle (BT_TORRENT_EVICT_IDLE) */
     bt_torrent *torrents;
     uint32_t next_tid;

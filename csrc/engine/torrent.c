@@ -689,10 +689,15 @@ static double evict_score(const bt_torrent *t, const bt_peer *p, double now, dou
     return score;
 }
 
-bool bt_torrent_make_room(bt_torrent *t, double now, double idle)
+bool bt_torrent_make_room(bt_torrent *t, double now, double idle, bt_peer **evicted)
 {
-    if (bt_torrent_live_peers(t) < t->max_peers)
+    if (bt_torrent_live_peers(t) < t->max_peers) {
+        if (evicted)
+            *evicted = NULL;
         return true;
+    }
+    if (!evicted)
+        return false;
     bt_peer *victim = NULL;
     double best = -1;
     for (bt_peer *p = t->peers; p; p = p->next) {
@@ -705,6 +710,7 @@ bool bt_torrent_make_room(bt_torrent *t, double now, double idle)
     if (!victim)
         return false;
     bt_peer_close(victim, "evicted to make room for a new peer");
+    *evicted = victim;
     return true;
 }
 

@@ -187,10 +187,12 @@ bool bt_torrent_banned(const bt_torrent *t, const char *address);
 /* Live (not closing) peers: what max_peers bounds. */
 static inline uint32_t bt_torrent_live_peers(const bt_torrent *t) { return t->npeers - t->nclosing; }
 /* Room for one more peer: true if a slot is free, or after closing the least useful peer
+ * (*evicted: that peer, still readable until freed; NULL when a slot was free; pass
+ * evicted NULL to take a free slot only)
  * (BT_TORRENT_EVICT_IDLE: one connected for at least idle / 3 s with no payload either
  * way for idle s; a seed when we are one first, then peers neither side is interested
  * in, then the one idle longest). False when every peer is young or useful. */
-bool bt_torrent_make_room(bt_torrent *t, double now, double idle);
+bool bt_torrent_make_room(bt_torrent *t, double now, double idle, bt_peer **evicted);
 /* Some peer we unchoke has taken nothing for BT_TORRENT_IDLE_SLOT s. */
 bool bt_torrent_wasted_slot(const bt_torrent *t, double now);
 bool bt_torrent_connected_to(const bt_torrent *t, const char *address);   /* an outgoing peer to it */
