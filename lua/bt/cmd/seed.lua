@@ -95,8 +95,10 @@ function M.report_trackers(s, write)
       return
     end
     local why = printable(tostring(info.error or "failed"))
-    if last[url] == why then return end
-    last[url] = why
+    -- the same failure again, told apart only by numbers ("after 0 ms", "after 6 ms": libcurl)
+    local key = why:gsub("%d+", "#")
+    if last[url] == key then return end
+    last[url] = key
     write(("tracker %s: %s%s"):format(url, why,
       info.retry_in and (" (retrying in %d s)"):format(math.floor(info.retry_in + 0.5)) or ""))
   end)
