@@ -8,14 +8,27 @@
 
 #define CHECK(c) do { if (!(c)) abort(); } while (0)
 
-static void check_component(const char *buf, size_t len, bt_str s)
+/* A component of a disk path: what storage opens under the download folder. */
+static void check_safe(const char *p, size_t n)
 {
-    CHECK(s.n > 0);
-    CHECK(s.p >= buf && s.p + s.n <= buf + len);
-    CHECK(!(s.n == 1 && s.p[0] == '.'));
-    CHECK(!(s.n == 2 && s.p[0] == '.' && s.p[1] == '.'));
-    CHECK(!memchr(s.p, '/', s.n) && !memchr(s.p, '\\', s.n) && !memchr(s.p, '\0', s.n));
+    CHECK(n > 0 && n <= BT_META_MAX_NAME);
+    CHECK(!(n == 1 && p[0] == '.'));
+    CHECK(!(n == 2 && p[0] == '.' && p[1] == '.'));
+    CHECK(!memchr(p, '/', n) && !memchr(p, '\\', n) && !memchr(p, '\0', n));
 }
+
+/* Every component of a '/'-joined disk path is safe. */
+static void check_disk_path(const char *p, size_t n)
+{
+    size_t st = 0;
+    for (size_t j = 0; j <= n; j++)
+        if (j == n || p[j] == '/') {
+            check_safe(p + st, j - st);
+            st = j + 1;
+        }
+}
+
+static char path_buf[BT_META_MAX_DISK_PATH + 1];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -34,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(buf);
         return 0;
     }
-    check_component(buf, size, m.name);
+    check_safe(m.disk_name.p, m.disk_name.n);
     CHECK(m.piece_length > 0 && m.piece_length <= (int64_t)BT_META_MAX_PIECE_LEN);
     CHECK(m.total_length > 0);
     CHECK(m.num_pieces == (uint32_t)((m.total_length - 1) / m.piece_length + 1));
@@ -47,13 +60,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint32_t f = 0; f < m.num_files; f++) {
         const bt_meta_file *file = &m.files[f];
         CHECK(file->length >= 0 && file->offset == sum);
-        CHECK(file->ncomp >= 1 && file->ncomp <= BT_META_MAX_PATH_DEPTH);
+        CHECK(file->ncomp <= BT_META_MAX_PATH_DEPTH && (file->ncomp >= 1 || file->pad));
         sum += file->length;
         for (uint32_t k = 0; k < file->ncomp; k++) {
             bt_str s = bt_meta_path_comp(&m, f, k);
-            check_component(buf, size, s);
-            acc += (unsigned char)s.p[0];
+            CHECK(s.p >= buf && s.p + s.n <= buf + size);
+            acc += s.n ? (unsigned char)s.p[0] : 0;
         }
+        size_t n = bt_meta_disk_path(&m, f, path_buf, sizeof path_buf);
+        CHECK(n <= BT_META_MAX_DISK_PATH);
+        check_disk_path(path_buf, n);
+        bt_str link = bt_meta_link_target(&m, f);
+        CHECK(!link.n || (file->flags & BT_META_F_SYMLINK));
+        CHECK(!(file->flags & BT_META_F_SYMLINK) || file->length == 0);
         acc += file->pad;
     }
     CHECK(sum == m.total_length);

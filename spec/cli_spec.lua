@@ -72,9 +72,17 @@ describe("bt-lua info", function()
   end)
 
   it("fails with a message, exit 2 for a bad or missing torrent and 1 for bad options", function()
+    -- evil_path.torrent's "../passwd" is made safe, and info says so
     local out, code = H.btlua("info spec/fixtures/evil_path.torrent")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("renamed: ../passwd -> passwd", 1, true), out)
+    local d = H.tmpdir()
+    H.writefile(d .. "/zero.torrent", bt.bencode({ info = { name = "x", ["piece length"] = 0,
+                                                            pieces = bt.sha1("a"), length = 1 } }))
+    out, code = H.btlua("info " .. H.q(d .. "/zero.torrent"))
+    H.rmtree(d)
     assert.are.equal(2, code)
-    assert.truthy(out:find("invalid torrent: path component is '.' or '..' (at byte 36)", 1, true), out)
+    assert.truthy(out:find("invalid torrent: piece length is not positive (at byte ", 1, true), out)
     out, code = H.btlua("info /nonexistent.torrent")
     assert.are.equal(2, code)
     assert.truthy(out:find("No such file", 1, true), out)
@@ -83,24 +91,24 @@ describe("bt-lua info", function()
     assert.truthy(out:find("missing argument 'torrent'", 1, true), out)
   end)
 
-  it("refuses a name longer than 255 bytes the same way in info, run and seed", function()
+  it("shortens a name longer than 255 bytes, and refuses a bad torrent the same way in info, run and seed", function()
     local d = H.tmpdir()
-    local long = string.rep("n", 256)
+    local long = string.rep("n", 300) .. ".txt"
     local info = { name = "x", ["piece length"] = 16384, pieces = bt.sha1("a"),
                    files = { { length = 1, path = { long } } } }
     H.writefile(d .. "/long.torrent", bt.bencode({ info = info }))
-    local want = "invalid torrent: path component is longer than 255 bytes"
+    local out, code = H.btlua("info " .. H.q(d .. "/long.torrent"))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("renamed: " .. long .. " -> " .. string.rep("n", 251) .. ".txt\n", 1, true), out)
+    info.pieces = "short"
+    H.writefile(d .. "/bad.torrent", bt.bencode({ info = info }))
+    local want = "bad.torrent: invalid torrent: pieces length is not a multiple of 20 (at byte "
     for _, cmd in ipairs({ "info %s", "run bt.policy.default %s -o %s/o --no-trackers --timeout 1",
                            "seed %s --dir %s/o --no-trackers" }) do
-      local out, code = H.btlua(cmd:format(H.q(d .. "/long.torrent"), H.q(d)))
+      out, code = H.btlua(cmd:format(H.q(d .. "/bad.torrent"), H.q(d)))
       assert.are.equal(2, code, cmd .. ": " .. out)
       assert.truthy(out:find(want, 1, true), cmd .. ": " .. out)
     end
-    -- 255 bytes is a legal name
-    info.files[1].path = { long:sub(2) }
-    H.writefile(d .. "/ok.torrent", bt.bencode({ info = info }))
-    local out, code = H.btlua("info " .. H.q(d .. "/ok.torrent"))
-    assert.are.equal(0, code, out)
     H.rmtree(d)
   end)
 

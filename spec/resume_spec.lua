@@ -95,6 +95,23 @@ describe("bt.resume", function()
     assert.is_true(d.files[2].mtime_ns >= 0 and d.files[2].mtime_ns < 1e9)
   end)
 
+  it("finds files at their sanitized disk paths (issue 14)", function()
+    local unsafe = {}
+    for i, f in ipairs(FILES) do unsafe[i] = { path = { "..", "x/" .. f.path[1], table.unpack(f.path, 2) },
+                                               data = f.data } end
+    t, stream = make_torrent("../multi", 16384, unsafe)
+    assert.are.equal("..multi", t.disk_name)   -- the "/" removed
+    assert.are.same({ "xsub", "b" }, t.files[2].disk_path)
+    rpath = resume.path(dir, t.info_hash_hex)
+    download_and_save()
+    local d = assert(bt.bdecode(H.readfile(rpath)))
+    assert.are.equal(30000, d.files[2].size)
+    local r = resume.load(rpath, t, dir)
+    assert.is_nil(r.reason)
+    assert.is_true(r.have:full())
+    assert.are.equal(0, r.check:count())
+  end)
+
   it("a changed mtime of one file sends exactly the pieces touching it to check", function()
     download_and_save()
     -- b touches pieces 0..2; its size is unchanged, only the time moves

@@ -374,7 +374,7 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32
     value_done:
         /* A value (leaf or closed container) is complete: count it in its parent. */
         if (depth == 0) {
-            if (pos != len) {
+            if (pos != len && !(flags & BT_BDEC_ALLOW_TRAILING)) {
                 msg = "trailing data after value";
                 goto fail;
             }

@@ -66,6 +66,9 @@ typedef struct bt_berr {
 /* Flags for bt_bdecode. Strict is the default (0). */
 #define BT_BDEC_ALLOW_UNSORTED 1u   /* accept dict keys out of order (real torrents have them);
                                        duplicates are still rejected */
+#define BT_BDEC_ALLOW_TRAILING 2u   /* stop after the first complete value: bytes after it are
+                                       not read (a .torrent saved with a newline); doc->tok[0].end
+                                       says where the value ends */
 
 /* Tokenize buf[0..len) into at most max_tokens (>= 1) tokens. Returns 0, or -1 with
  * *err filled (doc is left empty, bt_bdoc_free on it is harmless). Rejects,
@@ -74,7 +77,8 @@ typedef struct bt_berr {
  *   "too many tokens" (more than max_tokens values, which err->limit repeats;
  *   the offset is the first byte of the first value over the limit, and the
  *   scan stops there: nothing past it is read or reserved),
- *   "unexpected end of input", "trailing data after value", "invalid character",
+ *   "unexpected end of input", "trailing data after value" (unless BT_BDEC_ALLOW_TRAILING),
+ *   "invalid character",
  *   "unexpected 'e'", "nesting too deep" (more than BT_BENC_MAX_DEPTH containers),
  *   "empty integer" (ie), "expected digit" (i-e, i+1e), "expected digit or 'e'",
  *   "leading zero in integer" (i03e), "negative zero" (i-0e), "integer overflow"

@@ -227,47 +227,92 @@ static int l_meta_piece_size(lua_State *L)
     return 1;
 }
 
-/* Pushes {path = {components...}, length =, offset =, pad = bool}. The four
- * keys are at stack index `keys`..keys+3 (pushed once by the caller: setting
- * fields through them skips re-interning the key strings, a third of the cost
- * of m:files() on 100,000 files). */
+/* Pushes {path = {components...}, length =, offset =, pad = bool, disk_path =
+ * {components...}, and when true: executable, hidden, renamed, link_skipped;
+ * symlink = the link's content}. The keys are at stack index `keys`.. (pushed
+ * once by the caller: setting fields through them skips re-interning the key
+ * strings, a third of the cost of m:files() on 100,000 files). disk_path is
+ * the same table as path when sanitizing changed nothing. */
+enum { K_PATH, K_LENGTH, K_OFFSET, K_PAD, K_DISK, K_EXEC, K_HIDDEN, K_RENAMED, K_LINKSKIP,
+       K_SYMLINK, K_COUNT };
+
 static void push_file(lua_State *L, const bt_meta *m, uint32_t f, int keys)
 {
     const bt_meta_file *file = &m->files[f];
-    lua_createtable(L, 0, 4);
-    lua_pushvalue(L, keys);
+    lua_createtable(L, 0, 5);
+    lua_pushvalue(L, keys + K_PATH);
     lua_createtable(L, (int)file->ncomp, 0);
     for (uint32_t k = 0; k < file->ncomp; k++) {
         bt_str s = bt_meta_path_comp(m, f, k);
         lua_pushlstring(L, s.p, s.n);
         lua_rawseti(L, -2, (lua_Integer)k + 1);
     }
+    if (!(file->flags & BT_META_F_DISK)) {
+        lua_pushvalue(L, keys + K_DISK);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -5);
+    } else {
+        static char buf[BT_META_MAX_DISK_PATH + 1];   /* the loop thread's only */
+        size_t n = bt_meta_disk_path(m, f, buf, sizeof buf);
+        lua_pushvalue(L, keys + K_DISK);
+        lua_createtable(L, 1, 0);
+        lua_Integer i = 1;
+        for (size_t st = 0, j = 0; j <= n; j++)
+            if (j == n || buf[j] == '/') {
+                lua_pushlstring(L, buf + st, j - st);
+                lua_rawseti(L, -2, i++);
+                st = j + 1;
+            }
+        lua_rawset(L, -5);
+    }
     lua_rawset(L, -3);
-    lua_pushvalue(L, keys + 1);
+    lua_pushvalue(L, keys + K_LENGTH);
     lua_pushinteger(L, (lua_Integer)file->length);
     lua_rawset(L, -3);
-    lua_pushvalue(L, keys + 2);
+    lua_pushvalue(L, keys + K_OFFSET);
     lua_pushinteger(L, (lua_Integer)file->offset);
     lua_rawset(L, -3);
-    lua_pushvalue(L, keys + 3);
+    lua_pushvalue(L, keys + K_PAD);
     lua_pushboolean(L, file->pad);
     lua_rawset(L, -3);
+    static const struct { uint8_t flag; int key; } bools[] = {
+        { BT_META_F_EXEC, K_EXEC },
+        { BT_META_F_HIDDEN, K_HIDDEN },
+        { BT_META_F_RENAMED, K_RENAMED },
+        { BT_META_F_LINK_OUT, K_LINKSKIP },
+    };
+    for (size_t i = 0; i < sizeof bools / sizeof bools[0]; i++)
+        if (file->flags & bools[i].flag) {
+            lua_pushvalue(L, keys + bools[i].key);
+            lua_pushboolean(L, 1);
+            lua_rawset(L, -3);
+        }
+    bt_str link = bt_meta_link_target(m, f);
+    if (link.n) {
+        lua_pushvalue(L, keys + K_SYMLINK);
+        lua_pushlstring(L, link.p, link.n);
+        lua_rawset(L, -3);
+    }
 }
 
 static int push_file_keys(lua_State *L)
 {
-    luaL_checkstack(L, 8, NULL);
+    static const char *const names[K_COUNT] = {
+        [K_PATH] = "path", [K_LENGTH] = "length", [K_OFFSET] = "offset", [K_PAD] = "pad",
+        [K_DISK] = "disk_path", [K_EXEC] = "executable", [K_HIDDEN] = "hidden",
+        [K_RENAMED] = "renamed", [K_LINKSKIP] = "link_skipped", [K_SYMLINK] = "symlink",
+    };
+    luaL_checkstack(L, K_COUNT + 8, NULL);
     int keys = lua_gettop(L) + 1;
-    lua_pushliteral(L, "path");
-    lua_pushliteral(L, "length");
-    lua_pushliteral(L, "offset");
-    lua_pushliteral(L, "pad");
+    for (int i = 0; i < K_COUNT; i++)
+        lua_pushstring(L, names[i]);
     return keys;
 }
 
-/* m:file(i) -> {path = {...}, length =, offset =, pad =} (i is 1-based)  [-0, +1, e]
- * For a single-file torrent the path is {name}; for a multi-file one it is
- * relative to the folder `name`. */
+/* m:file(i) -> {path = {...}, length =, offset =, pad =, disk_path = {...}, ...}
+ * (i is 1-based; the fields are push_file's)  [-0, +1, e]
+ * For a single-file torrent the path is {name} (disk_path {disk_name}); for a
+ * multi-file one it is relative to the folder `name` (disk_path: to disk_name). */
 static int l_meta_file(lua_State *L)
 {
     const bt_meta *m = &check_lmeta(L, 1)->m;
@@ -391,7 +436,10 @@ static const luaL_Reg meta_methods[] = {
 };
 
 /* m.FIELD: info_hash (20 raw bytes), info_hash_hex, name, piece_length,
- * num_pieces, total_length, private (bool), multi_file (bool), num_files;
+ * num_pieces, total_length, private (bool), multi_file (bool), num_files,
+ * disk_name (the name as used on disk), trailing_bytes (ignored after the
+ * top-level dictionary), num_sanitized (files whose disk path differs),
+ * num_renamed (of them, renamed for a duplicate), num_links_skipped;
  * otherwise the methods above.  [-0, +1, e] */
 static int l_meta_index(lua_State *L)
 {
@@ -419,6 +467,16 @@ static int l_meta_index(lua_State *L)
         lua_pushboolean(L, m->multi_file);
     else if (strcmp(k, "num_files") == 0)
         lua_pushinteger(L, (lua_Integer)m->num_files);
+    else if (strcmp(k, "disk_name") == 0)
+        lua_pushlstring(L, m->disk_name.p, m->disk_name.n);
+    else if (strcmp(k, "trailing_bytes") == 0)
+        lua_pushinteger(L, (lua_Integer)m->trailing);
+    else if (strcmp(k, "num_sanitized") == 0)
+        lua_pushinteger(L, (lua_Integer)m->num_sanitized);
+    else if (strcmp(k, "num_renamed") == 0)
+        lua_pushinteger(L, (lua_Integer)m->num_renamed);
+    else if (strcmp(k, "num_links_skipped") == 0)
+        lua_pushinteger(L, (lua_Integer)m->num_links_skipped);
     else {
         luaL_getmetatable(L, BT_META_MT);
         lua_getfield(L, -1, "__methods");
@@ -436,7 +494,7 @@ static int l_meta_tostring(lua_State *L)
     }
     char hex[2 * BT_SHA1_LEN + 1];
     bt_sha1_hex(u->m.info_hash, hex);
-    /* The name may hold any bytes (NUL is refused, but not much else): push it counted. */
+    /* The name may hold any bytes (NUL included): push it counted. */
     lua_pushfstring(L, BT_META_MT " %s ", hex);
     lua_pushlstring(L, u->m.name.p, u->m.name.n);
     lua_concat(L, 2);

@@ -76,6 +76,7 @@ typedef struct disk_file {
     dev_t dev;         /* the file opened at init: its path must still name it */
     ino_t ino;
     unsigned known : 1;   /* dev/ino recorded */
+    unsigned exec : 1;    /* BEP 47 'x': created 0755 (minus the umask) */
     unsigned dirty : 1;   /* written since the last sync: a descriptor evicted from the
                            * cache is closed without fsync, so sync must reopen it */
 } disk_file;
@@ -114,49 +115,41 @@ static int safe_component(const char *p, size_t n)
 }
 
 
-/* Relative path of file f: NAME for a single file, NAME/c1/.../cn otherwise. */
+/* Relative path of file f as metainfo sanitized it (bt_meta_disk_path): NAME
+ * for a single file, NAME/c1/.../cn otherwise, every component checked again. */
 static char *build_path(const bt_meta *m, uint32_t f, char *err, size_t errlen)
 {
-    const bt_meta_file *file = &m->files[f];
-    size_t total = 0;
-    uint32_t ncomp = file->path_tok ? file->ncomp : 1;
-    if (ncomp == 0 || ncomp > BT_META_MAX_PATH_DEPTH) {
-        snprintf(err, errlen, "file %u: bad path depth %u", f, ncomp);
+    size_t pre = m->multi_file ? m->disk_name.n + 1 : 0;
+    size_t n = m->multi_file ? bt_meta_disk_path(m, f, NULL, 0) : 0;
+    if (n > BT_META_MAX_DISK_PATH) {
+        snprintf(err, errlen, "file %u: path too long", f);
         return NULL;
     }
-    if (m->multi_file) {
-        if (!safe_component(m->name.p, m->name.n)) {
-            snprintf(err, errlen, "unsafe torrent name");
-            return NULL;
-        }
-        total += m->name.n + 1;
-    }
-    for (uint32_t k = 0; k < ncomp; k++) {
-        bt_str c = bt_meta_path_comp(m, f, k);
-        if (!safe_component(c.p, c.n)) {
-            snprintf(err, errlen, "file %u: unsafe path component %u", f, k);
-            return NULL;
-        }
-        total += c.n + 1;
-    }
-    char *p = malloc(total);
+    char *p = malloc(pre + n + m->disk_name.n + 1);
     if (!p) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    size_t at = 0;
     if (m->multi_file) {
-        memcpy(p, m->name.p, m->name.n);
-        at = m->name.n;
-        p[at++] = '/';
+        memcpy(p, m->disk_name.p, m->disk_name.n);
+        p[m->disk_name.n] = '/';
+        bt_meta_disk_path(m, f, p + pre, n + 1);
+    } else {
+        memcpy(p, m->disk_name.p, m->disk_name.n);
+        p[m->disk_name.n] = '\0';
+        n = 0;
     }
-    for (uint32_t k = 0; k < ncomp; k++) {
-        bt_str c = bt_meta_path_comp(m, f, k);
-        memcpy(p + at, c.p, c.n);
-        at += c.n;
-        p[at++] = '/';
-    }
-    p[at - 1] = '\0';
+    size_t len = pre + n + (m->multi_file ? 0 : m->disk_name.n);
+    uint32_t ncomp = 0;
+    for (size_t st = 0, j = 0; j <= len; j++)
+        if (j == len || p[j] == '/') {
+            if (!safe_component(p + st, j - st) || ++ncomp > BT_META_MAX_PATH_DEPTH + 1) {
+                snprintf(err, errlen, "file %u: unsafe path component %u", f, ncomp);
+                free(p);
+                return NULL;
+            }
+            st = j + 1;
+        }
     return p;
 }
 
@@ -230,7 +223,7 @@ static int disk_open_file(bt_storage *s, uint32_t i, int create, struct stat *st
      * it has no effect on the regular file we insist on below. */
     int flags = (d->ro ? O_RDONLY : O_RDWR) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK |
                 (create ? O_CREAT : 0);
-    int fd = openat(parent, base, flags, 0644);
+    int fd = openat(parent, base, flags, d->f[i].exec ? 0755 : 0644);
     int e = errno;
     struct stat st;
     if (fd < 0 && e == ELOOP && fstatat(parent, base, &st, AT_SYMLINK_NOFOLLOW) == 0
@@ -251,6 +244,10 @@ static int disk_open_file(bt_storage *s, uint32_t i, int create, struct stat *st
         close(fd);
         return -1;
     }
+    /* BEP 47 'x' on a file that was there already: add x where r is. */
+    if (create && d->f[i].exec && !(st.st_mode & S_IXUSR)
+        && fchmod(fd, (st.st_mode & 07777) | ((st.st_mode & 0444) >> 2)) == 0)
+        st.st_mode |= (st.st_mode & 0444) >> 2;
     if (stp)
         *stp = st;
     return fd;
@@ -531,6 +528,43 @@ static int mkdir_p(const char *dir)
     return r;
 }
 
+/* BEP 47 symlink i, after every file exists (paths are unique, so no file's
+ * folder walk goes through a link). metainfo resolved the target inside the
+ * torrent's folder, or marked it skipped (no target: nothing is made). A name
+ * that is taken already is left as it is: it may be the link from a previous
+ * run, or the user's. 0, or -1 with s->err set. */
+static int make_link(bt_storage *s, const bt_meta *m, uint32_t i)
+{
+    disk *d = s->impl;
+    bt_str target = bt_meta_link_target(m, i);
+    if (!target.n || target.n > BT_META_MAX_DISK_PATH)
+        return 0;
+    char *path = build_path(m, i, s->err, sizeof s->err);
+    if (!path)
+        return -1;
+    char *t = malloc(target.n + 1);
+    int symlink = 0, rc = 0;
+    int parent = t ? walk_parent(d->dirfd, path, 1, &symlink) : -1;
+    if (parent < 0) {
+        bt_storage_seterr(s, "%s: %s", path, !t ? "out of memory" : symlink
+                          ? "refusing to follow a symlink in the download folder" : strerror(errno));
+        rc = -1;
+    } else {
+        memcpy(t, target.p, target.n);
+        t[target.n] = '\0';
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        if (symlinkat(t, parent, base) < 0 && errno != EEXIST) {
+            bt_storage_seterr(s, "%s: symlink: %s", path, strerror(errno));
+            rc = -1;
+        }
+        close(parent);
+    }
+    free(t);
+    free(path);
+    return rc;
+}
+
 /* Create the folders and files, size them (ro: open what exists, change
  * nothing; a missing file is "missing" to the check). 0 / -1 with s->err set. */
 static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
@@ -559,9 +593,15 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
         bt_storage_seterr(s, "%s: %s", dir, strerror(errno));
         return -1;
     }
+    uint32_t nlinks = 0;
     for (uint32_t i = 0; i < s->nfiles; i++) {
         if (s->files[i].pad)
             continue;
+        if (m->files[i].flags & BT_META_F_SYMLINK) {
+            nlinks++;   /* no data: made after the files, below */
+            continue;
+        }
+        d->f[i].exec = (m->files[i].flags & BT_META_F_EXEC) != 0;
         d->f[i].path = build_path(m, i, s->err, sizeof s->err);
         if (!d->f[i].path)
             return -1;
@@ -589,6 +629,9 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
             return -1;
         }
     }
+    for (uint32_t i = 0; i < s->nfiles && nlinks && !ro; i++)
+        if ((m->files[i].flags & BT_META_F_SYMLINK) && make_link(s, m, i) < 0)
+            return -1;
     return 0;
 }
 

@@ -58,15 +58,17 @@ local function facts(torrent)
   local pl = assert(math.tointeger(torrent.piece_length), "torrent without piece_length")
   local ih = torrent.info_hash
   assert(type(ih) == "string" and #ih == 20, "torrent without a 20-byte info_hash")
+  -- Files are where storage puts them: the sanitized disk name and paths
+  -- (bt_meta_disk_path), not the torrent's own (which may hold "..").
   return { files = files, n = n, pl = pl, info_hash = ih, multi = torrent.multi_file,
-           name = torrent.name, num_pieces = n }
+           name = torrent.disk_name or torrent.name, num_pieces = n }
 end
 
 -- Where file i lives under dir (storage.h's layout).
 local function file_path(f, dir, i)
   local file = f.files[i]
   if f.multi then
-    return dir .. "/" .. f.name .. "/" .. table.concat(file.path, "/")
+    return dir .. "/" .. f.name .. "/" .. table.concat(file.disk_path or file.path, "/")
   end
   return dir .. "/" .. f.name
 end

@@ -64,57 +64,79 @@ end
 
 local function at(off) return " (at byte " .. off .. ")" end
 
--- Optional top-level values, typed; a present value of the wrong type is an error.
-local function opt_string(m, key)
+-- Optional top-level values. libtorrent ignores a value of the wrong type, and
+-- so does this: it becomes a note (t.notes) instead of refusing the torrent.
+local function opt_string(m, key, notes)
   local v, off = m:value(key)
   if v ~= nil and type(v) ~= "string" then
-    return nil, key .. " is not a string" .. at(off)
+    notes[#notes + 1] = "ignored: " .. key .. " is not a string" .. at(off)
+    return nil
   end
   return v
 end
 
-local function opt_integer(m, key)
+local function opt_integer(m, key, notes)
   local v, off = m:value(key)
   if v ~= nil and math.type(v) ~= "integer" then
-    return nil, key .. " is not an integer" .. at(off)
+    notes[#notes + 1] = "ignored: " .. key .. " is not an integer" .. at(off)
+    return nil
   end
   return v
 end
 
--- BEP 12: a list of tiers, each a list of URLs. Empty tiers are dropped.
-local function announce_list(m)
+local function is_list(v) return type(v) == "table" and (next(v) == nil or #v > 0) end
+
+-- BEP 12: a list of tiers, each a list of URLs. Entries that are not so (a
+-- tier that is not a list, a URL that is not a string) are dropped one by one,
+-- as are empty tiers and empty URLs.
+local function announce_list(m, notes)
   local v, off = m:value("announce-list")
   if v == nil then return nil end
-  local bad = "announce-list is not a list of lists of strings" .. at(off)
-  if type(v) ~= "table" then return nil, bad end
+  local dropped = 0
   local tiers = {}
-  for i = 1, #v do
-    local tier = v[i]
-    if type(tier) ~= "table" then return nil, bad end
-    local urls = {}
-    for j = 1, #tier do
-      if type(tier[j]) ~= "string" then return nil, bad end
-      urls[j] = tier[j]
+  if not is_list(v) then
+    dropped = 1
+  else
+    for i = 1, #v do
+      local tier = v[i]
+      local urls = {}
+      if is_list(tier) then
+        for j = 1, #tier do
+          if type(tier[j]) == "string" and tier[j] ~= "" then urls[#urls + 1] = tier[j]
+          else dropped = dropped + 1 end
+        end
+      else
+        dropped = dropped + 1
+      end
+      if #urls > 0 then tiers[#tiers + 1] = urls end
     end
-    if next(tier) ~= nil and #tier == 0 then return nil, bad end   -- a dict, not a list
-    if #urls > 0 then tiers[#tiers + 1] = urls end
   end
-  if next(v) ~= nil and #v == 0 then return nil, bad end
+  if dropped > 0 then
+    notes[#notes + 1] = "ignored: " .. dropped .. " invalid announce-list entr"
+      .. (dropped == 1 and "y" or "ies") .. at(off)
+  end
   return tiers
 end
 
--- BEP 19: one URL or a list of them; always returned as a list. An empty
--- string (some tools write one) means none.
-local function url_list(m)
-  local v, off = m:value("url-list")
+-- BEP 19 url-list and BEP 17 httpseeds: one URL or a list of them; always
+-- returned as a list. Invalid entries (a list inside the list, a number, an
+-- empty string) are dropped one by one, with a note.
+local function url_list(m, key, notes)
+  local v, off = m:value(key)
   if v == nil then return {} end
   if type(v) == "string" then return v ~= "" and { v } or {} end
-  local bad = "url-list is not a string or a list of strings" .. at(off)
-  if type(v) ~= "table" or (next(v) ~= nil and #v == 0) then return nil, bad end
-  local out = {}
-  for i = 1, #v do
-    if type(v[i]) ~= "string" then return nil, bad end
-    out[i] = v[i]
+  local out, dropped = {}, 0
+  if not is_list(v) then
+    dropped = 1
+  else
+    for i = 1, #v do
+      if type(v[i]) == "string" and v[i] ~= "" then out[#out + 1] = v[i]
+      else dropped = dropped + 1 end
+    end
+  end
+  if dropped > 0 then
+    notes[#notes + 1] = "ignored: " .. dropped .. " invalid " .. key .. " entr"
+      .. (dropped == 1 and "y" or "ies") .. at(off)
   end
   return out
 end
@@ -174,9 +196,15 @@ end
 -- A string starting with "d" that contains "4:info" is taken as the bytes of a
 -- torrent, anything else as a path. Fields: info_hash (20 raw bytes),
 -- info_hash_hex, name, piece_length, num_pieces (= pieces), total_length,
--- files ({path = {...}, length, offset, pad} in torrent order), announce,
--- announce_list (tiers; a lone announce is one tier), private, creation_date,
--- comment, created_by, url_list (always a list), meta (the bt.Metainfo).
+-- files ({path = {...}, length, offset, pad, disk_path = {...}, and when set:
+-- executable, hidden, renamed, symlink (the link's content), link_skipped} in
+-- torrent order; path is the torrent's, disk_path the one used under disk_name,
+-- the same table when sanitizing changed nothing), disk_name (the name as used
+-- on disk), announce, announce_list (tiers; a lone announce is one tier),
+-- private, creation_date, comment, created_by, url_list and http_seeds (always
+-- lists), notes (what was ignored: wrong-typed optional keys, invalid web-seed
+-- or tracker entries, bytes after the dictionary), meta (the bt.Metainfo).
+-- Optional keys of the wrong type are ignored (with a note), as libtorrent does.
 function M.load(src)
   if type(src) ~= "string" then
     error("bt.torrent.load: expected a path or the bytes of a torrent, got " .. type(src), 2)
@@ -202,24 +230,24 @@ function M.load(src)
     multi_file = m.multi_file,
     private = m.private,
   }
-  local e
-  t.announce, e = opt_string(m, "announce")
-  if e then return nil, "invalid torrent: " .. e end
-  t.comment, e = opt_string(m, "comment")
-  if e then return nil, "invalid torrent: " .. e end
-  t.created_by, e = opt_string(m, "created by")
-  if e then return nil, "invalid torrent: " .. e end
-  t.creation_date, e = opt_integer(m, "creation date")
-  if e then return nil, "invalid torrent: " .. e end
-  local tiers
-  tiers, e = announce_list(m)
-  if e then return nil, "invalid torrent: " .. e end
+  local notes = {}
+  t.notes = notes
+  if m.trailing_bytes > 0 then
+    notes[#notes + 1] = "ignored: " .. m.trailing_bytes .. " byte" .. (m.trailing_bytes == 1 and "" or "s")
+      .. " after the torrent's dictionary" .. at(#m:bytes() - m.trailing_bytes)
+  end
+  t.disk_name = m.disk_name
+  t.announce = opt_string(m, "announce", notes)
+  t.comment = opt_string(m, "comment", notes)
+  t.created_by = opt_string(m, "created by", notes)
+  t.creation_date = opt_integer(m, "creation date", notes)
+  local tiers = announce_list(m, notes)
   if not tiers or #tiers == 0 then
     tiers = t.announce and t.announce ~= "" and { { t.announce } } or {}
   end
   t.announce_list = tiers
-  t.url_list, e = url_list(m)
-  if e then return nil, "invalid torrent: " .. e end
+  t.url_list = url_list(m, "url-list", notes)
+  t.http_seeds = url_list(m, "httpseeds", notes)
   return setmetatable(t, Torrent)
 end
 
@@ -417,10 +445,15 @@ function M.create(opts)
     if opts.creation_date ~= false then top["creation date"] = opts.creation_date or os.time() end
     if urls and #urls > 0 then top["url-list"] = urls end
     local bytes = core.bencode(top)
-    -- What we make must pass our own validation (a name or file name that is
-    -- not a safe path component, such as one holding '\', is refused here).
-    local ok, msg = core.meta_parse(bytes)
-    if not ok then error("cannot make a valid torrent: " .. msg, 0) end
+    -- What we make must pass our own validation, and unchanged: a name or file
+    -- name that a reader would sanitize (one holding '\' or a control byte, or
+    -- invalid UTF-8) is refused here rather than renamed by every client.
+    local m, msg = core.meta_parse(bytes)
+    if not m then error("cannot make a valid torrent: " .. msg, 0) end
+    if m.disk_name ~= m.name or m.num_sanitized > 0 then
+      error("cannot make a valid torrent: a file name is not safe as it is"
+        .. " (clients would rename it; see bt-lua info on the result)", 0)
+    end
     return bytes
   end
   local ok, res = pcall(build)

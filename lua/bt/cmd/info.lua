@@ -11,8 +11,11 @@ function M.setup(cmd)
   cmd:argument("torrent", "The .torrent file.")
   cmd:flag("--all", "List every file (default: the first " .. M.DEFAULT_FILE_LIMIT .. ").")
   cmd:epilog("Prints the name, size, pieces, info-hash, privacy, trackers, web seeds,\n"
-    .. "comment, creator and files. Exits 1 when the file cannot be read or is not a\n"
-    .. "valid torrent (the reason and byte offset go to stderr).")
+    .. "comment, creator and files, then under \"Made safe\" every change made to load it:\n"
+    .. "\"renamed: TORRENT PATH -> DISK PATH\" for each file name sanitized or renamed for a\n"
+    .. "duplicate, \"skipped: symlink ...\" and \"ignored: ...\" lines. Exits 2 (bt.cli\n"
+    .. "EXIT_TORRENT) when the file cannot be read or is not a valid torrent: one line on\n"
+    .. "stderr, \"PATH: invalid torrent: WHY (at byte N)\".")
 end
 
 --- Human size with binary units: "1.50 MiB".
@@ -53,9 +56,10 @@ function M.run(args)
       for _, url in ipairs(tier) do out[#out + 1] = string.format("  tier %d: %s", i, P(url)) end
     end
   end
-  if #t.url_list > 0 then
+  if #t.url_list > 0 or #t.http_seeds > 0 then
     out[#out + 1] = "Web seeds:"
     for _, url in ipairs(t.url_list) do out[#out + 1] = "  " .. P(url) end
+    for _, url in ipairs(t.http_seeds) do out[#out + 1] = "  " .. P(url) .. "  (BEP 17)" end
   end
   out[#out + 1] = "Files:       " .. t.num_files
   local limit = args.all and math.huge or M.DEFAULT_FILE_LIMIT
@@ -64,10 +68,37 @@ function M.run(args)
   for i = 1, shown do
     local f = m:file(i)   -- one at a time: listing 25 of 100,000 files builds 25 tables
     local path = t.multi_file and t.name .. "/" .. table.concat(f.path, "/") or t.name
-    out[#out + 1] = string.format("  %12s  %s%s", M.human(f.length), P(path), f.pad and "  (padding)" or "")
+    local tags = (f.pad and "  (padding)" or "") .. (f.executable and "  (executable)" or "")
+      .. (f.hidden and "  (hidden)" or "") .. (f.symlink and "  (symlink -> " .. P(f.symlink) .. ")" or "")
+    out[#out + 1] = string.format("  %12s  %s%s", M.human(f.length), P(path), tags)
   end
   if shown < t.num_files then
     out[#out + 1] = string.format("  ... and %d more (--all lists them)", t.num_files - shown)
+  end
+  -- What was made safe or ignored: every change, whatever --all says (one
+  -- line each, the paths as the torrent has them and as they go on disk).
+  local changes = {}
+  for _, note in ipairs(t.notes) do changes[#changes + 1] = note end
+  if t.disk_name ~= t.name then
+    changes[#changes + 1] = "renamed: name " .. P(t.name) .. " -> " .. P(t.disk_name)
+  end
+  if m.num_sanitized > 0 or m.num_links_skipped > 0 then
+    for i = 1, t.num_files do
+      local f = m:file(i)
+      local torrent_path = table.concat(f.path, "/")
+      if f.disk_path ~= f.path and not f.pad and t.multi_file then
+        changes[#changes + 1] = "renamed: " .. P(torrent_path) .. " -> " .. P(table.concat(f.disk_path, "/"))
+          .. (f.renamed and " (another file has that name)" or "")
+      end
+      if f.link_skipped then
+        changes[#changes + 1] = "skipped: symlink " .. P(table.concat(f.disk_path, "/"))
+          .. " (its target is outside the torrent's folder)"
+      end
+    end
+  end
+  if #changes > 0 then
+    out[#out + 1] = "Made safe:   " .. #changes
+    for _, c in ipairs(changes) do out[#out + 1] = "  " .. c end
   end
   io.stdout:write(table.concat(out, "\n"), "\n")
   return 0
