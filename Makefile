@@ -11,6 +11,8 @@ CFLAGS    ?= -O2 -g
 WARN      := -Wall -Wextra -Werror
 FUZZ_SECONDS ?= 60
 FUZZ_SMOKE_SECONDS ?= 4
+# `make fuzz FUZZ_CPU_SECONDS=1200`: runs of FUZZ_SECONDS until each target had this much CPU.
+FUZZ_CPU_SECONDS ?=
 # `make fuzz FUZZ_TARGETS="ranges wire"`: only these targets (with or without _fuzz).
 FUZZ_TARGETS ?=
 
@@ -116,7 +118,7 @@ fuzz-smoke: deps $(FUZZERS)
 	@scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) $(notdir $(FUZZERS))
 
 fuzz: deps $(addprefix build/fuzz/,$(FUZZ_RUN))
-	@scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_RUN)
+	@FUZZ_CPU_SECONDS=$(FUZZ_CPU_SECONDS) scripts/fuzz.sh $(FUZZ_SECONDS) $(FUZZ_RUN)
 
 build/bench/%: bench/%.cpp
 	@mkdir -p $(dir $@)
