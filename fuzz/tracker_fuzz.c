@@ -1,4 +1,4 @@
-/* tracker_fuzz.c: the HTTP tracker reply parser and the announce URL builder
+/* tracker_fuzz.c: the HTTP tracker reply and scrape parsers, the announce and scrape URL builders
  * (csrc/tracker_parse.c, part of the Makefile's PURE list) on hostile bytes. */
 #include "codec/tracker_parse.h"
 
@@ -20,6 +20,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     assert(r.tracker_id_len <= BT_TRACKER_MAX_TRACKER_ID);
     bt_announce_result_free(&r);
 
+    /* As a scrape reply, for the hash of twenty 'a's (the seed corpus's "scrape"). */
+    static const uint8_t ih[20] = "aaaaaaaaaaaaaaaaaaaa";
+    rc = bt_scrape_parse((const char *)data, size, ih, &r);
+    assert(rc == 0 ? r.ok == 1 : r.ok == 0 && r.error[0]);
+    assert(r.npeers == 0);
+    bt_announce_result_free(&r);
+
     /* The same bytes as a URL, with a tracker id taken from the tail. */
     if (size > 0 && size < 8192) {
         char url[8192];
@@ -39,6 +46,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         assert(u == 0 || u == -2);
         if (u == 0)
             assert(b.data[b.len] == '\0' && strlen((char *)b.data) <= b.len);
+        bt_buf_free(&b);
+        u = bt_scrape_url(&b, url, ih);
+        assert(u == 0 || u == -2 || u == -3);
+        if (u == 0)
+            assert(b.data[b.len] == '\0' && strstr((char *)b.data, "scrape"));
         bt_buf_free(&b);
     }
     return 0;

@@ -30,7 +30,7 @@ build = {
         "csrc/core/bitset.c", "csrc/core/buf.c", "csrc/core/mem.c",
         "csrc/core/ranges.c", "csrc/core/ratelimit.c",
         "csrc/core/sha1.c",
-        "csrc/codec/bencode.c", "csrc/codec/metainfo.c", "csrc/codec/mse.c", "csrc/codec/tracker_parse.c",
+        "csrc/codec/bencode.c", "csrc/codec/metainfo.c", "csrc/codec/mse.c", "csrc/codec/tracker_parse.c", "csrc/codec/udp_tracker.c",
         "csrc/codec/wire.c",
         "csrc/storage/storage.c", "csrc/storage/storage_mem.c",
         "csrc/engine/peer.c", "csrc/engine/picker.c", "csrc/engine/policy.c", "csrc/engine/session.c",

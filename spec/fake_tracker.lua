@@ -33,6 +33,10 @@ routes["/warning"] = function()
                      complete = 3, incomplete = 4, ["tracker id"] = "tid-42",
                      peers = ip4(10, 0, 0, 1, 6881) }
 end
+-- for the re-announce schedule: interval 1 s, but never sooner than 2 s
+routes["/fastmin"] = function()
+  return 200, benc { interval = 1, ["min interval"] = 2, peers = "" }
+end
 routes["/dict"] = function()
   return 200, benc { interval = 1800, peers = {
     { ip = "192.168.1.2", port = 51413, ["peer id"] = string.rep("A", 20) },

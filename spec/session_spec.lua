@@ -297,6 +297,7 @@ describe("bt-lua run failures", function()
     for line in io.lines(stats) do last = cjson.decode(line) end
     local tr = last.trackers[("http://127.0.0.1:%d/announce"):format(port)]
     assert.is_table(tr, H.readfile(stats))
+    assert.are.equal(1, tr.tier)
     assert.is_false(tr.ok)
     assert.truthy(tostring(tr.error):find("onnect", 1, true) or tostring(tr.error):find("refused", 1, true), tr.error)
     assert.is_true(tr.fails >= 1)

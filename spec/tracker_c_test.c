@@ -1,14 +1,18 @@
 /* tracker_c_test.c: the C API of the tracker client as the engine uses it: many
  * announces in flight on one libev loop, cancel, free and announce from inside a
- * callback. Built and run by spec/tracker_spec.lua (with ASan+UBSan) against
+ * callback; the same for UDP against a tiny BEP 15 server on the same loop. Built and run by spec/tracker_spec.lua (with ASan+UBSan) against
  * spec/fake_tracker.lua:
  *     tracker_c_test BASE_URL
  * Prints one line per failed check and exits 1 if any failed, 0 otherwise.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <ev.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "engine/tracker.h"
 
@@ -208,6 +212,161 @@ static void bad_requests(struct ev_loop *loop)
     bt_tracker_free(NULL);
 }
 
+/* ---- UDP: a BEP 15 server on the test's loop ---- */
+
+typedef struct udp_server {
+    ev_io io;
+    int fd;
+    uint16_t port;
+    int connects, announces;
+} udp_server;
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* Connect: answered. Announce: answered (one peer) unless its URL data is "/silent". */
+static void server_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    udp_server *sv = (udp_server *)w;
+    uint8_t in[2048], out[64];
+    struct sockaddr_in from;
+    socklen_t flen = sizeof from;
+    ssize_t n = recvfrom(sv->fd, in, sizeof in, 0, (struct sockaddr *)&from, &flen);
+    if (n < 16)
+        return;
+    uint32_t action = (uint32_t)in[8] << 24 | (uint32_t)in[9] << 16 | (uint32_t)in[10] << 8 | in[11];
+    memcpy(out + 4, in + 12, 4);   /* the transaction id */
+    size_t k = 0;
+    if (action == 0) {
+        sv->connects++;
+        put32(out, 0);
+        memcpy(out + 8, "CONNID42", 8);
+        k = 16;
+    } else if (action == 1 && n >= 98) {
+        sv->announces++;
+        if (n >= 100 && in[98] == 2 && (size_t)n >= 100u + in[99] && in[99] == 7 && memcmp(in + 100, "/silent", 7) == 0)
+            return;
+        put32(out, 1);
+        put32(out + 8, 600);
+        put32(out + 12, 1);
+        put32(out + 16, 2);
+        memcpy(out + 20, "\x7f\0\0\x01\x1a\xe1", 6);
+        k = 26;
+    }
+    if (k)
+        sendto(sv->fd, out, k, 0, (struct sockaddr *)&from, flen);
+}
+
+static void server_start(struct ev_loop *loop, udp_server *sv)
+{
+    memset(sv, 0, sizeof *sv);
+    sv->fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t alen = sizeof a;
+    CHECK(bind(sv->fd, (struct sockaddr *)&a, sizeof a) == 0, "bind");
+    getsockname(sv->fd, (struct sockaddr *)&a, &alen);
+    sv->port = ntohs(a.sin_port);
+    ev_io_init(&sv->io, server_cb, sv->fd, EV_READ);
+    ev_io_start(loop, &sv->io);
+}
+
+static void server_stop(struct ev_loop *loop, udp_server *sv)
+{
+    ev_io_stop(loop, &sv->io);
+    close(sv->fd);
+}
+
+static bt_announce udp_req_for(const char *host, uint16_t port, const char *path, char *url, size_t urllen,
+                               double timeout)
+{
+    bt_announce q = req_for("", url, urllen, timeout);
+    snprintf(url, urllen, "udp://%s:%u%s", host, (unsigned)port, path);
+    q.connect_timeout = 0.2;
+    return q;
+}
+
+static void udp_concurrent(struct ev_loop *loop)
+{
+    udp_server sv;
+    server_start(loop, &sv);
+    bt_tracker *t = bt_tracker_new(loop);
+    call c[3];
+    char url[3][256];
+    int id[3];
+    memset(c, 0, sizeof c);
+    static const char *paths[] = {"/a", "/silent", "/b"};
+    for (int i = 0; i < 3; i++) {
+        bt_announce q = udp_req_for("127.0.0.1", sv.port, paths[i], url[i], sizeof url[i], 2);
+        id[i] = bt_tracker_announce(t, &q, on_result, &c[i]);
+        CHECK(id[i] > 0, "udp announce %s: %s", paths[i], bt_tracker_error(t));
+        CHECK(c[i].calls == 0, "no callback from inside bt_tracker_announce (udp)");
+    }
+    CHECK(bt_tracker_pending(t) == 3, "udp pending %u", bt_tracker_pending(t));
+    CHECK(bt_tracker_cancel(t, id[1]) == 0, "udp cancel");
+    CHECK(bt_tracker_cancel(t, id[1]) == -1, "udp cancel twice");
+    run(loop, t, 5);
+    CHECK(c[0].calls == 1 && c[0].ok && c[0].npeers == 1 && c[0].interval == 600, "udp /a: %s", c[0].error);
+    CHECK(c[2].calls == 1 && c[2].ok, "udp /b: %s", c[2].error);
+    CHECK(c[1].calls == 0, "a cancelled udp announce called back");
+    int connects = sv.connects;
+    /* a later announce reuses the connection id */
+    bt_announce q = udp_req_for("127.0.0.1", sv.port, "/c", url[0], sizeof url[0], 2);
+    memset(&c[0], 0, sizeof c[0]);
+    CHECK(bt_tracker_announce(t, &q, on_result, &c[0]) > 0, "udp announce /c");
+    run(loop, t, 5);
+    CHECK(c[0].calls == 1 && c[0].ok, "udp /c: %s", c[0].error);
+    CHECK(sv.connects == connects, "connection id not reused: %d connects, then %d", connects, sv.connects);
+    bt_tracker_free(t);
+    server_stop(loop, &sv);
+}
+
+static void udp_free_inside(struct ev_loop *loop)
+{
+    udp_server sv;
+    server_start(loop, &sv);
+    killer k = {bt_tracker_new(loop), 0};
+    char u1[256], u2[256], u3[256];
+    bt_announce qs = udp_req_for("127.0.0.1", sv.port, "/silent", u1, sizeof u1, 3);
+    bt_announce qn = udp_req_for("localhost", sv.port, "/silent", u2, sizeof u2, 3);   /* a lookup */
+    bt_announce qo = udp_req_for("127.0.0.1", sv.port, "/ok", u3, sizeof u3, 3);
+    hang_calls = 0;
+    CHECK(bt_tracker_announce(k.t, &qs, hang_cb, NULL) > 0, "udp announce silent");
+    CHECK(bt_tracker_announce(k.t, &qn, hang_cb, NULL) > 0, "udp announce by name: %s", bt_tracker_error(k.t));
+    CHECK(bt_tracker_announce(k.t, &qo, kill_cb, &k) > 0, "udp announce ok");
+    ev_timer guard;
+    ev_timer_init(&guard, guard_cb, 1.5, 0.);
+    ev_timer_start(loop, &guard);
+    while (k.calls == 0 && ev_is_active(&guard))
+        ev_run(loop, EVRUN_ONCE);
+    CHECK(k.calls == 1, "udp free callback ran %d times", k.calls);
+    ev_run(loop, 0);   /* until the guard: nothing of the freed client may fire */
+    CHECK(hang_calls == 0, "a freed udp client called back");
+    server_stop(loop, &sv);
+
+    /* A name lookup in flight when the client is freed (the orphan path). */
+    bt_tracker *t = bt_tracker_new(loop);
+    CHECK(bt_tracker_announce(t, &qn, hang_cb, NULL) > 0, "udp announce by name");
+    bt_tracker_free(t);
+    CHECK(hang_calls == 0, "a freed udp client called back");
+
+    t = bt_tracker_new(loop);
+    bt_announce bad = udp_req_for("127.0.0.1", 0, "/x", u1, sizeof u1, 1);
+    CHECK(bt_tracker_announce(t, &bad, on_result, NULL) == -1, "udp port 0 accepted");
+    CHECK(strncmp(bt_tracker_error(t), "invalid UDP tracker URL", 23) == 0, "error: %s", bt_tracker_error(t));
+    CHECK(bt_tracker_scrape(t, &bad, on_result, NULL) == -1, "udp scrape port 0 accepted");
+    bt_tracker_free(t);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -220,6 +379,8 @@ int main(int argc, char **argv)
     reannounce(loop);
     free_inside(loop);
     bad_requests(loop);
+    udp_concurrent(loop);
+    udp_free_inside(loop);
     ev_loop_destroy(loop);
     curl_global_cleanup();
     return c_test_finish();

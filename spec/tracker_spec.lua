@@ -279,7 +279,7 @@ describe("announce against a fake tracker", function()
     local H = require "spec.helpers"
     local exe = os.tmpname()
     local out, ok = H.build_c_test(exe, "spec/tracker_c_test.c csrc/engine/tracker.c"
-      .. " csrc/codec/tracker_parse.c csrc/codec/bencode.c csrc/core/buf.c -lcurl -lev")
+      .. " csrc/codec/tracker_parse.c csrc/codec/udp_tracker.c csrc/codec/bencode.c csrc/core/buf.c -lcurl -lev")
     assert(ok, out)
     out, ok = H.run_c_test(exe, f.base)
     os.remove(exe)

@@ -113,7 +113,7 @@ int bt_announce_url(bt_buf *b, const bt_announce *req)
 void bt_announce_result_init(bt_announce_result *r)
 {
     memset(r, 0, sizeof *r);
-    r->interval = r->min_interval = r->complete = r->incomplete = -1;
+    r->interval = r->min_interval = r->complete = r->incomplete = r->downloaded = -1;
 }
 
 void bt_announce_result_free(bt_announce_result *r)
@@ -169,8 +169,8 @@ static int get_int(const bt_bdoc *d, const char *key, int64_t *out, bt_announce_
     return 0;
 }
 
-static int add_peer(bt_announce_result *r, uint32_t *cap, int family, const void *addr,
-                    uint16_t port)
+int bt_announce_add_peer(bt_announce_result *r, uint32_t *cap, int family, const void *addr,
+                         uint16_t port)
 {
     if (port == 0 || r->npeers >= BT_TRACKER_MAX_PEERS) {
         r->peers_dropped++;
@@ -201,7 +201,7 @@ static int compact_peers(bt_announce_result *r, uint32_t *cap, const uint8_t *p,
 {
     size_t alen = family == 4 ? 4 : 16, step = alen + 2;
     for (size_t i = 0; i + step <= n; i += step)
-        if (add_peer(r, cap, family, p + i, (uint16_t)(p[i + alen] << 8 | p[i + alen + 1])) < 0)
+        if (bt_announce_add_peer(r, cap, family, p + i, (uint16_t)(p[i + alen] << 8 | p[i + alen + 1])) < 0)
             return -1;
     if (n % step)
         r->peers_dropped++;
@@ -244,7 +244,7 @@ static int dict_peers(bt_announce_result *r, uint32_t *cap, const bt_bdoc *d, ui
             r->peers_dropped++;
             continue;
         }
-        if (add_peer(r, cap, fam, a, (uint16_t)port) < 0)
+        if (bt_announce_add_peer(r, cap, fam, a, (uint16_t)port) < 0)
             return -1;
     }
     return 0;
@@ -308,9 +308,9 @@ static int parse_doc(const bt_bdoc *d, bt_announce_result *r)
     return 0;
 }
 
-int bt_tracker_parse(const char *body, size_t len, bt_announce_result *out)
+/* Decode a reply body into d, with the trailing-junk rule. 0, or -1 with out's error set. */
+static int decode_body(bt_bdoc *d, const char *body, size_t len, bt_announce_result *out)
 {
-    bt_announce_result_init(out);
     if (len > BT_TRACKER_MAX_BODY)
         return fail(out, "body too large (%zu bytes)", len);
     /* Some trackers end the body with a newline: not part of the value. */
@@ -318,9 +318,8 @@ int bt_tracker_parse(const char *body, size_t len, bt_announce_result *out)
         len--;
     if (len == 0)
         return fail(out, "bad reply: empty body");
-    bt_bdoc d = {0};
     bt_berr e = {0};
-    if (bt_bdecode(&d, body, len, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e) < 0) {
+    if (bt_bdecode(d, body, len, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e) < 0) {
         if (e.limit)
             return fail(out, "bad reply: too many tokens (limit %u) at byte %zu", (unsigned)e.limit,
                         e.offset);
@@ -328,11 +327,105 @@ int bt_tracker_parse(const char *body, size_t len, bt_announce_result *out)
          * prefix up to the error is a whole value, that value is the reply. */
         bt_berr e2;
         if (e.offset == 0 || e.offset >= len
-            || bt_bdecode(&d, body, e.offset, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e2) < 0)
+            || bt_bdecode(d, body, e.offset, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e2) < 0)
             return fail(out, "bad reply: %s at byte %zu", e.msg ? e.msg : "invalid bencoding",
                         e.offset);
     }
+    return 0;
+}
+
+int bt_tracker_parse(const char *body, size_t len, bt_announce_result *out)
+{
+    bt_announce_result_init(out);
+    bt_bdoc d = {0};
+    if (decode_body(&d, body, len, out) < 0) {
+        bt_bdoc_free(&d);
+        return -1;
+    }
     int r = parse_doc(&d, out);
+    bt_bdoc_free(&d);
+    return r;
+}
+
+int bt_scrape_url(bt_buf *b, const char *url, const uint8_t info_hash[20])
+{
+    if (!url)
+        return -2;
+    size_t ulen = strlen(url);
+    if (ulen == 0 || ulen > BT_TRACKER_MAX_URL)
+        return -2;
+    size_t skip = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+    if (!skip)
+        return -2;
+    for (size_t i = 0; i < ulen; i++)
+        if ((uint8_t)url[i] <= ' ' || url[i] == 0x7f || url[i] == '#')
+            return -2;
+    const char *q = strchr(url, '?');
+    size_t pathend = q ? (size_t)(q - url) : ulen;
+    size_t slash = pathend;
+    while (slash > skip && url[slash - 1] != '/')
+        slash--;
+    if (slash == skip || pathend - slash < 8 || memcmp(url + slash, "announce", 8) != 0)
+        return -3;
+    size_t start = b->len;
+    int r = bt_buf_append(b, url, slash);
+    if (r == 0)
+        r = bt_buf_append(b, "scrape", 6);
+    if (r == 0)
+        r = bt_buf_append(b, url + slash + 8, ulen - slash - 8);
+    if (r == 0)
+        r = bt_buf_putc(b, q ? '&' : '?');
+    if (r == 0)
+        r = append_escaped(b, "info_hash=", info_hash, 20);
+    if (r == 0)
+        r = bt_buf_reserve(b, 1);
+    if (r < 0) {
+        b->len = start;
+        return r;
+    }
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+int bt_scrape_parse(const char *body, size_t len, const uint8_t info_hash[20], bt_announce_result *out)
+{
+    bt_announce_result_init(out);
+    bt_bdoc d = {0};
+    int r = decode_body(&d, body, len, out);
+    if (r == 0 && bt_btype_of(&d, 0) != BT_BDICT)
+        r = fail(out, "bad reply: not a dictionary");
+    uint32_t t;
+    if (r == 0 && (t = bt_bdict_get(&d, 0, "failure reason"))) {
+        if (bt_btype_of(&d, t) != BT_BSTR)
+            r = fail(out, "bad reply: 'failure reason' is not a string");
+        else if (!(out->failure_reason = dup_str(&d, t, BT_TRACKER_MAX_MSG, NULL)))
+            r = fail(out, "out of memory");
+        else
+            out->ok = 1;
+        bt_bdoc_free(&d);
+        return r;
+    }
+    uint32_t files = r == 0 ? bt_bdict_get(&d, 0, "files") : 0;
+    if (r == 0 && (!files || bt_btype_of(&d, files) != BT_BDICT))
+        r = fail(out, "bad reply: no 'files' dictionary");
+    uint32_t f = r == 0 ? bt_bdict_getn(&d, files, (const char *)info_hash, 20) : 0;
+    if (r == 0 && (!f || bt_btype_of(&d, f) != BT_BDICT))
+        r = fail(out, "bad reply: torrent not in the scrape reply");
+    if (r == 0) {
+        static const char *const keys[] = {"complete", "incomplete", "downloaded"};
+        int64_t *dst[] = {&out->complete, &out->incomplete, &out->downloaded};
+        for (int i = 0; i < 3 && r == 0; i++) {
+            uint32_t v = bt_bdict_get(&d, f, keys[i]);
+            if (!v)
+                continue;
+            if (bt_btype_of(&d, v) != BT_BINT)
+                r = fail(out, "bad reply: '%s' is not an integer", keys[i]);
+            else
+                *dst[i] = bt_bint(&d, v) < 0 ? -1 : bt_bint(&d, v);
+        }
+    }
+    if (r == 0)
+        out->ok = 1;
     bt_bdoc_free(&d);
     return r;
 }

@@ -71,6 +71,7 @@ typedef struct bt_announce_result {
     int64_t min_interval;       /* seconds; -1 when absent */
     int64_t complete;           /* seeders; -1 when absent */
     int64_t incomplete;         /* leechers; -1 when absent */
+    int64_t downloaded;         /* scrape only: completed downloads; -1 when absent */
     bt_peer_addr *peers;        /* IPv4 and IPv6 peers, at most BT_TRACKER_MAX_PEERS */
     uint32_t npeers;
     uint32_t peers_dropped;     /* peers past the cap or with unparsable addresses */
@@ -91,5 +92,20 @@ int bt_announce_url(bt_buf *b, const bt_announce *req);
 int  bt_tracker_parse(const char *body, size_t len, bt_announce_result *out);
 void bt_announce_result_init(bt_announce_result *r);
 void bt_announce_result_free(bt_announce_result *r);
+
+/* Append a peer to r (port 0 or past BT_TRACKER_MAX_PEERS: counted as dropped).
+ * *cap is the allocated room, 0 at first. 0, or -1 out of memory (r->error set). */
+int bt_announce_add_peer(bt_announce_result *r, uint32_t *cap, int family, const void *addr,
+                         uint16_t port);
+
+/* Scrape (BEP 48's URL rule, as BEP 3's convention has it): when the last path
+ * component of an http(s) announce URL starts with "announce", the scrape URL is the
+ * same with "scrape" in its place. Appends that URL with info_hash=<ih> to b.
+ * Returns 0, -1 out of memory, -2 invalid URL, -3 the tracker has no scrape URL. */
+int bt_scrape_url(bt_buf *b, const char *announce_url, const uint8_t info_hash[20]);
+/* Parse a scrape reply for info_hash: complete, incomplete, downloaded (-1 when
+ * absent), or a failure reason. Same contract as bt_tracker_parse; a reply that does
+ * not name the torrent is an error ("torrent not in the scrape reply"). */
+int bt_scrape_parse(const char *body, size_t len, const uint8_t info_hash[20], bt_announce_result *out);
 
 #endif

@@ -1,6 +1,7 @@
-/* tracker.h: the HTTP(S) tracker client: libcurl's multi-socket interface driven
- * by libev watchers on the caller's loop. No blocking call, no thread. The request,
- * the result and the reply parser are codec/tracker_parse.h.
+/* tracker.h: the tracker client: HTTP(S) through libcurl's multi-socket interface
+ * and UDP (BEP 15) on datagram sockets, both driven by libev watchers on the
+ * caller's loop. No blocking call, no thread of ours. The request, the result and
+ * the reply parsers are codec/tracker_parse.h and codec/udp_tracker.h.
  * Retry, back-off and announce scheduling are not here: the engine decides in Lua.
  * The client only reports what happened, once per announce.
  */
@@ -29,7 +30,17 @@ void bt_tracker_set_timeouts(bt_tracker *t, double total, double connect);
 /* Start an announce. Returns its id (> 0), or -1 with bt_tracker_error() set (bad
  * URL, out of memory, curl refused). */
 int bt_tracker_announce(bt_tracker *t, const bt_announce *req, bt_announce_cb cb, void *ud);
-/* Message of the last failed bt_tracker_announce. */
+/* The URL decides: http://, https:// or udp://host:port[/path] (the path and query
+ * go in BEP 41's URL-data option). For UDP, req->connect_timeout, when set below
+ * 15 s, is the first retransmit wait (then doubled, BEP 15), and req->timeout bounds
+ * the whole exchange. */
+
+/* Scrape one torrent (req->url is its announce URL, req->info_hash the torrent;
+ * the other fields are unused but the timeouts). The result has complete,
+ * incomplete, downloaded, or a failure reason. -1 with bt_tracker_error() when the
+ * tracker has no scrape URL (HTTP: the path must end in /announce...). */
+int bt_tracker_scrape(bt_tracker *t, const bt_announce *req, bt_announce_cb cb, void *ud);
+/* Message of the last failed bt_tracker_announce or bt_tracker_scrape. */
 const char *bt_tracker_error(const bt_tracker *t);
 /* Cancel a pending announce: no callback will come. Returns 0, or -1 if the id is
  * unknown (already finished or cancelled). */

@@ -440,7 +440,7 @@ static void on_announce(void *ud, int id, const bt_announce_result *res)
  * session's, plus timeout (seconds for the whole announce). fn(result) or
  * fn(nil, message) is called later from the loop, exactly once (never if the
  * session closes first); result's peers are "ip:port" strings. */
-static int l_sess_announce(lua_State *L)
+static int sess_request(lua_State *L, int scrape)
 {
     lsess *ls = check_sess(L, 1);
     luaL_checktype(L, 3, LUA_TFUNCTION);
@@ -453,7 +453,7 @@ static int l_sess_announce(lua_State *L)
         lua_pushvalue(L, 1);
         ls->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    int id = bt_tracker_announce(tr, &a, on_announce, ls);
+    int id = scrape ? bt_tracker_scrape(tr, &a, on_announce, ls) : bt_tracker_announce(tr, &a, on_announce, ls);
     if (id < 0)
         return bt_push_fail(L, "%s", bt_tracker_error(tr));
     lua_getiuservalue(L, 1, 1);
@@ -462,6 +462,13 @@ static int l_sess_announce(lua_State *L)
     lua_pushinteger(L, id);
     return 1;
 }
+
+static int l_sess_announce(lua_State *L) { return sess_request(L, 0); }
+
+/* cs:scrape(params, fn) -> id | nil, message  [-0, +1|2, e]
+ * As cs:announce, for bt_tracker_scrape: fn(result) holds complete, incomplete,
+ * downloaded (or failure_reason), or fn(nil, message). */
+static int l_sess_scrape(lua_State *L) { return sess_request(L, 1); }
 
 /* Keep this module (and the libraries it pulled in) mapped until the process
  * ends: lua_close would dlclose it, and unloading libraries whose thread-local
@@ -480,7 +487,7 @@ void bt_open_session(lua_State *L, int mod)
     static const luaL_Reg methods[] = {
         { "add", l_sess_add },   { "run", l_sess_run },         { "stop", l_sess_stop },
         { "close", l_sess_close }, { "port", l_sess_port },     { "now", l_sess_now },
-        { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce },
+        { "peer_id", l_sess_peer_id }, { "announce", l_sess_announce }, { "scrape", l_sess_scrape },
         { "signal", l_sess_signal }, { "set_limits", l_sess_set_limits },
         { "limits", l_sess_limits }, { "fd_budget", l_sess_fd_budget }, { NULL, NULL },
     };

@@ -1,8 +1,10 @@
-/* l_tracker.c: Lua side of the HTTP tracker client (tracker.h) for tools and
- * tests, and bt.peer_id. The engine drives bt_tracker on its own loop; here a
- * synchronous helper runs a private libev loop until the answer comes.
+/* l_tracker.c: Lua side of the tracker client (tracker.h: HTTP(S) and UDP) for
+ * tools and tests, and bt.peer_id. The engine drives bt_tracker on its own loop;
+ * here a synchronous helper runs a private libev loop until the answer comes.
  *
  *   bt.tracker.announce(params [, timeout_s]) -> result | nil, message
+ *   bt.tracker.scrape(params [, timeout_s])   -> result | nil, message
+ *   bt.tracker.udp_parse(reply, action, tid [, family]) -> result | false | nil, message
  *   bt.tracker.parse(body)                    -> result | nil, message
  *   bt.tracker.announce_url(params)           -> url
  *   bt.tracker.urlencode(bytes)               -> text
@@ -30,6 +32,7 @@
 
 #include "lua/l_tracker.h"
 #include "lua/lutil.h"
+#include "codec/udp_tracker.h"
 #include "engine/tracker.h"
 
 #define BT_RESULT_BOX_MT "bt.tracker.result"
@@ -90,6 +93,7 @@ void bt_ltracker_push_result(lua_State *L, const bt_announce_result *r, int peer
     set_int(L, "min_interval", r->min_interval);
     set_int(L, "complete", r->complete);
     set_int(L, "incomplete", r->incomplete);
+    set_int(L, "downloaded", r->downloaded);
     if (r->http_status > 0)
         set_int(L, "http_status", r->http_status);
     lua_pushinteger(L, r->peers_dropped);
@@ -269,8 +273,7 @@ static void guard_cb(struct ev_loop *loop, ev_timer *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
-/* bt.tracker.announce(params [, timeout_s]) -> result | nil, message  [-0, +1|2, e] */
-static int l_announce(lua_State *L)
+static int sync_run(lua_State *L, int scrape)
 {
     bt_announce req;
     bt_ltracker_check_params(L, 1, &req, NULL, 6881);
@@ -290,7 +293,7 @@ static int l_announce(lua_State *L)
         ev_loop_destroy(c.loop);
         return bt_push_fail(L, "cannot create the tracker client (curl)");
     }
-    if (bt_tracker_announce(t, &req, sync_done, &c) < 0) {
+    if ((scrape ? bt_tracker_scrape(t, &req, sync_done, &c) : bt_tracker_announce(t, &req, sync_done, &c)) < 0) {
         char msg[BT_TRACKER_ERRLEN];
         snprintf(msg, sizeof msg, "%s", bt_tracker_error(t));
         bt_tracker_free(t);
@@ -307,6 +310,47 @@ static int l_announce(lua_State *L)
     if (!c.box->done)
         return bt_push_fail(L, "timeout (no answer from the client)");
     return push_result(L, &c.box->r);
+}
+
+/* bt.tracker.announce(params [, timeout_s]) -> result | nil, message  [-0, +1|2, e] */
+static int l_announce(lua_State *L) { return sync_run(L, 0); }
+
+/* bt.tracker.scrape(params [, timeout_s]) -> result | nil, message  [-0, +1|2, e]
+ * params.url is the announce URL (http(s): its scrape URL by the /announce rule;
+ * udp: a BEP 15 scrape); result: complete, incomplete, downloaded or failure_reason. */
+static int l_scrape(lua_State *L) { return sync_run(L, 1); }
+
+/* bt.tracker.udp_parse(reply, action, tid [, family]) -> result | false | nil, message
+ * [-0, +1|2, e]. The BEP 15 reply parser alone, for tests: action "connect",
+ * "announce" or "scrape" (what was asked), tid the transaction id sent, family 4
+ * (default) or 6. false: another transaction's reply. A connect reply's result
+ * holds connection_id (8 bytes). */
+static int l_udp_parse(lua_State *L)
+{
+    static const char *const actions[] = {"connect", "announce", "scrape", NULL};
+    size_t n;
+    const char *p = luaL_checklstring(L, 1, &n);
+    int want = luaL_checkoption(L, 2, NULL, actions);
+    lua_Integer tid = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, tid >= 0 && tid <= 0xffffffffLL, 3, "tid must be a 32-bit unsigned integer");
+    lua_Integer fam = luaL_optinteger(L, 4, 4);
+    luaL_argcheck(L, fam == 4 || fam == 6, 4, "family must be 4 or 6");
+    result_box *b = push_box(L);
+    uint64_t conn = 0;
+    int r = bt_udp_parse_reply((const uint8_t *)p, n, (uint32_t)want, (uint32_t)tid, (int)fam, &b->r, &conn);
+    if (r == 1) {
+        lua_pushboolean(L, 0);
+        return 1;
+    }
+    int k = push_result(L, &b->r);
+    if (r == 0 && want == BT_UDP_CONNECT && !b->r.failure_reason) {
+        uint8_t c[8];
+        for (int i = 0; i < 8; i++)
+            c[i] = (uint8_t)(conn >> (56 - 8 * i));
+        lua_pushlstring(L, (const char *)c, 8);
+        lua_setfield(L, -2, "connection_id");
+    }
+    return k;
 }
 
 /* bt.tracker.parse(body) -> result | nil, message  [-0, +1|2, e] */
@@ -377,6 +421,8 @@ void bt_open_tracker(lua_State *L, int mod)
 {
     static const luaL_Reg fns[] = {
         {"announce", l_announce},
+        {"scrape", l_scrape},
+        {"udp_parse", l_udp_parse},
         {"parse", l_parse},
         {"announce_url", l_announce_url},
         {"urlencode", l_urlencode},

@@ -26,7 +26,7 @@ M.CONNECTS_PER_TICK = 8
 M.MAX_CANDIDATES = 1000
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
-             peer_disconnect = true, tracker = true, tick = true }
+             peer_disconnect = true, tracker = true, scrape = true, tick = true }
 
 local Session = {}
 Session.__index = Session
@@ -82,7 +82,9 @@ function M.new(opts)
 end
 
 --- s:on(event, fn): events piece(t, i, ok), complete(t), error(t, msg),
--- peer_connect(t, peer), peer_disconnect(t, address, reason), tracker(t, info), tick(now).
+-- peer_connect(t, peer), peer_disconnect(t, address, reason), tracker(t, info) (info:
+-- url, tier, ok, event, peers, interval, min_interval, complete, incomplete, warning,
+-- error, retry_in), scrape(t, info) (see s:scrape), tick(now).
 function Session:on(event, fn)
   if not M.EVENTS[event] then error("bt.session: unknown event '" .. tostring(event) .. "'", 2) end
   local list = self.handlers[event] or {}
@@ -138,7 +140,8 @@ function Session:add(torrent, opts)
   if opts.max_down or opts.max_up then t:set_limits{ down = opts.max_down, up = opts.max_up } end
   -- complete_at_add: the data was all there; "completed" is announced only for a
   -- download that completes in this run (BEP 3). seed: keep dialing peers once complete.
-  local rec = { t = t, meta = m, candidates = {}, order = {}, trackers = {}, started = self.core:now(),
+  local rec = { t = t, meta = m, max_peers = opts.max_peers, candidates = {}, order = {}, trackers = {},
+                started = self.core:now(),
                 resume_reason = rreason, trusted = trust and trust:count() or 0,
                 complete_at_add = t.complete, seed = opts.seed and true or false }
   if resume then
@@ -158,7 +161,7 @@ end
 function Session:start_trackers(t)
   local rec = self.by_handle[t]
   if not rec then error("bt.session: unknown torrent", 2) end
-  if #rec.trackers > 0 then return end
+  if rec.ann then return end
   self:_setup_trackers(rec, rec.meta)
   self:_tracker_tick(rec, self.core:now())
 end
@@ -347,109 +350,248 @@ function Session:torrents_list()
   return out
 end
 
--- Trackers. One entry per announce URL (BEP 12 tiers are flattened: every URL
--- is announced to, which is what small swarms want). Failures back off
--- exponentially and never stop the session.
-local function tracker_urls(m)
-  local urls, seen = {}, {}
-  local function add(u)
-    if type(u) == "string" and u:match("^https?://") and not seen[u] then
+-- Trackers (BEP 12). The torrent's announce-list is kept in tiers, each shuffled
+-- once at add. One announce is in flight per torrent at a time: it goes to the first
+-- tracker of the first tier; a failure moves on to the next tracker of the tier at
+-- once, then to the next tier; a tracker that answers is moved to the front of its
+-- tier, and the next announce starts from the first tier again. When every tracker
+-- failed, the walk starts over after a back-off (TRACKER_RETRY_BASE * 2^(rounds-1)
+-- s, at most TRACKER_RETRY_MAX). Failures never stop the session.
+-- Each tracker keeps its own events: "started" until it acknowledged one,
+-- "completed" once (only to a tracker that saw our "started"), "stopped" at close to
+-- every tracker that has us as started.
+M.NUMWANT_MIN, M.NUMWANT_MAX = 50, 200   -- opentracker gives at most 200 peers
+
+local function tracker_url_ok(u)
+  return type(u) == "string" and (u:match("^[hH][tT][tT][pP][sS]?://") or u:match("^[uU][dD][pP]://")) ~= nil
+end
+
+--- bt.session.tracker_tiers(m) -> { {url, ...}, ... }: the tiers of a torrent's
+-- announce-list (or its lone announce as one tier), http(s) and udp URLs only, each
+-- URL once, empty tiers dropped; not shuffled.
+local function tracker_tiers(m)
+  local tiers, seen = {}, {}
+  local function add(tier, u)
+    if tracker_url_ok(u) and not seen[u] then
       seen[u] = true
-      urls[#urls + 1] = u
+      tier[#tier + 1] = u
     end
   end
   local ok, list = pcall(m.value, m, "announce-list")
   if ok and type(list) == "table" then
-    for _, tier in ipairs(list) do
-      if type(tier) == "table" then for _, u in ipairs(tier) do add(u) end end
+    for _, tl in ipairs(list) do
+      if type(tl) == "table" then
+        local tier = {}
+        for _, u in ipairs(tl) do add(tier, u) end
+        if #tier > 0 then tiers[#tiers + 1] = tier end
+      end
     end
   end
-  local ok2, one = pcall(m.value, m, "announce")
-  if ok2 then add(one) end
+  if #tiers == 0 then   -- BEP 12: announce is used only when there is no announce-list
+    local ok2, one = pcall(m.value, m, "announce")
+    local tier = {}
+    if ok2 then add(tier, one) end
+    if #tier > 0 then tiers[1] = tier end
+  end
+  return tiers
+end
+M.tracker_tiers = tracker_tiers
+
+--- bt.session.tracker_urls(m) -> { url, ... }: every tracker URL, tier by tier.
+function M.tracker_urls(m)
+  local urls = {}
+  for _, tier in ipairs(tracker_tiers(m)) do
+    for _, u in ipairs(tier) do urls[#urls + 1] = u end
+  end
   return urls
 end
-M.tracker_urls = tracker_urls
 
--- A method like the other Session:_ helpers, though it needs nothing from self.
-function Session:_setup_trackers(rec, m)   -- luacheck: ignore 212/self
-  for _, url in ipairs(tracker_urls(m)) do
-    rec.trackers[#rec.trackers + 1] = { url = url, next_at = 0, fails = 0, event = "started",
-      pending = false }
+local function shuffle(list)
+  for i = #list, 2, -1 do
+    local j = math.random(i)
+    list[i], list[j] = list[j], list[i]
   end
+  return list
 end
 
-function Session:_announce(rec, tr, event, now)
+-- rec.tiers: { {tr, ...}, ... } in announce order; rec.trackers: every tr, flat (for
+-- close and s:trackers); rec.ann: the walk (tier, pos, next_at, pending, rounds).
+function Session:_setup_trackers(rec, m)   -- luacheck: ignore 212/self
+  rec.tiers, rec.trackers = {}, {}
+  for ti, urls in ipairs(tracker_tiers(m)) do
+    local tier = {}
+    for _, url in ipairs(shuffle(urls)) do
+      local tr = { url = url, tier = ti, fails = 0, event = "started", pending = false }
+      tier[#tier + 1] = tr
+      rec.trackers[#rec.trackers + 1] = tr
+    end
+    rec.tiers[ti] = tier
+  end
+  rec.ann = { tier = 1, pos = 1, next_at = 0, pending = false, rounds = 0 }
+end
+
+function Session:_numwant(rec)
+  return math.max(M.NUMWANT_MIN, math.min(M.NUMWANT_MAX, rec.max_peers or self.max_peers))
+end
+
+-- Move the walk past the tracker that just failed: the next one of its tier, the
+-- next tier, or (all failed) the first again after a back-off. Returns the wait.
+local function advance(rec, now)
+  local ann = rec.ann
+  ann.pos = ann.pos + 1
+  if ann.pos > #rec.tiers[ann.tier] then ann.tier, ann.pos = ann.tier + 1, 1 end
+  if ann.tier > #rec.tiers then
+    ann.tier, ann.pos, ann.rounds = 1, 1, ann.rounds + 1
+    ann.next_at = now + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (ann.rounds - 1))
+  else
+    ann.next_at = now   -- the next tracker at once (the next tick)
+  end
+  return ann.next_at - now
+end
+
+-- One announce to tr. walk: it is the walk's announce (a "stopped" is not).
+function Session:_announce(rec, tr, event, now, walk)
   local t = rec.t
   local st = t:stats()
+  local ann = rec.ann
   tr.pending = true
   tr.last_event = event
+  if walk then ann.pending = true end
+  local function failed(err, at)
+    tr.fails, tr.ok, tr.error = tr.fails + 1, false, err
+    local retry_in = walk and advance(rec, at) or nil
+    self:_emit("tracker", t, { url = tr.url, tier = tr.tier, ok = false, error = err, event = event,
+      retry_in = retry_in })
+  end
   local id, err = self.core:announce({
     url = tr.url, info_hash = rec.meta.info_hash, port = self.port,
     uploaded = st.uploaded, downloaded = st.downloaded,
-    left = st.total_bytes - st.have_bytes, event = event, numwant = 50,
+    left = st.total_bytes - st.have_bytes, event = event,
+    numwant = event == "stopped" and 0 or self:_numwant(rec),
     tracker_id = tr.tracker_id,
   }, function(res, aerr)
     tr.pending = false
+    if walk then ann.pending = false end
     local at = self.core:now()
-    if not res or res.failure_reason then
-      tr.fails, tr.ok = tr.fails + 1, false
-      tr.error = aerr or res.failure_reason
-      tr.next_at = at + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
-      self:_emit("tracker", t, { url = tr.url, ok = false, error = tr.error, event = event,
-        retry_in = tr.next_at - at })
-      return
-    end
+    if not res or res.failure_reason then return failed(aerr or res.failure_reason, at) end
     tr.fails, tr.error, tr.ok, tr.peers = 0, nil, true, #(res.peers or {})
+    if event == "started" or event == "completed" then tr.started = true end
+    if event == "stopped" then tr.started = false end
     if tr.event == event then tr.event = nil end   -- "started"/"completed" are sent once
     if res.tracker_id then tr.tracker_id = res.tracker_id end
     local interval = res.interval or M.ANNOUNCE_DEFAULT
     if res.min_interval and res.min_interval > interval then interval = res.min_interval end
     if interval < M.ANNOUNCE_MIN then interval = M.ANNOUNCE_MIN end
-    tr.next_at = at + interval
+    tr.interval, tr.min_interval = interval, res.min_interval
+    if walk then
+      -- BEP 12: the tracker that answered goes to the front of its tier, and the next
+      -- announce starts from the first tier
+      local tier = rec.tiers[tr.tier]
+      for i, x in ipairs(tier) do
+        if x == tr then table.remove(tier, i) break end
+      end
+      table.insert(tier, 1, tr)
+      ann.tier, ann.pos, ann.rounds, ann.last = 1, 1, 0, tr
+      ann.next_at = ann.urgent and at or at + interval
+      ann.urgent = nil
+    end
     for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr) end
-    self:_emit("tracker", t, { url = tr.url, ok = true, event = event, peers = #(res.peers or {}),
-      interval = interval, complete = res.complete, incomplete = res.incomplete,
-      warning = res.warning_message })
+    self:_emit("tracker", t, { url = tr.url, tier = tr.tier, ok = true, event = event,
+      peers = #(res.peers or {}), interval = interval, min_interval = res.min_interval,
+      complete = res.complete, incomplete = res.incomplete, warning = res.warning_message })
   end)
   if not id then
     tr.pending = false
-    tr.fails, tr.ok = tr.fails + 1, false
-    tr.error = err
-    tr.next_at = now + math.min(M.TRACKER_RETRY_MAX, M.TRACKER_RETRY_BASE * 2 ^ (tr.fails - 1))
-    self:_emit("tracker", t, { url = tr.url, ok = false, error = err, event = event })
+    if walk then ann.pending = false end
+    failed(err, now)
   end
 end
 
---- s:trackers(t) -> { {url, ok, error, fails, peers, next_in}, ... }: each tracker of t as
--- it stands: ok nil before its first reply, error its last failure (nil once it
--- answered), fails in a row, peers in its last good reply, next_in s to its next announce.
+--- s:trackers(t) -> { {url, tier, ok, error, fails, peers, next_in, answered, interval,
+-- min_interval}, ... }: each tracker of t tier by tier, in the order they are tried: ok
+-- nil before its first reply, error its last failure (nil once it answered), fails in a
+-- row, peers in its last good reply, next_in s to its next announce (only for the
+-- tracker the next announce goes to, nil for the others and while an announce is in
+-- flight), answered true for the tracker that answered the latest announce.
 function Session:trackers(t)
   local rec = self.by_handle[t] or error("bt.session: not a torrent of this session", 2)
   local now, out = self.core:now(), {}
-  for i, tr in ipairs(rec.trackers) do
-    out[i] = { url = tr.url, ok = tr.ok, error = tr.error, fails = tr.fails, peers = tr.peers,
-      next_in = not tr.pending and math.max(0, tr.next_at - now) or nil }
+  local ann = rec.ann
+  for ti, tier in ipairs(rec.tiers or {}) do
+    for pos, tr in ipairs(tier) do
+      local next_in
+      if ann and ti == ann.tier and pos == ann.pos and not ann.pending then
+        next_in = math.max(0, ann.next_at - now)
+      end
+      out[#out + 1] = { url = tr.url, tier = ti, ok = tr.ok, error = tr.error, fails = tr.fails,
+        peers = tr.peers, next_in = next_in, interval = tr.interval, min_interval = tr.min_interval,
+        answered = ann and ann.last == tr or nil }
+    end
   end
   return out
 end
 
 function Session:_tracker_tick(rec, now)
-  if rec.t.stopped then return end
-  for _, tr in ipairs(rec.trackers) do
-    if not tr.pending and now >= tr.next_at then self:_announce(rec, tr, tr.event, now) end
-  end
+  local ann = rec.ann
+  if rec.t.stopped or not ann or ann.pending or now < ann.next_at then return end
+  local tier = rec.tiers[ann.tier]
+  local tr = tier and tier[ann.pos]
+  if not tr then return end
+  if tr.pending then return end   -- its "stopped" or an earlier announce is still out
+  self:_announce(rec, tr, tr.event, now, true)
 end
 
 function Session:_tracker_event(rec, event)
-  for _, tr in ipairs(rec.trackers) do
-    if event == "completed" then
-      -- a "started" that never got through is replaced: the tracker learns we are done
-      tr.event = "completed"
-      if not tr.pending then self:_announce(rec, tr, "completed", self.core:now()) end
-    elseif event == "stopped" and (tr.fails == 0 and tr.next_at > 0) then
-      if not tr.pending then pcall(self._announce, self, rec, tr, "stopped", self.core:now()) end
+  if event == "completed" then
+    -- "completed" goes to the trackers that have us as started (BEP 3); a tracker that
+    -- never acknowledged "started" gets its "started" with left = 0, which says as much
+    for _, tr in ipairs(rec.trackers) do
+      if tr.started then tr.event = "completed" end
+    end
+    local ann = rec.ann
+    if ann then
+      if ann.pending then ann.urgent = true else ann.tier, ann.pos, ann.next_at = 1, 1, 0 end
+    end
+  elseif event == "stopped" then
+    for _, tr in ipairs(rec.trackers) do
+      if tr.started and not tr.pending then
+        pcall(self._announce, self, rec, tr, "stopped", self.core:now(), false)
+      end
     end
   end
+end
+
+--- s:scrape(t [, fn]): ask every tracker of t for the swarm's counts (BEP 48 for
+-- HTTP by the /announce -> /scrape rule, BEP 15 for UDP). Each answer comes as a
+-- "scrape" event (t, info) and to fn(info): info = {url, tier, ok, complete
+-- (seeders), incomplete (leechers), downloaded (completed), error}. Returns the
+-- number of scrapes started (a tracker without a scrape URL reports an error).
+function Session:scrape(t, fn)
+  local rec = self.by_handle[t] or error("bt.session: not a torrent of this session", 2)
+  local trackers = rec.trackers
+  if #trackers == 0 then
+    trackers = {}
+    for ti, tier in ipairs(tracker_tiers(rec.meta)) do
+      for _, url in ipairs(tier) do trackers[#trackers + 1] = { url = url, tier = ti } end
+    end
+  end
+  local started = 0
+  for _, tr in ipairs(trackers) do
+    local function report(info)
+      info.url, info.tier = tr.url, tr.tier
+      self:_emit("scrape", t, info)
+      if fn then fn(info) end
+    end
+    local id, err = self.core:scrape({ url = tr.url, info_hash = rec.meta.info_hash }, function(res, serr)
+      if not res or res.failure_reason then
+        report({ ok = false, error = serr or res.failure_reason })
+      else
+        report({ ok = true, complete = res.complete, incomplete = res.incomplete, downloaded = res.downloaded })
+      end
+    end)
+    if id then started = started + 1 else report({ ok = false, error = err }) end
+  end
+  return started
 end
 
 M.Session = Session

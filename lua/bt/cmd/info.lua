@@ -6,16 +6,20 @@ local M = {}
 
 -- Files listed before "... and N more" unless --all.
 M.DEFAULT_FILE_LIMIT = 25
+-- Seconds per tracker for --scrape, and the first UDP retransmit wait within them.
+M.SCRAPE_TIMEOUT, M.SCRAPE_UDP_FIRST = 5, 1
 
 function M.setup(cmd)
   cmd:argument("torrent", "The .torrent file.")
   cmd:flag("--all", "List every file (default: the first " .. M.DEFAULT_FILE_LIMIT .. ").")
+  cmd:flag("--scrape", "Also ask each tracker (HTTP or UDP) for seeders, leechers and completed.")
   cmd:epilog("Prints the name, size, pieces, info-hash, privacy, trackers, web seeds,\n"
     .. "comment, creator and files, then under \"Made safe\" every change made to load it:\n"
     .. "\"renamed: TORRENT PATH -> DISK PATH\" for each file name sanitized or renamed for a\n"
     .. "duplicate, \"skipped: symlink ...\" and \"ignored: ...\" lines. Exits 2 (bt.cli\n"
     .. "EXIT_TORRENT) when the file cannot be read or is not a valid torrent: one line on\n"
-    .. "stderr, \"PATH: invalid torrent: WHY (at byte N)\".")
+    .. "stderr, \"PATH: invalid torrent: WHY (at byte N)\". --scrape asks each tracker in\n"
+    .. "turn (at most " .. M.SCRAPE_TIMEOUT .. " s each); a tracker's failure is printed, not fatal.")
 end
 
 --- Human size with binary units: "1.50 MiB".
@@ -54,6 +58,24 @@ function M.run(args)
     out[#out + 1] = "Trackers:"
     for i, tier in ipairs(t.announce_list) do
       for _, url in ipairs(tier) do out[#out + 1] = string.format("  tier %d: %s", i, P(url)) end
+    end
+  end
+  if args.scrape and #t.announce_list > 0 then
+    local bt = require "bt"
+    out[#out + 1] = "Scrape:"
+    for i, tier in ipairs(t.announce_list) do
+      for _, url in ipairs(tier) do
+        local r, serr = bt.tracker.scrape({ url = url, info_hash = t.info_hash, peer_id = bt.peer_id(),
+                                           connect_timeout = M.SCRAPE_UDP_FIRST }, M.SCRAPE_TIMEOUT)
+        local what
+        if r and not r.failure_reason then
+          local function n(v) return v and tostring(v) or "?" end
+          what = ("%s seeders, %s leechers, %s completed"):format(n(r.complete), n(r.incomplete), n(r.downloaded))
+        else
+          what = P(tostring(r and r.failure_reason or serr))
+        end
+        out[#out + 1] = string.format("  tier %d: %s: %s", i, P(url), what)
+      end
     end
   end
   if #t.url_list > 0 or #t.http_seeds > 0 then
