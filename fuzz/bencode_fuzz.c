@@ -7,7 +7,9 @@
  * equal it byte for byte; an input accepted only as unsorted must re-encode to
  * a document the strict decoder accepts. The token limit is checked against
  * the count: with max_tokens below it, decoding fails with "too many tokens"
- * at the first byte of the first token over the limit. Any violation abort()s.
+ * at the first byte of the first token over the limit. BT_BDEC_TOLERANT (the
+ * .torrent mode) accepts all that unsorted accepts, with the same tokens, and
+ * its every token stays inside the input. Any violation abort()s.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -120,6 +122,40 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const bt_btok *a = &strict.tok[i], *b = &loose.tok[i];
             CHECK(a->start == b->start && a->end == b->end && a->next == b->next &&
                   a->aux == b->aux);
+        }
+    }
+    {
+        bt_bdoc tol;
+        bt_berr e5;
+        int r5 = bt_bdecode(&tol, buf, size, BT_BDEC_TOLERANT, BT_BENC_ANY_TOKENS, &e5);
+        if (r5)
+            CHECK(e5.msg && e5.offset <= size && tol.tok == NULL && r2 != 0);
+        if (!r2)
+            CHECK(!r5 && tol.ntok == loose.ntok);
+        if (!r5) {
+            CHECK(tol.tok[0].start == 0 && tol.tok[0].end == size);
+            int64_t acc = 0;
+            for (uint32_t i = 0; i < tol.ntok; i++) {
+                const bt_btok *k = &tol.tok[i];
+                CHECK(k->start < k->end && k->end <= size && k->next > i && k->next <= tol.ntok);
+                bt_btype ty = bt_btype_of(&tol, i);
+                if (ty == BT_BINT)
+                    acc ^= bt_bint(&tol, i);
+                else if (ty == BT_BSTR)
+                    CHECK(k->aux > k->start && k->aux <= k->end);
+                if (!r2)
+                    CHECK(k->start == loose.tok[i].start && k->end == loose.tok[i].end
+                          && k->next == loose.tok[i].next && k->aux == loose.tok[i].aux);
+            }
+            if (!r2)   /* where both accept, integers are canonical and read the same,
+                          but for INT64_MIN, which libtorrent (so tolerant) reads as 0 */
+                for (uint32_t i = 0; i < tol.ntok; i++)
+                    if (bt_btype_of(&tol, i) == BT_BINT) {
+                        int64_t a = bt_bint(&tol, i), b = bt_bint(&loose, i);
+                        CHECK(a == b || (b == INT64_MIN && a == 0));
+                    }
+            (void)acc;
+            bt_bdoc_free(&tol);
         }
     }
     if (!r2) {

@@ -60,9 +60,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint32_t f = 0; f < m.num_files; f++) {
         const bt_meta_file *file = &m.files[f];
         CHECK(file->length >= 0 && file->offset == sum);
-        CHECK(file->ncomp <= BT_META_MAX_PATH_DEPTH && (file->ncomp >= 1 || file->pad));
+        uint32_t ncomp = bt_meta_ncomp(&m, f);
+        CHECK(ncomp >= 1 || file->pad);
         sum += file->length;
-        for (uint32_t k = 0; k < file->ncomp; k++) {
+        for (uint32_t k = 0; k < ncomp; k++) {
             bt_str s = bt_meta_path_comp(&m, f, k);
             CHECK(s.p >= buf && s.p + s.n <= buf + size);
             acc += s.n ? (unsigned char)s.p[0] : 0;
@@ -72,6 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_disk_path(path_buf, n);
         bt_str link = bt_meta_link_target(&m, f);
         CHECK(!link.n || (file->flags & BT_META_F_SYMLINK));
+        CHECK(link.n <= BT_META_MAX_DISK_PATH);
         CHECK(!(file->flags & BT_META_F_SYMLINK) || file->length == 0);
         acc += file->pad;
     }

@@ -1,7 +1,8 @@
 # spec/lt_meta.py: python3-libtorrent (Debian's /usr/bin/python3) for
 # spec/metainfo_lt_spec.lua. On loopback only; no DHT/LSD/UPnP/NAT-PMP/uTP.
 #   verdict DIR                       one line per DIR/*.torrent: NAME TAB OK TAB infohash
-#                                     or NAME TAB ERR TAB message
+#                                     TAB total size TAB piece length TAB files TAB private
+#                                     TAB name (hex), or NAME TAB ERR TAB message
 #   hybrid DIR OUT                    make a hybrid (v1+v2) torrent of folder DIR with
 #                                     libtorrent's own creator (pad files between files)
 #   seed TORRENT STREAM DIR PORT      write the torrent's files under DIR, cut from STREAM
@@ -9,6 +10,7 @@
 #                                     libtorrent's own paths, check them, print "ready",
 #                                     seed until killed
 import os, sys, time
+sys.setrecursionlimit(20000)   # os.makedirs recurses once a folder: paths 1,000 deep
 import libtorrent as lt
 
 def verdict(d):
@@ -17,7 +19,13 @@ def verdict(d):
             continue
         try:
             ti = lt.torrent_info(os.path.join(d, name))
-            print("%s\tOK\t%s" % (name, str(ti.info_hashes().v1)), flush=True)
+            try:
+                nm = ti.name().encode("utf-8", "surrogateescape").hex()
+            except Exception:
+                nm = "?"
+            print("%s\tOK\t%s\t%d\t%d\t%d\t%d\t%s" % (name, str(ti.info_hashes().v1),
+                  ti.total_size(), ti.piece_length(), ti.num_files(), int(ti.priv()), nm),
+                  flush=True)
         except Exception as e:
             print("%s\tERR\t%s" % (name, str(e).replace("\n", " ")), flush=True)
 

@@ -227,10 +227,13 @@ describe("bt.meta_parse validation", function()
     fails(s, "piece length is not positive", off(s, "i0e"))
     s = torrent(info1{ "piece length", -64 })
     fails(s, "piece length is not positive", off(s, "i-64e"))
-    s = torrent(info1{ "piece length", (1 << 28) + 1 })
-    fails(s, "piece length too large", off(s, "i268435457e"))
-    -- The largest allowed piece length parses.
-    assert.truthy(bt.meta_parse(torrent(info1{ "piece length", 1 << 28, "pieces", H20 })))
+    -- libtorrent's limit, INT_MAX / 2: 2^30 - 1 parses, 2^30 does not.
+    s = torrent(info1{ "piece length", 1 << 30, "pieces", H20 })
+    fails(s, "piece length too large (limit 1073741823)", off(s, "i1073741824e"))
+    assert.are.equal(1073741823, bt.meta_limits.max_piece_length)
+    for _, pl in ipairs { 1 << 28, 1 << 29, (1 << 30) - 1 } do
+      assert.are.equal(pl, assert(bt.meta_parse(torrent(info1{ "piece length", pl, "pieces", H20 }))).piece_length)
+    end
   end)
 
   it("checks pieces: type, multiple of 20, count against the total length", function()
@@ -291,12 +294,28 @@ describe("bt.meta_parse validation", function()
     fails(s, "file path is empty", off(s, "4:pathle") + 6)
     s = torrent(multi{ 10, L{ "a", 5 } })
     fails(s, "path component is not a string", off(s, "i5e"))
+    -- Any number of components (libtorrent has no limit); the disk path is at most 4095 bytes.
     local deep = L{}
-    for i = 1, 65 do deep[i] = "d" end
+    for i = 1, 2048 do deep[i] = "d" end
+    local m = assert(bt.meta_parse(torrent(multi{ 10, deep })))
+    assert.are.equal(2048, #m:file(1).disk_path)
+    deep[2049] = "d"
     s = torrent(multi{ 10, deep })
-    fails(s, "file path has too many components", off(s, "4:pathl") + 6)
-    deep[65] = nil
-    assert.truthy(bt.meta_parse(torrent(multi{ 10, deep })))
+    fails(s, "file path too long on disk (limit 4095 bytes)", off(s, "4:pathl") + 6)
+    for i = 1, 2049 do deep[i] = "" end   -- dropped: nothing left but "_"
+    deep[2050] = "f"
+    m = assert(bt.meta_parse(torrent(multi{ 10, deep })))
+    assert.are.same({ "f" }, m:file(1).disk_path)
+    assert.are.equal(2050, #m:file(1).path)
+    -- a renamed duplicate stays within the limit: its base is cut
+    local long = L{}
+    for i = 1, 15 do long[i] = string.rep("n", 255) end
+    long[16] = string.rep("z", 254)   -- 15 * 256 + 254 = 4094 bytes
+    m = assert(bt.meta_parse(torrent(multi{ 10, long, 10, long })))
+    local dp = m:file(2).disk_path
+    assert.is_true(m:file(2).renamed)
+    assert.is_true(#table.concat(dp, "/") <= 4095, #table.concat(dp, "/"))
+    assert.truthy(dp[16]:find("%.1$"), dp[16])
     -- An attr that is not a string is ignored.
     s = torrent(info1{ "length", false, "files", L{ D{ "attr", 1, "length", 100, "path", L{ "a" } } } })
     assert.truthy(bt.meta_parse(s))
@@ -473,8 +492,45 @@ describe("bt.meta_parse validation", function()
     assert.are.equal(bt.sha1_hex(raw), m.info_hash_hex)
     local sorted = enc(D{ "length", 100, "name", "x", "piece length", 64, "pieces", H20:rep(2), "zzz", 1 })
     assert.are_not.equal(bt.sha1_hex(sorted), m.info_hash_hex)
-    -- Duplicate keys are still refused.
-    assert.is_nil(bt.meta_parse(enc(D{ "info", info1{ "name", "a" }, "info", info1() })))
+  end)
+
+  it("reads the bencode libtorrent tolerates in a .torrent, the first of duplicate keys counting", function()
+    -- Duplicate keys: the first "info" is the one hashed, the first "name" the name.
+    local a, b = enc(info1{ "name", "a" }), enc(info1{ "name", "b" })
+    local m = assert(bt.meta_parse("d4:info" .. a .. "4:info" .. b .. "e"))
+    assert.are.equal(bt.sha1_hex(a), m.info_hash_hex)
+    assert.are.equal("a", m.name)
+    m = assert(bt.meta_parse("d4:infod6:lengthi100e4:name1:x4:name1:y12:piece lengthi64e6:pieces40:"
+      .. H20:rep(2) .. "ee"))
+    assert.are.equal("x", m.name)
+    -- The Lua side reads the first too (m:value and m:info_value of a repeated key).
+    m = assert(bt.meta_parse("d7:comment5:first7:comment6:second4:info" .. a .. "e"))
+    assert.are.equal("first", (m:value("comment")))
+    local t = assert(bt.torrent.load("d7:comment5:first4:info" .. a .. "7:comment6:seconde"))
+    assert.are.equal("first", t.comment)
+    m = assert(bt.meta_parse("d1:xd1:ki1e1:ki2ee4:info" .. a .. "e"))
+    assert.are.same({ k = 1 }, (m:value("x")))
+    -- Leading zeros and -0: i05e is 5, 01:a is "a", i-0e is 0.
+    m = assert(bt.meta_parse("d4:infod6:lengthi0100e04:name01:x12:piece lengthi064e6:pieces0040:"
+      .. H20:rep(2) .. "7:privatei-0eee"))
+    assert.are.same({ 100, 64, "x", false }, { m.total_length, m.piece_length, m.name, m.private })
+    -- Up to 20 digits; outside int64 reads as 0 (libtorrent), so this private is not private.
+    m = assert(bt.meta_parse(torrent(info1{ "private", 1 }):gsub("i1e", "i99999999999999999999e")))
+    assert.is_false(m.private)
+    local s = torrent(info1{ "private", 1 }):gsub("i1e", "i" .. string.rep("0", 20) .. "1e")
+    fails(s, "integer overflow", off(s, "i0000") + 21)
+    s = torrent(info1{}):gsub("8:file%.bin", string.rep("0", 16) .. "8:file.bin")
+    fails(s, "string length has too many digits", off(s, "00000"))
+    assert.truthy(bt.meta_parse((torrent(info1{}):gsub("8:file%.bin", string.rep("0", 15) .. "8:file.bin"))))
+    -- Still refused: what libtorrent refuses too.
+    for _, bad in ipairs { "ie", "i-e", "i+1e", "i1.0e", "i--1e" } do
+      assert.is_nil(bt.meta_parse(torrent(info1{ "private", 1 }):gsub("i1e", bad)), bad)
+    end
+    -- Everywhere else decoding stays strict.
+    assert.is_nil(bt.bdecode("i05e"))
+    assert.is_nil(bt.bdecode("i-0e"))
+    assert.is_nil(bt.bdecode("01:a"))
+    assert.is_nil(bt.bdecode("d1:ai1e1:ai2ee", { unsorted = true }))
   end)
 end)
 

@@ -484,6 +484,53 @@ describe("bt.storage", function()
     end)
   end)
 
+  describe("what libtorrent loads and bt-lua now does too (issue 14)", function()
+    it("hashes a piece of 1 GiB - 1 (libtorrent's largest) read back from a sparse file", function()
+      local pl = (1 << 30) - 1
+      local info = { name = "huge", length = pl + 100, ["piece length"] = pl, pieces = string.rep("\1", 40) }
+      local m = assert(bt.meta_parse(bt.bencode({ info = info })))
+      local st = assert(bt.storage.open(m, dir))
+      local block = bytes(16384, 4)
+      assert(st:write(0, 700 << 20, block))
+      assert(st:write(0, pl - 3, "xyz"))
+      local h = bt.sha1_hasher()
+      local zeros = string.rep("\0", 1 << 20)
+      local function zero(n)
+        while n >= #zeros do h:update(zeros); n = n - #zeros end
+        if n > 0 then h:update(zeros, 1, n) end
+      end
+      zero(700 << 20)
+      h:update(block)
+      zero(pl - 3 - (700 << 20) - 16384)
+      h:update("xyz")
+      assert.are.equal(h:digest(), st:hash(0))
+      st:close()
+    end)
+
+    it("refuses, before creating anything, a file whose path with the folder reaches PATH_MAX", function()
+      local deep = {}
+      for i = 1, 2047 do deep[i] = "d" end
+      deep[2048] = "f"   -- 4095 bytes under the torrent's folder: the most metainfo takes
+      local info = { name = "deep", ["piece length"] = 16384, pieces = string.rep("\1", 20),
+                     files = { { length = 5, path = { "a" } }, { length = 5, path = deep } } }
+      local m = assert(bt.meta_parse(bt.bencode({ info = info })))
+      local st, err = bt.storage.open(m, dir)
+      assert.is_nil(st)
+      assert.truthy(err:find("^file 2: path too long for the file system %(%d+ bytes with the download folder; "
+        .. "PATH_MAX is 4096%)$"), err)
+      assert.are.equal("", H.sh("ls -A " .. H.q(dir)))
+      -- 1000 deep is fine: created one folder at a time, inside the folder
+      for i = 1001, 2048 do deep[i] = nil end
+      deep[1000] = "f"
+      m = assert(bt.meta_parse(bt.bencode({ info = info })))
+      st = assert(bt.storage.open(m, dir))
+      assert(st:write(0, 0, "helloworld"))
+      st:close()
+      local p = dir .. "/deep/" .. table.concat(deep, "/")
+      assert.are.equal("world", H.readfile(p))
+    end)
+  end)
+
   describe("hostile layouts", function()
     it("refuses to follow a symlink planted in the download folder", function()
       local outside = H.tmpdir()

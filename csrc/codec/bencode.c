@@ -10,7 +10,9 @@
  *   - in strict mode every key is compared with the previous key of its dict;
  *     in unsorted mode the same comparison only detects the first out-of-order
  *     key, after which the dict's keys are sorted once at its close to find
- *     duplicates in O(k log k) instead of O(k^2).
+ *     duplicates in O(k log k) instead of O(k^2); in tolerant mode (.torrent
+ *     files) keys are not compared at all: duplicates are allowed, and
+ *     lookups find the first.
  */
 #include "codec/bencode.h"
 
@@ -133,11 +135,13 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32
     size_t pos = 0;
     const char *msg;
     uint32_t limit_hit = 0;   /* err->limit */
-    const int strict = !(flags & BT_BDEC_ALLOW_UNSORTED);
+    const int tolerant = (flags & BT_BDEC_TOLERANT) != 0;
+    const int strict = !(flags & BT_BDEC_ALLOW_UNSORTED) && !tolerant;
 
     memset(doc, 0, sizeof *doc);
     doc->buf = buf;
     doc->len = len;
+    doc->flags = flags;
     if (len == 0) {
         msg = "empty input";
         goto fail;
@@ -227,12 +231,19 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32
             size_t start = pos;
             uint64_t n = c - '0';
             pos++;
-            if (n == 0 && pos < len && IS_DIGIT(p[pos])) {
+            if (n == 0 && pos < len && IS_DIGIT(p[pos]) && !tolerant) {
                 msg = "leading zero in string length";
                 pos = start;
                 goto fail;
             }
             while (pos < len && IS_DIGIT(c = p[pos])) {
+                if (tolerant && pos - start == BT_BENC_TOLERANT_LEN_DIGITS) {
+                    /* Only leading zeros get here (the length is bounded by the
+                     * input long before): libtorrent's header limit. */
+                    msg = "string length has too many digits";
+                    pos = start;
+                    goto fail;
+                }
                 n = n * 10 + (c - '0');
                 if (n > len) {
                     msg = "string length past end of input";
@@ -261,7 +272,7 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32
             tok[t].end = (uint32_t)pos;
             tok[t].next = t + 1;
             ntok++;
-            if (fr && fr->dict && !(fr->n & 1)) {
+            if (fr && fr->dict && !(fr->n & 1) && !tolerant) {
                 /* A key: must sort after the previous key of this dict. */
                 if (fr->lastkey && !fr->unsorted) {
                     const bt_btok *pk = &tok[fr->lastkey];
@@ -309,6 +320,27 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32
                 msg = c == 'e' && !neg ? "empty integer" : "expected digit";
                 goto fail;
             }
+            if (tolerant) {
+                /* libtorrent's check_integer: digits, then 'e'; the value is
+                 * read later (bt_bint), 0 when it does not fit. */
+                size_t first = pos;
+                while (pos < len && IS_DIGIT(p[pos])) {
+                    if (pos - first == BT_BENC_TOLERANT_INT_DIGITS) {
+                        msg = "integer overflow";
+                        goto fail;
+                    }
+                    pos++;
+                }
+                if (pos >= len) {
+                    msg = "unexpected end of input";
+                    goto fail;
+                }
+                if (p[pos] != 'e') {
+                    msg = "expected digit or 'e'";
+                    goto fail;
+                }
+                goto int_done;
+            }
             if (c == '0') {
                 if (pos + 1 < len && p[pos + 1] != 'e') {
                     msg = IS_DIGIT(p[pos + 1]) ? "leading zero in integer"
@@ -341,6 +373,7 @@ int bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32
                 msg = "expected digit or 'e'";
                 goto fail;
             }
+        int_done:
             pos++;
             tok[t].start = (uint32_t)start;
             tok[t].end = (uint32_t)pos;
@@ -409,10 +442,18 @@ int64_t bt_bint(const bt_bdoc *d, uint32_t t)
     const unsigned char *e = (const unsigned char *)d->buf + k->end - 1;
     int neg = *p == '-';
     uint64_t v = 0;
-    for (p += neg; p < e; p++)
-        v = v * 10 + (uint64_t)(*p - '0');
-    /* The decoder guaranteed |v| <= 2^63 (only when negative): negate in
-     * unsigned arithmetic to avoid signed overflow at INT64_MIN. */
+    for (p += neg; p < e; p++) {
+        unsigned dg = (unsigned)(*p - '0');
+        /* Only a tolerant document has digits past int64 (up to 20): libtorrent
+         * reads those as 0, and so, unlike a strict document, INT64_MIN. */
+        if (v > (uint64_t)INT64_MAX / 10 || v * 10 > (uint64_t)INT64_MAX - dg + (uint64_t)neg)
+            return 0;
+        v = v * 10 + dg;
+    }
+    if (v > (uint64_t)INT64_MAX && (d->flags & BT_BDEC_TOLERANT))
+        return 0;
+    /* |v| <= 2^63, and 2^63 only when negative: negate in unsigned arithmetic
+     * to avoid signed overflow at INT64_MIN. */
     return neg ? (int64_t)(0 - v) : (int64_t)v;
 }
 

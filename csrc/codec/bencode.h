@@ -55,6 +55,7 @@ typedef struct bt_bdoc {
     bt_btok *tok;
     uint32_t ntok;
     uint32_t cap;
+    unsigned flags;   /* the BT_BDEC_* it was decoded with (bt_bint reads BT_BDEC_TOLERANT) */
 } bt_bdoc;
 
 typedef struct bt_berr {
@@ -69,6 +70,25 @@ typedef struct bt_berr {
 #define BT_BDEC_ALLOW_TRAILING 2u   /* stop after the first complete value: bytes after it are
                                        not read (a .torrent saved with a newline); doc->tok[0].end
                                        says where the value ends */
+#define BT_BDEC_TOLERANT       4u   /* .torrent files only (metainfo.c): what libtorrent 2.0's
+                                       decoder accepts beyond BEP 3, so that bt-lua loads what it
+                                       loads with the same info-hash. Implies ALLOW_UNSORTED, and:
+                                       - duplicate keys (bt_bdict_get finds the first, as
+                                         libtorrent's dict_find does; nothing else looks further);
+                                       - leading zeros in integers (i05e is 5) and "-0" (i-0e,
+                                         i-00e are 0);
+                                       - integers of up to BT_BENC_TOLERANT_INT_DIGITS digits
+                                         after the sign: one outside int64 reads as 0, as in
+                                         libtorrent (INT64_MIN too); more digits are still
+                                         "integer overflow";
+                                       - leading zeros in string lengths (01:a), up to
+                                         BT_BENC_TOLERANT_LEN_DIGITS digits in all (libtorrent's
+                                         17-byte header limit), more: "string length has too
+                                         many digits".
+                                       Everything else stays refused (ie, i-e, i+1e, i1.0e,
+                                       non-string keys, a missing value, truncation, depth). */
+#define BT_BENC_TOLERANT_INT_DIGITS 20
+#define BT_BENC_TOLERANT_LEN_DIGITS 16
 
 /* Tokenize buf[0..len) into at most max_tokens (>= 1) tokens. Returns 0, or -1 with
  * *err filled (doc is left empty, bt_bdoc_free on it is harmless). Rejects,
@@ -82,7 +102,8 @@ typedef struct bt_berr {
  *   "unexpected 'e'", "nesting too deep" (more than BT_BENC_MAX_DEPTH containers),
  *   "empty integer" (ie), "expected digit" (i-e, i+1e), "expected digit or 'e'",
  *   "leading zero in integer" (i03e), "negative zero" (i-0e), "integer overflow"
- *   (outside int64), "leading zero in string length" (01:a),
+ *   (outside int64; tolerant: over 20 digits), "leading zero in string length" (01:a),
+ *   "string length has too many digits" (tolerant: over 16),
  *   "expected ':' after string length", "string length past end of input",
  *   "dict key is not a string", "missing dict value", "dict keys not sorted"
  *   (strict mode), "duplicate dict key", "out of memory".
@@ -98,8 +119,8 @@ typedef struct bt_berr {
  * least 2 bytes, an open container 1), so it is at most twice the tokens
  * actually found, and never more than 16 * max_tokens bytes whatever the input.
  *
- * Integers are always validated strictly; BT_BDEC_ALLOW_UNSORTED only relaxes
- * the key order. */
+ * Without BT_BDEC_TOLERANT integers are validated strictly (int64, canonical)
+ * and BT_BDEC_ALLOW_UNSORTED only relaxes the key order. */
 int  bt_bdecode(bt_bdoc *doc, const char *buf, size_t len, unsigned flags, uint32_t max_tokens,
                 bt_berr *err);
 void bt_bdoc_free(bt_bdoc *doc);
@@ -119,7 +140,8 @@ static inline const char *bt_bstr(const bt_bdoc *d, uint32_t t, size_t *len)
     *len = d->tok[t].end - d->tok[t].aux;
     return d->buf + d->tok[t].aux;
 }
-/* Integer value (already validated by the decoder). */
+/* Integer value (validated by the decoder). In a BT_BDEC_TOLERANT document a
+ * value outside int64 (up to 20 digits were accepted) is 0, libtorrent's reading. */
 int64_t bt_bint(const bt_bdoc *d, uint32_t t);
 /* Value of `key` in dict `t`, or 0 when absent or `t` is not a dict (token 0 is
  * never a child). Linear scan: dicts in torrents have a handful of keys. */

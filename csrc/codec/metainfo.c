@@ -15,7 +15,15 @@
 #define LIMIT_STR(x) LIMIT_STR_(x)
 _Static_assert(BT_META_MAX_SIZE == 64u << 20, "the size error message says 64 MiB");
 _Static_assert(sizeof(bt_meta_file) == 24, "the memory figures in metainfo.h count on it");
-_Static_assert(BT_META_MAX_PATH_DEPTH <= UINT8_MAX, "bt_meta_file.ncomp is 8 bits");
+_Static_assert(BT_META_MAX_PATH_DEPTH == (BT_META_MAX_DISK_PATH + 1) / 2,
+               "a disk path of MAX_DISK_PATH bytes has at most this many components");
+_Static_assert(BT_META_MAX_DISK_PATH <= UINT16_MAX, "a disk path fits in the scratch buffers");
+
+/* Scratch for one file's disk path or symlink content: a link's content is
+ * "../" per folder of the link, then a target of at most MAX_DISK_PATH bytes. */
+#define SCRATCH_LEN (3 * BT_META_MAX_PATH_DEPTH + BT_META_MAX_DISK_PATH + 32)
+
+#define PATH_TOO_LONG "file path too long on disk (limit " LIMIT_STR(BT_META_MAX_DISK_PATH) " bytes)"
 
 typedef struct parse_err {
     const char *msg;
@@ -132,7 +140,8 @@ static size_t sanitize_comp(const char *p, size_t n, char *out)
 
 /* Disk path of the path list pt into out (BT_META_MAX_DISK_PATH bytes): the
  * kept components joined by '/', "_" when none is left. *changed: it differs
- * from the torrent's components. *depth: components kept. */
+ * from the torrent's components. *depth: components kept. SIZE_MAX: longer
+ * than BT_META_MAX_DISK_PATH (the list itself may be as long as the input). */
 static size_t sanitize_path(const bt_bdoc *d, uint32_t pt, char *out, int *changed, uint32_t *depth)
 {
     size_t w = 0;
@@ -147,6 +156,8 @@ static size_t sanitize_path(const bt_bdoc *d, uint32_t pt, char *out, int *chang
             *changed = 1;
         if (!cl)
             continue;
+        if (w + (kept > 0) + cl > BT_META_MAX_DISK_PATH)
+            return SIZE_MAX;
         if (kept++)
             out[w++] = '/';
         memcpy(out + w, comp, cl);
@@ -259,6 +270,7 @@ typedef struct path_ent {
 typedef struct path_set {
     path_ent *e;
     size_t mask;      /* slots - 1; slots is a power of two >= 2 x files */
+    bt_str *tmp;      /* BT_META_MAX_PATH_DEPTH components, for same_path */
 } path_set;
 
 static uint64_t mix(uint64_t h, uint64_t v)
@@ -291,9 +303,12 @@ static uint32_t disk_comps(const bt_meta *m, uint32_t f, bt_str *c)
     const bt_meta_file *file = &m->files[f];
     const bt_meta_extra *x = file->flags & BT_META_F_DISK ? extra_find(m, f) : NULL;
     if (!x) {
-        for (uint32_t k = 0; k < file->ncomp; k++)
+        /* Unchanged by sanitizing, so the torrent's path is the disk path and
+         * has at most BT_META_MAX_PATH_DEPTH components. */
+        uint32_t n = bt_meta_ncomp(m, f);
+        for (uint32_t k = 0; k < n; k++)
             c[k].p = bt_bstr(&m->doc, file->path_tok + 1 + k, &c[k].n);
-        return file->ncomp;
+        return n;
     }
     const char *p = m->arena + x->path_off, *end = p + x->path_len;
     uint32_t n = 0;
@@ -315,10 +330,9 @@ static void path_hashes(const bt_str *c, uint32_t upto, uint64_t seed, uint64_t 
         h[k + 1] = comp_hash(h[k], c[k].p, c[k].n);
 }
 
-/* File fa's whole disk path is c[0..depth). */
-static int same_path(const bt_meta *m, uint32_t fa, const bt_str *c, uint32_t depth)
+/* File fa's whole disk path is c[0..depth); a: room for its components. */
+static int same_path(const bt_meta *m, uint32_t fa, const bt_str *c, uint32_t depth, bt_str *a)
 {
-    bt_str a[BT_META_MAX_PATH_DEPTH];
     if (disk_comps(m, fa, a) != depth)
         return 0;
     for (uint32_t k = 0; k < depth; k++)
@@ -334,7 +348,7 @@ static path_ent *set_slot(const path_set *s, const bt_meta *m, uint64_t h, const
 {
     size_t j = h & s->mask;
     for (; s->e[j].file != UINT32_MAX; j = (j + 1) & s->mask)
-        if (s->e[j].h == h && same_path(m, s->e[j].file, c, depth))
+        if (s->e[j].h == h && same_path(m, s->e[j].file, c, depth, s->tmp))
             break;
     return &s->e[j];
 }
@@ -378,21 +392,26 @@ static void hset_free(hash_set *hs)
 static int rename_marked(bt_meta *m, path_set *s, uint64_t seed, uint32_t nmarked, parse_err *e)
 {
     size_t nprefix = 0;
-    for (uint32_t f = 0; f < m->num_files; f++)
-        if (!m->files[f].pad && m->files[f].ncomp)
-            nprefix += m->files[f].ncomp - 1u;
+    for (uint32_t f = 0; f < m->num_files; f++) {
+        uint32_t n = bt_meta_ncomp(m, f);   /* >= the disk path's: an upper bound */
+        if (!m->files[f].pad && n)
+            nprefix += n - 1u;
+    }
     hash_set folders = { 0 }, next = { 0 };
     char *buf = malloc(BT_META_MAX_DISK_PATH + 32);
+    bt_str *c = malloc(2 * BT_META_MAX_PATH_DEPTH * sizeof *c);
+    uint64_t *h = malloc((BT_META_MAX_PATH_DEPTH + 1) * sizeof *h);
     int bad = hset_init(&folders, nprefix, 0);
     bad |= hset_init(&next, nmarked, 1);
-    if (bad || !buf) {
+    if (bad || !buf || !c || !h) {
         hset_free(&folders);
         hset_free(&next);
         free(buf);
+        free(c);
+        free(h);
         return fail(e, "out of memory", 0);
     }
-    bt_str c[BT_META_MAX_PATH_DEPTH];
-    uint64_t h[BT_META_MAX_PATH_DEPTH + 1];
+    bt_str *cand = c + BT_META_MAX_PATH_DEPTH;
     for (uint32_t f = 0; f < m->num_files; f++) {
         if (m->files[f].pad)
             continue;
@@ -438,12 +457,19 @@ static int rename_marked(bt_meta *m, path_set *s, uint64_t seed, uint32_t nmarke
             char suf[16];
             size_t sl = (size_t)snprintf(suf, sizeof suf, ".%u", num);
             size_t keep = bl;
-            if (keep + sl + el > BT_META_MAX_NAME) {
-                keep = BT_META_MAX_NAME - sl - el;
+            /* The component stays within NAME_MAX, the path within MAX_DISK_PATH. */
+            size_t room = BT_META_MAX_NAME;
+            if (room > BT_META_MAX_DISK_PATH - w)
+                room = BT_META_MAX_DISK_PATH - w;
+            if (sl + el > room) {
+                rc = fail(e, PATH_TOO_LONG, tok_off(&m->doc, m->files[f].path_tok));
+                break;
+            }
+            if (keep + sl + el > room) {
+                keep = room - sl - el;
                 while (keep > 0 && ((unsigned char)base[keep] & 0xc0) == 0x80)
                     keep--;   /* cut at a character boundary */
             }
-            bt_str cand[BT_META_MAX_PATH_DEPTH];
             memcpy(cand, c, (n - 1) * sizeof *c);
             char *cp = buf + w;
             memcpy(cp, base, keep);
@@ -479,6 +505,8 @@ static int rename_marked(bt_meta *m, path_set *s, uint64_t seed, uint32_t nmarke
     hset_free(&folders);
     hset_free(&next);
     free(buf);
+    free(c);
+    free(h);
     return rc;
 }
 
@@ -489,18 +517,27 @@ static int resolve_duplicates(bt_meta *m, parse_err *e)
     while (slots < 2 * (size_t)m->num_files)
         slots *= 2;
     s.e = malloc(slots * sizeof *s.e);
-    if (!s.e)
+    /* c and s.tmp: components of two paths; seen[d]: some stored file has d
+     * components (bytes rather than bits: 2,048 depths). */
+    bt_str *c = malloc(2 * BT_META_MAX_PATH_DEPTH * sizeof *c);
+    uint64_t *h = malloc((BT_META_MAX_PATH_DEPTH + 1) * sizeof *h);
+    uint8_t *seen = calloc(BT_META_MAX_PATH_DEPTH + 1, 1);
+    if (!s.e || !c || !h || !seen) {
+        free(s.e);
+        free(c);
+        free(h);
+        free(seen);
         return fail(e, "out of memory", 0);
+    }
+    s.tmp = c + BT_META_MAX_PATH_DEPTH;
     s.mask = slots - 1;
     for (size_t i = 0; i < slots; i++)
         s.e[i].file = UINT32_MAX;
     const uint64_t seed = mix(0x243f6a8885a308d3ull, (uint64_t)(uintptr_t)s.e);
-    bt_str c[BT_META_MAX_PATH_DEPTH];
-    uint64_t h[BT_META_MAX_PATH_DEPTH + 1];
 
     /* Whole paths, in file order: a later file with the same path is marked. */
     uint32_t nmarked = 0;
-    uint64_t depths = 0;   /* bit d - 1: a stored file has d components */
+    uint32_t maxdepth = 0;   /* deepest stored path */
     for (uint32_t f = 0; f < m->num_files; f++) {
         if (m->files[f].pad)
             continue;
@@ -513,21 +550,24 @@ static int resolve_duplicates(bt_meta *m, parse_err *e)
         } else {
             *slot = (path_ent){ .h = h[n], .file = f };
         }
-        depths |= 1ull << (n - 1);
+        seen[n] = 1;
+        if (n > maxdepth)
+            maxdepth = n;
     }
     /* A file that is a folder of another is marked (folders are not renamed). */
     for (uint32_t f = 0; f < m->num_files; f++) {
         if (m->files[f].pad)
             continue;
         uint32_t n = disk_comps(m, f, c);
-        /* depths 1 .. n - 1 that some file has (n <= 64: the shift is < 64) */
-        uint64_t want = depths & ((1ull << (n - 1)) - 1);
-        if (!want)
+        /* the deepest of depths 1 .. n - 1 that some file has */
+        uint32_t deepest = n - 1 < maxdepth ? n - 1 : maxdepth;
+        while (deepest > 0 && !seen[deepest])
+            deepest--;
+        if (!deepest)
             continue;
-        uint32_t deepest = 64 - (uint32_t)__builtin_clzll(want);
         path_hashes(c, deepest, seed, h);
         for (uint32_t d = 1; d <= deepest; d++) {
-            if (!(want >> (d - 1) & 1))
+            if (!seen[d])
                 continue;
             uint32_t other = set_slot(&s, m, h[d], c, d)->file;
             if (other != UINT32_MAX && !(m->files[other].flags & BT_META_F_RENAMED)) {
@@ -538,6 +578,9 @@ static int resolve_duplicates(bt_meta *m, parse_err *e)
     }
     int rc = nmarked ? rename_marked(m, &s, seed, nmarked, e) : 0;
     free(s.e);
+    free(c);
+    free(h);
+    free(seen);
     return rc;
 }
 
@@ -577,10 +620,9 @@ static uint8_t attr_flags(const bt_bdoc *d, uint32_t dict)
 
 /* A symlink's target, relative to the torrent's folder, resolved lexically
  * into out (BT_META_MAX_DISK_PATH bytes). 1: it leaves the folder (or is the
- * folder, or absolute, or deeper than a path may be): skipped. */
+ * folder, or absolute, or longer than a disk path may be): skipped. */
 static int link_target(const bt_bdoc *d, uint32_t sp, char *out, size_t *outlen)
 {
-    size_t ends[BT_META_MAX_PATH_DEPTH];   /* end of each kept component in out */
     uint32_t depth = 0;
     size_t w = 0;
     for (uint32_t c = bt_bfirst(d, sp); c; c = bt_bnext(d, sp, c)) {
@@ -591,21 +633,28 @@ static int link_target(const bt_bdoc *d, uint32_t sp, char *out, size_t *outlen)
         if (n == 2 && p[0] == '.' && p[1] == '.') {
             if (depth == 0)
                 return 1;
+            /* Back to the previous '/': each byte is stepped over once more at
+             * most, so a hostile "a/../a/../..." stays linear. */
+            while (w > 0 && out[w - 1] != '/')
+                w--;
+            if (w > 0)
+                w--;
             depth--;
-            w = depth ? ends[depth - 1] : 0;
             continue;
         }
-        if (p[0] == '/' || p[0] == '\\' || depth == BT_META_MAX_PATH_DEPTH)
+        if (p[0] == '/' || p[0] == '\\')
             return 1;
         char comp[BT_META_MAX_NAME];
         size_t cl = sanitize_comp(p, n, comp);
         if (!cl)
             continue;
+        if (w + (depth > 0) + cl > BT_META_MAX_DISK_PATH)
+            return 1;
         if (depth)
             out[w++] = '/';
         memcpy(out + w, comp, cl);
         w += cl;
-        ends[depth++] = w;
+        depth++;
     }
     *outlen = w;
     return depth == 0;
@@ -651,15 +700,12 @@ static int parse_file(bt_meta *m, uint32_t ft, uint32_t fi, char *scratch, parse
     uint32_t ncomp = pt ? d->tok[pt].aux : 0;
     if (ncomp == 0 && !(fl & BT_META_F_PAD))
         return fail(e, pt ? "file path is empty" : "file has no path", tok_off(d, pt ? pt : ft));
-    if (ncomp > BT_META_MAX_PATH_DEPTH)
-        return fail(e, "file path has too many components", tok_off(d, pt));
     for (uint32_t c = pt ? bt_bfirst(d, pt) : 0; c; c = bt_bnext(d, pt, c))
         if (bt_btype_of(d, c) != BT_BSTR)
             return fail(e, "path component is not a string", tok_off(d, c));
     if (ncomp && bitcomet_pad(d, pt))
         fl |= BT_META_F_PAD;
     f->path_tok = ncomp ? pt : 0;
-    f->ncomp = (uint8_t)ncomp;
     f->pad = (fl & BT_META_F_PAD) != 0;
     f->flags = fl;   /* from here on f->flags is the truth (extra_get adds to it) */
 
@@ -668,8 +714,10 @@ static int parse_file(bt_meta *m, uint32_t ft, uint32_t fi, char *scratch, parse
     size_t plen = 0;
     if (ncomp) {
         plen = sanitize_path(d, pt, scratch, &changed, &depth);
+        if (plen == SIZE_MAX)
+            return fail(e, PATH_TOO_LONG, tok_off(d, pt));
     } else {
-        plen = (size_t)snprintf(scratch, BT_META_MAX_DISK_PATH, ".pad/%lld", (long long)f->length);
+        plen = (size_t)snprintf(scratch, SCRATCH_LEN, ".pad/%lld", (long long)f->length);
         changed = 1;
     }
     bt_meta_extra *x;
@@ -694,7 +742,8 @@ static int parse_file(bt_meta *m, uint32_t ft, uint32_t fi, char *scratch, parse
         size_t w = 0, tl;
         for (uint32_t k = 1; k < depth; k++, w += 3)
             memcpy(scratch + w, "../", 3);
-        if (link_target(d, sp, scratch + w, &tl)) {
+        /* Skipped too when the content is longer than symlink(2) takes (PATH_MAX - 1). */
+        if (link_target(d, sp, scratch + w, &tl) || w + tl > BT_META_MAX_DISK_PATH) {
             f->flags |= BT_META_F_LINK_OUT;
             m->num_links_skipped++;
             return 0;
@@ -726,7 +775,7 @@ static int parse_files(bt_meta *m, uint32_t info, parse_err *e)
             return fail(e, "out of memory", 0);
         m->num_files = 1;
         fl &= (uint8_t)~(BT_META_F_SYMLINK | BT_META_F_HIDDEN);   /* no link without a folder */
-        m->files[0] = (bt_meta_file){ .path_tok = 0, .ncomp = 1, .length = len, .offset = 0,
+        m->files[0] = (bt_meta_file){ .path_tok = 0, .length = len, .offset = 0,
                                       .pad = (fl & BT_META_F_PAD) != 0, .flags = fl };
         m->total_length = len;
         return 0;
@@ -738,7 +787,7 @@ static int parse_files(bt_meta *m, uint32_t info, parse_err *e)
     if (n > BT_META_MAX_FILES)
         return fail(e, "too many files (limit " LIMIT_STR(BT_META_MAX_FILES) ")", tok_off(d, ft));
     m->files = calloc(n, sizeof *m->files);
-    char *scratch = malloc(BT_META_MAX_DISK_PATH + 8);
+    char *scratch = malloc(SCRATCH_LEN);
     if (!m->files || !scratch) {
         free(scratch);
         return fail(e, "out of memory", 0);
@@ -804,7 +853,8 @@ static int parse(bt_meta *m, parse_err *e)
     if (m->piece_length <= 0)
         return fail(e, "piece length is not positive", tok_off(d, plt));
     if (m->piece_length > (int64_t)BT_META_MAX_PIECE_LEN)
-        return fail(e, "piece length too large", tok_off(d, plt));
+        return fail(e, "piece length too large (limit " LIMIT_STR(BT_META_MAX_PIECE_LEN) ")",
+                    tok_off(d, plt));
 
     if (!pt)
         return fail(e, "info has no pieces", tok_off(d, info));
@@ -872,7 +922,7 @@ int bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, siz
         return -1;
     }
     bt_berr be = { 0 };
-    if (bt_bdecode(&m->doc, buf, len, BT_BDEC_ALLOW_UNSORTED | BT_BDEC_ALLOW_TRAILING,
+    if (bt_bdecode(&m->doc, buf, len, BT_BDEC_TOLERANT | BT_BDEC_ALLOW_TRAILING,
                    BT_META_MAX_TOKENS, &be)) {
         *err = be.msg ? be.msg : "invalid bencoding";
         if (be.limit)
@@ -931,7 +981,7 @@ size_t bt_meta_disk_path(const bt_meta *m, uint32_t f, char *buf, size_t cap)
         }
         return n;
     }
-    for (uint32_t k = 0; k < file->ncomp; k++) {
+    for (uint32_t k = 0, nc = bt_meta_ncomp(m, f); k < nc; k++) {
         bt_str c = bt_meta_path_comp(m, f, k);
         if (k) {
             if (n + 1 < cap)

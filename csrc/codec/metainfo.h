@@ -12,23 +12,35 @@
  * error with an offset.
  * - bytes after the top-level dictionary are ignored (m->trailing counts them);
  *   the info-hash covers exactly the raw info dictionary;
- * - keys in any order (real torrents have unsorted keys), no duplicates;
+ * - the bencode libtorrent's decoder tolerates (BT_BDEC_TOLERANT, bencode.h):
+ *   keys in any order (real torrents have unsorted keys); duplicate keys, the
+ *   first one counting everywhere (libtorrent's dict_find finds the first: so
+ *   the first "info" is the one hashed); leading zeros in integers and string
+ *   lengths, "-0", integers of up to 20 digits (a value outside int64 is 0);
  * - name (`name.utf-8` preferred when it is a string): any string; its disk
  *   form (m->disk_name) is sanitized like a path component (below). A
  *   single-file torrent whose name sanitizes to nothing is refused; a
  *   multi-file one is then named after its info-hash (40 hex digits), as
  *   libtorrent does;
  * - piece length: 1 .. BT_META_MAX_PIECE_LEN (not necessarily a power of two);
+ *   pieces over 16 MiB (BT_PIECE_BUF_MAX) go block by block to storage and are
+ *   hashed from it in chunks, so their size costs no memory;
  * - pieces: a string of 20-byte hashes, exactly ceil(total / piece length) of them;
  * - `files` when it is a list (at least one file; a `length` beside it is then
  *   ignored), otherwise a single-file `length`;
  * - every length >= 0, the sum fits in int64 and is > 0: a torrent with no data
  *   has nothing to download or verify and zero pieces, so it is refused (as
  *   libtorrent does), which spares the engine a zero-piece special case;
- * - a file's path (`path.utf-8` preferred when it is a list): a list of
- *   1 .. BT_META_MAX_PATH_DEPTH strings (a pad file may have none); the torrent's
- *   own components are kept as they are (bt_meta_path_comp) and the path used on
- *   disk is sanitized (bt_meta_disk_path):
+ * - a file's path (`path.utf-8` preferred when it is a list): a list of at least
+ *   one string (a pad file may have none), as many as the token limit allows
+ *   (libtorrent has no other limit); the torrent's own components are kept as
+ *   they are (bt_meta_path_comp) and the path used on disk is sanitized
+ *   (bt_meta_disk_path), and must then be at most BT_META_MAX_DISK_PATH bytes
+ *   (so at most BT_META_MAX_PATH_DEPTH components), else the torrent is refused
+ *   with "file path too long on disk (limit 4095 bytes)": no file system takes a
+ *   longer path (PATH_MAX), libtorrent loads such a torrent but cannot create
+ *   the file (ENAMETOOLONG); storage also refuses a file whose path with the
+ *   download folder reaches PATH_MAX:
  *   - '/' and '\' are removed from a component (libtorrent 2.0 does the same, so
  *     both lay out the same names; an absolute "/etc" becomes "etc"), as are the
  *     Unicode direction overrides U+202A..U+202E, U+200E, U+200F;
@@ -75,9 +87,13 @@
 #define BT_META_MAX_TOKENS     10000000     /* bencode values (qBittorrent's limit): a file takes
                                                5 + its path depth, so MAX_FILES fit 4 deep */
 #define BT_META_MAX_FILES      1000000      /* a real list that long is ~60 MB, near MAX_SIZE */
-#define BT_META_MAX_PATH_DEPTH 64           /* components in one file path */
 #define BT_META_MAX_NAME 255                /* bytes in one path component (NAME_MAX) */
-#define BT_META_MAX_PIECE_LEN  (1u << 28)   /* 256 MiB pieces: no client makes larger */
+#define BT_META_MAX_DISK_PATH  4095         /* bytes of a disk path under the torrent's folder
+                                               (PATH_MAX - 1: no longer path can be opened) */
+#define BT_META_MAX_PATH_DEPTH 2048         /* components of a disk path: each takes 2 bytes
+                                               at least ("a/"), so this follows from the above */
+#define BT_META_MAX_PIECE_LEN  1073741823   /* libtorrent's limit (INT_MAX / 2): no client
+                                               makes pieces over 256 MiB, but it loads them */
 #define BT_META_MAX_PIECES     2097152      /* 2^21 (libtorrent's limit): 32 TiB in 16 MiB pieces,
                                                40 MiB of hashes */
 
@@ -97,8 +113,8 @@ typedef struct bt_meta_file {   /* 24 bytes: there may be a million */
     int64_t length;
     int64_t offset;           /* offset of the file's first byte in the torrent's byte stream */
     uint32_t path_tok;        /* token of the path list (multi-file), or 0: single-file (path =
-                                 name), or a pad file without a path (ncomp 0) */
-    uint8_t ncomp;            /* components in the path (<= BT_META_MAX_PATH_DEPTH) */
+                                 name), or a pad file without a path (no component); the
+                                 number of components is bt_meta_ncomp() */
     uint8_t pad;              /* BEP 47 padding file: 1, else 0 */
     uint8_t flags;            /* BT_META_F_* */
 } bt_meta_file;
@@ -151,8 +167,8 @@ typedef struct bt_meta {
  *
  * Memory, beside the caller's buffer: 16 bytes a bencode token (kept with m;
  * a typical file list has 7-8 bytes a token, so ~2x the input), 24 bytes a file
- * (kept), and while the paths are checked 32-64 bytes per file (freed before
- * returning). At the limits that is at most 160 MB of tokens, however the
+ * (kept), and while the paths are checked 32-64 bytes per file and ~100 KiB of
+ * fixed scratch (one disk path, 2,048 components: freed before returning). At the limits that is at most 160 MB of tokens, however the
  * input is built. Only files that sanitizing changed, and symlinks, cost more:
  * 20 bytes each plus their disk path (no longer than the torrent's path + 12
  * bytes) and link target (at most 3 bytes a component + the symlink path)
@@ -162,7 +178,13 @@ typedef struct bt_meta {
 int  bt_meta_parse(bt_meta *m, const char *buf, size_t len, const char **err, size_t *err_off);
 void bt_meta_free(bt_meta *m);
 
-/* Component k (< files[f].ncomp) of file f's path, O(1). For a single-file
+/* Components of file f's path in the torrent (not on disk: see bt_meta_disk_path). */
+static inline uint32_t bt_meta_ncomp(const bt_meta *m, uint32_t f)
+{
+    uint32_t pt = m->files[f].path_tok;
+    return pt ? m->doc.tok[pt].aux : !m->multi_file;
+}
+/* Component k (< bt_meta_ncomp) of file f's path, O(1). For a single-file
  * torrent, the one component is the name. For a multi-file torrent the name is
  * the folder holding the paths and is not a component. */
 bt_str bt_meta_path_comp(const bt_meta *m, uint32_t f, uint32_t k);
@@ -173,7 +195,6 @@ bt_str bt_meta_path_comp(const bt_meta *m, uint32_t f, uint32_t k);
  * ".pad/LENGTH" (libtorrent's name; it is never on disk). Written to buf
  * NUL-terminated when it fits; returns the length it needs (without the NUL),
  * which is at most BT_META_MAX_DISK_PATH. */
-#define BT_META_MAX_DISK_PATH (BT_META_MAX_PATH_DEPTH * (BT_META_MAX_NAME + 1))
 size_t bt_meta_disk_path(const bt_meta *m, uint32_t f, char *buf, size_t cap);
 /* A symlink's content (relative to the link's folder): {NULL, 0} for a file
  * that is not a symlink or whose link is skipped (BT_META_F_LINK_OUT). */

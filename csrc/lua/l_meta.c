@@ -8,6 +8,7 @@
  */
 #include "lua/l_meta.h"
 
+#include <limits.h>
 #include <string.h>
 
 #include "core/sha1.h"
@@ -241,8 +242,9 @@ static void push_file(lua_State *L, const bt_meta *m, uint32_t f, int keys)
     const bt_meta_file *file = &m->files[f];
     lua_createtable(L, 0, 5);
     lua_pushvalue(L, keys + K_PATH);
-    lua_createtable(L, (int)file->ncomp, 0);
-    for (uint32_t k = 0; k < file->ncomp; k++) {
+    uint32_t ncomp = bt_meta_ncomp(m, f);
+    lua_createtable(L, ncomp > INT_MAX ? 0 : (int)ncomp, 0);
+    for (uint32_t k = 0; k < ncomp; k++) {
         bt_str s = bt_meta_path_comp(m, f, k);
         lua_pushlstring(L, s.p, s.n);
         lua_rawseti(L, -2, (lua_Integer)k + 1);
@@ -364,6 +366,14 @@ static void push_value(lua_State *L, const bt_bdoc *d, uint32_t t)
         for (uint32_t k = bt_bfirst(d, t); k; k = bt_bnext(d, t, d->tok[k].next)) {
             size_t n;
             const char *p = bt_bstr(d, k, &n);
+            lua_pushlstring(L, p, n);
+            /* A torrent may repeat a key: the first counts, as bt_bdict_get
+             * (and libtorrent) find it. */
+            if (lua_rawget(L, -2) != LUA_TNIL) {
+                lua_pop(L, 1);
+                continue;
+            }
+            lua_pop(L, 1);
             lua_pushlstring(L, p, n);
             push_value(L, d, d->tok[k].next);
             lua_rawset(L, -3);
@@ -514,6 +524,7 @@ static void push_meta_limits(lua_State *L)
         { "max_pieces", BT_META_MAX_PIECES },
         { "max_piece_length", BT_META_MAX_PIECE_LEN },
         { "max_path_depth", BT_META_MAX_PATH_DEPTH },
+        { "max_disk_path", BT_META_MAX_DISK_PATH },
         { "max_name", BT_META_MAX_NAME },
     };
     lua_createtable(L, 0, (int)(sizeof lim / sizeof lim[0]));

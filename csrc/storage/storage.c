@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -586,6 +587,22 @@ static int disk_init(bt_storage *s, const bt_meta *m, const char *dir, int ro)
     }
     for (uint32_t i = 0; i < s->nfiles; i++)
         d->f[i].slot = -1;
+    /* Every file stays within PATH_MAX as the user will name it (DIR/NAME/PATH),
+     * checked before anything is created. The walk below opens one component
+     * at a time and would go deeper, but nothing else could open the file:
+     * libtorrent fails such a file with ENAMETOOLONG when it writes it. */
+    size_t dlen = strlen(dir);
+    for (uint32_t i = 0; i < s->nfiles; i++) {
+        if (s->files[i].pad)
+            continue;
+        size_t n = dlen + 1 + m->disk_name.n
+                   + (m->multi_file ? 1 + bt_meta_disk_path(m, i, NULL, 0) : 0);
+        if (n >= PATH_MAX) {
+            bt_storage_seterr(s, "file %u: path too long for the file system (%zu bytes with the "
+                              "download folder; PATH_MAX is %d)", i + 1, n, PATH_MAX);
+            return -1;
+        }
+    }
     d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (!ro && d->dirfd < 0 && errno == ENOENT && mkdir_p(dir) == 0)
         d->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

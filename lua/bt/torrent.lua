@@ -27,7 +27,8 @@ M.TARGET_PIECES = 2000
 -- Files are read in chunks of this size while hashing (large reads keep the
 -- syscall and Lua-call overhead far below the cost of SHA-1).
 M.READ_CHUNK = 4 * 1024 * 1024
--- Folder nesting create follows (the parser's BT_META_MAX_PATH_DEPTH).
+-- Folder nesting create follows (it recurses a folder at a time; real trees are shallow).
+-- The parser takes more: any path whose disk form is at most 4095 bytes.
 M.MAX_DEPTH = 64
 
 ---------------------------------------------------------------------------
