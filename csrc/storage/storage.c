@@ -78,6 +78,7 @@ typedef struct disk_file {
     unsigned known : 1;   /* dev/ino recorded */
     unsigned dirty : 1;   /* written since the last sync: a descriptor evicted from the
                            * cache is closed without fsync, so sync must reopen it */
+    int64_t unkicked;     /* bytes written since its writeback was last started */
 } disk_file;
 
 typedef struct disk_slot {
@@ -371,7 +372,7 @@ static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int6
     if (fd < 0)
         return -1;
     int rc = 0;
-    int64_t end = off + (int64_t)n;
+    int64_t start = off, end = off + (int64_t)n;
     const uint8_t *p = buf;
     while (n > 0) {
         size_t chunk = n < BT_STORAGE_WRITE_CHUNK ? n : BT_STORAGE_WRITE_CHUNK;
@@ -393,6 +394,16 @@ static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int6
         n -= (size_t)w;
         off += w;
     }
+    /* start writing back what piled up (BT_STORAGE_WRITEBACK): the sync that makes it
+     * durable then finds little left; a failure here is the sync's to report */
+    pthread_mutex_lock(&d->mu);
+    d->f[f].unkicked += end - start;
+    int kick = d->f[f].unkicked >= BT_STORAGE_WRITEBACK;
+    if (kick)
+        d->f[f].unkicked = 0;
+    pthread_mutex_unlock(&d->mu);
+    if (kick && rc == 0)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     disk_fd_put(d, slot, 1, end);
     return rc;
 }
