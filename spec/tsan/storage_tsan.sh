@@ -12,7 +12,7 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=$ROOT/build/tsan
 mkdir -p "$OUT/bt"
 gcc -O1 -g -fsanitize=thread -Wall -Wextra -Werror -fPIC -fvisibility=hidden -shared \
-  $(pkg-config --cflags lua5.4 libcurl libcrypto) -o "$OUT/bt/core.so" "$ROOT"/csrc/*.c \
+  -I"$ROOT/csrc" $(pkg-config --cflags lua5.4 libcurl libcrypto) -o "$OUT/bt/core.so" "$ROOT"/csrc/*/*.c \
   $(pkg-config --libs libcurl libcrypto) -lev || exit 1
 D=$(mktemp -d /tmp/bt-spec.XXXXXX)
 mkdir -p "$D/seed/set" "$D/out" "$D/out2"
