@@ -136,7 +136,10 @@ static uint8_t *buf_get(bt_torrent *t)
     }
     if (t->bufmem + t->piece_len > t->bufcap)
         return NULL;
-    uint8_t *b = t->npool > 0 ? t->pool[--t->npool] : malloc(t->piece_len);
+    /* aligned, so that the worker's write of the piece can go around the page cache */
+    size_t align = BT_STORAGE_DIRECT_ALIGN;
+    uint8_t *b = t->npool > 0 ? t->pool[--t->npool]
+                              : aligned_alloc(align, ((size_t)t->piece_len + align - 1) / align * align);
     if (b)
         t->bufmem += t->piece_len;
     return b;
