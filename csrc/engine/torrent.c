@@ -418,10 +418,12 @@ static void pause_reads(bt_torrent *t, bool pause)
 /* Reads stop when the buffers are nearly spent and the worker will give some back, and
  * go on when half of them are free, or nothing is left at the worker (waiting would
  * never end: blocks go to storage then). The gap between the two marks spares a stop
- * and a start (two epoll_ctl per peer) for every piece. */
+ * and a start (two epoll_ctl per peer) for every piece. Pieces too large for a buffer
+ * (no pool, no budget) never stop the reads: their blocks are on disk already. */
 static void buf_pressure(bt_torrent *t)
 {
-    if (!t->reads_paused && t->backlog > 0 && t->bufmem + (uint64_t)BT_PIECE_BUF_SLACK * t->piece_len > t->bufcap)
+    if (!t->reads_paused && t->pool && t->backlog > 0 &&
+        t->bufmem + (uint64_t)BT_PIECE_BUF_SLACK * t->piece_len > t->bufcap)
         pause_reads(t, true);
     else if (t->reads_paused && (t->backlog == 0 || t->bufmem <= t->bufcap / 2))
         pause_reads(t, false);
