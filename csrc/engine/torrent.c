@@ -119,19 +119,27 @@ static void partial_drop(bt_torrent *t, bt_partial *pp, bool back_to_picker)
         free(pp);
 }
 
-/* The buffer a piece is assembled in: from the pool, within BT_PIECE_BUF_TOTAL; NULL
+/* The buffer a piece is assembled in: from the pool, within the budget (bufcap); NULL
  * when the piece is too large or the budget is spent (blocks then go to storage). */
 static uint8_t *buf_get(bt_torrent *t)
 {
-    if (t->piece_len > BT_PIECE_BUF_MAX || t->bufmem + t->piece_len > BT_PIECE_BUF_TOTAL)
+    if (t->piece_len > BT_PIECE_BUF_MAX)
         return NULL;
     if (!t->pool) {   /* every buffer is piece_len bytes, so any spare fits any piece */
-        t->poolcap = BT_PIECE_POOL_BYTES / t->piece_len;
-        t->pool = t->poolcap ? calloc(t->poolcap, sizeof *t->pool) : NULL;
+        t->bufcap = BT_PIECE_BUF_TOTAL;
+        if (t->bufcap < (uint64_t)BT_PIECE_BUF_MIN * t->piece_len)
+            t->bufcap = (uint64_t)BT_PIECE_BUF_MIN * t->piece_len;
+        t->poolcap = (uint32_t)(t->bufcap / t->piece_len);
+        t->pool = calloc(t->poolcap, sizeof *t->pool);
         if (!t->pool)
-            t->poolcap = 0;
+            return NULL;
     }
-    uint8_t *b = t->npool > 0 ? t->pool[--t->npool] : malloc(t->piece_len);
+    if (t->bufmem + t->piece_len > t->bufcap)
+        return NULL;
+    /* aligned, so that the worker's write of the piece can go around the page cache */
+    size_t align = BT_STORAGE_DIRECT_ALIGN;
+    uint8_t *b = t->npool > 0 ? t->pool[--t->npool]
+                              : aligned_alloc(align, ((size_t)t->piece_len + align - 1) / align * align);
     if (b)
         t->bufmem += t->piece_len;
     return b;
@@ -407,16 +415,29 @@ static void pause_reads(bt_torrent *t, bool pause)
         bt_peer_pause(q, pause);
 }
 
+/* Reads stop when the buffers are nearly spent and the worker will give some back, and
+ * go on when half of them are free, or nothing is left at the worker (waiting would
+ * never end: blocks go to storage then). The gap between the two marks spares a stop
+ * and a start (two epoll_ctl per peer) for every piece. Pieces too large for a buffer
+ * (no pool, no budget) never stop the reads: their blocks are on disk already. */
+static void buf_pressure(bt_torrent *t)
+{
+    if (!t->reads_paused && t->pool && t->backlog > 0 &&
+        t->bufmem + (uint64_t)BT_PIECE_BUF_SLACK * t->piece_len > t->bufcap)
+        pause_reads(t, true);
+    else if (t->reads_paused && (t->backlog == 0 || t->bufmem <= t->bufcap / 2))
+        pause_reads(t, false);
+}
+
 static void job_done(bt_job *j)
 {
     bt_partial *pp = (bt_partial *)((char *)j - offsetof(bt_partial, job));
     bt_torrent *t = pp->t;
-    if (t->worker) {
+    if (t->worker)
         t->backlog -= j->size;
-        if (t->reads_paused && t->backlog <= BT_WORKER_BACKLOG / 2)
-            pause_reads(t, false);
-    }
-    piece_verdict(t, pp, j->ok, j->err);
+    piece_verdict(t, pp, j->ok, j->err);   /* gives the buffer back */
+    if (t->worker)
+        buf_pressure(t);
 }
 
 /* Every block is in: hash (and write) it on the worker, or inline without one. */
@@ -432,8 +453,7 @@ static void piece_complete(bt_torrent *t, bt_partial *pp)
     j->buf = pp->buf;
     if (t->worker) {
         t->backlog += j->size;
-        if (!t->reads_paused && t->backlog > BT_WORKER_BACKLOG)
-            pause_reads(t, true);
+        buf_pressure(t);
     }
     bt_worker_submit(t->worker, j);
 }

@@ -54,16 +54,21 @@
  * here, 16 KiB pwrites into a growing ext4 file cost ~24 us each (1.6 s/GiB) against
  * ~1 s/GiB for 1 MiB writes, and a failed piece never touches the disk. */
 #define BT_PIECE_BUF_MAX       (16u << 20)    /* larger pieces go block by block to storage */
-#define BT_PIECE_BUF_TOTAL     (256u << 20)   /* memory for all piece buffers of a torrent */
-/* Freed piece buffers are kept for reuse: a fresh 1 MiB malloc is an mmap whose 256
- * pages fault and get zeroed on first touch, about 0.3 s of system time per GiB. */
-#define BT_PIECE_POOL_BYTES    (64u << 20)
-/* Bytes of finished pieces waiting for the worker before the torrent stops reading from
- * its peers until half of them are through: on two cores shared with a seed the worker
- * falls behind the network, and the backlog of piece buffers (up to BT_PIECE_BUF_TOTAL)
- * cost page faults, system time and memory (peak RSS 230-275 MiB in half the runs of a
- * 1 GiB download). TCP slows the sender meanwhile. */
-#define BT_WORKER_BACKLOG      (32u << 20)
+/* Memory for all piece buffers of a torrent (pieces being received and pieces with the
+ * worker), at least BT_PIECE_BUF_MIN pieces' worth. Every buffer is kept for reuse until
+ * the torrent goes: a fresh 1 MiB malloc is an mmap whose 256 pages fault and get zeroed
+ * on first touch, about 0.3 s of system time per GiB. When the worker holds pieces and
+ * less than BT_PIECE_BUF_SLACK pieces' worth is left, the torrent stops reading from its
+ * peers until half of it is free or the worker is idle (TCP slows the sender): one read
+ * seldom starts more than two pieces, and a piece that finds no buffer goes block by
+ * block to storage from the loop thread, contending with the worker's writes to the same
+ * file. Before: 256 MiB of buffers (64 MiB of them kept) and a stop at 32 MiB with the
+ * worker; peak RSS 270 MiB when writes fell behind. The worker falls behind in bursts
+ * on two shared cores, so the budget is the peak: 1 GiB downloads peaked at 45 MiB RSS
+ * with 32 MiB, 29-31 MiB with 16 MiB, at the same speed. */
+#define BT_PIECE_BUF_TOTAL     (16u << 20)
+#define BT_PIECE_BUF_MIN       4
+#define BT_PIECE_BUF_SLACK     2
 
 typedef struct bt_torrent bt_torrent;
 
@@ -162,7 +167,8 @@ struct bt_torrent {
     uint32_t serve_rot;       /* which peer is served first (turns each iteration) */
     uint64_t bufmem;          /* bytes held by partial piece buffers */
     uint64_t backlog;         /* bytes of pieces with the worker */
-    bool reads_paused;        /* the backlog stopped the peers' reads */
+    uint64_t bufcap;          /* BT_PIECE_BUF_TOTAL, or BT_PIECE_BUF_MIN pieces */
+    bool reads_paused;        /* the peers' reads wait for the worker (BT_PIECE_BUF_SLACK) */
     uint8_t **pool;           /* spare piece buffers (piece_len bytes each) */
     uint32_t npool, poolcap;
     char **bans;

@@ -186,7 +186,7 @@ bt_worker *bt_worker_start(struct ev_loop *loop)
     bt_worker *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    w->chunk = malloc(READ_BACK_CHUNK);
+    w->chunk = aligned_alloc(BT_STORAGE_DIRECT_ALIGN, READ_BACK_CHUNK);   /* runs are written direct */
     if (!w->chunk) {
         free(w);
         return NULL;

@@ -80,10 +80,12 @@ typedef struct disk_file {
     unsigned exec : 1;    /* BEP 47 'x': created 0755 (minus the umask) */
     unsigned dirty : 1;   /* written since the last sync: a descriptor evicted from the
                            * cache is closed without fsync, so sync must reopen it */
+    int64_t unkicked;     /* bytes written since its writeback was last started */
 } disk_file;
 
 typedef struct disk_slot {
     int fd;
+    int dfd;           /* the same file opened with O_DIRECT, DFD_UNTRIED or DFD_NONE */
     uint32_t file;
     uint32_t users;    /* I/O calls using fd right now: the slot is not evicted (closed) */
     uint64_t used;     /* LRU clock */
@@ -99,7 +101,11 @@ typedef struct disk {
     disk_slot slot[BT_STORAGE_MAX_OPEN_FILES];
     int nslots;
     uint64_t clock;
+    int no_direct;     /* the file system refused O_DIRECT: every write is buffered */
 } disk;
+
+#define DFD_UNTRIED (-1)
+#define DFD_NONE    (-2)
 
 /* Defence in depth: metainfo already refuses these, but storage is the one that
  * touches the file system, so it checks again what it is about to open. */
@@ -271,8 +277,11 @@ static int disk_cache(disk *d, uint32_t i, int fd)
             return -1;
         d->f[d->slot[k].file].slot = -1;
         close(d->slot[k].fd);
+        if (d->slot[k].dfd >= 0)
+            close(d->slot[k].dfd);
     }
     d->slot[k].fd = fd;
+    d->slot[k].dfd = DFD_UNTRIED;
     d->slot[k].file = i;
     d->slot[k].users = 0;
     d->slot[k].used = ++d->clock;
@@ -356,6 +365,62 @@ static int disk_read(bt_storage *s, uint32_t f, void *buf, size_t n, int64_t off
     return rc;
 }
 
+/* The O_DIRECT descriptor of a pinned slot whose fd is `fd`, opened on first use through
+ * /proc/self/fd (the very file fd names: no path to walk again), or -1. */
+static int disk_direct_fd(disk *d, int slot, int fd)
+{
+    pthread_mutex_lock(&d->mu);
+    int dfd = d->slot[slot].dfd;
+    if (dfd == DFD_UNTRIED) {
+        dfd = DFD_NONE;
+        if (!d->no_direct) {
+            char self[32];
+            snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+            int x = open(self, O_WRONLY | O_DIRECT | O_CLOEXEC);
+            if (x >= 0)
+                dfd = x;
+            else if (errno == EINVAL)
+                d->no_direct = 1;   /* the file system's answer; no /proc: try the next file */
+        }
+        d->slot[slot].dfd = dfd;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return dfd >= 0 ? dfd : -1;
+}
+
+/* Write around the page cache what can be (BT_STORAGE_DIRECT_*): the aligned bulk of a
+ * span whose buffer and file offset are aligned (the tail of a file is not); advances
+ * *p, *n and *off past what was written. 0, or -1 with errno (not EINVAL: a refusal
+ * leaves the rest to the buffered path and stops direct writes to this file system). */
+static int disk_write_direct(disk *d, int slot, int fd, const uint8_t **p, size_t *n, int64_t *off)
+{
+    const size_t mask = BT_STORAGE_DIRECT_ALIGN - 1;
+    size_t bulk = *n & ~mask;
+    if (bulk < BT_STORAGE_DIRECT_MIN || (((uintptr_t)*p | (uint64_t)*off) & mask))
+        return 0;
+    int dfd = disk_direct_fd(d, slot, fd);
+    while (dfd >= 0 && bulk > 0) {
+        ssize_t w = pwrite(dfd, *p, bulk, (off_t)*off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EINVAL) {
+            pthread_mutex_lock(&d->mu);
+            d->no_direct = 1;
+            pthread_mutex_unlock(&d->mu);
+            return 0;
+        }
+        if (w < 0)
+            return -1;
+        if (w == 0 || ((size_t)w & mask))
+            dfd = -1;   /* stop here: the buffered path goes on from wherever this left off */
+        *p += w;
+        *n -= (size_t)w;
+        *off += w;
+        bulk = w > 0 && (size_t)w < bulk ? bulk - (size_t)w : 0;
+    }
+    return 0;
+}
+
 static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int64_t off)
 {
     disk *d = s->impl;
@@ -371,6 +436,12 @@ static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int6
     int rc = 0;
     int64_t end = off + (int64_t)n;
     const uint8_t *p = buf;
+    if (disk_write_direct(d, slot, fd, &p, &n, &off) != 0) {
+        bt_storage_seterr(s, "%s: write: %s", d->f[f].path, strerror(errno));
+        disk_fd_put(d, slot, 1, end);
+        return -1;
+    }
+    int64_t start = off;   /* the buffered part, for the writeback below */
     while (n > 0) {
         size_t chunk = n < BT_STORAGE_WRITE_CHUNK ? n : BT_STORAGE_WRITE_CHUNK;
         ssize_t w = pwrite(fd, p, chunk, (off_t)off);
@@ -391,6 +462,16 @@ static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int6
         n -= (size_t)w;
         off += w;
     }
+    /* start writing back what piled up (BT_STORAGE_WRITEBACK): the sync that makes it
+     * durable then finds little left; a failure here is the sync's to report */
+    pthread_mutex_lock(&d->mu);
+    d->f[f].unkicked += off - start;
+    int kick = d->f[f].unkicked >= BT_STORAGE_WRITEBACK;
+    if (kick)
+        d->f[f].unkicked = 0;
+    pthread_mutex_unlock(&d->mu);
+    if (kick && rc == 0)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     disk_fd_put(d, slot, 1, end);
     return rc;
 }
@@ -481,8 +562,11 @@ static void disk_close(bt_storage *s)
     disk *d = s->impl;
     if (!d)
         return;
-    for (int k = 0; k < d->nslots; k++)
+    for (int k = 0; k < d->nslots; k++) {
         close(d->slot[k].fd);
+        if (d->slot[k].dfd >= 0)
+            close(d->slot[k].dfd);
+    }
     if (d->f)
         for (uint32_t i = 0; i < s->nfiles; i++)
             free(d->f[i].path);
