@@ -100,7 +100,9 @@ lint: deps
 unit:
 	BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 $(BUSTED) --lua=$(LUA) spec
 
-asan: deps $(ASAN_MODULE)
+# $(MODULE) too: a spec runs `make -s env` (which builds it when stale) with the sanitizer
+# preloaded, and cc1 under ASan crashes
+asan: deps $(MODULE) $(ASAN_MODULE)
 	BT_CPATH='$(CURDIR)/build/asan/?.so' LUA_CPATH_5_4='$(CURDIR)/build/asan/?.so;;' LD_PRELOAD='$(ASAN_PRELOAD)' \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 $(BUSTED) --lua=$(LUA) spec
