@@ -46,8 +46,8 @@ function M.listen_options(cmd)
   cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
     os.getenv("BT_BIND") or "0.0.0.0")
   cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
-  cmd:option("--max-per-ip", "Most connections with one host, half of them still in their handshake "
-    .. "(0: no cap; default: env BT_MAX_PER_IP, else 8).", os.getenv("BT_MAX_PER_IP") or "8")
+  cmd:option("--max-per-ip", "Most connections with one host, half of them still in their handshake; "
+    .. "0 turns the per-host rules off (default: env BT_MAX_PER_IP, else 8).", os.getenv("BT_MAX_PER_IP") or "8")
 end
 
 --- The listen options as bt.session options.
