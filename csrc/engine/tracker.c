@@ -810,14 +810,19 @@ static int udp_open(udp_req *u)
     return udp_begin(u);
 }
 
-static int take_addr(udp_req *u, const struct addrinfo *ai)
+/* The first IPv4 address of the lookup, else the first IPv6 one. IPv4 first: the engine
+ * itself is IPv4 (it listens and dials on IPv4), and a name like localhost often lists ::1
+ * first, where a tracker bound to 127.0.0.1 is unreachable (a fresh Debian 12 does). */
+static int take_addr(udp_req *u, const struct addrinfo *list)
 {
-    for (; ai; ai = ai->ai_next)
-        if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) && ai->ai_addrlen <= sizeof u->addr) {
-            memcpy(&u->addr, ai->ai_addr, ai->ai_addrlen);
-            u->alen = (socklen_t)ai->ai_addrlen;
-            return 0;
-        }
+    const int fams[2] = { AF_INET, AF_INET6 };
+    for (int f = 0; f < 2; f++)
+        for (const struct addrinfo *ai = list; ai; ai = ai->ai_next)
+            if (ai->ai_family == fams[f] && ai->ai_addrlen <= sizeof u->addr) {
+                memcpy(&u->addr, ai->ai_addr, ai->ai_addrlen);
+                u->alen = (socklen_t)ai->ai_addrlen;
+                return 0;
+            }
     return -1;
 }
 
