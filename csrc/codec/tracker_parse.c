@@ -127,8 +127,7 @@ void bt_announce_result_free(bt_announce_result *r)
     r->npeers = 0;
 }
 
-static int fail(bt_announce_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(bt_announce_result *r, const char *fmt, ...)
+int bt_announce_fail(bt_announce_result *r, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -163,7 +162,7 @@ static int get_int(const bt_bdoc *d, const char *key, int64_t *out, bt_announce_
     if (!t)
         return 0;
     if (bt_btype_of(d, t) != BT_BINT)
-        return fail(r, "bad reply: '%s' is not an integer", key);
+        return bt_announce_fail(r, "bad reply: '%s' is not an integer", key);
     int64_t v = bt_bint(d, t);
     *out = v < 0 ? -1 : v;
     return 0;
@@ -182,7 +181,7 @@ int bt_announce_add_peer(bt_announce_result *r, uint32_t *cap, int family, const
             nc = BT_TRACKER_MAX_PEERS;
         bt_peer_addr *np = realloc(r->peers, nc * sizeof *np);
         if (!np)
-            return fail(r, "out of memory");
+            return bt_announce_fail(r, "out of memory");
         r->peers = np;
         *cap = nc;
     }
@@ -253,23 +252,23 @@ static int dict_peers(bt_announce_result *r, uint32_t *cap, const bt_bdoc *d, ui
 static int parse_doc(const bt_bdoc *d, bt_announce_result *r)
 {
     if (bt_btype_of(d, 0) != BT_BDICT)
-        return fail(r, "bad reply: not a dictionary");
+        return bt_announce_fail(r, "bad reply: not a dictionary");
     uint32_t t;
     if ((t = bt_bdict_get(d, 0, "failure reason"))) {
         if (bt_btype_of(d, t) != BT_BSTR)
-            return fail(r, "bad reply: 'failure reason' is not a string");
+            return bt_announce_fail(r, "bad reply: 'failure reason' is not a string");
         if (!(r->failure_reason = dup_str(d, t, BT_TRACKER_MAX_MSG, NULL)))
-            return fail(r, "out of memory");
+            return bt_announce_fail(r, "out of memory");
     }
     if ((t = bt_bdict_get(d, 0, "warning message")) && bt_btype_of(d, t) == BT_BSTR
         && !(r->warning_message = dup_str(d, t, BT_TRACKER_MAX_MSG, NULL)))
-        return fail(r, "out of memory");
+        return bt_announce_fail(r, "out of memory");
     if ((t = bt_bdict_get(d, 0, "tracker id")) && bt_btype_of(d, t) == BT_BSTR) {
         size_t n;
         bt_bstr(d, t, &n);
         if (n <= BT_TRACKER_MAX_TRACKER_ID
             && !(r->tracker_id = dup_str(d, t, BT_TRACKER_MAX_TRACKER_ID, &r->tracker_id_len)))
-            return fail(r, "out of memory");
+            return bt_announce_fail(r, "out of memory");
     }
     if (get_int(d, "interval", &r->interval, r) < 0 || get_int(d, "min interval", &r->min_interval, r) < 0
         || get_int(d, "complete", &r->complete, r) < 0
@@ -291,19 +290,19 @@ static int parse_doc(const bt_bdoc *d, bt_announce_result *r)
             if (dict_peers(r, &cap, d, tp) < 0)
                 return -1;
         } else {
-            return fail(r, "bad reply: 'peers' is neither a string nor a list");
+            return bt_announce_fail(r, "bad reply: 'peers' is neither a string nor a list");
         }
     }
     if (t6) {
         if (bt_btype_of(d, t6) != BT_BSTR)
-            return fail(r, "bad reply: 'peers6' is not a string");
+            return bt_announce_fail(r, "bad reply: 'peers6' is not a string");
         size_t n;
         const char *s = bt_bstr(d, t6, &n);
         if (compact_peers(r, &cap, (const uint8_t *)s, n, 6) < 0)
             return -1;
     }
     if (!tp && !t6 && r->interval < 0)
-        return fail(r, "bad reply: no peers, interval or failure reason");
+        return bt_announce_fail(r, "bad reply: no peers, interval or failure reason");
     r->ok = 1;
     return 0;
 }
@@ -312,23 +311,23 @@ static int parse_doc(const bt_bdoc *d, bt_announce_result *r)
 static int decode_body(bt_bdoc *d, const char *body, size_t len, bt_announce_result *out)
 {
     if (len > BT_TRACKER_MAX_BODY)
-        return fail(out, "body too large (%zu bytes)", len);
+        return bt_announce_fail(out, "body too large (%zu bytes)", len);
     /* Some trackers end the body with a newline: not part of the value. */
     while (len > 0 && (body[len - 1] == '\n' || body[len - 1] == '\r' || body[len - 1] == ' '))
         len--;
     if (len == 0)
-        return fail(out, "bad reply: empty body");
+        return bt_announce_fail(out, "bad reply: empty body");
     bt_berr e = {0};
     if (bt_bdecode(d, body, len, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e) < 0) {
         if (e.limit)
-            return fail(out, "bad reply: too many tokens (limit %u) at byte %zu", (unsigned)e.limit,
+            return bt_announce_fail(out, "bad reply: too many tokens (limit %u) at byte %zu", (unsigned)e.limit,
                         e.offset);
         /* Junk after a complete dictionary (seen from broken trackers): if the
          * prefix up to the error is a whole value, that value is the reply. */
         bt_berr e2;
         if (e.offset == 0 || e.offset >= len
             || bt_bdecode(d, body, e.offset, BT_BDEC_ALLOW_UNSORTED, BT_TRACKER_MAX_TOKENS, &e2) < 0)
-            return fail(out, "bad reply: %s at byte %zu", e.msg ? e.msg : "invalid bencoding",
+            return bt_announce_fail(out, "bad reply: %s at byte %zu", e.msg ? e.msg : "invalid bencoding",
                         e.offset);
     }
     return 0;
@@ -393,13 +392,13 @@ int bt_scrape_parse(const char *body, size_t len, const uint8_t info_hash[20], b
     bt_bdoc d = {0};
     int r = decode_body(&d, body, len, out);
     if (r == 0 && bt_btype_of(&d, 0) != BT_BDICT)
-        r = fail(out, "bad reply: not a dictionary");
+        r = bt_announce_fail(out, "bad reply: not a dictionary");
     uint32_t t;
     if (r == 0 && (t = bt_bdict_get(&d, 0, "failure reason"))) {
         if (bt_btype_of(&d, t) != BT_BSTR)
-            r = fail(out, "bad reply: 'failure reason' is not a string");
+            r = bt_announce_fail(out, "bad reply: 'failure reason' is not a string");
         else if (!(out->failure_reason = dup_str(&d, t, BT_TRACKER_MAX_MSG, NULL)))
-            r = fail(out, "out of memory");
+            r = bt_announce_fail(out, "out of memory");
         else
             out->ok = 1;
         bt_bdoc_free(&d);
@@ -407,10 +406,10 @@ int bt_scrape_parse(const char *body, size_t len, const uint8_t info_hash[20], b
     }
     uint32_t files = r == 0 ? bt_bdict_get(&d, 0, "files") : 0;
     if (r == 0 && (!files || bt_btype_of(&d, files) != BT_BDICT))
-        r = fail(out, "bad reply: no 'files' dictionary");
+        r = bt_announce_fail(out, "bad reply: no 'files' dictionary");
     uint32_t f = r == 0 ? bt_bdict_getn(&d, files, (const char *)info_hash, 20) : 0;
     if (r == 0 && (!f || bt_btype_of(&d, f) != BT_BDICT))
-        r = fail(out, "bad reply: torrent not in the scrape reply");
+        r = bt_announce_fail(out, "bad reply: torrent not in the scrape reply");
     if (r == 0) {
         static const char *const keys[] = {"complete", "incomplete", "downloaded"};
         int64_t *dst[] = {&out->complete, &out->incomplete, &out->downloaded};
@@ -419,7 +418,7 @@ int bt_scrape_parse(const char *body, size_t len, const uint8_t info_hash[20], b
             if (!v)
                 continue;
             if (bt_btype_of(&d, v) != BT_BINT)
-                r = fail(out, "bad reply: '%s' is not an integer", keys[i]);
+                r = bt_announce_fail(out, "bad reply: '%s' is not an integer", keys[i]);
             else
                 *dst[i] = bt_bint(&d, v) < 0 ? -1 : bt_bint(&d, v);
         }

@@ -93,6 +93,9 @@ int  bt_tracker_parse(const char *body, size_t len, bt_announce_result *out);
 void bt_announce_result_init(bt_announce_result *r);
 void bt_announce_result_free(bt_announce_result *r);
 
+/* r->error = the formatted message, r->ok = 0; returns -1 (for `return bt_announce_fail(...)`). */
+int bt_announce_fail(bt_announce_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Append a peer to r (port 0 or past BT_TRACKER_MAX_PEERS: counted as dropped).
  * *cap is the allocated room, 0 at first. 0, or -1 out of memory (r->error set). */
 int bt_announce_add_peer(bt_announce_result *r, uint32_t *cap, int family, const void *addr,

@@ -2,8 +2,6 @@
  * Pure: byte buffers in, byte buffers and results out. */
 #include "codec/udp_tracker.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -126,17 +124,6 @@ void bt_udp_scrape_req(uint8_t out[36], uint64_t conn_id, uint32_t tid, const ui
     memcpy(out + 16, info_hash, 20);
 }
 
-static int fail(bt_announce_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail(bt_announce_result *r, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->error, sizeof r->error, fmt, ap);
-    va_end(ap);
-    r->ok = 0;
-    return -1;
-}
-
 static const char *action_name(uint32_t a)
 {
     static const char *const names[] = {"connect", "announce", "scrape", "error"};
@@ -154,15 +141,15 @@ int bt_udp_parse_reply(const uint8_t *p, size_t n, uint32_t want, uint32_t tid, 
     static const size_t min_len[] = {16, 20, 20, 8};
     bt_announce_result_init(res);
     if (n < 8)
-        return fail(res, "bad reply: %zu bytes, shorter than any UDP tracker reply (8)", n);
+        return bt_announce_fail(res, "bad reply: %zu bytes, shorter than any UDP tracker reply (8)", n);
     if (get32(p + 4) != tid)
         return 1;
     uint32_t action = get32(p);
     if (action != want && action != BT_UDP_ERROR)
-        return fail(res, "bad reply: action %u (%s) to %s %s request", (unsigned)action, action_name(action),
-                    article(want), action_name(want));
+        return bt_announce_fail(res, "bad reply: action %u (%s) to %s %s request", (unsigned)action,
+                                action_name(action), article(want), action_name(want));
     if (n < min_len[action])
-        return fail(res, "bad reply: %zu bytes, shorter than %s %s reply (%zu)", n, article(action),
+        return bt_announce_fail(res, "bad reply: %zu bytes, shorter than %s %s reply (%zu)", n, article(action),
                     action_name(action), min_len[action]);
     if (action == BT_UDP_ERROR) {
         size_t m = n - 8;
@@ -172,7 +159,7 @@ int bt_udp_parse_reply(const uint8_t *p, size_t n, uint32_t want, uint32_t tid, 
         if (m > BT_TRACKER_MAX_MSG)
             m = BT_TRACKER_MAX_MSG;
         if (!(res->failure_reason = malloc(m + 1)))
-            return fail(res, "out of memory");
+            return bt_announce_fail(res, "out of memory");
         memcpy(res->failure_reason, p + 8, m);
         res->failure_reason[m] = '\0';
         res->ok = 1;
