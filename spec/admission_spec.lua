@@ -34,6 +34,18 @@ local function run_for(s, secs, until_fn)
   return s.core:now() - t0
 end
 
+-- A real leecher (`bt-lua run`, pids[2]) downloads from s; asserts it completed with the
+-- payload's bytes. Returns its seconds, measured on s's clock.
+local function leech(s, tmp, torrent, data, pids)
+  local h = S.start_btlua(tmp, ("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
+    :format(H.q(torrent), H.q(tmp .. "/out"), s.port), 40)
+  pids[2] = h.pid
+  local secs = run_for(s, 35, function() return S.rc_of(h) ~= nil end)
+  assert.are.equal(0, S.rc_of(h), "leecher: " .. S.read_or_empty(h.log))
+  assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/p.bin"))
+  return secs
+end
+
 describe("a seed whose every slot is held by peers that take nothing", function()
   -- 8 of them: every upload slot (4 regular + 1 optimistic) is theirs too, and 32 pieces
   -- are more than the 4 allowed-fast ones a choked leecher may fetch
@@ -47,12 +59,7 @@ describe("a seed whose every slot is held by peers that take nothing", function(
       assert.are.equal(8, t.npeers)
       run_for(s, 2.5)   -- past evict_idle: they are idle now, not young
       assert.are.equal(5, t:stats().peers_unchoked)
-      local h = S.start_btlua(tmp, ("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
-        :format(H.q(torrent), H.q(tmp .. "/out"), s.port), 40)
-      pids[2] = h.pid
-      local secs = run_for(s, 35, function() return S.rc_of(h) ~= nil end)
-      assert.are.equal(0, S.rc_of(h), "leecher: " .. S.read_or_empty(h.log))
-      assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/p.bin"))
+      local secs = leech(s, tmp, torrent, data, pids)
       assert.is_true((why["evicted to make room for a new peer"] or 0) >= 1)
       assert.is_true(t.npeers <= 8)
       -- the slot: an extra choke round (an unchoked peer took nothing for 5 s), not the
@@ -157,12 +164,7 @@ describe("a handshake queue held by silent connections that reconnect at once", 
     S.guard(tmp, pids, function()
       pids[1] = holders("silent", s.port, torrent, max_pending + 8, 40, tmp .. "/silent.log")
       run_for(s, 5, function() return (last_count(tmp .. "/silent.log", "reopened") or 0) > 0 end)
-      local h = S.start_btlua(tmp, ("run bt.policy.default %s -o %s --peer 127.0.0.1:%d --no-trackers -q")
-        :format(H.q(torrent), H.q(tmp .. "/out"), s.port), 40)
-      pids[2] = h.pid
-      local secs = run_for(s, 35, function() return S.rc_of(h) ~= nil end)
-      assert.are.equal(0, S.rc_of(h), "leecher: " .. S.read_or_empty(h.log))
-      assert.are.equal(S.sha256(data), S.sha256(tmp .. "/out/p.bin"))
+      local secs = leech(s, tmp, torrent, data, pids)
       assert.is_true(t.npeers <= 1)
       print(("\nleecher done %.1f s after it started, %d silent sockets flooding the queue of %d")
         :format(secs, max_pending + 8, max_pending))
