@@ -142,17 +142,19 @@ static bool same_host(const struct sockaddr *a, const struct sockaddr_storage *b
     return false;
 }
 
-/* Live connections with the host of sa: in their handshake, and (unless pending_only)
- * attached to any torrent. A linear scan: a few hundred connections at most. */
-static uint32_t conns_from(const bt_session *s, const struct sockaddr *sa, bool pending_only)
+/* Live connections with the host of sa, in their handshake or attached to any torrent;
+ * *pending (if not NULL): those in their handshake. One linear scan: a few hundred
+ * connections at most. */
+static uint32_t conns_from(const bt_session *s, const struct sockaddr *sa, uint32_t *pending)
 {
     uint32_t n = 0;
     for (const bt_peer *p = s->pending; p; p = p->next)
         n += !p->closing && same_host(sa, &p->addr);
-    if (!pending_only)
-        for (const bt_torrent *t = s->torrents; t; t = t->next)
-            for (const bt_peer *p = t->peers; p; p = p->next)
-                n += !p->closing && same_host(sa, &p->addr);
+    if (pending)
+        *pending = n;
+    for (const bt_torrent *t = s->torrents; t; t = t->next)
+        for (const bt_peer *p = t->peers; p; p = p->next)
+            n += !p->closing && same_host(sa, &p->addr);
     return n;
 }
 
@@ -323,8 +325,9 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             return;
         }
         /* Per host: at most max_per_ip connections, half of them in their handshake. */
-        if (s->max_per_ip && (conns_from(s, (struct sockaddr *)&sa, false) >= s->max_per_ip
-                              || conns_from(s, (struct sockaddr *)&sa, true) >= (s->max_per_ip + 1) / 2)) {
+        uint32_t hs = 0;
+        if (s->max_per_ip && (conns_from(s, (struct sockaddr *)&sa, &hs) >= s->max_per_ip
+                              || hs >= (s->max_per_ip + 1) / 2)) {
             close(fd);
             continue;
         }
@@ -387,7 +390,7 @@ int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, co
         *err = "already connected";
         return -1;
     }
-    if (s->max_per_ip && conns_from(s, (struct sockaddr *)&ss, false) >= s->max_per_ip) {
+    if (s->max_per_ip && conns_from(s, (struct sockaddr *)&ss, NULL) >= s->max_per_ip) {
         *err = "too many connections to this address (max_per_ip)";
         return -1;
     }
