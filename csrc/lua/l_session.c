@@ -147,7 +147,7 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
 
 /* bt.session_new(opts, handler) -> bt.Session | nil, message  [-0, +1|2, e]
  * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
- * max_per_ip (connections with one host, half of them in their handshake; default 8, 0 no cap),
+ * max_per_ip (connections with one host, half of them in their handshake; default 8, 0 no per-host rules),
  * evict_idle (s without payload after which a peer may be closed to make room when full; default 10),
  * policy_time_limit (seconds one hook call may run, default 2), policy_memory_limit (bytes of Lua
  * memory after a hook call, default 1 GiB, 0 none), max_down, max_up (bytes/s, 0
