@@ -70,6 +70,14 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
+  if opts.dht then   -- the DHT node (bt.dht): on the listener's port number by default
+    local dopts = type(opts.dht) == "table" and opts.dht or {}
+    if dopts.port == nil then dopts.port = self.port end
+    if dopts.bind == nil then dopts.bind = opts.bind end
+    local node, derr = require("bt.dht").new(cs, dopts)
+    if not node then cs:close() error("bt.session: " .. tostring(derr), 2) end
+    self.dht = node
+  end
   -- every peer is a descriptor: the core raised the soft open-file limit to the hard
   -- one and clamps max_peers to what it allows; say so instead of failing later
   local want, fd = opts.max_peers or 50, cs:fd_budget()
@@ -109,7 +117,8 @@ end
 -- memory and nothing touches the file system: dir is not needed, and resume data
 -- is neither read nor written), load (memory only: a folder whose files are read,
 -- never written, and whose verified pieces are copied into memory, e.g. to seed
--- from memory). t.storage says which storage a torrent has.
+-- from memory). t.storage says which storage a torrent has. dht (false: this torrent
+-- is not looked up in the session's DHT; private torrents never are).
 function Session:add(torrent, opts)
   opts = opts or {}
   local m, err = M.metainfo(torrent)
@@ -151,6 +160,11 @@ function Session:add(torrent, opts)
   self.by_handle[t] = rec
   for _, p in ipairs(opts.peers or {}) do self:add_peer(t, p) end
   if opts.trackers ~= false then self:_setup_trackers(rec, m) end
+  if self.dht and not m.private and opts.dht ~= false then   -- BEP 5: never for private torrents
+    self.dht:add(m.info_hash, self.port, function(peers)
+      for _, p in ipairs(peers) do pcall(self.add_peer, self, t, p, "dht") end
+    end, function() return t.complete end)
+  end
   self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
   self:_tracker_tick(rec, self.core:now())
   return t
@@ -221,6 +235,7 @@ function Session:_dispatch(kind, ...)
         self:_save_resume(rec, false, now)
       end
     end
+    if self.dht then self.dht:tick(now) end
     self:_emit("tick", now)
     if self.until_fn and self.until_fn(self) then self.core:stop() end
   elseif kind == "peer_connect" then
@@ -341,7 +356,13 @@ function Session:close()
     end
     pcall(self.core.run, self.core)
   end
+  if self.dht then self.dht:close() end
   self.core:close()
+end
+
+--- s:dht_stats() -> the DHT node's stats (docs/api.md "DHT"), nil without a node.
+function Session:dht_stats()
+  return self.dht and self.dht:stats()
 end
 
 function Session:torrents_list()
