@@ -1,11 +1,13 @@
 # spec/peers/lt_dht.py: a libtorrent (python3-libtorrent 2.0, Debian's /usr/bin/python3)
 # DHT node on 127.0.0.1 for the DHT specs, optionally seeding or downloading.
 #   lt_dht.py PORT [--node HOST:PORT]... [--seed TORRENT DIR] [--magnet URI DIR]
-#             [--announce HEX] [--get-peers HEX] [--time S]
+#             [--get-peers HEX] [--time S]
 # Prints, one a line, flushed: "ready PORT NODEID_HEX"; "live ID_HEX..." (its live nodes,
 # every second); "peers HEX IP:PORT..." (answers to its own dht_get_peers, every second);
 # "announced HEX IP:PORT" (an announce_peer it received); "finished" (its download
-# completed). Runs until killed or --time seconds (default 120) have passed.
+# completed). A torrent it seeds (or downloads) is announced to the DHT by libtorrent itself
+# (session.dht_announce cannot be called from Python 2.0.8: its flags type is not bound).
+# Runs until killed or --time seconds (default 120) have passed.
 # On loopback libtorrent needs listen_interfaces 127.0.0.1:PORT (on 0.0.0.0 it starts no
 # DHT on its loopback socket), no bootstrap nodes, no per-IP restrictions, and its DHT
 # rate limits raised: every node shares one IP.
@@ -15,13 +17,12 @@ import libtorrent as lt
 
 args = sys.argv[1:]
 port = int(args.pop(0))
-nodes, seed, magnet, announce, get_peers, limit = [], None, None, None, None, 120.0
+nodes, seed, magnet, get_peers, limit = [], None, None, None, 120.0
 while args:
     a = args.pop(0)
     if a == '--node': h, p = args.pop(0).rsplit(':', 1); nodes.append((h, int(p)))
     elif a == '--seed': seed = (args.pop(0), args.pop(0))
     elif a == '--magnet': magnet = (args.pop(0), args.pop(0))
-    elif a == '--announce': announce = args.pop(0)
     elif a == '--get-peers': get_peers = args.pop(0)
     elif a == '--time': limit = float(args.pop(0))
     else: sys.exit('unknown argument ' + a)
@@ -62,8 +63,6 @@ while time.time() < deadline:
         s.post_dht_stats()
         if node_id is not None:
             s.dht_live_nodes(node_id)
-        if announce:
-            s.dht_announce(lt.sha1_hash(binascii.unhexlify(announce)), port, 0)
         if get_peers:
             s.dht_get_peers(lt.sha1_hash(binascii.unhexlify(get_peers)))
         if h is not None and not finished and h.status().is_seeding and magnet:
