@@ -1,6 +1,6 @@
 # spec/peers/lt_dht.py: a libtorrent (python3-libtorrent 2.0, Debian's /usr/bin/python3)
 # DHT node on 127.0.0.1 for the DHT specs, optionally seeding or downloading.
-#   lt_dht.py PORT [--node HOST:PORT]... [--seed TORRENT DIR] [--magnet URI DIR]
+#   lt_dht.py PORT [--node HOST:PORT]... [--seed TORRENT DIR] [--magnet URI DIR] [--leech TORRENT DIR]
 #             [--get-peers HEX] [--time S]
 # Prints, one a line, flushed: "ready PORT NODEID_HEX"; "live ID_HEX..." (its live nodes,
 # every second); "peers HEX IP:PORT..." (answers to its own dht_get_peers, every second);
@@ -17,12 +17,13 @@ import libtorrent as lt
 
 args = sys.argv[1:]
 port = int(args.pop(0))
-nodes, seed, magnet, get_peers, limit = [], None, None, None, 120.0
+nodes, seed, magnet, leech, get_peers, limit = [], None, None, None, None, 120.0
 while args:
     a = args.pop(0)
     if a == '--node': h, p = args.pop(0).rsplit(':', 1); nodes.append((h, int(p)))
     elif a == '--seed': seed = (args.pop(0), args.pop(0))
     elif a == '--magnet': magnet = (args.pop(0), args.pop(0))
+    elif a == '--leech': leech = (args.pop(0), args.pop(0))
     elif a == '--get-peers': get_peers = args.pop(0)
     elif a == '--time': limit = float(args.pop(0))
     else: sys.exit('unknown argument ' + a)
@@ -52,6 +53,8 @@ if magnet:
     p = lt.parse_magnet_uri(magnet[0])
     p.save_path = magnet[1]
     h = s.add_torrent(p)
+if leech:
+    h = s.add_torrent({'ti': lt.torrent_info(leech[0]), 'save_path': leech[1]})
 node_id = None
 ready = False
 finished = False
@@ -65,7 +68,7 @@ while time.time() < deadline:
             s.dht_live_nodes(node_id)
         if get_peers:
             s.dht_get_peers(lt.sha1_hash(binascii.unhexlify(get_peers)))
-        if h is not None and not finished and h.status().is_seeding and magnet:
+        if h is not None and not finished and h.status().is_seeding and (magnet or leech):
             finished = True
             out('finished')
     s.wait_for_alert(200)
