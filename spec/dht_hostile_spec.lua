@@ -138,7 +138,8 @@ describe("a DHT node under hostile input", function()
     still_answers()
   end)
 
-  it("answers a flood of 10,000 queries a second from one address within its rate limit, and stays responsive", function()
+  it("answers a flood of 10,000 queries a second from one address within its rate limit, stays responsive",
+    function()
     local tmp = H.tmpdir()
     local ok, err = pcall(function()
       local ticks, gap, last = 0, 0, nil
@@ -171,5 +172,5 @@ describe("a DHT node under hostile input", function()
     H.rmtree(tmp)
     if not ok then error(err, 0) end
     still_answers()
-  end)
+    end)
 end)

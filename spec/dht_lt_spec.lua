@@ -37,7 +37,9 @@ local function setup()
   env.cs = bt.session_new({ port = -1, tick_ms = 50 }, function(kind, now)
     if kind == "tick" and env.stop_at and now > env.stop_at then env.cs:stop() end
   end)
-  function env.node() return assert(bt.dht_new(env.cs, { bind = "127.0.0.1", restrict_ips = false, answer_rate_ip = -1 })) end
+  function env.node()
+    return assert(bt.dht_new(env.cs, { bind = "127.0.0.1", restrict_ips = false, answer_rate_ip = -1 }))
+  end
   function env.wait(start, secs)
     local res
     start(function(...) res = table.pack(...); env.cs:stop() end)
@@ -93,7 +95,8 @@ describe("DHT interop with libtorrent", function()
       r = env.wait(function(k) d:query("127.0.0.1", port, "get_peers", { info_hash = ih2 }, k) end)
       token = r[1].token
       r = env.wait(function(k)
-        d:query("127.0.0.1", port, "announce_peer", { info_hash = ih2, token = token, port = 1, implied_port = true }, k)
+        d:query("127.0.0.1", port, "announce_peer",
+          { info_hash = ih2, token = token, port = 1, implied_port = true }, k)
       end)
       assert.are.equal("r", r[1].type)
       r = env.wait(function(k) d:query("127.0.0.1", port, "get_peers", { info_hash = ih2 }, k) end)
@@ -102,7 +105,8 @@ describe("DHT interop with libtorrent", function()
     end)
   end)
 
-  it("libtorrent lists bt-lua among its live nodes, announces to it with its token, and finds what it stores", function()
+  it("libtorrent lists bt-lua among its live nodes, announces to it with its token, finds what it stores",
+    function()
     local tmp, pids = H.tmpdir(), {}
     S.guard(tmp, pids, function()
       S.make_files(tmp .. "/seed", { ["lt.bin"] = 100000 }, 3)
