@@ -54,6 +54,8 @@ local function parse_hostport(s)
 end
 M.parse_hostport = parse_hostport
 
+--- bt.session(opts): opts as bt.session_new's (docs/api.md), plus dht: true or a table of
+-- bt.dht.new's options (nodes, state, port, restrict_ips...) for a DHT node on this loop.
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({ handlers = {}, torrents = {}, by_handle = {} }, Session)
