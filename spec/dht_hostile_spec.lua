@@ -156,16 +156,19 @@ describe("a DHT node under hostile input", function()
         last, ticks = now, ticks + 1
       end
       S.kill(pid)
-      local sent, answered = S.read_or_empty(out):match("sent (%d+) answered (%d+)")
+      local sent, answered, secs = S.read_or_empty(out):match("sent (%d+) answered (%d+) seconds ([%d.]+)")
       assert.are.equal("10000", sent)
       answered = tonumber(answered)
       local st = d:stats()
-      -- per source IP: 20 a second after a burst of 40 (BT_DHT_ANSWER_RATE_IP), over ~2 s
-      assert.is_true(answered >= 20 and answered <= 40 + 20 * 3, "answered " .. answered)
+      -- per source IP: 20 a second after a burst of 40 (BT_DHT_ANSWER_RATE_IP) while it lasted
+      assert.is_true(answered >= 20 and answered <= 40 + 20 * (tonumber(secs) + 0.5),
+        ("answered %d in %s s"):format(answered, secs))
       assert.is_true(st.dropped >= 9000, "dropped " .. st.dropped)
       assert.is_true(gap < 0.5, ("the loop stalled %.2f s"):format(gap))
       local rss1 = tonumber(H.readfile("/proc/self/status"):match("VmRSS:%s*(%d+)"))
-      assert.is_true(rss1 - rss0 < 8192, ("RSS grew %d KiB"):format(rss1 - rss0))
+      -- under ASan freed memory waits in its quarantine: the bound is looser there
+      local bound = (os.getenv("LD_PRELOAD") or ""):find("asan") and 65536 or 8192
+      assert.is_true(rss1 - rss0 < bound, ("RSS grew %d KiB"):format(rss1 - rss0))
       print(("\nflood: 10,000 pings in 1 s from one address: %d answered, %d dropped, %d received; "
         .. "longest loop gap %.0f ms, RSS +%d KiB"):format(answered, st.dropped, st.received, gap * 1000, rss1 - rss0))
     end)

@@ -1,6 +1,6 @@
 -- spec/peers/dht_flood.lua PORT COUNT SECONDS: send COUNT ping queries to 127.0.0.1:PORT
 -- from one UDP socket, spread over SECONDS, and count the answers until a second after
--- the last; prints "sent N answered M".
+-- the last; prints "sent N answered M seconds S" (S: from the first send to the last answer awaited).
 local socket = require "socket"
 local port, count, secs = tonumber(arg[1]), tonumber(arg[2]), tonumber(arg[3])
 local u = assert(socket.udp())
@@ -23,4 +23,4 @@ u:settimeout(0.1)
 while socket.gettime() < stop do
   if u:receive() then answered = answered + 1 end
 end
-print(("sent %d answered %d"):format(count, answered))
+print(("sent %d answered %d seconds %.2f"):format(count, answered, socket.gettime() - t0))
