@@ -6,25 +6,9 @@ local H = require "helpers"
 local S = require "swarm_helpers"
 local socket = require "socket"
 
-local PY = "/usr/bin/python3"
-local HELPER = H.root .. "/spec/peers/lt_dht.py"
+local D = require "dht_helpers"
 
-local function have_lt()
-  local _, ok = H.sh(PY .. " -c 'import libtorrent'")
-  return ok
-end
-
-local function lt_node(tmp, pids, extra)
-  local port = S.port()
-  local log = tmp .. "/lt-" .. port .. ".log"
-  pids[#pids + 1] = S.spawn(("timeout -k 1 90 %s %s %d --time 80 %s"):format(PY, H.q(HELPER), port, extra or ""), log)
-  local deadline = socket.gettime() + 10
-  while socket.gettime() < deadline do
-    if S.read_or_empty(log):match("ready %d+") then return port, log end
-    S.sleep(0.1)
-  end
-  error("libtorrent did not start: " .. S.read_or_empty(log))
-end
+local function lt_node(tmp, pids, extra) return D.lt_node(tmp, pids, extra, 80) end
 
 -- Three libtorrent DHT nodes that know each other; returns their ports.
 local function lt_dht(tmp, pids, last_extra)
@@ -35,8 +19,8 @@ local function lt_dht(tmp, pids, last_extra)
 end
 
 describe("DHT end to end", function()
-  if not have_lt() then
-    pending("python3-libtorrent is not installed for " .. PY)
+  if not D.have_lt() then
+    pending("python3-libtorrent is not installed for " .. D.PY)
     return
   end
 

@@ -4,31 +4,12 @@ local H = require "helpers"
 local S = require "swarm_helpers"
 local bt = require "bt.core"
 
-local PY = "/usr/bin/python3"
-local HELPER = H.root .. "/spec/peers/lt_dht.py"
-
-local function have_lt()
-  local _, ok = H.sh(PY .. " -c 'import libtorrent'")
-  return ok
-end
+local D = require "dht_helpers"
 
 local function socket_time() return require("socket").gettime() end
 local function hex(s) return (s:gsub(".", function(c) return ("%02x"):format(c:byte()) end)) end
 
--- A libtorrent node; returns pid, port, log path. Waits (bounded) for its "ready".
-local function lt_node(tmp, pids, extra)
-  local port = S.port()
-  local log = tmp .. "/lt-" .. port .. ".log"
-  pids[#pids + 1] = S.spawn(("timeout -k 1 60 %s %s %d --time 50 %s"):format(PY, H.q(HELPER), port, extra or ""), log)
-  local deadline = socket_time() + 10
-  while socket_time() < deadline do
-    local id = S.read_or_empty(log):match("ready %d+ (%x+)")
-    if id then return port, log, id end
-    S.sleep(0.1)
-  end
-  error("libtorrent did not start: " .. S.read_or_empty(log))
-end
-
+local lt_node = D.lt_node
 
 -- A session (no listener) with one or more bt-lua DHT nodes; wait(fn) runs the loop
 -- until fn's callback fires or `secs` pass, and returns the callback's arguments.
@@ -60,8 +41,8 @@ local function setup()
 end
 
 describe("DHT interop with libtorrent", function()
-  if not have_lt() then
-    pending("python3-libtorrent is not installed for " .. PY)
+  if not D.have_lt() then
+    pending("python3-libtorrent is not installed for " .. D.PY)
     return
   end
 
