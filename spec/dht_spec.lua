@@ -162,3 +162,79 @@ describe("bt-lua dht", function()
     end)
   end)
 end)
+
+describe("the DHT node's timers (shortened)", function()
+  it("accepts a token for one rotation of the secret, not two; forgets a peer after its ttl", function()
+    local s = require("bt.session").new({ port = -1, tick_ms = 20 })
+    local d = assert(bt.dht_new(s.core, { bind = "127.0.0.1", token_rotate = 1, peer_ttl = 2.5 }))
+    local q = assert(bt.dht_new(s.core, { bind = "127.0.0.1" }))
+    local function wait(start)
+      local res
+      start(function(r) res = r end)
+      local t0 = s.core:now()
+      s:run(function() return res ~= nil or s.core:now() - t0 > 5 end)
+      return res
+    end
+    local function idle(secs)
+      local t0 = s.core:now()
+      s:run(function() return s.core:now() - t0 >= secs end)
+    end
+    local ih = ("\9"):rep(20)
+    local function announce(token, port)
+      return wait(function(k)
+        q:query("127.0.0.1", d:port(), "announce_peer", { info_hash = ih, token = token, port = port }, k)
+      end)
+    end
+    local function values()
+      return wait(function(k) q:query("127.0.0.1", d:port(), "get_peers", { info_hash = ih }, k) end).values
+    end
+    local token = wait(function(k) q:query("127.0.0.1", d:port(), "get_peers", { info_hash = ih }, k) end).token
+    idle(1.3)   -- one rotation: the token is the previous secret's
+    assert.are.equal("r", announce(token, 7001).type)
+    assert.are.same({ "127.0.0.1:7001" }, values())
+    idle(2.2)   -- two more: refused
+    local r = announce(token, 7002)
+    assert.are.equal("e", r.type)
+    assert.are.equal(203, r.code)
+    idle(1.5)   -- the peer announced 5 s ago has expired
+    assert.are.same({}, values())
+    s:close()
+  end)
+end)
+
+describe("the DHT and the session", function()
+  it("never looks up a private torrent; --no-dht opens no UDP socket", function()
+    local tmp = H.tmpdir()
+    local pids = {}
+    S.guard(tmp, pids, function()
+      local data = ("p"):rep(40000)
+      local pieces = bt.sha1(data:sub(1, 16384)) .. bt.sha1(data:sub(16385, 32768)) .. bt.sha1(data:sub(32769))
+      local info = { name = "p.bin", ["piece length"] = 16384, length = #data, private = 1, pieces = pieces }
+      H.writefile(tmp .. "/p.bin", data)
+      local priv = tmp .. "/priv.torrent"
+      H.writefile(priv, bt.bencode({ info = info }))
+      info.private = nil
+      local pub = tmp .. "/pub.torrent"
+      H.writefile(pub, bt.bencode({ info = info }))
+      local s = require("bt.session").new({ port = 0, bind = "127.0.0.1", dht = { bootstrap = {} } })
+      s:add(priv, { dir = tmp, trackers = false, resume = false })
+      assert.are.equal(0, s:dht_stats().torrents)
+      s:add(pub, { dir = tmp .. "/x", trackers = false, resume = false })
+      assert.are.equal(1, s:dht_stats().torrents)
+      s:close()
+      -- the CLI: with the DHT the UDP port of the listener's number is taken, with --no-dht it is free
+      for _, flag in ipairs({ "", "--no-dht" }) do
+        local port = S.port()
+        local h = S.start_btlua(tmp, ("seed %s -d %s --port %d --dht-state %s %s -q"):format(H.q(pub), H.q(tmp),
+          port, H.q(tmp .. "/st"), flag), 20)
+        pids[#pids + 1] = h.pid
+        assert(S.wait_port(port, 10), "bt-lua seed did not listen")
+        local u = socket.udp()
+        local free = u:setsockname("127.0.0.1", port)
+        u:close()
+        S.kill(h.pid)
+        assert.are.equal(flag == "--no-dht", free and true or false, flag)
+      end
+    end)
+  end)
+end)

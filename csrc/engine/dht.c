@@ -108,7 +108,7 @@ struct bt_dht {
     double last_self;
     bool want_self;           /* a lookup of our own id at the next tick */
     uint8_t secret[16], prev_secret[16];
-    double rotated;
+    double rotated, token_rotate, peer_ttl;
     sentry *store[STORE_SLOTS];
     uint32_t nhashes, npeers;
     bt_bucket answers, queries;
@@ -650,7 +650,7 @@ static void store_expire(bt_dht *d, double now, bool all)
             sentry *e = *pp;
             uint32_t k = 0;
             for (uint32_t i = 0; i < e->n; i++)
-                if (!all && now - e->p[i].at < BT_DHT_PEER_TTL)
+                if (!all && now - e->p[i].at < d->peer_ttl)
                     e->p[k++] = e->p[i];
             d->npeers -= e->n - k;
             e->n = k;
@@ -960,7 +960,7 @@ static void on_maint(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     bt_dht *d = w->data;
     double now = now_of(d);
-    if (now - d->rotated >= BT_DHT_TOKEN_ROTATE) {
+    if (now - d->rotated >= d->token_rotate) {
         memcpy(d->prev_secret, d->secret, 16);
         rnd(d->secret, 16);
         d->rotated = now;
@@ -1036,6 +1036,8 @@ bt_dht *bt_dht_new(struct ev_loop *loop, const bt_dht_opts *o, const bt_dht_cb *
     rnd(d->secret, 16);
     memcpy(d->prev_secret, d->secret, 16);
     d->rotated = ev_now(loop);
+    d->token_rotate = o->token_rotate > 0 ? o->token_rotate : BT_DHT_TOKEN_ROTATE;
+    d->peer_ttl = o->peer_ttl > 0 ? o->peer_ttl : BT_DHT_PEER_TTL;
     d->last_self = -SELF_LOOKUP_S;
     double ar = o->answer_rate > 0 ? o->answer_rate : BT_DHT_ANSWER_RATE;
     double qr = o->query_rate > 0 ? o->query_rate : BT_DHT_QUERY_RATE;

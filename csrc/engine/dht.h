@@ -81,6 +81,8 @@ typedef struct bt_dht_opts {
     double answer_rate;         /* queries answered per second (0: BT_DHT_ANSWER_RATE) */
     double answer_rate_ip;      /* per source IP (0: BT_DHT_ANSWER_RATE_IP; < 0: no per-IP limit) */
     double query_rate;          /* queries sent per second (0: BT_DHT_QUERY_RATE) */
+    double token_rotate;        /* s between secret rotations (0: BT_DHT_TOKEN_ROTATE) */
+    double peer_ttl;            /* s a stored peer lives (0: BT_DHT_PEER_TTL) */
 } bt_dht_opts;
 
 typedef struct bt_dht_stats {

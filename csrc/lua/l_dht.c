@@ -161,7 +161,8 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
  * IPv4, default 0.0.0.0), port (0: any), id (20 bytes, default random), restrict_ips
  * (default true: one routing-table entry per IP), answer_rate, answer_rate_ip (queries
  * answered per second, overall and per source IP; answer_rate_ip -1: no per-IP limit),
- * query_rate (queries sent per second). */
+ * query_rate (queries sent per second), token_rotate (s between token secrets, default 300)
+ * and peer_ttl (s a stored peer lives, default 1800): shorter for tests and experiments. */
 static int l_dht_new(lua_State *L)
 {
     bt_session *s = bt_lsession_check(L, 1);
@@ -177,6 +178,10 @@ static int l_dht_new(lua_State *L)
     if (!(o.answer_rate >= 0 && o.answer_rate <= MAX_RATE) || !(o.query_rate >= 0 && o.query_rate <= MAX_RATE) ||
         !((o.answer_rate_ip >= 0 && o.answer_rate_ip <= MAX_RATE) || o.answer_rate_ip == -1))
         luaL_argerror(L, 2, "rates must be in [0, 1e6] per second (answer_rate_ip -1: none)");
+    o.token_rotate = opt_num(L, 2, "token_rotate", 0);
+    o.peer_ttl = opt_num(L, 2, "peer_ttl", 0);
+    if (!(o.token_rotate >= 0 && o.token_rotate <= 86400) || !(o.peer_ttl >= 0 && o.peer_ttl <= 86400))
+        luaL_argerror(L, 2, "token_rotate and peer_ttl must be in [0, 86400] seconds (0: default)");
     lua_getfield(L, 2, "restrict_ips");
     o.restrict_ips = lua_isnil(L, -1) || lua_toboolean(L, -1);
     lua_pop(L, 1);
