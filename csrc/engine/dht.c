@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -117,6 +118,8 @@ struct bt_dht {
     int depth;                /* callbacks into the owner in progress */
     bool dead;                /* freed while in a callback: free when it returns */
     bt_buf out;
+    size_t reflect_left;      /* bytes we may still send because of the query being handled:
+                                 BT_DHT_AMPLIFY times its size (SIZE_MAX otherwise) */
     bt_dht_stats st;
 };
 
@@ -186,6 +189,10 @@ static double now_of(const bt_dht *d)
 
 static void send_to(bt_dht *d, const uint8_t ip[4], uint16_t port, const bt_buf *b)
 {
+    if (b->len > d->reflect_left)
+        return;
+    if (d->reflect_left != SIZE_MAX)
+        d->reflect_left -= b->len;
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
     memcpy(&sa.sin_addr, ip, 4);
     ssize_t w = sendto(d->fd, b->data, b->len, 0, (struct sockaddr *)&sa, sizeof sa);
@@ -224,8 +231,8 @@ static txn *send_query(bt_dht *d, const uint8_t ip[4], uint16_t port, bt_krpc_qu
     q->id = d->id;
     q->v = VERSION;
     d->out.len = 0;
-    if (bt_krpc_build_query(&d->out, q) != 0) {
-        t->used = false;
+    if (bt_krpc_build_query(&d->out, q) != 0 || d->out.len > d->reflect_left) {
+        t->used = false;   /* out of memory, or over what a query we answer lets us send */
         return NULL;
     }
     d->ntx++;
@@ -722,9 +729,9 @@ static void send_error(bt_dht *d, const uint8_t ip[4], uint16_t port, const bt_k
     }
 }
 
-static void answer(bt_dht *d, const uint8_t ip[4], uint16_t port, const bt_krpc_msg *m, size_t qlen)
+static void answer(bt_dht *d, const uint8_t ip[4], uint16_t port, const bt_krpc_msg *m)
 {
-    size_t budget = qlen * BT_DHT_AMPLIFY;
+    size_t budget = d->reflect_left;
     uint8_t nodes[26 * BT_DHT_K], token[BT_DHT_TOKEN_LEN];
     uint8_t vals[6 * BT_DHT_MAX_VALUES];
     bt_krpc_reply r = { .tid = m->tid, .tid_len = m->tid_len, .id = d->id, .v = VERSION };
@@ -860,8 +867,11 @@ static void on_datagram(bt_dht *d, const uint8_t *p, size_t n, const uint8_t ip[
     if (bt_krpc_parse(p, n, &m, &err) != 0) {
         d->st.bad++;
         /* a malformed query is answered with 203 (within the limits); anything else dropped */
-        if (m.type == BT_KRPC_QUERY && m.tid && answer_allowed(d, ip))
+        if (m.type == BT_KRPC_QUERY && m.tid && answer_allowed(d, ip)) {
+            d->reflect_left = n * BT_DHT_AMPLIFY;
             send_error(d, ip, port, &m, BT_KRPC_ERR_PROTOCOL, err);
+            d->reflect_left = SIZE_MAX;
+        }
         return;
     }
     if (m.type != BT_KRPC_QUERY) {
@@ -873,8 +883,12 @@ static void on_datagram(bt_dht *d, const uint8_t *p, size_t n, const uint8_t ip[
         d->st.dropped++;
         return;
     }
-    answer(d, ip, port, &m, n);
+    /* everything sent because of this query (the answer, a ping of an unknown querier)
+       stays within BT_DHT_AMPLIFY times its bytes: a spoofed source gains little */
+    d->reflect_left = n * BT_DHT_AMPLIFY;
+    answer(d, ip, port, &m);
     heard(d, m.id, ip, port, false);
+    d->reflect_left = SIZE_MAX;
 }
 
 static void dht_destroy(bt_dht *d);
@@ -1033,6 +1047,7 @@ bt_dht *bt_dht_new(struct ev_loop *loop, const bt_dht_opts *o, const bt_dht_cb *
         rnd(d->id, 20);
     d->restrict_ips = o->restrict_ips;
     d->nb = 1;
+    d->reflect_left = SIZE_MAX;
     rnd(d->secret, 16);
     memcpy(d->prev_secret, d->secret, 16);
     d->rotated = ev_now(loop);
