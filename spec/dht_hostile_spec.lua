@@ -143,6 +143,35 @@ describe("a DHT node under hostile input", function()
     still_answers()
   end)
 
+  it("caps its store: 2,048 peers per info-hash, 16,384 info-hashes", function()
+    d:close()   -- no rate limits: one address stores as fast as it sends
+    d = assert(bt.dht_new(cs, { bind = "127.0.0.1", answer_rate = 1e6, answer_rate_ip = -1 }))
+    send("d1:ad2:id20:" .. ID .. "9:info_hash20:" .. ("h"):rep(20) .. "e1:q9:get_peers1:t2:g01:y1:qe")
+    run()
+    local token = replies()[1]:match("5:token8:(........)")   -- bound to our IP, good for any hash
+    local function announce(ih, port)
+      send(("d1:ad2:id20:%s9:info_hash20:%s4:porti%de5:token8:%se1:q13:announce_peer1:t2:an1:y1:qe")
+        :format(ID, ih, port, token))
+    end
+    for p = 1, 3000 do
+      announce(("s"):rep(20), 1000 + p)
+      if p % 100 == 0 then run(0.01); replies() end
+    end
+    run(0.1)
+    replies()
+    assert.are.equal(2048, d:stats().stored_peers)
+    for i = 1, 17000 do
+      announce(string.pack(">I4", i) .. ("t"):rep(16), 5000)
+      if i % 100 == 0 then run(0.01); replies() end
+    end
+    run(0.1)
+    replies()
+    local st = d:stats()
+    assert.are.equal(16384, st.hashes)
+    assert.are.equal(2048 + 16383, st.stored_peers)
+    still_answers()
+  end)
+
   it("answers a flood of 10,000 queries a second from one address within its rate limit, stays responsive",
     function()
     local tmp = H.tmpdir()
