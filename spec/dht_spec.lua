@@ -203,6 +203,14 @@ describe("the DHT node's timers (shortened)", function()
 end)
 
 describe("the DHT and the session", function()
+  it("goes on without a DHT that cannot start, and says why", function()
+    local s = require("bt.session").new({ port = 0, bind = "127.0.0.1", dht = { nodes = { "nonsense" } } })
+    assert.is_nil(s.dht)
+    assert.is_nil(s:dht_stats())
+    assert.is_truthy(s.warning and s.warning:find("DHT off: bad DHT node 'nonsense'", 1, true), s.warning)
+    s:close()
+  end)
+
   it("never looks up a private torrent; --no-dht opens no UDP socket", function()
     local tmp = H.tmpdir()
     local pids = {}

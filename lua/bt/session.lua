@@ -76,8 +76,10 @@ function M.new(opts)
     local dopts = type(opts.dht) == "table" and opts.dht or {}
     if dopts.port == nil then dopts.port = self.port end
     if dopts.bind == nil then dopts.bind = opts.bind end
+    if dopts.bind == "::" then dopts.bind = nil end   -- every address: the IPv4 DHT on 0.0.0.0
     local node, derr = require("bt.dht").new(cs, dopts)
-    if not node then cs:close() error("bt.session: " .. tostring(derr), 2) end
+    -- a DHT that cannot start (an IPv6 bind address, no socket) is no reason to stop: said once
+    if not node then self.dht_warning = "DHT off: " .. tostring(derr):gsub("^DHT: ", "") end
     self.dht = node
   end
   -- every peer is a descriptor: the core raised the soft open-file limit to the hard
@@ -88,6 +90,7 @@ function M.new(opts)
     self.warning = ("max_peers %d lowered to %d: the open-file limit is %d (ulimit -n)")
       :format(want, fd.fd_peers, fd.fd_limit)
   end
+  if self.dht_warning then self.warning = (self.warning and (self.warning .. "; ") or "") .. self.dht_warning end
   return self
 end
 
