@@ -6,6 +6,18 @@ local bt = require "bt.core"
 local dht = require "bt.dht"
 local socket = require "socket"
 
+-- For a bt.session s: wait(start) calls start(k) and runs the loop until k(result) is called
+-- (at most 5 s); returns the result.
+local function waiter(s)
+  return function(start)
+    local res
+    start(function(r) res = r end)
+    local t0 = s.core:now()
+    s:run(function() return res ~= nil or s.core:now() - t0 > 5 end)
+    return res
+  end
+end
+
 -- A fake node: a UDP socket that answers every query with its id.
 local function fake(id)
   local u = assert(socket.udp())
@@ -135,13 +147,7 @@ describe("bt-lua dht", function()
       local ih = ("\7"):rep(20)
       local s = require("bt.session").new({ port = -1 })
       local d = assert(bt.dht_new(s.core, { bind = "127.0.0.1", restrict_ips = false, answer_rate_ip = -1 }))
-      local function wait(start)
-        local res
-        start(function(r) res = r end)
-        local t0 = s.core:now()
-        s:run(function() return res ~= nil or s.core:now() - t0 > 5 end)
-        return res
-      end
+      local wait = waiter(s)
       local r0 = wait(function(k) d:query("127.0.0.1", port, "get_peers", { info_hash = ih }, k) end)
       assert.are.equal("r", r0.type)
       local r1 = wait(function(k)
@@ -168,13 +174,7 @@ describe("the DHT node's timers (shortened)", function()
     local s = require("bt.session").new({ port = -1, tick_ms = 20 })
     local d = assert(bt.dht_new(s.core, { bind = "127.0.0.1", token_rotate = 1, peer_ttl = 2.5 }))
     local q = assert(bt.dht_new(s.core, { bind = "127.0.0.1" }))
-    local function wait(start)
-      local res
-      start(function(r) res = r end)
-      local t0 = s.core:now()
-      s:run(function() return res ~= nil or s.core:now() - t0 > 5 end)
-      return res
-    end
+    local wait = waiter(s)
     local function idle(secs)
       local t0 = s.core:now()
       s:run(function() return s.core:now() - t0 >= secs end)
