@@ -78,6 +78,8 @@ typedef struct bt_peer_torrent {
     const uint8_t *info;        /* the raw info dictionary (BEP 9 metadata); NULL: not known yet */
     size_t info_len;
     bool priv;                  /* BEP 27 private: no ut_metadata offered (nor PEX, DHT) */
+    bool no_meta;               /* a magnet's torrent before its metadata: npieces is not known, so
+                                   piece messages (have, bitfield, requests, blocks...) are ignored */
 } bt_peer_torrent;
 
 /* Events from a connection to its owner. All are called on the loop thread from
@@ -129,6 +131,8 @@ struct bt_peer {
         uint32_t fails;           /* failed pieces this peer sent blocks of */
         uint64_t uploaded;        /* bytes of blocks we sent it */
         uint64_t *bits;           /* its pieces as a bitmap, kept while its ranges are fragmented */
+        uint8_t md_out;           /* metadata fetch: ut_metadata requests out to it */
+        double md_wait;           /* ... not asked before this time (it rejected one) */
     } sw;
     int href;                     /* the Lua binding's handle (registry ref), or -1 */
 
