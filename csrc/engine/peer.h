@@ -170,6 +170,7 @@ struct bt_peer {
      * under (0: it has not got it), its metadata_size (-1: not told), its "v" */
     uint8_t ext_ids[BT_EXT_COUNT];
     bool ext_seen;                      /* its extension handshake arrived */
+    uint16_t listen_port;               /* its "p": where it accepts connections (0: not told) */
     int64_t metadata_size;
     char client[BT_WIRE_MAX_CLIENT + 1];
     /* the peer's requests of us: a ring of BT_PEER_UPLOAD_QUEUE, made on first use */

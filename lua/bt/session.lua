@@ -259,7 +259,14 @@ function Session:_on_metadata(rec)
     t:stop()
     return
   end
-  local o = setmetatable({ _magnet_rec = rec, peers = {} }, { __index = opts })
+  -- its connections are closed by set_meta; peers that dialed us are dialed back at the
+  -- port their BEP 10 handshake named (they would come back only at their own pace)
+  local back = {}
+  for _, peer in ipairs(t:peers()) do
+    local host = peer.incoming and peer.listen_port and peer.address:match("^(.*):%d+$")
+    if host then back[#back + 1] = host .. ":" .. peer.listen_port end
+  end
+  local o = setmetatable({ _magnet_rec = rec, peers = back }, { __index = opts })
   local ok, aerr = pcall(self.add, self, m, o)
   if not ok then
     t:stop("metadata refused: " .. tostring(aerr):gsub("^bt%.session: ", ""))
