@@ -58,7 +58,7 @@ local function run_magnet(uri, out, extra)
 end
 
 describe("magnet links: metadata from bt-lua", function()
-  it("fetches it over ut_metadata, downloads, keeps it beside the resume data, and a restart does not fetch it", function()
+  it("fetches it over ut_metadata, downloads, keeps it beside the resume data; a restart does not fetch it", function()
     local tmp, torrent, data = S.fixture("m.bin", 1024 * 1024 + 999, 41, 15)
     local hex = S.info_hash_hex(torrent)
     local pids = {}
