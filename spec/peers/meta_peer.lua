@@ -2,8 +2,9 @@
 -- ut_metadata (BEP 9), for spec/magnet_spec.lua. For tests only: it listens on
 -- 127.0.0.1, serves one connection at a time and exits by itself after LIFETIME s.
 --
---   lua5.4 spec/peers/meta_peer.lua MODE PORT TORRENT LIFETIME
+--   lua5.4 spec/peers/meta_peer.lua MODE PORT TORRENT LIFETIME [HOST]
 --
+-- HOST (default 127.0.0.1): another 127.x is another host to bans.
 -- It answers the handshake with the BEP 10 bit set, sends nothing about
 -- pieces (it has none to give), then its extension handshake (ut_metadata under id 2,
 -- metadata_size the torrent's info dictionary's), and answers every ut_metadata request
@@ -18,7 +19,7 @@
 local bt = require "bt"
 local socket = require "socket"
 
-local mode, port, torrent, lifetime = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4])
+local mode, port, torrent, lifetime, host = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4]), arg[5] or "127.0.0.1"
 local deadline = socket.gettime() + lifetime
 local f = assert(io.open(torrent, "rb"))
 local m = assert(bt.meta_parse(f:read("a")))
@@ -80,7 +81,7 @@ local function serve(c, remote_id)
   end
 end
 
-local srv = assert(socket.bind("127.0.0.1", port))
+local srv = assert(socket.bind(host, port))
 srv:settimeout(0.2)
 while socket.gettime() < deadline do
   local c = srv:accept()
