@@ -430,7 +430,8 @@ int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *o
         int64_t p = dict_int(&doc, 0, "p"), q = dict_int(&doc, 0, "reqq");
         out->port = p >= 0 && p <= 65535 ? p : -1;
         out->reqq = q >= 0 ? q : -1;
-        out->metadata_size = dict_int(&doc, 0, "metadata_size");
+        int64_t ms = dict_int(&doc, 0, "metadata_size");
+        out->metadata_size = ms >= 0 ? ms : -1;   /* a negative size is no size */
         uint32_t m = bt_bdict_get(&doc, 0, "m");
         for (int i = 0; m && i < BT_EXT_COUNT; i++) {
             int64_t id = dict_int(&doc, m, BT_EXT_NAMES[i].name);
