@@ -119,6 +119,55 @@ describe("hostile metadata peers", function()
   end)
 end)
 
+describe("metadata that matches its info-hash but not the rules", function()
+  local function served(info, fn)
+    local tmp = H.tmpdir()
+    H.writefile(tmp .. "/t.info", info)
+    local pids = {}
+    S.guard(tmp, pids, function()
+      local port
+      pids[1], port = (function()
+        local p = S.port()
+        local pid = S.spawn(("%s lua5.4 %s good %d %s 30"):format(H.lua_env(),
+          H.q(H.root .. "/spec/peers/meta_peer.lua"), p, H.q(tmp .. "/t.info")), tmp .. "/log", true)
+        assert(S.wait_port(p, 10))
+        return pid, p
+      end)()
+      fn(tmp, bt.sha1_hex(info), "127.0.0.1:" .. port)
+    end)
+  end
+  local pieces = "6:pieces20:" .. string.rep("\1", 20)
+
+  it("is refused with the .torrent check's reason: the torrent stops, nothing is created", function()
+    served("d6:lengthi-5e4:name1:x12:piece lengthi16384e" .. pieces .. "e", function(tmp, hex, peer)
+      local errors = {}
+      local st = fetch(hex, tmp .. "/out", peer, function(s)
+        s:on("error", function(_, msg) errors[#errors + 1] = msg end)
+      end)
+      assert.is_false(st.complete)
+      assert.matches("^metadata refused: invalid torrent: ", st.error)
+      assert.are.same({ st.error }, errors)
+      assert.is_nil(bt.fs.stat(tmp .. "/out"))
+    end)
+  end)
+
+  it("gets its paths made safe exactly as a .torrent file's", function()
+    local info = "d5:filesld6:lengthi5e4:pathl2:..4:evileee4:name1:t12:piece lengthi16384e" .. pieces .. "e"
+    served(info, function(tmp, hex, peer)
+      local disk
+      fetch(hex, tmp .. "/out", peer, function(s)
+        s:on("metadata", function(t, _, m)
+          disk = table.concat(m:file(1).disk_path, "/")
+          t:stop()
+          s:stop()
+        end)
+      end)
+      assert.are.equal(table.concat(assert(bt.meta_parse("d4:info" .. info .. "e")):file(1).disk_path, "/"), disk)
+      assert.is_nil(disk:find("..", 1, true))
+    end)
+  end)
+end)
+
 -- A raw BEP 10 peer against a bt-lua seed: its handshake, then messages until pred says stop.
 local function raw_peer(port, m)
   local c = assert(socket.connect("127.0.0.1", port))

@@ -4,7 +4,8 @@
 --
 --   lua5.4 spec/peers/meta_peer.lua MODE PORT TORRENT LIFETIME [HOST]
 --
--- HOST (default 127.0.0.1): another 127.x is another host to bans.
+-- HOST (default 127.0.0.1): another 127.x is another host to bans. A TORRENT named *.info
+-- holds a raw info dictionary instead (served as it is, whatever it says).
 -- It answers the handshake with the BEP 10 bit set, sends nothing about
 -- pieces (it has none to give), then its extension handshake (ut_metadata under id 2,
 -- metadata_size the torrent's info dictionary's), and answers every ut_metadata request
@@ -22,9 +23,10 @@ local socket = require "socket"
 local mode, port, torrent, lifetime, host = arg[1], tonumber(arg[2]), arg[3], tonumber(arg[4]), arg[5] or "127.0.0.1"
 local deadline = socket.gettime() + lifetime
 local f = assert(io.open(torrent, "rb"))
-local m = assert(bt.meta_parse(f:read("a")))
+local raw = f:read("a")
 f:close()
-local info = m:info_bytes()
+local m = torrent:match("%.info$") and { info_hash = bt.sha1(raw) } or assert(bt.meta_parse(raw))
+local info = m.info_bytes and m:info_bytes() or raw
 if mode == "corrupt" then
   local k = #info // 2
   info = info:sub(1, k - 1) .. string.char((info:byte(k) + 1) % 256) .. info:sub(k + 1)
