@@ -900,6 +900,7 @@ bt_peer *bt_peer_new(const bt_peer_env *env, int fd, bool incoming, const struct
     p->href = -1;
     p->rcap = BT_PEER_READ_CHUNK;
     p->incoming = incoming;
+    p->source = incoming ? BT_SRC_INCOMING : BT_SRC_MANUAL;   /* a dialer sets its own */
     p->state = incoming ? BT_PS_HANDSHAKE : BT_PS_CONNECTING;
     p->choking = p->am_choking = true;
     p->reqq = BT_PEER_MAX_QUEUE;

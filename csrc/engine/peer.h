@@ -47,6 +47,13 @@ typedef struct bt_peer bt_peer;
 
 typedef enum { BT_PS_CONNECTING, BT_PS_HANDSHAKE, BT_PS_ACTIVE } bt_peer_state;
 
+/* Where a peer's address came from: set by whoever made the connection (the dialer
+ * from its caller, the listener: incoming). Policies and events see it as
+ * peer.source; the names are the binding's (l_peer.c), in this order. */
+typedef enum {
+    BT_SRC_MANUAL, BT_SRC_TRACKER, BT_SRC_DHT, BT_SRC_PEX, BT_SRC_INCOMING, BT_SRC_COUNT
+} bt_peer_source;
+
 /* One request of ours in flight. piece == UINT32_MAX marks a slot freed out of order. */
 typedef struct bt_req {
     uint32_t piece;
@@ -133,6 +140,7 @@ struct bt_peer {
     ev_io rw, ww;
     bt_peer_state state;
     bool incoming, hs_sent, closing, ext, fast;
+    uint8_t source;                     /* bt_peer_source */
     bool choking, interested;           /* the peer's state toward us */
     bool am_choking, am_interested;     /* ours toward the peer */
     bool read_throttled;                /* read watcher stopped by the download limit */

@@ -352,7 +352,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, const char **err)
+int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, bt_peer_source source,
+                    const char **err)
 {
     if (t->stopped) {
         *err = "torrent is stopped";
@@ -415,6 +416,7 @@ int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, co
         *err = "out of memory";
         return -1;
     }
+    p->source = (uint8_t)source;
     if (bt_torrent_attach(t, p, err) != 0) {   /* checked above: cannot fail */
         bt_peer_free(p);
         return -1;

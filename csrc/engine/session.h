@@ -158,7 +158,9 @@ typedef struct bt_add_opts {
 /* A torrent (torrent.h: storage opened, data checked), scheduled by the policy.
  * NULL with a message in errbuf. */
 bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, char *errbuf, size_t errlen);
-/* Dial host:port (numeric IPv4/IPv6) for t. Returns 0 or -1 with *err. */
-int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, const char **err);
+/* Dial host:port (numeric IPv4/IPv6) for t; source (bt_peer_source) says where the
+ * address came from. Returns 0 or -1 with *err. */
+int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, bt_peer_source source,
+                    const char **err);
 
 #endif

@@ -166,10 +166,20 @@ function Session:start_trackers(t)
   self:_tracker_tick(rec, self.core:now())
 end
 
---- s:add_peer(t, "host:port"): a candidate to dial (with back-off on failure).
-function Session:add_peer(t, hostport)
+-- Where a candidate's address came from (peer.source); "incoming" is the listener's.
+M.SOURCES = { manual = true, tracker = true, dht = true, pex = true }
+
+--- s:add_peer(t, "host:port" [, source]): a candidate to dial (with back-off on
+-- failure). source: where the address came from, "manual" (default), "tracker",
+-- "dht" or "pex"; the connected peer shows it as peer.source. An address already a
+-- candidate keeps its first source.
+function Session:add_peer(t, hostport, source)
   local rec = self.by_handle[t]
   if not rec then error("bt.session: unknown torrent", 2) end
+  source = source or "manual"
+  if not M.SOURCES[source] then
+    error("bt.session: peer source must be manual, tracker, dht or pex, not " .. tostring(source), 2)
+  end
   local host, port = parse_hostport(hostport)
   if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 0) end
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then
@@ -182,7 +192,7 @@ function Session:add_peer(t, hostport)
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
   if #rec.order >= M.MAX_CANDIDATES then return end
-  local c = { host = host, port = port, key = key, fails = 0, next_try = 0, connected = false }
+  local c = { host = host, port = port, key = key, source = source, fails = 0, next_try = 0, connected = false }
   rec.candidates[key] = c
   rec.order[#rec.order + 1] = c
 end
@@ -196,7 +206,7 @@ function Session:_connect_some(rec, now)
   for _, c in ipairs(rec.order) do
     if started >= most then break end
     if not c.connected and not c.dialing and now >= c.next_try and not t:banned(c.key) then
-      local ok, err = t:connect(c.host, c.port)
+      local ok, err = t:connect(c.host, c.port, c.source)
       if not ok and err == "too many peers" then break end   -- not the candidate's fault
       c.next_try = now + 1
       if ok then
@@ -495,7 +505,7 @@ function Session:_announce(rec, tr, event, now, walk)
       ann.next_at = ann.urgent and at or at + interval
       ann.urgent = nil
     end
-    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr) end
+    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr, "tracker") end
     self:_emit("tracker", t, { url = tr.url, tier = tr.tier, ok = true, event = event,
       peers = #(res.peers or {}), interval = interval, min_interval = res.min_interval,
       complete = res.complete, incomplete = res.incomplete, warning = res.warning_message })
