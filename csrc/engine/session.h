@@ -49,6 +49,7 @@
 #define BT_SESS_STRIKES        4096    /* hosts remembered (a power of two) */
 #define BT_SESS_STRIKE_TIME    120.0   /* s a strike lasts */
 #define BT_SESS_SEND_TIMEOUT   60.0    /* s of output not taken before the peer is dropped */
+#define BT_SESS_MAX_LISTEN     4       /* listening sockets: "0.0.0.0,::" by default, a few addresses given */
 #define BT_SESS_ACCEPT_PAUSE   0.1     /* s the listener rests when accept4 finds no descriptor */
 #define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
                                                 asks for; a session may raise it to BT_WIRE_MAX_BLOCK */
@@ -92,9 +93,9 @@ struct bt_session {
     bt_peer_env env;          /* what every connection shares */
     bt_throttle throttle;
     bt_bucket down, up;       /* session-wide limits (rate 0: none) */
-    int lfd;
-    ev_io lw;
-    ev_timer lpause;          /* the listener rests after accept4 ran out of descriptors */
+    struct bt_listener { int fd; ev_io w; } listen[BT_SESS_MAX_LISTEN];   /* fd -1: unused */
+    uint32_t nlisten;
+    ev_timer lpause;          /* the listeners rest after accept4 ran out of descriptors */
     ev_prepare prep;
     ev_timer tickw;
     uint16_t port;
@@ -121,8 +122,14 @@ struct bt_session {
     int got_signal;           /* last SIGINT/SIGTERM received (0: none); run() returned for it */
 };
 
+/* Every address of both stacks: IPv4 and IPv6 on separate sockets (the IPv6 one
+ * IPV6_V6ONLY, so IPv4 peers never appear as ::ffff:a.b.c.d); "::" is left out
+ * where the system has no IPv6. */
+#define BT_SESS_BIND_ALL "0.0.0.0,::"
+
 typedef struct bt_sess_opts {
-    const char *bind;         /* listen address, NULL: 0.0.0.0 */
+    const char *bind;         /* listen addresses, numeric, comma-separated (at most BT_SESS_MAX_LISTEN);
+                                 NULL or "": BT_SESS_BIND_ALL */
     int port;                 /* 0: ephemeral; -1: do not listen */
     double tick_s, connect_timeout, idle_timeout, keepalive, send_timeout;
     double evict_idle;        /* s without payload before a peer may make room for another (0: default) */
