@@ -359,12 +359,37 @@ uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uin
     return n;
 }
 
+/* Our extensions (wire.h), sorted by name. ut_metadata takes 2 as libtorrent does;
+ * Transmission uses 3, and it does not matter: a peer sends under the id we name. */
+const bt_ext_name BT_EXT_NAMES[BT_EXT_COUNT] = {
+    [BT_EXT_UT_METADATA] = { "ut_metadata", 2 },
+};
+
+int bt_wire_ext_of(uint8_t id)
+{
+    for (int i = 0; i < BT_EXT_COUNT; i++)
+        if (id && BT_EXT_NAMES[i].id == id)
+            return i;
+    return -1;
+}
+
 int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h)
 {
-    /* keys in byte order, as bencoding wants: m, p, reqq, v */
+    /* keys in byte order, as bencoding wants: m, metadata_size, p, reqq, v, yourip */
     int r = bt_buf_putc(b, 'd');
     r |= bt_benc_str(b, "m", 1);
-    r |= bt_buf_append(b, "de", 2);   /* no extension messages of ours yet */
+    r |= bt_buf_putc(b, 'd');
+    for (int i = 0; i < BT_EXT_COUNT; i++) {
+        if (!h->m[i])
+            continue;
+        r |= bt_benc_str(b, BT_EXT_NAMES[i].name, strlen(BT_EXT_NAMES[i].name));
+        r |= bt_benc_int(b, BT_EXT_NAMES[i].id);
+    }
+    r |= bt_buf_putc(b, 'e');
+    if (h->metadata_size >= 0) {
+        r |= bt_benc_str(b, "metadata_size", 13);
+        r |= bt_benc_int(b, h->metadata_size);
+    }
     if (h->port >= 0) {
         r |= bt_benc_str(b, "p", 1);
         r |= bt_benc_int(b, h->port);
@@ -377,20 +402,24 @@ int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h)
         r |= bt_benc_str(b, "v", 1);
         r |= bt_benc_str(b, h->client, strlen(h->client));
     }
+    if (h->yourip_len == 4 || h->yourip_len == 16) {
+        r |= bt_benc_str(b, "yourip", 6);
+        r |= bt_benc_str(b, h->yourip, h->yourip_len);
+    }
     r |= bt_buf_putc(b, 'e');
     return r ? -1 : 0;
 }
 
-static int64_t dict_int(const bt_bdoc *doc, const char *key)
+static int64_t dict_int(const bt_bdoc *doc, uint32_t dict, const char *key)
 {
-    uint32_t v = bt_bdict_get(doc, 0, key);
+    uint32_t v = bt_bdict_get(doc, dict, key);
     return v && bt_btype_of(doc, v) == BT_BINT ? bt_bint(doc, v) : -1;
 }
 
 int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *out)
 {
-    out->port = out->reqq = -1;
-    out->client = NULL;
+    memset(out, 0, sizeof *out);
+    out->port = out->reqq = out->metadata_size = -1;
     bt_bdoc doc = { 0 };
     bt_berr err;
     if (bt_bdecode(&doc, (const char *)payload, len, BT_BDEC_ALLOW_UNSORTED, BT_WIRE_EXT_MAX_TOKENS,
@@ -398,9 +427,35 @@ int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *o
         return -1;
     int rc = -1;
     if (bt_btype_of(&doc, 0) == BT_BDICT) {
-        int64_t p = dict_int(&doc, "p"), q = dict_int(&doc, "reqq");
+        int64_t p = dict_int(&doc, 0, "p"), q = dict_int(&doc, 0, "reqq");
         out->port = p >= 0 && p <= 65535 ? p : -1;
         out->reqq = q >= 0 ? q : -1;
+        out->metadata_size = dict_int(&doc, 0, "metadata_size");
+        uint32_t m = bt_bdict_get(&doc, 0, "m");
+        for (int i = 0; m && i < BT_EXT_COUNT; i++) {
+            int64_t id = dict_int(&doc, m, BT_EXT_NAMES[i].name);
+            out->m[i] = id > 0 && id <= 255 ? (uint8_t)id : 0;
+        }
+        uint32_t v = bt_bdict_get(&doc, 0, "v");
+        if (v && bt_btype_of(&doc, v) == BT_BSTR) {
+            size_t n;
+            const char *c = bt_bstr(&doc, v, &n);
+            if (n > BT_WIRE_MAX_CLIENT)
+                n = BT_WIRE_MAX_CLIENT;
+            for (size_t k = 0; k < n; k++)
+                out->client_buf[k] = (unsigned char)c[k] < 0x20 || c[k] == 0x7f ? '?' : c[k];
+            out->client_buf[n] = 0;
+            out->client = out->client_buf;
+        }
+        uint32_t y = bt_bdict_get(&doc, 0, "yourip");
+        if (y && bt_btype_of(&doc, y) == BT_BSTR) {
+            size_t n;
+            const char *a = bt_bstr(&doc, y, &n);
+            if (n == 4 || n == 16) {
+                memcpy(out->yourip, a, n);
+                out->yourip_len = (uint8_t)n;
+            }
+        }
         rc = 0;
     }
     bt_bdoc_free(&doc);

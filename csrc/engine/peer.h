@@ -82,6 +82,9 @@ typedef struct bt_peer_torrent {
     const bt_ranges *have;      /* our verified pieces: what we may serve */
     bt_storage *st;             /* where served blocks are read */
     bt_bucket *down, *up;       /* the torrent's limits */
+    const uint8_t *info;        /* the raw info dictionary (BEP 9 metadata); NULL: not known yet */
+    size_t info_len;
+    bool priv;                  /* BEP 27 private: no ut_metadata offered (nor PEX, DHT) */
 } bt_peer_torrent;
 
 /* Events from a connection to its owner. All are called on the loop thread from
@@ -108,6 +111,12 @@ typedef struct bt_peer_cb {
     void (*interest)(void *ud, bt_peer *p, bool interested);     /* the peer's interest changed */
     void (*uploaded)(void *ud, bt_peer *p, uint32_t bytes);      /* blocks served (one call per batch) */
     void (*read_done)(void *ud, bt_peer *p);   /* every message of one read was handled */
+    /* BEP 10: the peer's extension handshake was read (p->ext_ids, p->metadata_size,
+     * p->client are set); may be NULL. */
+    void (*ext_handshake)(void *ud, bt_peer *p);
+    /* A message of one of our extensions (ext: enum bt_ext, by the id we gave it);
+     * payload points into the read buffer, valid for the call; may be NULL. */
+    void (*extension)(void *ud, bt_peer *p, int ext, const uint8_t *payload, size_t len);
     /* The connection is closing (p->closing is set, its ring is still full so the
      * owner can release it). why: static or owned by the caller until return. */
     void (*closing)(void *ud, bt_peer *p, const char *why);
@@ -161,6 +170,12 @@ struct bt_peer {
     bt_req *q;
     uint32_t qhead, qcount, qcap, inflight;   /* inflight: live entries (qcount counts dead too) */
     uint32_t reqq;                      /* the peer's BEP 10 limit (BT_PEER_MAX_QUEUE if not told) */
+    /* BEP 10, from its extension handshake: the id it wants each of our extensions sent
+     * under (0: it has not got it), its metadata_size (-1: not told), its "v" */
+    uint8_t ext_ids[BT_EXT_COUNT];
+    bool ext_seen;                      /* its extension handshake arrived */
+    int64_t metadata_size;
+    char client[BT_WIRE_MAX_CLIENT + 1];
     /* the peer's requests of us: a ring of BT_PEER_UPLOAD_QUEUE, made on first use */
     struct bt_ureq { uint32_t index, begin, length; } *uq;
     uint32_t uqhead, uqcount;
@@ -209,6 +224,9 @@ void bt_peer_flush(bt_peer *p);
 void bt_peer_send_handshake(bt_peer *p);           /* ours, for p->tor */
 void bt_peer_send_pieces(bt_peer *p);              /* bitfield / have-all / have-none of p->tor->have */
 void bt_peer_send_ext_handshake(bt_peer *p);
+/* An extension message (ext: enum bt_ext) under the id the peer gave that extension;
+ * false (nothing sent) when it has not got it. */
+bool bt_peer_send_extended(bt_peer *p, int ext, const void *payload, size_t len);
 void bt_peer_send_have(bt_peer *p, uint32_t piece);
 void bt_peer_offer_fast(bt_peer *p);               /* BEP 6 allowed-fast set, the pieces of it we have */
 void bt_peer_set_interested(bt_peer *p, bool interested);

@@ -1234,7 +1234,10 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
     bt_slab_init(&t->slab, partial_size(t->slab_nblocks));
     t->pt = (bt_peer_torrent){ .info_hash = m->info_hash, .npieces = t->npieces, .piece_len = t->piece_len,
                                .total = t->total, .have = &t->have, .st = t->st, .down = &t->down,
-                               .up = &t->up };
+                               .up = &t->up,
+                               .info = (const uint8_t *)m->doc.buf + m->doc.tok[m->info_tok].start,
+                               .info_len = m->doc.tok[m->info_tok].end - m->doc.tok[m->info_tok].start,
+                               .priv = m->is_private != 0 };
     const bt_ranges *trust = mem ? NULL : o->trust;   /* memory holds nothing from before */
     if (trust && trust->size == t->npieces) {
         for (uint32_t r = 0; r < trust->n; r++)
