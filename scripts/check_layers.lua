@@ -16,7 +16,7 @@ local root = arg and arg[1] or "."
 
 local ORDER = {
   { "core", { "buf", "mem", "ranges", "bitset", "ratelimit", "sha1" } },
-  { "codec", { "bencode", "wire", "metainfo", "tracker_parse", "udp_tracker", "mse" } },
+  { "codec", { "bencode", "wire", "pex", "metainfo", "tracker_parse", "udp_tracker", "mse" } },
   { "storage", { "storage", "storage_mem" } },
   { "engine", { "tracker", "picker", "throttle", "worker", "peer", "torrent", "policy", "session" } },
   { "lua", { "lutil", "l_bencode", "l_ranges", "l_wire", "l_meta", "l_fs", "l_ratelimit", "l_storage",
