@@ -349,7 +349,7 @@ describe("bt.wire", function()
       local real = "d1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei31235e1:pi6881e4:reqqi250e"
         .. "1:v13:qBittorrent 56:yourip4:\127\0\0\1e"
       assert.are.same({ p = 6881, reqq = 250, metadata_size = 31235, v = "qBittorrent 5", yourip = "\127\0\0\1",
-                        m = { ut_metadata = 3 } }, wire.parse_ext_handshake(real))
+                        m = { ut_metadata = 3, ut_pex = 1 } }, wire.parse_ext_handshake(real))
       assert.are.same({ reqq = 8, m = {} }, wire.parse_ext_handshake("d4:reqqi8e1:pi70000ee"))
       -- an id of 0 disables an extension (BEP 10); ids past 255 and wrong types are absent
       assert.are.same({ m = {} }, wire.parse_ext_handshake("d1:md11:ut_metadatai0eee"))

@@ -359,10 +359,12 @@ uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uin
     return n;
 }
 
-/* Our extensions (wire.h), sorted by name. ut_metadata takes 2 as libtorrent does;
- * Transmission uses 3, and it does not matter: a peer sends under the id we name. */
+/* Our extensions (wire.h), sorted by name. ut_metadata takes 2 and ut_pex 1 as
+ * libtorrent does; Transmission uses 3 and 1, and it does not matter: a peer sends
+ * under the id we name. */
 const bt_ext_name BT_EXT_NAMES[BT_EXT_COUNT] = {
     [BT_EXT_UT_METADATA] = { "ut_metadata", 2 },
+    [BT_EXT_UT_PEX] = { "ut_pex", 1 },
 };
 
 int bt_wire_ext_of(uint8_t id)

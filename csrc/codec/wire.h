@@ -125,6 +125,7 @@ uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uin
  * enum value here and one more row there, and every peer gets a slot for it. */
 enum bt_ext {
     BT_EXT_UT_METADATA,       /* BEP 9 */
+    BT_EXT_UT_PEX,            /* BEP 11 */
     BT_EXT_COUNT
 };
 typedef struct bt_ext_name {

@@ -119,8 +119,9 @@ void bt_peer_send_ext_handshake(bt_peer *p)
      * torrent is private (BEP 27: its metadata stays with those who have the .torrent) */
     bt_ext_hs h = { .port = p->env->port ? p->env->port : -1, .reqq = BT_PEER_UPLOAD_QUEUE,
                     .metadata_size = -1, .client = CLIENT_NAME };
-    if (!p->tor->priv) {
+    if (!p->tor->priv) {   /* BEP 27: nor PEX (BEP 11) */
         h.m[BT_EXT_UT_METADATA] = 1;
+        h.m[BT_EXT_UT_PEX] = 1;
         if (p->tor->info)
             h.metadata_size = (int64_t)p->tor->info_len;
     }
@@ -597,6 +598,8 @@ static void on_extended_handshake(bt_peer *p, const uint8_t *d, size_t n)
     if (h.reqq >= 1)
         p->reqq = h.reqq > BT_PEER_MAX_QUEUE ? BT_PEER_MAX_QUEUE : (uint32_t)h.reqq;
     memcpy(p->ext_ids, h.m, sizeof p->ext_ids);
+    if (h.port > 0)
+        p->listen_port = (uint16_t)h.port;
     if (h.metadata_size >= 0)
         p->metadata_size = h.metadata_size;
     if (h.client)

@@ -136,6 +136,7 @@ struct bt_peer {
         uint32_t fails;           /* failed pieces this peer sent blocks of */
         uint64_t uploaded;        /* bytes of blocks we sent it */
         uint64_t *bits;           /* its pieces as a bitmap, kept while its ranges are fragmented */
+        struct bt_pex_book *pex;  /* PEX: what it was told, when (engine/exchange.h); NULL: nothing yet */
     } sw;
     int href;                     /* the Lua binding's handle (registry ref), or -1 */
 
@@ -174,6 +175,7 @@ struct bt_peer {
      * under (0: it has not got it), its metadata_size (-1: not told), its "v" */
     uint8_t ext_ids[BT_EXT_COUNT];
     bool ext_seen;                      /* its extension handshake arrived */
+    uint16_t listen_port;               /* its BEP 10 "p": where it accepts connections (0: not told) */
     int64_t metadata_size;
     char client[BT_WIRE_MAX_CLIENT + 1];
     /* the peer's requests of us: a ring of BT_PEER_UPLOAD_QUEUE, made on first use */

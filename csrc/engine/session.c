@@ -44,6 +44,7 @@ static void event_free(bt_event *ev)
 {
     free(ev->text);
     free(ev->address);
+    free(ev->addrs);
 }
 
 /* The policy scheduler first (on_piece, a new peer's queue depth), then the owner.
@@ -102,6 +103,23 @@ static void t_peer_disconnect(void *ud, bt_torrent *t, bt_peer *p, const char *w
     event_push(ud, BT_EV_PEER_DISCONNECT, t, 0, false, p->uid, why, p->address);
 }
 
+static void t_pex(void *ud, bt_torrent *t, bt_peer *p, const bt_pex_addr *added, uint32_t n)
+{
+    bt_session *s = ud;
+    bt_pex_addr *copy = malloc(n * sizeof *copy);
+    if (!copy)
+        return;
+    memcpy(copy, added, n * sizeof *copy);
+    uint32_t before = s->nevents;
+    event_push(s, BT_EV_PEX, t, 0, true, p->uid, NULL, p->address);
+    if (s->nevents == before) {   /* the queue is full: dropped */
+        free(copy);
+        return;
+    }
+    s->events[s->nevents - 1].addrs = copy;
+    s->events[s->nevents - 1].naddrs = n;
+}
+
 static void t_peer_gone(void *ud, bt_torrent *t, bt_peer *p)
 {
     (void)t;
@@ -112,7 +130,7 @@ static void t_peer_gone(void *ud, bt_torrent *t, bt_peer *p)
 
 static const bt_torrent_cb SESSION_TORRENT_CB = {
     .piece = t_piece, .complete = t_complete, .stopped = t_stopped, .peer_connect = t_peer_connect,
-    .peer_disconnect = t_peer_disconnect, .peer_gone = t_peer_gone,
+    .peer_disconnect = t_peer_disconnect, .peer_gone = t_peer_gone, .pex = t_pex,
 };
 
 /* ---- connections before their handshake names a torrent (peer.h) ---- */

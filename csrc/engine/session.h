@@ -63,7 +63,8 @@ typedef struct bt_session bt_session;
 
 /* Events for the owner, queued by the engine and delivered from the prepare watcher. */
 typedef enum {
-    BT_EV_PIECE, BT_EV_COMPLETE, BT_EV_ERROR, BT_EV_PEER_CONNECT, BT_EV_PEER_DISCONNECT
+    BT_EV_PIECE, BT_EV_COMPLETE, BT_EV_ERROR, BT_EV_PEER_CONNECT, BT_EV_PEER_DISCONNECT,
+    BT_EV_PEX                       /* a peer told us of others (addrs) */
 } bt_event_kind;
 
 typedef struct bt_event {
@@ -73,7 +74,9 @@ typedef struct bt_event {
     bool ok;
     uint64_t peer_uid;              /* the peer involved (0: none; may be gone by delivery) */
     char *text;                     /* malloc'ed: address of a departed peer, reason, message */
-    char *address;                  /* malloc'ed: the peer's address (disconnect) */
+    char *address;                  /* malloc'ed: the peer's address (disconnect, pex) */
+    bt_pex_addr *addrs;             /* malloc'ed: pex */
+    uint32_t naddrs;
 } bt_event;
 
 /* From the session to its owner. */

@@ -649,6 +649,22 @@ static void on_closing(void *ud, bt_peer *p, const char *why)
     t->cb->peer_disconnect(t->ud, t, p, why);
 }
 
+/* A message of one of our BEP 10 extensions. PEX: checked and passed on (engine/exchange.h);
+ * private torrents offer none (BEP 27), so a PEX message for one is ignored. */
+static void on_extension(void *ud, bt_peer *p, int ext, const uint8_t *payload, size_t len)
+{
+    bt_torrent *t = ud;
+    if (ext != BT_EXT_UT_PEX || t->pt.priv || !t->cb->pex)
+        return;
+    bt_pex_addr got[BT_PEX_MAX_TAKE];
+    const char *why = NULL;
+    int n = bt_pex_receive(p, payload, len, ev_now(p->env->loop), got, BT_PEX_MAX_TAKE, &why);
+    if (n < 0)
+        bt_peer_close(p, why);
+    else if (n > 0)
+        t->cb->pex(t->ud, t, p, got, (uint32_t)n);
+}
+
 static const bt_peer_cb TORRENT_PEER_CB = {
     .handshake = on_handshake,
     .active = on_active,
@@ -660,6 +676,7 @@ static const bt_peer_cb TORRENT_PEER_CB = {
     .interest = on_interest,
     .uploaded = on_uploaded,
     .read_done = on_read_done,
+    .extension = on_extension,
     .closing = on_closing,
 };
 
@@ -805,6 +822,7 @@ static void peer_reap(bt_torrent *t, bt_peer *p)
     t->cb->peer_gone(t->ud, t, p);
     peer_unlink(t, p);
     peer_bits_drop(p);
+    bt_pex_forget(p);
     bt_peer_free(p);
 }
 
@@ -831,6 +849,8 @@ void bt_torrent_tick(bt_torrent *t, double now, double dt)
         if (bt_torrent_slots(p) > 0)
             p->sw.needs_pick = true;
     }
+    if (!t->pt.priv && !t->stopped)
+        bt_pex_tick(t->peers, now);
 }
 
 /* ---- requests ---- */

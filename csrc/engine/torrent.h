@@ -29,6 +29,7 @@
 #include "core/mem.h"
 #include "core/ranges.h"
 #include "core/ratelimit.h"
+#include "engine/exchange.h"
 #include "engine/peer.h"
 #include "engine/picker.h"
 #include "engine/worker.h"
@@ -107,6 +108,9 @@ typedef struct bt_torrent_cb {
     void (*peer_connect)(void *ud, bt_torrent *t, bt_peer *p);     /* active: handshakes done */
     void (*peer_disconnect)(void *ud, bt_torrent *t, bt_peer *p, const char *why);
     void (*peer_gone)(void *ud, bt_torrent *t, bt_peer *p);        /* about to be freed */
+    /* PEX (BEP 11): p told us of these peers (checked by engine/exchange.c; valid for
+     * the call). What to dial is the owner's decision. */
+    void (*pex)(void *ud, bt_torrent *t, bt_peer *p, const bt_pex_addr *added, uint32_t n);
 } bt_torrent_cb;
 
 typedef enum { BT_STORE_DISK, BT_STORE_MEMORY } bt_store_kind;

@@ -10,6 +10,8 @@
 #define _GNU_SOURCE
 #include "lua/l_session.h"
 
+#include <arpa/inet.h>
+
 #include <dlfcn.h>
 #include <signal.h>
 #include <string.h>
@@ -104,6 +106,21 @@ static void on_event(void *ud, const bt_event *ev)
         bt_ltorrent_push(L, t);
         lua_pushstring(L, ev->address ? ev->address : "?");
         lua_pushstring(L, ev->text ? ev->text : "");
+        call_handler(ls, 4);
+        break;
+    case BT_EV_PEX:   /* (t, from address, { "ip:port" | "[ip]:port", ... }) */
+        lua_pushliteral(L, "pex");
+        bt_ltorrent_push(L, t);
+        lua_pushstring(L, ev->address ? ev->address : "?");
+        lua_createtable(L, (int)ev->naddrs, 0);
+        for (uint32_t i = 0; i < ev->naddrs; i++) {
+            const bt_pex_addr *a = &ev->addrs[i];
+            char ip[INET6_ADDRSTRLEN];
+            if (!inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->addr, ip, sizeof ip))
+                continue;
+            lua_pushfstring(L, a->family == 4 ? "%s:%d" : "[%s]:%d", ip, (int)a->port);
+            lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        }
         call_handler(ls, 4);
         break;
     }

@@ -26,7 +26,7 @@ M.CONNECTS_PER_TICK = 8
 M.MAX_CANDIDATES = 1000
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
-             peer_disconnect = true, tracker = true, scrape = true, tick = true }
+             peer_disconnect = true, tracker = true, scrape = true, tick = true, pex = true }
 
 local Session = {}
 Session.__index = Session
@@ -82,7 +82,9 @@ function M.new(opts)
 end
 
 --- s:on(event, fn): events piece(t, i, ok), complete(t), error(t, msg),
--- peer_connect(t, peer), peer_disconnect(t, address, reason), tracker(t, info) (info:
+-- peer_connect(t, peer), peer_disconnect(t, address, reason), pex(t, from_address,
+-- {"ip:port", ...}) (peers a peer told us of by BEP 11; each becomes a candidate
+-- with source "pex"), tracker(t, info) (info:
 -- url, tier, ok, event, peers, interval, min_interval, complete, incomplete, warning,
 -- error, retry_in), scrape(t, info) (see s:scrape), tick(now).
 function Session:on(event, fn)
@@ -266,6 +268,11 @@ function Session:_dispatch(kind, ...)
     self:_emit("error", ...)
   elseif kind == "piece" then
     self:_emit("piece", ...)
+  elseif kind == "pex" then
+    -- BEP 11: dialed like tracker peers, within the peer limit (_connect_some)
+    local t, from, added = ...
+    for _, addr in ipairs(added) do pcall(self.add_peer, self, t, addr, "pex") end
+    self:_emit("pex", t, from, added)
   end
 end
 
