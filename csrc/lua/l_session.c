@@ -10,8 +10,6 @@
 #define _GNU_SOURCE
 #include "lua/l_session.h"
 
-#include <arpa/inet.h>
-
 #include <dlfcn.h>
 #include <signal.h>
 #include <string.h>
@@ -115,11 +113,8 @@ static void on_event(void *ud, const bt_event *ev)
         lua_createtable(L, (int)ev->naddrs, 0);
         for (uint32_t i = 0; i < ev->naddrs; i++) {
             const bt_pex_addr *a = &ev->addrs[i];
-            char ip[INET6_ADDRSTRLEN];
-            if (!inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->addr, ip, sizeof ip))
-                continue;
-            lua_pushfstring(L, a->family == 4 ? "%s:%d" : "[%s]:%d", ip, (int)a->port);
-            lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+            if (bt_push_hostport(L, a->family, a->addr, a->port))
+                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
         }
         call_handler(ls, 4);
         break;
