@@ -5,6 +5,7 @@ local H = require "helpers"
 local S = require "swarm_helpers"
 local socket = require "socket"
 local session = require "bt.session"
+local bt = require "bt"
 
 local PY = "/usr/bin/python3"
 
@@ -42,6 +43,60 @@ describe("IPv6", function()
     v6:close()
     assert.has_error(function() session.new{ port = 0, bind = "::1,bogus" } end,
       "bt.session: bind address is not a numeric IP address")
+  end)
+
+  -- 16 bytes of a textual IPv6 address
+  local function pton6(a)
+    local head, tail = a:match("^(.-)::(.*)$")
+    local function groups(x)
+      local g = {}
+      for h in x:gmatch("[^:]+") do g[#g + 1] = tonumber(h, 16) end
+      return g
+    end
+    local g = head and groups(head) or groups(a)
+    if head then
+      local t = groups(tail)
+      for _ = 1, 8 - #g - #t do g[#g + 1] = 0 end
+      for _, x in ipairs(t) do g[#g + 1] = x end
+    end
+    return string.pack(">I2I2I2I2I2I2I2I2", table.unpack(g))
+  end
+
+  -- bt-lua's BEP 10 handshake to a peer that reached it over IPv4, with bind `b`
+  local function ext_hs_over_v4(b)
+    local s = session.new{ port = 0, bind = b, tick_ms = 20 }
+    local t = s:add(torrent, { dir = tmp .. "/seed", trackers = false })
+    assert.is_true(t.complete)
+    local c = socket.tcp()
+    c:settimeout(2)
+    assert(c:connect("127.0.0.1", s.port))
+    c:send(bt.wire.handshake{ info_hash = session.metainfo(torrent).info_hash, peer_id = bt.peer_id(),
+      extensions = true })
+    c:settimeout(0)
+    local dec, hs = bt.wire.decoder{ handshake = true }, nil
+    s:on("tick", function()
+      local got, _, partial = c:receive(65536)
+      for _, m in ipairs(dec:feed(got or partial or "") or {}) do
+        if m.type == "extended" and m.id == 0 then hs = bt.wire.parse_ext_handshake(m.payload) end
+      end
+    end)
+    local t0 = s.core:now()
+    s:run(function() return hs ~= nil or s.core:now() - t0 > 5 end)
+    c:close()
+    s:close()
+    return assert(hs, "no BEP 10 handshake")
+  end
+
+  it("tells a peer reached over IPv4 the IPv6 address it listens at (BEP 10 ipv6), never ::1", function()
+    assert.is_nil(ext_hs_over_v4("127.0.0.1,::1").ipv6)
+    assert.is_nil(ext_hs_over_v4("127.0.0.1").ipv6)
+    -- an address of this machine a peer elsewhere could reach (not loopback, not link-local)
+    local addr = H.sh("ip -6 addr show scope global 2>/dev/null"):match("inet6 ([%x:]+)/")
+    if not addr then
+      pending("no global or unique-local IPv6 address on this machine")
+      return
+    end
+    assert.are.equal(pton6(addr), ext_hs_over_v4("127.0.0.1," .. addr).ipv6)
   end)
 
   it("downloads from a libtorrent seed listening on [::1]", function()

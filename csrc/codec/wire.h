@@ -10,6 +10,7 @@
 #ifndef BT_WIRE_H
 #define BT_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -157,6 +158,10 @@ typedef struct bt_ext_hs {
      * omitted / absent or another length */
     uint8_t yourip[16];
     uint8_t yourip_len;
+    /* "ipv6" (BEP 7): the sender's own IPv6 address, 16 bytes; has_ipv6 false: omitted /
+     * absent or another length */
+    uint8_t ipv6[16];
+    bool has_ipv6;
 } bt_ext_hs;
 /* Append the bencoded dictionary to b. 0, or -1 out of memory. */
 int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h);

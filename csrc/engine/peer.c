@@ -128,6 +128,11 @@ void bt_peer_send_ext_handshake(bt_peer *p)
     if (p->addr.ss_family == AF_INET) {
         memcpy(h.yourip, &((const struct sockaddr_in *)&p->addr)->sin_addr, 4);
         h.yourip_len = 4;
+        /* BEP 7: over IPv4, where else it can reach us (over IPv6 it knows an address) */
+        if (p->env->has_ipv6) {
+            memcpy(h.ipv6, p->env->ipv6, 16);
+            h.has_ipv6 = true;
+        }
     } else if (p->addr.ss_family == AF_INET6) {
         memcpy(h.yourip, &((const struct sockaddr_in6 *)&p->addr)->sin6_addr, 16);
         h.yourip_len = 16;

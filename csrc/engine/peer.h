@@ -67,6 +67,8 @@ typedef struct bt_peer_env {
     struct ev_loop *loop;
     uint8_t peer_id[20];        /* ours */
     uint16_t port;              /* our listening port (0: none) */
+    uint8_t ipv6[16];           /* an IPv6 address we accept connections at (BEP 7's "ipv6"), */
+    bool has_ipv6;              /*   told to peers reached over IPv4; false: none known */
     uint32_t max_request;       /* largest block we serve; a larger request drops the peer */
     double connect_timeout, idle_timeout, keepalive;
     double send_timeout;      /* output waiting this long with nothing taken: the peer does not read */

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -651,6 +652,51 @@ static int listen_on(bt_session *s, const char *list, int port, const char **err
     return -1;
 }
 
+/* 2: global unicast (2000::/3), 1: another address a peer elsewhere may reach
+ * (unique local), 0: none to tell (unspecified, loopback, link-local, v4-mapped). */
+static int ipv6_rank(const struct in6_addr *a)
+{
+    const uint8_t *b = a->s6_addr;
+    if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
+        IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_MULTICAST(a))
+        return 0;
+    return (b[0] & 0xe0) == 0x20 ? 2 : 1;
+}
+
+/* BEP 7's "ipv6": an IPv6 address we listen at, for peers that reached us over IPv4:
+ * a listener's own address, or for one on :: the best of the interfaces'. */
+static void find_ipv6(bt_session *s)
+{
+    int best = 0;
+    for (uint32_t i = 0; i < s->nlisten; i++) {
+        struct sockaddr_in6 a;
+        socklen_t al = sizeof a;
+        if (getsockname(s->listen[i].fd, (struct sockaddr *)&a, &al) != 0 || a.sin6_family != AF_INET6)
+            continue;
+        struct ifaddrs *ifs = NULL;
+        if (!IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr)) {
+            int r = ipv6_rank(&a.sin6_addr);
+            if (r > best) {
+                best = r;
+                memcpy(s->env.ipv6, &a.sin6_addr, 16);
+            }
+        } else if (getifaddrs(&ifs) == 0) {
+            for (const struct ifaddrs *f = ifs; f; f = f->ifa_next) {
+                if (!f->ifa_addr || f->ifa_addr->sa_family != AF_INET6)
+                    continue;
+                const struct in6_addr *x = &((const struct sockaddr_in6 *)f->ifa_addr)->sin6_addr;
+                int r = ipv6_rank(x);
+                if (r > best) {
+                    best = r;
+                    memcpy(s->env.ipv6, x, 16);
+                }
+            }
+            freeifaddrs(ifs);
+        }
+    }
+    s->env.has_ipv6 = best > 0;
+}
+
 /* Azureus-style peer id: -BL0100- and 12 random printable characters. */
 static void make_peer_id(uint8_t id[20])
 {
@@ -739,6 +785,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
         return -1;
     }
     env->port = s->port;
+    find_ipv6(s);
     s->worker = bt_worker_start(s->loop);   /* NULL (no thread): pieces are verified inline */
     ev_prepare_init(&s->prep, on_prepare);
     s->prep.data = s;
