@@ -111,6 +111,18 @@ static void on_event(void *ud, const bt_event *ev)
         lua_pushstring(L, ev->text ? ev->text : "");
         call_handler(ls, 4);
         break;
+    case BT_EV_PEX:   /* (t, from address, { "ip:port" | "[ip]:port", ... }) */
+        lua_pushliteral(L, "pex");
+        bt_ltorrent_push(L, t);
+        lua_pushstring(L, ev->address ? ev->address : "?");
+        lua_createtable(L, (int)ev->naddrs, 0);
+        for (uint32_t i = 0; i < ev->naddrs; i++) {
+            const bt_pex_addr *a = &ev->addrs[i];
+            if (bt_push_hostport(L, a->family, a->addr, a->port))
+                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        }
+        call_handler(ls, 4);
+        break;
     }
 }
 

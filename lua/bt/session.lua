@@ -26,7 +26,8 @@ M.CONNECTS_PER_TICK = 8
 M.MAX_CANDIDATES = 1000
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
-             peer_disconnect = true, tracker = true, scrape = true, tick = true, metadata = true }
+             peer_disconnect = true, tracker = true, scrape = true, tick = true, metadata = true,
+             pex = true }
 -- What a magnet's torrent tells its trackers it has left before the size is known: not 0,
 -- which would make it a seed (a tracker gives a seed no other seeds).
 M.MAGNET_LEFT = 16384
@@ -111,7 +112,9 @@ function M.new(opts)
 end
 
 --- s:on(event, fn): events piece(t, i, ok), complete(t), error(t, msg),
--- peer_connect(t, peer), peer_disconnect(t, address, reason), tracker(t, info) (info:
+-- peer_connect(t, peer), peer_disconnect(t, address, reason), pex(t, from_address,
+-- {"ip:port", ...}) (peers a peer told us of by BEP 11; each becomes a candidate
+-- with source "pex"), tracker(t, info) (info:
 -- url, tier, ok, event, peers, interval, min_interval, complete, incomplete, warning,
 -- error, retry_in), scrape(t, info) (see s:scrape), tick(now).
 function Session:on(event, fn)
@@ -295,10 +298,20 @@ function Session:start_trackers(t)
   self:_tracker_tick(rec, self.core:now())
 end
 
---- s:add_peer(t, "host:port"): a candidate to dial (with back-off on failure).
-function Session:add_peer(t, hostport)
+-- Where a candidate's address came from (peer.source); "incoming" is the listener's.
+M.SOURCES = { manual = true, tracker = true, dht = true, pex = true }
+
+--- s:add_peer(t, "host:port" [, source]): a candidate to dial (with back-off on
+-- failure). source: where the address came from, "manual" (default), "tracker",
+-- "dht" or "pex"; the connected peer shows it as peer.source. An address already a
+-- candidate keeps its first source.
+function Session:add_peer(t, hostport, source)
   local rec = self.by_handle[t]
   if not rec then error("bt.session: unknown torrent", 2) end
+  source = source or "manual"
+  if not M.SOURCES[source] then
+    error("bt.session: peer source must be manual, tracker, dht or pex, not " .. tostring(source), 2)
+  end
   local host, port = parse_hostport(hostport)
   if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 0) end
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then
@@ -311,7 +324,7 @@ function Session:add_peer(t, hostport)
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
   if #rec.order >= M.MAX_CANDIDATES then return end
-  local c = { host = host, port = port, key = key, fails = 0, next_try = 0, connected = false }
+  local c = { host = host, port = port, key = key, source = source, fails = 0, next_try = 0, connected = false }
   rec.candidates[key] = c
   rec.order[#rec.order + 1] = c
 end
@@ -325,7 +338,7 @@ function Session:_connect_some(rec, now)
   for _, c in ipairs(rec.order) do
     if started >= most then break end
     if not c.connected and not c.dialing and now >= c.next_try and not t:banned(c.key) then
-      local ok, err = t:connect(c.host, c.port)
+      local ok, err = t:connect(c.host, c.port, c.source)
       if not ok and err == "too many peers" then break end   -- not the candidate's fault
       c.next_try = now + 1
       if ok then
@@ -389,6 +402,11 @@ function Session:_dispatch(kind, ...)
   elseif kind == "metadata" then
     local rec = self.by_handle[(...)]
     if rec and rec.magnet and not rec.meta then self:_on_metadata(rec) end
+  elseif kind == "pex" then
+    -- BEP 11: dialed like tracker peers, within the peer limit (_connect_some)
+    local t, from, added = ...
+    for _, addr in ipairs(added) do pcall(self.add_peer, self, t, addr, "pex") end
+    self:_emit("pex", t, from, added)
   end
 end
 
@@ -628,7 +646,7 @@ function Session:_announce(rec, tr, event, now, walk)
       ann.next_at = ann.urgent and at or at + interval
       ann.urgent = nil
     end
-    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr) end
+    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr, "tracker") end
     self:_emit("tracker", t, { url = tr.url, tier = tr.tier, ok = true, event = event,
       peers = #(res.peers or {}), interval = interval, min_interval = res.min_interval,
       complete = res.complete, incomplete = res.incomplete, warning = res.warning_message })
