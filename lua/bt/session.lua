@@ -84,6 +84,8 @@ local function parse_hostport(s)
 end
 M.parse_hostport = parse_hostport
 
+--- bt.session(opts): opts as bt.session_new's (docs/api.md), plus dht: true or a table of
+-- bt.dht.new's options (nodes, state, port, restrict_ips...) for a DHT node on this loop.
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({ handlers = {}, torrents = {}, by_handle = {} }, Session)
@@ -100,6 +102,14 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
+  if opts.dht then   -- the DHT node (bt.dht): on the listener's port number by default
+    local dopts = type(opts.dht) == "table" and opts.dht or {}
+    if dopts.port == nil then dopts.port = self.port end
+    if dopts.bind == nil then dopts.bind = opts.bind end
+    local node, derr = require("bt.dht").new(cs, dopts)
+    if not node then cs:close() error("bt.session: " .. tostring(derr), 2) end
+    self.dht = node
+  end
   -- every peer is a descriptor: the core raised the soft open-file limit to the hard
   -- one and clamps max_peers to what it allows; say so instead of failing later
   local want, fd = opts.max_peers or 50, cs:fd_budget()
@@ -141,7 +151,8 @@ end
 -- memory and nothing touches the file system: dir is not needed, and resume data
 -- is neither read nor written), load (memory only: a folder whose files are read,
 -- never written, and whose verified pieces are copied into memory, e.g. to seed
--- from memory). t.storage says which storage a torrent has.
+-- from memory). t.storage says which storage a torrent has. dht (false: this torrent
+-- is not looked up in the session's DHT; private torrents never are).
 function Session:add(torrent, opts)
   opts = opts or {}
   if M.is_magnet(torrent) then return self:_add_magnet(torrent, opts, 3) end
@@ -193,6 +204,11 @@ function Session:add(torrent, opts)
   end
   for _, p in ipairs(opts.peers or {}) do self:add_peer(t, p) end
   if opts.trackers ~= false and not rec.ann then self:_setup_trackers(rec, M.tracker_tiers(m)) end
+  if self.dht and m.private then
+    self.dht:remove(m.info_hash)   -- BEP 27: a magnet's metadata said private: no more lookups
+  elseif self.dht and opts.dht ~= false then
+    self:_dht_add(t, m.info_hash)
+  end
   self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
   self:_tracker_tick(rec, self.core:now())
   return t
@@ -237,9 +253,18 @@ function Session:_add_magnet(uri, opts, level)
   self.by_handle[t] = rec
   for _, p in ipairs(peers) do self:add_peer(t, p) end
   if opts.trackers ~= false then self:_setup_trackers(rec, tiers) end
+  -- whether it is private is known with the metadata (BEP 27: add() stops the lookups then)
+  if self.dht and opts.dht ~= false then self:_dht_add(t, mg.info_hash) end
   self:_connect_some(rec, self.core:now())
   self:_tracker_tick(rec, self.core:now())
   return t
+end
+
+-- Look t up in the DHT and announce it there (BEP 5); peers found are dialed as "dht".
+function Session:_dht_add(t, info_hash)
+  self.dht:add(info_hash, self.port, function(peers)
+    for _, p in ipairs(peers) do pcall(self.add_peer, self, t, p, "dht") end
+  end, function() return t.complete end)
 end
 
 -- The metadata of a magnet's torrent arrived and matched its info-hash: the same checks
@@ -363,6 +388,7 @@ function Session:_dispatch(kind, ...)
         self:_save_resume(rec, false, now)
       end
     end
+    if self.dht then self.dht:tick(now) end
     self:_emit("tick", now)
     if self.until_fn and self.until_fn(self) then self.core:stop() end
   elseif kind == "peer_connect" then
@@ -492,7 +518,13 @@ function Session:close()
     end
     pcall(self.core.run, self.core)
   end
+  if self.dht then self.dht:close() end
   self.core:close()
+end
+
+--- s:dht_stats() -> the DHT node's stats (docs/api.md "DHT"), nil without a node.
+function Session:dht_stats()
+  return self.dht and self.dht:stats()
 end
 
 function Session:torrents_list()
