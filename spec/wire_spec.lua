@@ -345,20 +345,49 @@ describe("bt.wire", function()
   end)
 
   describe("extension handshake (BEP 10)", function()
-    it("reads p and reqq, in any key order, ignoring the rest", function()
+    it("reads m, metadata_size, p, reqq, v and yourip, in any key order, ignoring the rest", function()
       local real = "d1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei31235e1:pi6881e4:reqqi250e"
         .. "1:v13:qBittorrent 56:yourip4:\127\0\0\1e"
-      assert.are.same({ p = 6881, reqq = 250 }, wire.parse_ext_handshake(real))
-      assert.are.same({ reqq = 8 }, wire.parse_ext_handshake("d4:reqqi8e1:pi70000ee"))
+      assert.are.same({ p = 6881, reqq = 250, metadata_size = 31235, v = "qBittorrent 5", yourip = "\127\0\0\1",
+                        m = { ut_metadata = 3, ut_pex = 1 } }, wire.parse_ext_handshake(real))
+      assert.are.same({ reqq = 8, m = {} }, wire.parse_ext_handshake("d4:reqqi8e1:pi70000ee"))
+      -- an id of 0 disables an extension (BEP 10); ids past 255 and wrong types are absent
+      assert.are.same({ m = {} }, wire.parse_ext_handshake("d1:md11:ut_metadatai0eee"))
+      assert.are.same({ m = {} }, wire.parse_ext_handshake("d1:md11:ut_metadatai256eee"))
+      assert.are.same({ m = {} }, wire.parse_ext_handshake("d1:m3:abc13:metadata_size1:x6:yourip3:abce"))
+      -- v is cut at 64 bytes and control bytes are replaced
+      local long = wire.parse_ext_handshake("d1:v70:" .. string.rep("a", 69) .. "\1e")
+      assert.are.equal(string.rep("a", 64), long.v)
+      assert.are.equal("x?y", wire.parse_ext_handshake("d1:v3:x\ny" .. "e").v)
       assert.is_nil(wire.parse_ext_handshake("li1ee"))
       assert.is_nil(wire.parse_ext_handshake("d1:pi1e"))
+    end)
+
+    it("builds ours with the keys sorted, and reads it back", function()
+      local id = wire.EXTENSIONS.ut_metadata
+      assert.are.equal(2, id)
+      local hs = wire.ext_handshake { p = 6881, reqq = 500, metadata_size = 1234, v = "bt-lua",
+                                      yourip = "\127\0\0\1", m = { ut_metadata = true } }
+      assert.are.equal("d1:md11:ut_metadatai2ee13:metadata_sizei1234e1:pi6881e4:reqqi500e1:v6:bt-lua"
+        .. "6:yourip4:\127\0\0\1e", hs)
+      assert.are.same({ p = 6881, reqq = 500, metadata_size = 1234, v = "bt-lua", yourip = "\127\0\0\1",
+                        m = { ut_metadata = 2 } }, wire.parse_ext_handshake(hs))
+      assert.are.equal("d1:mdee", wire.ext_handshake {})
+      -- the strict decoder takes it: it is canonical bencoding
+      assert.is_table(require("bt").bdecode(hs))
+      -- BEP 7: our IPv6 address comes first (keys sorted); ut_pex is offered under 1
+      local v6 = string.rep("\0", 15) .. "\2"
+      hs = wire.ext_handshake { ipv6 = v6, m = { ut_pex = true, ut_metadata = true } }
+      assert.are.equal("d4:ipv616:" .. v6 .. "1:md11:ut_metadatai2e6:ut_pexi1eee", hs)
+      assert.are.same({ ipv6 = v6, m = { ut_metadata = 2, ut_pex = 1 } }, wire.parse_ext_handshake(hs))
+      assert.are.same({ m = {} }, wire.parse_ext_handshake("d4:ipv64:\1\2\3\4e"))   -- not 16 bytes: absent
     end)
 
     it("refuses a handshake of more bencode values than EXT_MAX_TOKENS", function()
       local max = wire.EXT_MAX_TOKENS
       -- d, "p", i1e, "x" and l are 5 values, then one per empty string
       local function hs(n) return "d1:pi1e1:xl" .. string.rep("0:", n) .. "ee" end
-      assert.are.same({ p = 1 }, wire.parse_ext_handshake(hs(max - 5)))
+      assert.are.same({ p = 1, m = {} }, wire.parse_ext_handshake(hs(max - 5)))
       assert.is_nil(wire.parse_ext_handshake(hs(max - 4)))
       -- and so is one as large as the extended payload a peer may send (1 MiB)
       assert.is_nil(wire.parse_ext_handshake(hs(wire.default_limits.max_extended // 2 - 8)))

@@ -359,12 +359,43 @@ uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uin
     return n;
 }
 
+/* Our extensions (wire.h), sorted by name. ut_metadata takes 2 and ut_pex 1 as
+ * libtorrent does; Transmission uses 3 and 1, and it does not matter: a peer sends
+ * under the id we name. */
+const bt_ext_name BT_EXT_NAMES[BT_EXT_COUNT] = {
+    [BT_EXT_UT_METADATA] = { "ut_metadata", 2 },
+    [BT_EXT_UT_PEX] = { "ut_pex", 1 },
+};
+
+int bt_wire_ext_of(uint8_t id)
+{
+    for (int i = 0; i < BT_EXT_COUNT; i++)
+        if (id && BT_EXT_NAMES[i].id == id)
+            return i;
+    return -1;
+}
+
 int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h)
 {
-    /* keys in byte order, as bencoding wants: m, p, reqq, v */
+    /* keys in byte order, as bencoding wants: ipv6, m, metadata_size, p, reqq, v, yourip */
     int r = bt_buf_putc(b, 'd');
+    if (h->has_ipv6) {
+        r |= bt_benc_str(b, "ipv6", 4);
+        r |= bt_benc_str(b, h->ipv6, 16);
+    }
     r |= bt_benc_str(b, "m", 1);
-    r |= bt_buf_append(b, "de", 2);   /* no extension messages of ours yet */
+    r |= bt_buf_putc(b, 'd');
+    for (int i = 0; i < BT_EXT_COUNT; i++) {
+        if (!h->m[i])
+            continue;
+        r |= bt_benc_str(b, BT_EXT_NAMES[i].name, strlen(BT_EXT_NAMES[i].name));
+        r |= bt_benc_int(b, BT_EXT_NAMES[i].id);
+    }
+    r |= bt_buf_putc(b, 'e');
+    if (h->metadata_size >= 0) {
+        r |= bt_benc_str(b, "metadata_size", 13);
+        r |= bt_benc_int(b, h->metadata_size);
+    }
     if (h->port >= 0) {
         r |= bt_benc_str(b, "p", 1);
         r |= bt_benc_int(b, h->port);
@@ -377,20 +408,24 @@ int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h)
         r |= bt_benc_str(b, "v", 1);
         r |= bt_benc_str(b, h->client, strlen(h->client));
     }
+    if (h->yourip_len == 4 || h->yourip_len == 16) {
+        r |= bt_benc_str(b, "yourip", 6);
+        r |= bt_benc_str(b, h->yourip, h->yourip_len);
+    }
     r |= bt_buf_putc(b, 'e');
     return r ? -1 : 0;
 }
 
-static int64_t dict_int(const bt_bdoc *doc, const char *key)
+static int64_t dict_int(const bt_bdoc *doc, uint32_t dict, const char *key)
 {
-    uint32_t v = bt_bdict_get(doc, 0, key);
+    uint32_t v = bt_bdict_get(doc, dict, key);
     return v && bt_btype_of(doc, v) == BT_BINT ? bt_bint(doc, v) : -1;
 }
 
 int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *out)
 {
-    out->port = out->reqq = -1;
-    out->client = NULL;
+    memset(out, 0, sizeof *out);
+    out->port = out->reqq = out->metadata_size = -1;
     bt_bdoc doc = { 0 };
     bt_berr err;
     if (bt_bdecode(&doc, (const char *)payload, len, BT_BDEC_ALLOW_UNSORTED, BT_WIRE_EXT_MAX_TOKENS,
@@ -398,11 +433,109 @@ int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *o
         return -1;
     int rc = -1;
     if (bt_btype_of(&doc, 0) == BT_BDICT) {
-        int64_t p = dict_int(&doc, "p"), q = dict_int(&doc, "reqq");
+        int64_t p = dict_int(&doc, 0, "p"), q = dict_int(&doc, 0, "reqq");
         out->port = p >= 0 && p <= 65535 ? p : -1;
         out->reqq = q >= 0 ? q : -1;
+        int64_t ms = dict_int(&doc, 0, "metadata_size");
+        out->metadata_size = ms >= 0 ? ms : -1;   /* a negative size is no size */
+        uint32_t m = bt_bdict_get(&doc, 0, "m");
+        for (int i = 0; m && i < BT_EXT_COUNT; i++) {
+            int64_t id = dict_int(&doc, m, BT_EXT_NAMES[i].name);
+            out->m[i] = id > 0 && id <= 255 ? (uint8_t)id : 0;
+        }
+        uint32_t v = bt_bdict_get(&doc, 0, "v");
+        if (v && bt_btype_of(&doc, v) == BT_BSTR) {
+            size_t n;
+            const char *c = bt_bstr(&doc, v, &n);
+            if (n > BT_WIRE_MAX_CLIENT)
+                n = BT_WIRE_MAX_CLIENT;
+            for (size_t k = 0; k < n; k++)
+                out->client_buf[k] = (unsigned char)c[k] < 0x20 || c[k] == 0x7f ? '?' : c[k];
+            out->client_buf[n] = 0;
+            out->client = out->client_buf;
+        }
+        uint32_t i6 = bt_bdict_get(&doc, 0, "ipv6");
+        if (i6 && bt_btype_of(&doc, i6) == BT_BSTR) {
+            size_t n;
+            const char *a = bt_bstr(&doc, i6, &n);
+            if (n == 16) {
+                memcpy(out->ipv6, a, 16);
+                out->has_ipv6 = true;
+            }
+        }
+        uint32_t y = bt_bdict_get(&doc, 0, "yourip");
+        if (y && bt_btype_of(&doc, y) == BT_BSTR) {
+            size_t n;
+            const char *a = bt_bstr(&doc, y, &n);
+            if (n == 4 || n == 16) {
+                memcpy(out->yourip, a, n);
+                out->yourip_len = (uint8_t)n;
+            }
+        }
         rc = 0;
     }
     bt_bdoc_free(&doc);
     return rc;
+}
+
+int bt_wire_parse_ut_metadata(const uint8_t *p, size_t n, bt_utm *out, const char **err)
+{
+    memset(out, 0, sizeof *out);
+    out->total_size = -1;
+    bt_bdoc doc = { 0 };
+    bt_berr berr;
+    if (bt_bdecode(&doc, (const char *)p, n, BT_BDEC_ALLOW_UNSORTED | BT_BDEC_ALLOW_TRAILING, BT_UTM_MAX_TOKENS,
+                   &berr) != 0) {
+        *err = "ut_metadata: not a bencoded dictionary";
+        return -1;
+    }
+    int rc = -1;
+    *err = NULL;
+    if (bt_btype_of(&doc, 0) != BT_BDICT) {
+        *err = "ut_metadata: not a bencoded dictionary";
+        goto out;
+    }
+    int64_t type = dict_int(&doc, 0, "msg_type"), piece = dict_int(&doc, 0, "piece");
+    size_t end = doc.tok[0].end;
+    if (type < 0) {
+        *err = "ut_metadata: no msg_type";
+    } else if (type > BT_UTM_REJECT) {
+        rc = 1;
+    } else if (piece < 0 || piece > (int64_t)UINT32_MAX) {
+        *err = "ut_metadata: no piece, or one out of range";
+    } else if (type == BT_UTM_DATA && (out->total_size = dict_int(&doc, 0, "total_size")) < 0) {
+        *err = "ut_metadata: data without total_size";
+    } else if (type != BT_UTM_DATA && end != n) {
+        *err = "ut_metadata: bytes after a request or reject";
+    } else {
+        out->type = (int)type;
+        out->piece = (uint32_t)piece;
+        if (type == BT_UTM_DATA) {
+            out->data = p + end;
+            out->len = n - end;
+        }
+        rc = 0;
+    }
+out:
+    bt_bdoc_free(&doc);
+    return rc;
+}
+
+int bt_wire_ut_metadata(bt_buf *b, int type, uint32_t piece, int64_t total_size, const uint8_t *data,
+                        size_t len)
+{
+    /* keys in byte order: msg_type, piece, total_size */
+    int r = bt_buf_putc(b, 'd');
+    r |= bt_benc_str(b, "msg_type", 8);
+    r |= bt_benc_int(b, type);
+    r |= bt_benc_str(b, "piece", 5);
+    r |= bt_benc_int(b, piece);
+    if (type == BT_UTM_DATA) {
+        r |= bt_benc_str(b, "total_size", 10);
+        r |= bt_benc_int(b, total_size);
+    }
+    r |= bt_buf_putc(b, 'e');
+    if (type == BT_UTM_DATA && len)
+        r |= bt_buf_append(b, data, len);
+    return r ? -1 : 0;
 }

@@ -10,6 +10,7 @@
 #ifndef BT_WIRE_H
 #define BT_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -118,17 +119,78 @@ void bt_wire_our_handshake(const uint8_t info_hash[20], const uint8_t peer_id[20
 uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uint32_t npieces,
                           uint32_t k, uint32_t *out);
 
+/* BEP 10 extension messages. Each side names its extensions in the handshake's "m"
+ * with ids of its own choosing, and a message is sent under the id the RECEIVER
+ * chose: so ids are per peer. BT_EXT_NAMES (wire.c) holds our names and ids in one
+ * place, sorted by name (the order "m" is written in); a new extension is one more
+ * enum value here and one more row there, and every peer gets a slot for it. */
+enum bt_ext {
+    BT_EXT_UT_METADATA,       /* BEP 9 */
+    BT_EXT_UT_PEX,            /* BEP 11 */
+    BT_EXT_COUNT
+};
+typedef struct bt_ext_name {
+    const char *name;         /* the key in "m" */
+    uint8_t id;               /* the id we chose: what peers send it to us under (1..255) */
+} bt_ext_name;
+extern const bt_ext_name BT_EXT_NAMES[BT_EXT_COUNT];
+/* Which of our extensions an extended message with id `id` (not 0) is: an enum bt_ext,
+ * or -1 for an id we never gave out. */
+int bt_wire_ext_of(uint8_t id);
+
+#define BT_WIRE_MAX_CLIENT 64     /* bytes of "v" kept: client names are ~20 */
+
 /* BEP 10 extended handshake (extended message id 0): the fields we send and read. */
 typedef struct bt_ext_hs {
     int64_t port;             /* "p": our listening port; < 0 omitted / absent */
     int64_t reqq;             /* "reqq": requests the sender queues; < 0 omitted / absent */
-    const char *client;       /* "v" when building; NULL omitted (not read when parsing) */
+    int64_t metadata_size;    /* "metadata_size" (BEP 9): bytes of the info dictionary; < 0 omitted
+                                 / absent (read: any integer >= 0; bounds are the caller's) */
+    /* "m": building: the extensions we offer (true: offered, under BT_EXT_NAMES' id);
+     * parsing: the id the sender wants each of our extensions sent under (0: it has not
+     * got it, or disabled it with 0; ids over 255 read as 0) */
+    uint8_t m[BT_EXT_COUNT];
+    /* "v": building: a NUL-terminated name, NULL omitted; parsing: copied, at most
+     * BT_WIRE_MAX_CLIENT bytes (cut there), NUL-terminated, control bytes as '?' */
+    const char *client;
+    char client_buf[BT_WIRE_MAX_CLIENT + 1];
+    /* "yourip": the address the sender sees us at, 4 (IPv4) or 16 (IPv6) bytes; len 0:
+     * omitted / absent or another length */
+    uint8_t yourip[16];
+    uint8_t yourip_len;
+    /* "ipv6" (BEP 7): the sender's own IPv6 address, 16 bytes; has_ipv6 false: omitted /
+     * absent or another length */
+    uint8_t ipv6[16];
+    bool has_ipv6;
 } bt_ext_hs;
 /* Append the bencoded dictionary to b. 0, or -1 out of memory. */
 int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h);
 /* Read the fields above from a peer's payload (unsorted keys accepted, unknown keys
- * ignored). Returns 0, or -1 when it is not a bencoded dictionary of at most
- * BT_WIRE_EXT_MAX_TOKENS values (fields stay -1). */
+ * ignored, a field of the wrong type is absent). Returns 0, or -1 when it is not a
+ * bencoded dictionary of at most BT_WIRE_EXT_MAX_TOKENS values (fields stay absent). */
 int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *out);
+
+/* BEP 9 ut_metadata messages: a bencoded dictionary {msg_type, piece[, total_size]},
+ * the piece's bytes right after it for data. */
+#define BT_UTM_PIECE       16384u   /* every metadata piece but the last is exactly this */
+#define BT_UTM_MAX_TOKENS  64       /* values in the dictionary: three keys and their values,
+                                       and room for a client's extra keys */
+enum { BT_UTM_REQUEST = 0, BT_UTM_DATA = 1, BT_UTM_REJECT = 2 };
+typedef struct bt_utm {
+    int type;                 /* BT_UTM_* */
+    uint32_t piece;
+    int64_t total_size;       /* data: the sender's metadata_size (>= 0); else -1 */
+    const uint8_t *data;      /* data: the bytes after the dictionary (points into the input) */
+    size_t len;
+} bt_utm;
+/* Parse one ut_metadata payload. Returns 0; 1 for a msg_type we do not know (BEP 9:
+ * ignore it); -1 with *err (static) when it is not a dictionary (of at most
+ * BT_UTM_MAX_TOKENS values), msg_type or piece is missing or out of range (piece
+ * 0..2^32-1), a data message lacks total_size (>= 0), or bytes follow a request or
+ * a reject. Sizes against the metadata are the caller's to check. */
+int bt_wire_parse_ut_metadata(const uint8_t *p, size_t n, bt_utm *out, const char **err);
+/* Append one (data: total_size and the piece's bytes). 0, or -1 out of memory. */
+int bt_wire_ut_metadata(bt_buf *b, int type, uint32_t piece, int64_t total_size, const uint8_t *data,
+                        size_t len);
 
 #endif

@@ -114,9 +114,29 @@ void bt_peer_send_ext_handshake(bt_peer *p)
 {
     if (!p->ext)
         return;
-    /* BEP 10: how many requests we queue (reqq), our port and client name */
+    /* BEP 10: how many requests we queue (reqq), our port and client name, the address
+     * we see the peer at; BEP 9: ut_metadata and the size of what it serves, unless the
+     * torrent is private (BEP 27: its metadata stays with those who have the .torrent) */
     bt_ext_hs h = { .port = p->env->port ? p->env->port : -1, .reqq = BT_PEER_UPLOAD_QUEUE,
-                    .client = CLIENT_NAME };
+                    .metadata_size = -1, .client = CLIENT_NAME };
+    if (!p->tor->priv) {   /* BEP 27: nor PEX (BEP 11) */
+        h.m[BT_EXT_UT_METADATA] = 1;
+        h.m[BT_EXT_UT_PEX] = 1;
+        if (p->tor->info)
+            h.metadata_size = (int64_t)p->tor->info_len;
+    }
+    if (p->addr.ss_family == AF_INET) {
+        memcpy(h.yourip, &((const struct sockaddr_in *)&p->addr)->sin_addr, 4);
+        h.yourip_len = 4;
+        /* BEP 7: over IPv4, where else it can reach us (over IPv6 it knows an address) */
+        if (p->env->has_ipv6) {
+            memcpy(h.ipv6, p->env->ipv6, 16);
+            h.has_ipv6 = true;
+        }
+    } else if (p->addr.ss_family == AF_INET6) {
+        memcpy(h.yourip, &((const struct sockaddr_in6 *)&p->addr)->sin6_addr, 16);
+        h.yourip_len = 16;
+    }
     bt_buf payload = { 0 };
     if (bt_wire_ext_handshake(&payload, &h) == 0) {
         bt_msg m = { .type = BT_MSG_EXTENDED, .ext_id = 0, .payload = payload.data,
@@ -126,6 +146,16 @@ void bt_peer_send_ext_handshake(bt_peer *p)
         bt_peer_close(p, "out of memory");
     }
     bt_buf_free(&payload);
+}
+
+bool bt_peer_send_extended(bt_peer *p, int ext, const void *payload, size_t len)
+{
+    if (ext < 0 || ext >= BT_EXT_COUNT || !p->ext_ids[ext])
+        return false;
+    bt_msg m = { .type = BT_MSG_EXTENDED, .ext_id = p->ext_ids[ext], .payload = payload,
+                 .payload_len = len };
+    send_msg(p, &m);
+    return !p->closing;
 }
 
 void bt_peer_send_have(bt_peer *p, uint32_t piece)
@@ -568,9 +598,22 @@ static void on_extended_handshake(bt_peer *p, const uint8_t *d, size_t n)
 {
     bt_ext_hs h;
     if (bt_wire_parse_ext_handshake(d, n, &h) != 0)
-        return;   /* a broken extension handshake costs the peer its reqq, nothing else */
+        return;   /* a broken extension handshake costs the peer its extensions, nothing else */
+    /* BEP 10 allows a handshake to be sent again: each one replaces what it says */
     if (h.reqq >= 1)
         p->reqq = h.reqq > BT_PEER_MAX_QUEUE ? BT_PEER_MAX_QUEUE : (uint32_t)h.reqq;
+    memcpy(p->ext_ids, h.m, sizeof p->ext_ids);
+    if (h.port > 0)
+        p->listen_port = (uint16_t)h.port;
+    if (h.metadata_size >= 0)
+        p->metadata_size = h.metadata_size;
+    if (h.port > 0)
+        p->listen_port = (uint16_t)h.port;
+    if (h.client)
+        memcpy(p->client, h.client_buf, sizeof p->client);
+    p->ext_seen = true;
+    if (p->cb->ext_handshake)
+        p->cb->ext_handshake(p->ud, p);
 }
 
 static int on_pieces_msg(bt_peer *p, const bt_msg *m)
@@ -599,6 +642,11 @@ static int on_message(bt_peer *p, const bt_msg *m)
      * close (libtorrent does too). Kept, such a peer's have-all counted it as a seed. */
     if (!p->fast && m->type >= BT_MSG_SUGGEST && m->type <= BT_MSG_ALLOWED_FAST)
         return bt_peer_close(p, "fast extension message without the fast extension"), -1;
+    /* before the metadata, nothing about pieces can be checked or used: a bitfield's
+     * length, a have's index. Peers send them anyway; they are dropped, and the
+     * connections are made again once the metadata is in (torrent.c). */
+    if (p->tor->no_meta && m->type != BT_MSG_EXTENDED && m->type >= BT_MSG_HAVE)
+        return 0;
     switch (m->type) {
     case BT_MSG_KEEPALIVE:
         break;
@@ -641,8 +689,13 @@ static int on_message(bt_peer *p, const bt_msg *m)
             p->cb->release(p->ud, p, m->index, m->begin / BT_BLOCK_SIZE);
         break;
     case BT_MSG_EXTENDED:
-        if (m->ext_id == 0)
+        if (m->ext_id == 0) {
             on_extended_handshake(p, m->payload, m->payload_len);
+        } else if (p->cb->extension) {
+            int ext = bt_wire_ext_of(m->ext_id);
+            if (ext >= 0)   /* ids we never gave out are ignored, as BEP 10 says */
+                p->cb->extension(p->ud, p, ext, m->payload, m->payload_len);
+        }
         break;
     default:
         break;   /* port, suggest, allowed fast, unknown ids: nothing to do */
@@ -900,9 +953,11 @@ bt_peer *bt_peer_new(const bt_peer_env *env, int fd, bool incoming, const struct
     p->href = -1;
     p->rcap = BT_PEER_READ_CHUNK;
     p->incoming = incoming;
+    p->source = incoming ? BT_SRC_INCOMING : BT_SRC_MANUAL;   /* a dialer sets its own */
     p->state = incoming ? BT_PS_HANDSHAKE : BT_PS_CONNECTING;
     p->choking = p->am_choking = true;
     p->reqq = BT_PEER_MAX_QUEUE;
+    p->metadata_size = -1;
     double now = ev_now(env->loop);
     p->connected_at = p->last_recv = p->last_send = p->last_drain = now;
     memcpy(&p->addr, sa, salen < sizeof p->addr ? salen : sizeof p->addr);

@@ -47,6 +47,13 @@ typedef struct bt_peer bt_peer;
 
 typedef enum { BT_PS_CONNECTING, BT_PS_HANDSHAKE, BT_PS_ACTIVE } bt_peer_state;
 
+/* Where a peer's address came from: set by whoever made the connection (the dialer
+ * from its caller, the listener: incoming). Policies and events see it as
+ * peer.source; the names are the binding's (l_peer.c), in this order. */
+typedef enum {
+    BT_SRC_MANUAL, BT_SRC_TRACKER, BT_SRC_DHT, BT_SRC_PEX, BT_SRC_INCOMING, BT_SRC_COUNT
+} bt_peer_source;
+
 /* One request of ours in flight. piece == UINT32_MAX marks a slot freed out of order. */
 typedef struct bt_req {
     uint32_t piece;
@@ -60,6 +67,8 @@ typedef struct bt_peer_env {
     struct ev_loop *loop;
     uint8_t peer_id[20];        /* ours */
     uint16_t port;              /* our listening port (0: none) */
+    uint8_t ipv6[16];           /* an IPv6 address we accept connections at (BEP 7's "ipv6"), */
+    bool has_ipv6;              /*   told to peers reached over IPv4; false: none known */
     uint32_t max_request;       /* largest block we serve; a larger request drops the peer */
     double connect_timeout, idle_timeout, keepalive;
     double send_timeout;      /* output waiting this long with nothing taken: the peer does not read */
@@ -75,6 +84,11 @@ typedef struct bt_peer_torrent {
     const bt_ranges *have;      /* our verified pieces: what we may serve */
     bt_storage *st;             /* where served blocks are read */
     bt_bucket *down, *up;       /* the torrent's limits */
+    const uint8_t *info;        /* the raw info dictionary (BEP 9 metadata); NULL: not known yet */
+    size_t info_len;
+    bool priv;                  /* BEP 27 private: no ut_metadata offered (nor PEX, DHT) */
+    bool no_meta;               /* a magnet's torrent before its metadata: npieces is not known, so
+                                   piece messages (have, bitfield, requests, blocks...) are ignored */
 } bt_peer_torrent;
 
 /* Events from a connection to its owner. All are called on the loop thread from
@@ -101,6 +115,12 @@ typedef struct bt_peer_cb {
     void (*interest)(void *ud, bt_peer *p, bool interested);     /* the peer's interest changed */
     void (*uploaded)(void *ud, bt_peer *p, uint32_t bytes);      /* blocks served (one call per batch) */
     void (*read_done)(void *ud, bt_peer *p);   /* every message of one read was handled */
+    /* BEP 10: the peer's extension handshake was read (p->ext_ids, p->metadata_size,
+     * p->client are set); may be NULL. */
+    void (*ext_handshake)(void *ud, bt_peer *p);
+    /* A message of one of our extensions (ext: enum bt_ext, by the id we gave it);
+     * payload points into the read buffer, valid for the call; may be NULL. */
+    void (*extension)(void *ud, bt_peer *p, int ext, const uint8_t *payload, size_t len);
     /* The connection is closing (p->closing is set, its ring is still full so the
      * owner can release it). why: static or owned by the caller until return. */
     void (*closing)(void *ud, bt_peer *p, const char *why);
@@ -120,6 +140,9 @@ struct bt_peer {
         uint32_t fails;           /* failed pieces this peer sent blocks of */
         uint64_t uploaded;        /* bytes of blocks we sent it */
         uint64_t *bits;           /* its pieces as a bitmap, kept while its ranges are fragmented */
+        uint8_t md_out;           /* metadata fetch: ut_metadata requests out to it */
+        double md_wait;           /* ... not asked before this time (it rejected one) */
+        struct bt_pex_book *pex;  /* PEX: what it was told, when (engine/exchange.h); NULL: nothing yet */
     } sw;
     int href;                     /* the Lua binding's handle (registry ref), or -1 */
 
@@ -133,6 +156,7 @@ struct bt_peer {
     ev_io rw, ww;
     bt_peer_state state;
     bool incoming, hs_sent, closing, ext, fast;
+    uint8_t source;                     /* bt_peer_source */
     bool choking, interested;           /* the peer's state toward us */
     bool am_choking, am_interested;     /* ours toward the peer */
     bool read_throttled;                /* read watcher stopped by the download limit */
@@ -153,6 +177,13 @@ struct bt_peer {
     bt_req *q;
     uint32_t qhead, qcount, qcap, inflight;   /* inflight: live entries (qcount counts dead too) */
     uint32_t reqq;                      /* the peer's BEP 10 limit (BT_PEER_MAX_QUEUE if not told) */
+    /* BEP 10, from its extension handshake: the id it wants each of our extensions sent
+     * under (0: it has not got it), its metadata_size (-1: not told), its "v" */
+    uint8_t ext_ids[BT_EXT_COUNT];
+    bool ext_seen;                      /* its extension handshake arrived */
+    uint16_t listen_port;               /* its "p": where it accepts connections (0: not told) */
+    int64_t metadata_size;
+    char client[BT_WIRE_MAX_CLIENT + 1];
     /* the peer's requests of us: a ring of BT_PEER_UPLOAD_QUEUE, made on first use */
     struct bt_ureq { uint32_t index, begin, length; } *uq;
     uint32_t uqhead, uqcount;
@@ -201,6 +232,9 @@ void bt_peer_flush(bt_peer *p);
 void bt_peer_send_handshake(bt_peer *p);           /* ours, for p->tor */
 void bt_peer_send_pieces(bt_peer *p);              /* bitfield / have-all / have-none of p->tor->have */
 void bt_peer_send_ext_handshake(bt_peer *p);
+/* An extension message (ext: enum bt_ext) under the id the peer gave that extension;
+ * false (nothing sent) when it has not got it. */
+bool bt_peer_send_extended(bt_peer *p, int ext, const void *payload, size_t len);
 void bt_peer_send_have(bt_peer *p, uint32_t piece);
 void bt_peer_offer_fast(bt_peer *p);               /* BEP 6 allowed-fast set, the pieces of it we have */
 void bt_peer_set_interested(bt_peer *p, bool interested);

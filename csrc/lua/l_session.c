@@ -130,11 +130,28 @@ static void on_event(void *ud, const bt_event *ev)
         call_handler(ls, 3);
         break;
     }
+    case BT_EV_METADATA:
+        lua_pushliteral(L, "metadata");
+        bt_ltorrent_push(L, t);
+        call_handler(ls, 2);
+        break;
     case BT_EV_PEER_DISCONNECT:
         lua_pushliteral(L, "peer_disconnect");
         bt_ltorrent_push(L, t);
         lua_pushstring(L, ev->address ? ev->address : "?");
         lua_pushstring(L, ev->text ? ev->text : "");
+        call_handler(ls, 4);
+        break;
+    case BT_EV_PEX:   /* (t, from address, { "ip:port" | "[ip]:port", ... }) */
+        lua_pushliteral(L, "pex");
+        bt_ltorrent_push(L, t);
+        lua_pushstring(L, ev->address ? ev->address : "?");
+        lua_createtable(L, (int)ev->naddrs, 0);
+        for (uint32_t i = 0; i < ev->naddrs; i++) {
+            const bt_pex_addr *a = &ev->addrs[i];
+            if (bt_push_hostport(L, a->family, a->addr, a->port))
+                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        }
         call_handler(ls, 4);
         break;
     }
@@ -325,18 +342,25 @@ static int l_sess_peer_id(lua_State *L)
     return 1;
 }
 
-/* cs:add(meta, dir, policy, max_peers [, trust [, storage [, load]]])
+/* cs:add(meta | info_hash, dir, policy, max_peers [, trust [, storage [, load]]])
  *   -> bt.Torrent | nil, message  [-0, +1|2, e]
  * policy: a complete policy table (bt.policy.load). storage "disk" (default):
  * opens (creates) the files under dir and hash-checks what is already there,
  * except the pieces in `trust` (a bt.Ranges from resume data), taken as had.
  * storage "memory": dir must be nil, trust too; nothing touches the file system,
  * except that `load` (a folder) is read (never written) and every piece that
- * verifies there is copied into memory and had. */
+ * verifies there is copied into memory and had. A 20-byte info-hash instead of meta:
+ * a magnet's torrent, which fetches its metadata (the "metadata" event, then
+ * t:set_meta). */
 static int l_sess_add(lua_State *L)
 {
     lsess *ls = check_sess(L, 1);
-    const bt_meta *m = bt_lmeta_check(L, 2);
+    /* a 20-byte string: a magnet's info-hash (the torrent fetches its metadata first) */
+    size_t hlen = 0;
+    const char *ih = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &hlen) : NULL;
+    if (ih && hlen != 20)
+        luaL_argerror(L, 2, "an info-hash is 20 bytes");
+    const bt_meta *m = ih ? NULL : bt_lmeta_check(L, 2);
     static const char *const kinds[] = { "disk", "memory", NULL };
     int kind = luaL_checkoption(L, 7, "disk", kinds);
     const char *dir = kind == 0 ? luaL_checkstring(L, 3) : NULL;
@@ -352,7 +376,7 @@ static int l_sess_add(lua_State *L)
         if (kind == 1)
             luaL_argerror(L, 6, "memory storage has no resume data to trust");
         trust = bt_lranges_read(L, 6);
-        if (trust->size != m->num_pieces)
+        if (!m || trust->size != m->num_pieces)
             luaL_argerror(L, 6, "trusted set has the wrong number of pieces");
     }
     const char *load = luaL_optstring(L, 8, NULL);
@@ -361,7 +385,8 @@ static int l_sess_add(lua_State *L)
     /* the handle first: the policy scheduler looks hooks up through it while adding */
     ltorrent *lt = bt_ltorrent_new(L, &ls->s, 2, 4);
     bt_add_opts o = { .storage = kind == 1 ? BT_STORE_MEMORY : BT_STORE_DISK, .dir = dir, .load = load,
-                      .max_peers = (uint32_t)mp, .trust = trust, .upload_slots = slots, .lref = lt };
+                      .max_peers = (uint32_t)mp, .trust = trust, .upload_slots = slots, .lref = lt,
+                      .info_hash = (const uint8_t *)ih };
     char err[512];
     bt_torrent *t = bt_sess_add(&ls->s, m, &o, err, sizeof err);
     if (!t) {

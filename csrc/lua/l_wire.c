@@ -459,10 +459,12 @@ static int l_encode(lua_State *L)
     return 1;
 }
 
-/* bt.wire.parse_ext_handshake(payload) -> {p =, reqq =} | nil  [-0, +1, m]
+/* bt.wire.parse_ext_handshake(payload) -> {p =, reqq =, metadata_size =, v =, yourip =,
+ *   ipv6 =, m = {name = id}} | nil  [-0, +1, m]
  * What the engine reads from a peer's BEP 10 handshake (extended id 0): the
- * fields it found (absent or out of range: not set), or nil when the payload is
- * not a dictionary of at most EXT_MAX_TOKENS bencode values. */
+ * fields it found (absent or out of range: not set; m lists only our extensions
+ * the peer named with an id in 1..255), or nil when the payload is not a
+ * dictionary of at most EXT_MAX_TOKENS bencode values. */
 static int l_parse_ext_handshake(lua_State *L)
 {
     size_t n;
@@ -472,11 +474,77 @@ static int l_parse_ext_handshake(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    lua_createtable(L, 0, 2);
+    lua_createtable(L, 0, 6);
     if (h.port >= 0)
         set_int(L, "p", h.port);
     if (h.reqq >= 0)
         set_int(L, "reqq", h.reqq);
+    if (h.metadata_size >= 0)
+        set_int(L, "metadata_size", h.metadata_size);
+    if (h.client) {
+        lua_pushstring(L, h.client);
+        lua_setfield(L, -2, "v");
+    }
+    if (h.yourip_len) {
+        lua_pushlstring(L, (const char *)h.yourip, h.yourip_len);
+        lua_setfield(L, -2, "yourip");
+    }
+    if (h.has_ipv6) {
+        lua_pushlstring(L, (const char *)h.ipv6, 16);
+        lua_setfield(L, -2, "ipv6");
+    }
+    lua_createtable(L, 0, BT_EXT_COUNT);
+    for (int i = 0; i < BT_EXT_COUNT; i++)
+        if (h.m[i])
+            set_int(L, BT_EXT_NAMES[i].name, h.m[i]);
+    lua_setfield(L, -2, "m");
+    return 1;
+}
+
+/* bt.wire.ext_handshake{ p =, reqq =, metadata_size =, v =, yourip =, ipv6 =, m = {name = true} }
+ *   -> string  [-0, +1, e]
+ * The payload the engine sends as its BEP 10 handshake, for specs and test peers:
+ * m names which of our extensions to offer (under our ids, bt.wire.EXTENSIONS). */
+static int l_ext_handshake(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    bt_ext_hs h;
+    memset(&h, 0, sizeof h);
+    h.port = lua_getfield(L, 1, "p") == LUA_TNIL ? -1 : (int64_t)get_uint(L, "p", 65535, "an integer in 0..65535");
+    lua_pop(L, 1);
+    h.reqq = lua_getfield(L, 1, "reqq") == LUA_TNIL ? -1 : (int64_t)get_uint(L, "reqq", UINT32_MAX, "a count");
+    lua_pop(L, 1);
+    h.metadata_size = lua_getfield(L, 1, "metadata_size") == LUA_TNIL ? -1
+        : (int64_t)get_uint(L, "metadata_size", UINT32_MAX, "a size");
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "v");
+    h.client = luaL_optstring(L, -1, NULL);
+    if (lua_getfield(L, 1, "yourip") != LUA_TNIL) {
+        size_t n;
+        const char *ip = luaL_checklstring(L, -1, &n);
+        luaL_argcheck(L, n == 4 || n == 16, 1, "yourip must be 4 or 16 bytes");
+        memcpy(h.yourip, ip, n);
+        h.yourip_len = (uint8_t)n;
+    }
+    if (lua_getfield(L, 1, "ipv6") != LUA_TNIL) {
+        size_t n;
+        const char *ip = luaL_checklstring(L, -1, &n);
+        luaL_argcheck(L, n == 16, 1, "ipv6 must be 16 bytes");
+        memcpy(h.ipv6, ip, 16);
+        h.has_ipv6 = true;
+    }
+    if (lua_getfield(L, 1, "m") == LUA_TTABLE)
+        for (int i = 0; i < BT_EXT_COUNT; i++) {
+            h.m[i] = lua_getfield(L, -1, BT_EXT_NAMES[i].name) > LUA_TNIL && lua_toboolean(L, -1);
+            lua_pop(L, 1);
+        }
+    bt_buf b = { 0 };
+    if (bt_wire_ext_handshake(&b, &h) != 0) {
+        bt_buf_free(&b);
+        return luaL_error(L, "out of memory");
+    }
+    lua_pushlstring(L, (const char *)b.data, b.len);
+    bt_buf_free(&b);
     return 1;
 }
 
@@ -492,6 +560,7 @@ static const luaL_Reg wire_fns[] = {
     {"encode", l_encode},
     {"handshake", l_handshake},
     {"parse_ext_handshake", l_parse_ext_handshake},
+    {"ext_handshake", l_ext_handshake},
     {NULL, NULL},
 };
 
@@ -522,5 +591,9 @@ void bt_open_wire(lua_State *L, int mod)
     set_int(L, "HANDSHAKE_LEN", BT_HANDSHAKE_LEN);
     set_int(L, "MAX_BLOCK", BT_WIRE_MAX_BLOCK);
     set_int(L, "EXT_MAX_TOKENS", BT_WIRE_EXT_MAX_TOKENS);
+    lua_createtable(L, 0, BT_EXT_COUNT);   /* our extensions and the ids we gave them */
+    for (int i = 0; i < BT_EXT_COUNT; i++)
+        set_int(L, BT_EXT_NAMES[i].name, BT_EXT_NAMES[i].id);
+    lua_setfield(L, -2, "EXTENSIONS");
     lua_pop(L, 1);
 }

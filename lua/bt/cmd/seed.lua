@@ -43,8 +43,9 @@ M.num = num
 --- Listening options shared by run and seed.
 function M.listen_options(cmd)
   cmd:option("--port", "Port to listen on (0: any free port).", "0")
-  cmd:option("--bind", "Address to listen on (default: env BT_BIND, else every address).",
-    os.getenv("BT_BIND") or "0.0.0.0")
+  cmd:option("--bind", "Addresses to listen on, IPv4 or IPv6, comma-separated (127.0.0.1,::1); "
+    .. "default: env BT_BIND, else every address of both stacks (0.0.0.0,::; IPv6 where the system has it).",
+    os.getenv("BT_BIND"))
   cmd:option("--max-peers", "Most peers at once (lowered, with a message, to what the open-file limit allows).", "50")
   cmd:option("--max-per-ip", "Most connections with one host, half of them still in their handshake; "
     .. "0 turns the per-host rules off (default: env BT_MAX_PER_IP, else 8).", os.getenv("BT_MAX_PER_IP") or "8")
