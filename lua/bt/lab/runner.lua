@@ -128,6 +128,7 @@ local function run_one(sc, mix, seed, index, ctx)
     writefile(cfgpath, cjson.encode(cfg))
     pr.child = procs:spawn(pr.plan.id, WORKER, ("%s/%s.log"):format(rdir, pr.plan.id),
       { lifetime = lifetime, env = ctx.env .. " BT_LAB_CONFIG=" .. proc.q(cfgpath) })
+    writefile(("%s/%s.pid"):format(rdir, pr.plan.id), pr.child.pid .. "\n")   -- for a look from outside
     pr.started = true
   end
 
@@ -272,6 +273,13 @@ local function run_one(sc, mix, seed, index, ctx)
     -- leechers that stay seeding forever: the run ends once every one has finished
     if nextl > #peers and finished == nleech then ended_by = "all done"; break end
     if now >= sc.time_limit then ended_by = "time limit"; break end
+    -- no seed left, nobody left to join, and a piece nobody present holds: no leecher
+    -- still downloading can ever finish, waiting for the time limit would show nothing more
+    if seeds_present == 0 and nextl > #peers and finished < nleech then
+      local lost = false
+      for i = 0, n - 1 do if counts[i] == 0 then lost = true; break end end
+      if lost then ended_by = "pieces lost"; break end
+    end
     if now >= next_alive then check_alive(); next_alive = now + M.ALIVE_EVERY end
     socket.sleep(M.POLL)
   end
