@@ -15,7 +15,6 @@ local root = arg[0]:match("^(.*)/scripts/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("BT_CPATH") or (root .. "/build/?.so")) .. ";" .. package.cpath
 local socket = require "socket"
-local cjson = require "cjson"
 local okterm, term = pcall(require, "term")
 local proc = require "bt.lab.proc"
 
@@ -96,29 +95,17 @@ end
 --- A leecher's --stats file, read incrementally: complete lines only (a line being
 -- written is kept for the next read).
 local function stats_reader(path)
-  local r = { path = path, pos = 0, partial = "", last = nil, done_at = nil }
+  local r = { lines = proc.jsonl_reader(path), last = nil, done_at = nil }
   function r:poll()
-    local f = io.open(self.path, "rb")
-    if not f then return end
-    f:seek("set", self.pos)
-    local chunk = f:read("a") or ""
-    f:close()
-    self.pos = self.pos + #chunk
-    local data = self.partial .. chunk
-    local consumed = 0
-    for line, stop in data:gmatch("([^\n]*)\n()") do
-      consumed = stop - 1
-      local ok, obj = pcall(cjson.decode, line)
-      if ok and type(obj) == "table" and tonumber(obj.total_bytes) then
-        self.last = obj
-        -- the first line with every byte verified: the time it completed (run.lua writes one
-        -- at the moment of completion, from the leecher's own start)
-        if not self.done_at and obj.total_bytes > 0 and obj.have_bytes >= obj.total_bytes then
-          self.done_at = obj.time
-        end
+    self.lines:poll(function(obj)
+      if not tonumber(obj.total_bytes) then return end
+      self.last = obj
+      -- the first line with every byte verified: the time it completed (run.lua writes one
+      -- at the moment of completion, from the leecher's own start)
+      if not self.done_at and obj.total_bytes > 0 and obj.have_bytes >= obj.total_bytes then
+        self.done_at = obj.time
       end
-    end
-    self.partial = data:sub(consumed + 1)
+    end)
   end
   return r
 end

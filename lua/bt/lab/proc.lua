@@ -8,6 +8,7 @@
 --   local c = procs:spawn("seed", "lua5.4 x.lua", "/tmp/x.log", { lifetime = 300 })
 --   procs:alive(c)  ...  procs:stop_all()   -- every exit code in c.code
 local socket = require "socket"
+local cjson = require "cjson"
 
 local M = {}
 
@@ -96,6 +97,30 @@ function G:stop_all()
     if not c.stopped and M.alive(c.pid) then os.execute("kill -KILL " .. c.pid .. " 2>/dev/null") end
     self:finish(c)
   end
+end
+
+--- A file of JSON lines that another process appends to, read incrementally:
+-- r:poll(fn) calls fn(object) for each complete new line (a line being written is kept
+-- for the next poll; a line that is not a JSON object is skipped).
+function M.jsonl_reader(path)
+  local r = { path = path, pos = 0, partial = "" }
+  function r:poll(fn)
+    local f = io.open(self.path, "rb")
+    if not f then return end
+    f:seek("set", self.pos)
+    local chunk = f:read("a") or ""
+    f:close()
+    self.pos = self.pos + #chunk
+    local data = self.partial .. chunk
+    local consumed = 0
+    for line, stop in data:gmatch("([^\n]*)\n()") do
+      consumed = stop - 1
+      local ok, obj = pcall(cjson.decode, line)
+      if ok and type(obj) == "table" then fn(obj) end
+    end
+    self.partial = data:sub(consumed + 1)
+  end
+  return r
 end
 
 --- The last `n` lines of a file, indented for an error message.

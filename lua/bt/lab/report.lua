@@ -132,7 +132,7 @@ function M.plots(sc, records, rows, out)
   local dat = out .. "/plot-data"
   assert(os.execute("mkdir -p " .. proc.q(dat)))
   local script = { "set terminal svg size 960,540 dynamic background rgb 'white' font 'sans,12'",
-                   "set grid", "set key outside right top" }
+                   "set termoption noenhanced", "set grid", "set key outside right top" }
   -- 1. completion time CDF: the fraction of a group's leechers (all runs) done by t
   local series = {}
   for _, r in ipairs(rows) do
@@ -224,6 +224,7 @@ function M.plots(sc, records, rows, out)
     body[#body + 1] = "unset multiplot"
     script[#script + 1] = ("set terminal svg size 960,%d dynamic background rgb 'white' font 'sans,12'")
       :format(math.max(540, 300 * #panels))
+    script[#script + 1] = "set termoption noenhanced"
     add("progress.svg", "", "seconds", "fraction of pieces", body)
   end
   local sp = out .. "/plots.gp"

@@ -48,27 +48,6 @@ end
 
 local WORKER = "lua5.4 -e 'os.exit(require(\"bt.lab.worker\").main(os.getenv(\"BT_LAB_CONFIG\")))'"
 
---- An events file read incrementally: complete lines only.
-local function reader(path)
-  local r = { path = path, pos = 0, partial = "" }
-  function r:poll(fn)
-    local f = io.open(self.path, "rb")
-    if not f then return end
-    f:seek("set", self.pos)
-    local chunk = f:read("a") or ""
-    f:close()
-    self.pos = self.pos + #chunk
-    local data = self.partial .. chunk
-    local consumed = 0
-    for line, stop in data:gmatch("([^\n]*)\n()") do
-      consumed = stop - 1
-      local ok, ev = pcall(cjson.decode, line)
-      if ok and type(ev) == "table" then fn(ev) end
-    end
-    self.partial = data:sub(consumed + 1)
-  end
-  return r
-end
 
 local function basename(p)
   if not p then return "default" end
@@ -110,7 +89,7 @@ local function run_one(sc, mix, seed, index, ctx)
     pr.port = proc.free_port(taken)
     pr.addr = "127.0.0.1:" .. pr.port
     pr.events = ("%s/%s.events"):format(rdir, pr.plan.id)
-    pr.reader = reader(pr.events)
+    pr.reader = proc.jsonl_reader(pr.events)
     pr.have, pr.npieces, pr.piece_times, pr.head = {}, 0, {}, 0
     if pr.plan.role == "seed" then seed_addrs[#seed_addrs + 1] = pr.addr end
   end
