@@ -47,10 +47,15 @@ end
 function M.rows(sc, records)
   local rows, by = {}, {}
   local runs_of = {}   -- mix -> { run records }
+  local use = {}       -- mix -> { sum of seed_up / seed_capacity, samples }: the seeds' upload in use
   for _, r in ipairs(records) do
     if r.kind == "run" then
       runs_of[r.mix] = runs_of[r.mix] or {}
       table.insert(runs_of[r.mix], r)
+    elseif r.kind == "sample" and num(r.seed_capacity) and r.seed_capacity > 0 and r.t >= 1 then
+      local u = use[r.mix] or { 0, 0 }
+      u[1], u[2] = u[1] + math.min(1, r.seed_up / r.seed_capacity), u[2] + 1
+      use[r.mix] = u
     end
   end
   for _, mix in ipairs(sc.mixes) do
@@ -86,6 +91,8 @@ function M.rows(sc, records)
     local copies = {}
     for _, rr in ipairs(runs_of[row.mix] or {}) do copies[#copies + 1] = rr.seed_copies end
     row.seed_copies = quantile(sorted(copies), 0.5)
+    local u = use[row.mix]
+    row.seed_use = u and u[2] > 0 and u[1] / u[2] or nil
     row.completion = sorted(row.completion)
   end
   return rows
@@ -106,20 +113,22 @@ function M.summary(sc, rows, opts)
     .. ("%d %% of the pieces were all held, in order. "):format(math.floor(sc.in_order * 100 + 0.5))
     .. "`seed copies`: the seeds' upload in payload copies (median of "
     .. "runs). `dup`: duplicate MiB per leecher (median); `cancels`: cancel messages per leecher (median); "
-    .. "`seed share`: a leecher's share of the seeds' upload (median)."
+    .. "`seed share`: a leecher's share of the seeds' upload (median). `seed use`: the seeds' upload "
+    .. "against their limits, averaged over the samples while a limited seed was present."
   L[#L + 1] = ""
   L[#L + 1] = "| mix | group | policy | leechers | median s | run medians | p90 s | first piece s | in order s "
-    .. "| dup MiB | cancels | seed share | seed copies | unfinished |"
-  L[#L + 1] = "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    .. "| dup MiB | cancels | seed share | seed copies | seed use | unfinished |"
+  L[#L + 1] = "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   for _, r in ipairs(rows) do
     local meds = r.run_medians
-    L[#L + 1] = ("| %s | %s | %s | %d | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %d (%.0f %%) |"):format(
+    L[#L + 1] = ("| %s | %s | %s | %d | %s | %s–%s | %s | %s | %s | %s | %s | %s | %s | %s | %d (%.0f %%) |"):format(
       r.mix, r.group, r.policy or "-", r.leechers, fmt_s(quantile(r.completion, 0.5)),
       fmt_s(meds[1]), fmt_s(meds[#meds]), fmt_s(quantile(r.completion, 0.9)),
       fmt_s(quantile(sorted(r.first_piece), 0.5)), fmt_s(quantile(sorted(r.in_order), 0.5)),
       fmt_mib(quantile(sorted(r.dup), 0.5)), tostring(quantile(sorted(r.cancels), 0.5) or "-"),
       r.share[1] and ("%.3f"):format(quantile(sorted(r.share), 0.5)) or "-",
       r.seed_copies and ("%.2f"):format(r.seed_copies) or "-",
+      r.seed_use and ("%.0f %%"):format(100 * r.seed_use) or "-",
       r.unfinished, r.leechers > 0 and 100 * r.unfinished / r.leechers or 0)
   end
   return table.concat(L, "\n") .. "\n"
