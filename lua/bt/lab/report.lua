@@ -103,7 +103,7 @@ function M.summary(sc, rows, opts)
   L[#L + 1] = ("# Lab: %s"):format(sc.name)
   L[#L + 1] = ""
   if sc.description then L[#L + 1] = sc.description; L[#L + 1] = "" end
-  L[#L + 1] = ("%s: %d runs per mix, seeds %d to %d; payload %d bytes in %d pieces of %d; %d peers "
+  L[#L + 1] = ("%s: %d run(s) per mix, seeds %d to %d; payload %d bytes in %d pieces of %d; %d peers "
     .. "(%d seeds); time limit %d s."):format(sc.source, opts.runs, opts.seed, opts.seed + opts.runs - 1,
     sc.size, sc.pieces, sc.piece, sc.npeers, sc.seeds.count, sc.time_limit)
   L[#L + 1] = ""
