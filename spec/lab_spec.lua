@@ -77,6 +77,8 @@ describe("lab scenario loader", function()
     { "s = 7", "must be a table, not number" },
     { "while true do end", "ran past 10000000 instructions" },
     { "s = os.exit()", "attempt to index a nil value (global 'os')" },
+    { "s.time_limit = math.random(5, 9)", "attempt to call a nil value (field 'random')" },
+    { "string.format = nil; s = 1", "must be a table, not number" },
     { "s = (", "unexpected symbol" },
   }
   for _, c in ipairs(cases) do

@@ -23,7 +23,7 @@ M.MIN_PIECE, M.MAX_PIECE = 16 * 1024, 16 * 1024 ^ 2
 M.MAX_PEERS = 200                        -- processes on one machine; 2 cores held 50 (docs/lab.md)
 M.MAX_GROUPS, M.MAX_MIXES = 16, 16
 M.MAX_TIME = 3600                        -- seconds a run may last
-M.MAX_POISSON = 100                      -- joins per second: process start-up takes ~50 ms
+M.MAX_POISSON = 100                      -- joins per second: a worker takes ~0.1 s to start
 M.MAX_NAME = 64
 
 local function fail(path, fmt, ...)
@@ -264,8 +264,16 @@ function M.load(path)
   local text = f:read(M.MAX_FILE + 1)
   f:close()
   if text and #text > M.MAX_FILE then return nil, ("%s: larger than %d bytes"):format(path, M.MAX_FILE) end
-  local env = { math = math, string = string, table = table, ipairs = ipairs, pairs = pairs,
-                tonumber = tonumber, tostring = tostring, type = type, select = select, error = error }
+  -- copies, so that a scenario cannot change the lab's own libraries; no math.random: a
+  -- scenario draws nothing of its own (the run's seed does, in plan)
+  local function copy(lib, except)
+    local c = {}
+    for k, v in pairs(lib) do if not (except and except[k]) then c[k] = v end end
+    return c
+  end
+  local env = { math = copy(math, { random = true, randomseed = true }), string = copy(string),
+                table = copy(table), ipairs = ipairs, pairs = pairs, tonumber = tonumber,
+                tostring = tostring, type = type, select = select, error = error }
   local chunk, lerr = load(text or "", "@" .. path, "t", env)
   if not chunk then return nil, "scenario " .. tostring(lerr) end
   local co = coroutine.create(chunk)
