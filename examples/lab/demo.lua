@@ -4,7 +4,8 @@
 -- leecher that left early could take the only copy of a piece with it, which is another
 -- experiment). Rarest first keeps every piece in the swarm and everyone finishes; with
 -- random selection the seed sends some pieces twice and others never, pieces are lost
--- when it leaves and nobody finishes (the run ends then). The full experiment, with more peers and repeated runs: rarest_vs_random.lua.
+-- when it leaves and nobody finishes (the run ends then). The full experiment, with more
+-- peers and repeated runs: rarest_vs_random.lua.
 return {
   name = "demo",
   description = "Rarest first against random; the only seed leaves after 1.5 copies.",
