@@ -128,6 +128,25 @@ describe("lab scenario loader", function()
   end)
 end)
 
+describe("t:stats().cancels in bt.policy.fake", function()
+  it("counts peer:cancel, cancel_all and a snub's requests, not a disconnect's", function()
+    local fake = require "bt.policy.fake"
+    local t = fake.torrent{ pieces = 4, piece_length = 4 * 16384 }
+    local p = fake.peer(t, { have = "all", slots = 8 })
+    p:request_blocks(0)
+    p:request_blocks(1)
+    assert.is_true(p:cancel(0, 1))
+    assert.is_false(p:cancel(0, 1))              -- not in flight any more: nothing sent
+    assert.are.equal(1, t:stats().cancels)
+    p:cancel_all()                               -- the 7 left
+    assert.are.equal(8, t:stats().cancels)
+    local q = fake.peer(t, { have = "all", slots = 4 })
+    q:request_blocks(2)
+    q:disconnect()
+    assert.are.equal(8, t:stats().cancels)
+  end)
+end)
+
 describe("bt-lua lab", function()
   local dir
   setup(function() dir = H.tmpdir() end)
@@ -159,6 +178,14 @@ describe("bt-lua lab", function()
       elseif r.kind == "sample" then samples[#samples + 1] = r end
     end
     assert.are.equal(2, #runs)                   -- one per mix
+    -- cancels (t:stats().cancels): every download here ends in endgame, whose duplicate
+    -- requests are cancelled once a copy arrives; six leechers with none would be a lost count
+    local cancels = 0
+    for _, l in ipairs(leechers) do
+      assert.are.equal(l.cancels, math.floor(l.cancels))
+      cancels = cancels + l.cancels
+    end
+    assert.is_true(cancels > 0, "no cancel counted in six downloads")
     assert.are.equal(2 * 3, #leechers)
     for _, run in ipairs(runs) do
       assert.are.equal(5, run.seed)
