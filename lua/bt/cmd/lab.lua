@@ -69,7 +69,7 @@ function M.run(args)
   end
   local wok, w = pcall(report.write, sc, res, { out = out, runs = runs, seed = seed })
   cleanup()
-  if not wok then cli.fail(tostring(w)) end
+  if not wok then cli.fail(("%s (what was written is in %s)"):format(tostring(w), out)) end
   io.stdout:write(w.summary, "\n")
   io.stdout:write(("runs: %s/runs.jsonl\nsummary: %s/summary.md\n"):format(out, out))
   for _, p in ipairs(w.plots) do io.stdout:write("plot: ", p, "\n") end

@@ -253,9 +253,10 @@ function M.write(sc, records, opts)
   writefile(opts.out .. "/runs.jsonl", table.concat(lines, "\n") .. "\n")
   local rows = M.rows(sc, records)
   local text = M.summary(sc, rows, opts)
+  -- the table first: a failing gnuplot must not cost the runs' figures
+  writefile(opts.out .. "/summary.md", text)
   local plots = M.plots(sc, records, rows, opts.out)
-  local md = text .. "\nPlots: " .. table.concat(plots, ", ") .. "\n"
-  writefile(opts.out .. "/summary.md", md)
+  writefile(opts.out .. "/summary.md", text .. "\nPlots: " .. table.concat(plots, ", ") .. "\n")
   return { summary = text, plots = plots, rows = rows }
 end
 
