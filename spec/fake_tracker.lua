@@ -51,6 +51,10 @@ routes["/peers6"] = function()
   local v6b = "\32\1\13\184" .. string.rep("\0", 11) .. "\2" .. string.char(0, 80)  -- [2001:db8::2]:80
   return 200, benc { interval = 600, peers = ip4(127, 0, 0, 1, 7000), peers6 = v6 .. v6b }
 end
+-- one peer, 127.0.0.1:N, named by the announce URL's query (/topeer?to=N&info_hash=...)
+routes["/topeer"] = function(target)
+  return 200, benc { interval = 600, peers = ip4(127, 0, 0, 1, tonumber(target:match("[?&]to=(%d+)")) or 1) }
+end
 routes["/garbage"] = function() return 200, "<html><body>It works!</body></html>" end
 routes["/500"] = function() return 500, "Internal Server Error" end
 routes["/refusal400"] = function() return 400, benc { ["failure reason"] = "invalid info_hash" } end

@@ -4,7 +4,8 @@
 -- announce's BEP 41 URL-data path (so the client's option is tested by every
 -- case). It stops by itself after LIFETIME seconds so a crashed run leaves nothing.
 --   /ok           interval 1000 + BEP 15 event, leechers = num_want, seeders = left,
---                 peers 127.0.0.1:<the request's port> and 10.0.0.2:80
+--                 peers 127.0.0.1:<the request's port> and 10.0.0.2:80; over IPv6 (the
+--                 same port on ::1) [::1]:<the request's port> and [2001:db8::2]:80
 --   /long         the /ok reply plus 3 trailing bytes
 --   /short        12 bytes of an announce reply
 --   /wrongaction  a scrape reply to the announce
@@ -23,13 +24,19 @@ local LIFETIME = tonumber(arg[2]) or 120
 
 local udp = assert(socket.udp())
 assert(udp:setsockname("127.0.0.1", port))
-udp:settimeout(0.05)
+udp:settimeout(0)
+-- the same port on ::1 too, where the system has IPv6: announces over IPv6 get 18-byte peers
+local udp6 = socket.udp6 and socket.udp6()
+if udp6 and not udp6:setsockname("::1", port) then udp6:close(); udp6 = nil end
+if udp6 then udp6:settimeout(0) end
+local socks = { udp, udp6 }
 
 local queue = {}   -- { at, data, ip, port }
 local silent, connects, last_urldata = 0, 0, 0
 
 local function send(data, ip, p, delay)
-  queue[#queue + 1] = { at = socket.gettime() + (delay or 0), data = data, ip = ip, port = p }
+  queue[#queue + 1] = { at = socket.gettime() + (delay or 0), data = data, ip = ip, port = p,
+                        sock = ip:find(":", 1, true) and udp6 or udp }
 end
 
 -- BEP 41 options after the 98-byte request: 0 ends, 1 is a no-op, 2 carries URL data.
@@ -49,18 +56,21 @@ local function urldata(pkt)
   return table.concat(out)
 end
 
-local function announce_reply(tid, pkt)
+local function announce_reply(tid, pkt, v6)
   local left = string.unpack(">i8", pkt, 65)
   local event = string.unpack(">I4", pkt, 81)
   local numwant = string.unpack(">i4", pkt, 93)
   local rport = string.unpack(">I2", pkt, 97)
-  return string.pack(">I4I4I4I4I4", 1, tid, 1000 + event, numwant & 0xffffffff, left & 0xffffffff)
-    .. string.char(127, 0, 0, 1) .. string.pack(">I2", rport) .. string.char(10, 0, 0, 2, 0, 80)
+  local head = string.pack(">I4I4I4I4I4", 1, tid, 1000 + event, numwant & 0xffffffff, left & 0xffffffff)
+  if v6 then   -- [::1]:<the request's port> and [2001:db8::2]:80
+    return head .. string.rep("\0", 15) .. "\1" .. string.pack(">I2", rport)
+      .. "\32\1\13\184" .. string.rep("\0", 11) .. "\2" .. string.char(0, 80)
+  end
+  return head .. string.char(127, 0, 0, 1) .. string.pack(">I2", rport) .. string.char(10, 0, 0, 2, 0, 80)
 end
 
 local deadline = socket.gettime() + LIFETIME
-while socket.gettime() < deadline do
-  local pkt, ip, p = udp:receivefrom()
+local function serve(pkt, ip, p)
   if pkt and #pkt >= 16 then
     local action, tid = string.unpack(">I4I4", pkt, 9)
     if action == 0 and #pkt >= 16 then
@@ -70,7 +80,7 @@ while socket.gettime() < deadline do
       send(string.pack(">I4I4I4I4I4", 2, tid, 5, 7, 6), ip, p)
     elseif action == 1 and #pkt >= 98 then
       local path = urldata(pkt)
-      local ok = announce_reply(tid, pkt)
+      local ok = announce_reply(tid, pkt, ip:find(":", 1, true) ~= nil)
       if path == "/ok" or path:match("^/ok%?") then
         send(ok, ip, p)
       elseif path == "/long" then
@@ -99,9 +109,15 @@ while socket.gettime() < deadline do
       if path then last_urldata = #path end
     end
   end
+end
+
+while socket.gettime() < deadline do
+  for _, sk in ipairs(socket.select(socks, nil, 0.05)) do
+    serve(sk:receivefrom())
+  end
   local now, keep = socket.gettime(), {}
   for _, q in ipairs(queue) do
-    if q.at <= now then udp:sendto(q.data, q.ip, q.port) else keep[#keep + 1] = q end
+    if q.at <= now then q.sock:sendto(q.data, q.ip, q.port) else keep[#keep + 1] = q end
   end
   queue = keep
 end

@@ -105,6 +105,11 @@ local SEED = {
   { "ext_bomb_nesting", KEPT },
   { "ext_bomb_tokens", KEPT },
   { "ext_unknown_ids", KEPT },
+  { "pex_10000_peers", KEPT },
+  { "pex_over_64k", DROPPED, "PEX message over 64 KiB" },
+  { "pex_odd_lengths", KEPT },
+  { "pex_garbage", DROPPED, "PEX message is not bencode" },
+  { "pex_every_second", DROPPED, "PEX more often than once in 10 s" },
   { "wrong_info_hash", DROPPED },
   { "own_peer_id", DROPPED, "connected to ourselves", check = function(r)
     assert.is_true(r.answered, "bt-lua did not answer with its handshake first")

@@ -172,10 +172,10 @@ function S.sha256(path)
 end
 
 --- Download with the library API in this process. opts: policy, peers, timeout (s),
--- dir, session options. Returns the torrent handle, the session's stats and the session.
+-- dir, bind (default 127.0.0.1), session options. Returns the torrent handle, the session's stats and the session.
 function S.download(torrent, opts)
   local session = require "bt.session"
-  local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = opts.tick_ms or 50,
+  local s = session.new{ port = 0, bind = opts.bind or "127.0.0.1", tick_ms = opts.tick_ms or 50,
     idle_timeout = opts.idle_timeout, connect_timeout = opts.connect_timeout,
     policy_time_limit = opts.policy_time_limit, policy_memory_limit = opts.policy_memory_limit,
     keepalive = opts.keepalive }

@@ -121,6 +121,17 @@ describe("UDP announces against a fake tracker", function()
     assert.are.equal(2, #r.peers)
   end)
 
+  it("over IPv6 (udp://[::1]:port): the reply's peers are 18 bytes each (BEP 15)", function()
+    local sk = socket.udp6 and socket.udp6()
+    if not (sk and sk:setsockname("::1", 0)) then
+      pending("::1 cannot be bound here")
+      return
+    end
+    sk:close()
+    local r = assert(bt.tracker.announce(params(("udp://[::1]:%d/ok"):format(port), { port = 40124 }), 3))
+    assert.are.same({ { ip = "::1", port = 40124 }, { ip = "2001:db8::2", port = 80 } }, r.peers)
+  end)
+
   it("a short reply and a reply of the wrong action fail with the reason", function()
     local r, msg = ann("/short")
     assert.is_nil(r)

@@ -349,7 +349,7 @@ describe("bt.wire", function()
       local real = "d1:md11:ut_metadatai3e6:ut_pexi1ee13:metadata_sizei31235e1:pi6881e4:reqqi250e"
         .. "1:v13:qBittorrent 56:yourip4:\127\0\0\1e"
       assert.are.same({ p = 6881, reqq = 250, metadata_size = 31235, v = "qBittorrent 5", yourip = "\127\0\0\1",
-                        m = { ut_metadata = 3 } }, wire.parse_ext_handshake(real))
+                        m = { ut_metadata = 3, ut_pex = 1 } }, wire.parse_ext_handshake(real))
       assert.are.same({ reqq = 8, m = {} }, wire.parse_ext_handshake("d4:reqqi8e1:pi70000ee"))
       -- an id of 0 disables an extension (BEP 10); ids past 255 and wrong types are absent
       assert.are.same({ m = {} }, wire.parse_ext_handshake("d1:md11:ut_metadatai0eee"))
@@ -375,6 +375,12 @@ describe("bt.wire", function()
       assert.are.equal("d1:mdee", wire.ext_handshake {})
       -- the strict decoder takes it: it is canonical bencoding
       assert.is_table(require("bt").bdecode(hs))
+      -- BEP 7: our IPv6 address comes first (keys sorted); ut_pex is offered under 1
+      local v6 = string.rep("\0", 15) .. "\2"
+      hs = wire.ext_handshake { ipv6 = v6, m = { ut_pex = true, ut_metadata = true } }
+      assert.are.equal("d4:ipv616:" .. v6 .. "1:md11:ut_metadatai2e6:ut_pexi1eee", hs)
+      assert.are.same({ ipv6 = v6, m = { ut_metadata = 2, ut_pex = 1 } }, wire.parse_ext_handshake(hs))
+      assert.are.same({ m = {} }, wire.parse_ext_handshake("d4:ipv64:\1\2\3\4e"))   -- not 16 bytes: absent
     end)
 
     it("refuses a handshake of more bencode values than EXT_MAX_TOKENS", function()

@@ -359,10 +359,12 @@ uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uin
     return n;
 }
 
-/* Our extensions (wire.h), sorted by name. ut_metadata takes 2 as libtorrent does;
- * Transmission uses 3, and it does not matter: a peer sends under the id we name. */
+/* Our extensions (wire.h), sorted by name. ut_metadata takes 2 and ut_pex 1 as
+ * libtorrent does; Transmission uses 3 and 1, and it does not matter: a peer sends
+ * under the id we name. */
 const bt_ext_name BT_EXT_NAMES[BT_EXT_COUNT] = {
     [BT_EXT_UT_METADATA] = { "ut_metadata", 2 },
+    [BT_EXT_UT_PEX] = { "ut_pex", 1 },
 };
 
 int bt_wire_ext_of(uint8_t id)
@@ -375,8 +377,12 @@ int bt_wire_ext_of(uint8_t id)
 
 int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h)
 {
-    /* keys in byte order, as bencoding wants: m, metadata_size, p, reqq, v, yourip */
+    /* keys in byte order, as bencoding wants: ipv6, m, metadata_size, p, reqq, v, yourip */
     int r = bt_buf_putc(b, 'd');
+    if (h->has_ipv6) {
+        r |= bt_benc_str(b, "ipv6", 4);
+        r |= bt_benc_str(b, h->ipv6, 16);
+    }
     r |= bt_benc_str(b, "m", 1);
     r |= bt_buf_putc(b, 'd');
     for (int i = 0; i < BT_EXT_COUNT; i++) {
@@ -447,6 +453,15 @@ int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *o
                 out->client_buf[k] = (unsigned char)c[k] < 0x20 || c[k] == 0x7f ? '?' : c[k];
             out->client_buf[n] = 0;
             out->client = out->client_buf;
+        }
+        uint32_t i6 = bt_bdict_get(&doc, 0, "ipv6");
+        if (i6 && bt_btype_of(&doc, i6) == BT_BSTR) {
+            size_t n;
+            const char *a = bt_bstr(&doc, i6, &n);
+            if (n == 16) {
+                memcpy(out->ipv6, a, 16);
+                out->has_ipv6 = true;
+            }
         }
         uint32_t y = bt_bdict_get(&doc, 0, "yourip");
         if (y && bt_btype_of(&doc, y) == BT_BSTR) {

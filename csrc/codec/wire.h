@@ -10,6 +10,7 @@
 #ifndef BT_WIRE_H
 #define BT_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -125,6 +126,7 @@ uint32_t bt_wire_fast_set(const uint8_t ip4[4], const uint8_t info_hash[20], uin
  * enum value here and one more row there, and every peer gets a slot for it. */
 enum bt_ext {
     BT_EXT_UT_METADATA,       /* BEP 9 */
+    BT_EXT_UT_PEX,            /* BEP 11 */
     BT_EXT_COUNT
 };
 typedef struct bt_ext_name {
@@ -156,6 +158,10 @@ typedef struct bt_ext_hs {
      * omitted / absent or another length */
     uint8_t yourip[16];
     uint8_t yourip_len;
+    /* "ipv6" (BEP 7): the sender's own IPv6 address, 16 bytes; has_ipv6 false: omitted /
+     * absent or another length */
+    uint8_t ipv6[16];
+    bool has_ipv6;
 } bt_ext_hs;
 /* Append the bencoded dictionary to b. 0, or -1 out of memory. */
 int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h);

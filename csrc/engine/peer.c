@@ -119,14 +119,20 @@ void bt_peer_send_ext_handshake(bt_peer *p)
      * torrent is private (BEP 27: its metadata stays with those who have the .torrent) */
     bt_ext_hs h = { .port = p->env->port ? p->env->port : -1, .reqq = BT_PEER_UPLOAD_QUEUE,
                     .metadata_size = -1, .client = CLIENT_NAME };
-    if (!p->tor->priv) {
+    if (!p->tor->priv) {   /* BEP 27: nor PEX (BEP 11) */
         h.m[BT_EXT_UT_METADATA] = 1;
+        h.m[BT_EXT_UT_PEX] = 1;
         if (p->tor->info)
             h.metadata_size = (int64_t)p->tor->info_len;
     }
     if (p->addr.ss_family == AF_INET) {
         memcpy(h.yourip, &((const struct sockaddr_in *)&p->addr)->sin_addr, 4);
         h.yourip_len = 4;
+        /* BEP 7: over IPv4, where else it can reach us (over IPv6 it knows an address) */
+        if (p->env->has_ipv6) {
+            memcpy(h.ipv6, p->env->ipv6, 16);
+            h.has_ipv6 = true;
+        }
     } else if (p->addr.ss_family == AF_INET6) {
         memcpy(h.yourip, &((const struct sockaddr_in6 *)&p->addr)->sin6_addr, 16);
         h.yourip_len = 16;
@@ -597,6 +603,8 @@ static void on_extended_handshake(bt_peer *p, const uint8_t *d, size_t n)
     if (h.reqq >= 1)
         p->reqq = h.reqq > BT_PEER_MAX_QUEUE ? BT_PEER_MAX_QUEUE : (uint32_t)h.reqq;
     memcpy(p->ext_ids, h.m, sizeof p->ext_ids);
+    if (h.port > 0)
+        p->listen_port = (uint16_t)h.port;
     if (h.metadata_size >= 0)
         p->metadata_size = h.metadata_size;
     if (h.port > 0)
@@ -945,6 +953,7 @@ bt_peer *bt_peer_new(const bt_peer_env *env, int fd, bool incoming, const struct
     p->href = -1;
     p->rcap = BT_PEER_READ_CHUNK;
     p->incoming = incoming;
+    p->source = incoming ? BT_SRC_INCOMING : BT_SRC_MANUAL;   /* a dialer sets its own */
     p->state = incoming ? BT_PS_HANDSHAKE : BT_PS_CONNECTING;
     p->choking = p->am_choking = true;
     p->reqq = BT_PEER_MAX_QUEUE;

@@ -47,6 +47,13 @@ typedef struct bt_peer bt_peer;
 
 typedef enum { BT_PS_CONNECTING, BT_PS_HANDSHAKE, BT_PS_ACTIVE } bt_peer_state;
 
+/* Where a peer's address came from: set by whoever made the connection (the dialer
+ * from its caller, the listener: incoming). Policies and events see it as
+ * peer.source; the names are the binding's (l_peer.c), in this order. */
+typedef enum {
+    BT_SRC_MANUAL, BT_SRC_TRACKER, BT_SRC_DHT, BT_SRC_PEX, BT_SRC_INCOMING, BT_SRC_COUNT
+} bt_peer_source;
+
 /* One request of ours in flight. piece == UINT32_MAX marks a slot freed out of order. */
 typedef struct bt_req {
     uint32_t piece;
@@ -60,6 +67,8 @@ typedef struct bt_peer_env {
     struct ev_loop *loop;
     uint8_t peer_id[20];        /* ours */
     uint16_t port;              /* our listening port (0: none) */
+    uint8_t ipv6[16];           /* an IPv6 address we accept connections at (BEP 7's "ipv6"), */
+    bool has_ipv6;              /*   told to peers reached over IPv4; false: none known */
     uint32_t max_request;       /* largest block we serve; a larger request drops the peer */
     double connect_timeout, idle_timeout, keepalive;
     double send_timeout;      /* output waiting this long with nothing taken: the peer does not read */
@@ -133,6 +142,7 @@ struct bt_peer {
         uint64_t *bits;           /* its pieces as a bitmap, kept while its ranges are fragmented */
         uint8_t md_out;           /* metadata fetch: ut_metadata requests out to it */
         double md_wait;           /* ... not asked before this time (it rejected one) */
+        struct bt_pex_book *pex;  /* PEX: what it was told, when (engine/exchange.h); NULL: nothing yet */
     } sw;
     int href;                     /* the Lua binding's handle (registry ref), or -1 */
 
@@ -146,6 +156,7 @@ struct bt_peer {
     ev_io rw, ww;
     bt_peer_state state;
     bool incoming, hs_sent, closing, ext, fast;
+    uint8_t source;                     /* bt_peer_source */
     bool choking, interested;           /* the peer's state toward us */
     bool am_choking, am_interested;     /* ours toward the peer */
     bool read_throttled;                /* read watcher stopped by the download limit */

@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ifaddrs.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ static void event_free(bt_event *ev)
 {
     free(ev->text);
     free(ev->address);
+    free(ev->addrs);
 }
 
 /* The policy scheduler first (on_piece, a new peer's queue depth), then the owner.
@@ -102,6 +104,23 @@ static void t_peer_disconnect(void *ud, bt_torrent *t, bt_peer *p, const char *w
     event_push(ud, BT_EV_PEER_DISCONNECT, t, 0, false, p->uid, why, p->address);
 }
 
+static void t_pex(void *ud, bt_torrent *t, bt_peer *p, const bt_pex_addr *added, uint32_t n)
+{
+    bt_session *s = ud;
+    bt_pex_addr *copy = malloc(n * sizeof *copy);
+    if (!copy)
+        return;
+    memcpy(copy, added, n * sizeof *copy);
+    uint32_t before = s->nevents;
+    event_push(s, BT_EV_PEX, t, 0, true, p->uid, NULL, p->address);
+    if (s->nevents == before) {   /* the queue is full: dropped */
+        free(copy);
+        return;
+    }
+    s->events[s->nevents - 1].addrs = copy;
+    s->events[s->nevents - 1].naddrs = n;
+}
+
 static void t_peer_gone(void *ud, bt_torrent *t, bt_peer *p)
 {
     (void)t;
@@ -117,7 +136,7 @@ static void t_metadata(void *ud, bt_torrent *t)
 
 static const bt_torrent_cb SESSION_TORRENT_CB = {
     .piece = t_piece, .complete = t_complete, .stopped = t_stopped, .peer_connect = t_peer_connect,
-    .peer_disconnect = t_peer_disconnect, .peer_gone = t_peer_gone, .metadata = t_metadata,
+    .peer_disconnect = t_peer_disconnect, .peer_gone = t_peer_gone, .metadata = t_metadata, .pex = t_pex,
 };
 
 /* ---- connections before their handshake names a torrent (peer.h) ---- */
@@ -305,8 +324,8 @@ static void on_listen_rested(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)revents;
     bt_session *s = w->data;
-    if (s->lfd >= 0)
-        ev_io_start(loop, &s->lw);
+    for (uint32_t i = 0; i < s->nlisten; i++)
+        ev_io_start(loop, &s->listen[i].w);
 }
 
 static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
@@ -317,13 +336,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     for (int i = 0; i < 16; i++) {   /* a few per wake-up, so a flood cannot starve peers */
         struct sockaddr_storage sa;
         socklen_t sl = sizeof sa;
-        int fd = accept4(s->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(w->fd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             /* Out of descriptors (or kernel memory) the connection stays in the backlog
              * and the level-triggered listener would fire again at once: a spin at 100 %
              * of a core. Rest it; the timer starts it again. */
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                ev_io_stop(s->loop, &s->lw);
+                for (uint32_t k = 0; k < s->nlisten; k++)
+                    ev_io_stop(s->loop, &s->listen[k].w);
                 ev_timer_set(&s->lpause, BT_SESS_ACCEPT_PAUSE, 0);
                 ev_timer_start(s->loop, &s->lpause);
             }
@@ -357,7 +377,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, const char **err)
+int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, bt_peer_source source,
+                    const char **err)
 {
     if (t->stopped) {
         *err = "torrent is stopped";
@@ -385,8 +406,9 @@ int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, co
         *err = "not a numeric IP address";
         return -1;
     }
-    char addr[64];
-    snprintf(addr, sizeof addr, fam == AF_INET6 ? "[%s]:%d" : "%s:%d", host, port);
+    char ip[INET6_ADDRSTRLEN], addr[64];   /* canonical, as peer.c writes p->address */
+    inet_ntop(fam, fam == AF_INET ? (void *)&a4->sin_addr : (void *)&a6->sin6_addr, ip, sizeof ip);
+    snprintf(addr, sizeof addr, fam == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
     if (bt_torrent_banned(t, addr)) {
         *err = "peer is banned";
         return -1;
@@ -420,6 +442,7 @@ int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, co
         *err = "out of memory";
         return -1;
     }
+    p->source = (uint8_t)source;
     if (bt_torrent_attach(t, p, err) != 0) {   /* checked above: cannot fail */
         bt_peer_free(p);
         return -1;
@@ -521,43 +544,162 @@ static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
     bt_sess_stop(s);   /* the Lua side saves resume data and announces "stopped" */
 }
 
-static int listen_on(bt_session *s, const char *bind_to, int port, const char **err)
+/* One listening socket on a numeric address and port (0: any; *port gets the one
+ * taken). Returns the descriptor, or -1 with *err (static or errno text); *absent is set
+ * when the address family does not exist here (no IPv6). */
+static int listen_one(const char *addr, uint16_t *port, bool *absent, const char **err)
 {
-    struct sockaddr_in6 a6;
-    struct sockaddr_in a4;
-    memset(&a4, 0, sizeof a4);
-    memset(&a6, 0, sizeof a6);
-    int fam = AF_INET;
-    if (inet_pton(AF_INET, bind_to, &a4.sin_addr) == 1) {
-        a4.sin_family = AF_INET;
-        a4.sin_port = htons((uint16_t)port);
-    } else if (inet_pton(AF_INET6, bind_to, &a6.sin6_addr) == 1) {
-        fam = AF_INET6;
-        a6.sin6_family = AF_INET6;
-        a6.sin6_port = htons((uint16_t)port);
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    socklen_t sl;
+    if (inet_pton(AF_INET, addr, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(*port);
+        sl = sizeof *a4;
+    } else if (inet_pton(AF_INET6, addr, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(*port);
+        sl = sizeof *a6;
     } else {
         *err = "bind address is not a numeric IP address";
         return -1;
     }
-    s->lfd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (s->lfd >= 0)
-        setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr *sa = fam == AF_INET ? (struct sockaddr *)&a4 : (struct sockaddr *)&a6;
-    socklen_t sl = fam == AF_INET ? sizeof a4 : sizeof a6;
-    if (s->lfd < 0 || bind(s->lfd, sa, sl) != 0 || listen(s->lfd, 64) != 0) {
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *absent = errno == EAFNOSUPPORT;
         *err = strerror(errno);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (ss.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 64) != 0) {
+        int e = errno;
+        *absent = e == EADDRNOTAVAIL || e == EAFNOSUPPORT;
+        *err = strerror(e);
+        close(fd);
+        errno = e;
         return -1;
     }
     struct sockaddr_storage got;
     socklen_t gl = sizeof got;
-    getsockname(s->lfd, (struct sockaddr *)&got, &gl);
-    s->port = fam == AF_INET ? ntohs(((struct sockaddr_in *)&got)->sin_port)
-                             : ntohs(((struct sockaddr_in6 *)&got)->sin6_port);
-    ev_io_init(&s->lw, on_accept, s->lfd, EV_READ);
-    s->lw.data = s;
-    ev_io_start(s->loop, &s->lw);
+    getsockname(fd, (struct sockaddr *)&got, &gl);
+    *port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                           : ((struct sockaddr_in6 *)&got)->sin6_port);
+    return fd;
+}
+
+/* Listen on every address of the comma-separated list, all on one port (the first
+ * socket picks it when port is 0). In the default list an address family the system
+ * lacks is skipped; an address given explicitly must work. 0, -1 with *err, or 1: the
+ * port drawn for port 0 is taken on a later address (the caller draws again). */
+static int listen_list(bt_session *s, const char *list, int port, const char **err)
+{
+    bool dflt = !list || !*list;
+    char buf[256];
+    if (strlen(dflt ? BT_SESS_BIND_ALL : list) >= sizeof buf) {
+        *err = "bind: address list too long";
+        return -1;
+    }
+    strcpy(buf, dflt ? BT_SESS_BIND_ALL : list);
+    uint16_t p = (uint16_t)port;
+    char *save = NULL;
+    for (char *a = strtok_r(buf, ", ", &save); a; a = strtok_r(NULL, ", ", &save)) {
+        if (s->nlisten == BT_SESS_MAX_LISTEN) {
+            *err = "bind: too many addresses (at most 4)";
+            return -1;
+        }
+        bool absent = false;
+        int fd = listen_one(a, &p, &absent, err);
+        if (fd < 0) {
+            if (dflt && absent)
+                continue;
+            if (errno == EADDRINUSE && port == 0 && s->nlisten > 0)
+                return 1;   /* the port the first socket drew is taken on this address: draw again */
+            return -1;
+        }
+        struct bt_listener *l = &s->listen[s->nlisten++];
+        l->fd = fd;
+        ev_io_init(&l->w, on_accept, fd, EV_READ);
+        l->w.data = s;
+        ev_io_start(s->loop, &l->w);
+    }
+    if (s->nlisten == 0) {
+        *err = "bind: no address to listen on";
+        return -1;
+    }
+    s->port = p;
     return 0;
+}
+
+static void listen_close(bt_session *s)
+{
+    for (uint32_t i = 0; i < s->nlisten; i++) {
+        if (s->loop)
+            ev_io_stop(s->loop, &s->listen[i].w);
+        close(s->listen[i].fd);
+    }
+    s->nlisten = 0;
+}
+
+static int listen_on(bt_session *s, const char *list, int port, const char **err)
+{
+    for (int tries = 0; tries < 16; tries++) {
+        int rc = listen_list(s, list, port, err);
+        if (rc <= 0)
+            return rc;
+        listen_close(s);
+    }
+    *err = "bind: no free port on every address";
+    return -1;
+}
+
+/* 2: global unicast (2000::/3), 1: another address a peer elsewhere may reach
+ * (unique local), 0: none to tell (unspecified, loopback, link-local, v4-mapped). */
+static int ipv6_rank(const struct in6_addr *a)
+{
+    const uint8_t *b = a->s6_addr;
+    if (IN6_IS_ADDR_UNSPECIFIED(a) || IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_LINKLOCAL(a) ||
+        IN6_IS_ADDR_V4MAPPED(a) || IN6_IS_ADDR_MULTICAST(a))
+        return 0;
+    return (b[0] & 0xe0) == 0x20 ? 2 : 1;
+}
+
+/* BEP 7's "ipv6": an IPv6 address we listen at, for peers that reached us over IPv4:
+ * a listener's own address, or for one on :: the best of the interfaces'. */
+static void find_ipv6(bt_session *s)
+{
+    int best = 0;
+    for (uint32_t i = 0; i < s->nlisten; i++) {
+        struct sockaddr_in6 a;
+        socklen_t al = sizeof a;
+        if (getsockname(s->listen[i].fd, (struct sockaddr *)&a, &al) != 0 || a.sin6_family != AF_INET6)
+            continue;
+        struct ifaddrs *ifs = NULL;
+        if (!IN6_IS_ADDR_UNSPECIFIED(&a.sin6_addr)) {
+            int r = ipv6_rank(&a.sin6_addr);
+            if (r > best) {
+                best = r;
+                memcpy(s->env.ipv6, &a.sin6_addr, 16);
+            }
+        } else if (getifaddrs(&ifs) == 0) {
+            for (const struct ifaddrs *f = ifs; f; f = f->ifa_next) {
+                if (!f->ifa_addr || f->ifa_addr->sa_family != AF_INET6)
+                    continue;
+                const struct in6_addr *x = &((const struct sockaddr_in6 *)f->ifa_addr)->sin6_addr;
+                int r = ipv6_rank(x);
+                if (r > best) {
+                    best = r;
+                    memcpy(s->env.ipv6, x, 16);
+                }
+            }
+            freeifaddrs(ifs);
+        }
+    }
+    s->env.has_ipv6 = best > 0;
 }
 
 /* Azureus-style peer id: -BL0100- and 12 random printable characters. */
@@ -611,7 +753,6 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
                  void *policy_ud, const char **err)
 {
     memset(s, 0, sizeof *s);
-    s->lfd = -1;
     s->cb = *cb;
     s->policy = policy;
     s->policy_ud = policy_ud;
@@ -644,11 +785,12 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
     env->throttle = &s->throttle;
     env->down = &s->down;
     env->up = &s->up;
-    if (o->port >= 0 && listen_on(s, o->bind ? o->bind : "0.0.0.0", o->port, err) != 0) {
+    if (o->port >= 0 && listen_on(s, o->bind, o->port, err) != 0) {
         bt_sess_free(s);
         return -1;
     }
     env->port = s->port;
+    find_ipv6(s);
     s->worker = bt_worker_start(s->loop);   /* NULL (no thread): pieces are verified inline */
     ev_prepare_init(&s->prep, on_prepare);
     s->prep.data = s;
@@ -799,12 +941,7 @@ void bt_sess_free(bt_session *s)
     s->nevents = 0;
     bt_tracker_free(s->tracker);   /* pending announces are dropped without callbacks */
     s->tracker = NULL;
-    if (s->lfd >= 0) {
-        if (s->loop)
-            ev_io_stop(s->loop, &s->lw);
-        close(s->lfd);
-        s->lfd = -1;
-    }
+    listen_close(s);
     if (s->loop) {
         ev_prepare_stop(s->loop, &s->prep);
         ev_timer_stop(s->loop, &s->tickw);

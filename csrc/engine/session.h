@@ -49,6 +49,7 @@
 #define BT_SESS_STRIKES        4096    /* hosts remembered (a power of two) */
 #define BT_SESS_STRIKE_TIME    120.0   /* s a strike lasts */
 #define BT_SESS_SEND_TIMEOUT   60.0    /* s of output not taken before the peer is dropped */
+#define BT_SESS_MAX_LISTEN     4       /* listening sockets: "0.0.0.0,::" by default, a few addresses given */
 #define BT_SESS_ACCEPT_PAUSE   0.1     /* s the listener rests when accept4 finds no descriptor */
 #define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
                                                 asks for; a session may raise it to BT_WIRE_MAX_BLOCK */
@@ -63,7 +64,8 @@ typedef struct bt_session bt_session;
 /* Events for the owner, queued by the engine and delivered from the prepare watcher. */
 typedef enum {
     BT_EV_PIECE, BT_EV_COMPLETE, BT_EV_ERROR, BT_EV_PEER_CONNECT, BT_EV_PEER_DISCONNECT,
-    BT_EV_METADATA            /* a magnet's torrent has its metadata (t->md.buf), checked */
+    BT_EV_METADATA,           /* a magnet's torrent has its metadata (t->md.buf), checked */
+    BT_EV_PEX                 /* a peer told us of others (addrs) */
 } bt_event_kind;
 
 typedef struct bt_event {
@@ -73,7 +75,9 @@ typedef struct bt_event {
     bool ok;
     uint64_t peer_uid;              /* the peer involved (0: none; may be gone by delivery) */
     char *text;                     /* malloc'ed: address of a departed peer, reason, message */
-    char *address;                  /* malloc'ed: the peer's address (disconnect) */
+    char *address;                  /* malloc'ed: the peer's address (disconnect, pex) */
+    bt_pex_addr *addrs;             /* malloc'ed: pex */
+    uint32_t naddrs;
 } bt_event;
 
 /* From the session to its owner. */
@@ -93,9 +97,9 @@ struct bt_session {
     bt_peer_env env;          /* what every connection shares */
     bt_throttle throttle;
     bt_bucket down, up;       /* session-wide limits (rate 0: none) */
-    int lfd;
-    ev_io lw;
-    ev_timer lpause;          /* the listener rests after accept4 ran out of descriptors */
+    struct bt_listener { int fd; ev_io w; } listen[BT_SESS_MAX_LISTEN];   /* fd -1: unused */
+    uint32_t nlisten;
+    ev_timer lpause;          /* the listeners rest after accept4 ran out of descriptors */
     ev_prepare prep;
     ev_timer tickw;
     uint16_t port;
@@ -122,8 +126,14 @@ struct bt_session {
     int got_signal;           /* last SIGINT/SIGTERM received (0: none); run() returned for it */
 };
 
+/* Every address of both stacks: IPv4 and IPv6 on separate sockets (the IPv6 one
+ * IPV6_V6ONLY, so IPv4 peers never appear as ::ffff:a.b.c.d); "::" is left out
+ * where the system has no IPv6. */
+#define BT_SESS_BIND_ALL "0.0.0.0,::"
+
 typedef struct bt_sess_opts {
-    const char *bind;         /* listen address, NULL: 0.0.0.0 */
+    const char *bind;         /* listen addresses, numeric, comma-separated (at most BT_SESS_MAX_LISTEN);
+                                 NULL or "": BT_SESS_BIND_ALL */
     int port;                 /* 0: ephemeral; -1: do not listen */
     double tick_s, connect_timeout, idle_timeout, keepalive, send_timeout;
     double evict_idle;        /* s without payload before a peer may make room for another (0: default) */
@@ -165,7 +175,9 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, c
  * it the validated metadata with bt_sess_set_meta (the same options as an add). */
 int bt_sess_set_meta(bt_session *s, bt_torrent *t, const bt_meta *m, const bt_add_opts *o, char *errbuf,
                      size_t errlen);
-/* Dial host:port (numeric IPv4/IPv6) for t. Returns 0 or -1 with *err. */
-int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, const char **err);
+/* Dial host:port (numeric IPv4/IPv6) for t; source (bt_peer_source) says where the
+ * address came from. Returns 0 or -1 with *err. */
+int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, bt_peer_source source,
+                    const char **err);
 
 #endif

@@ -770,11 +770,10 @@ static void on_ext_handshake(void *ud, bt_peer *p)
     md_ask(t, p, ev_now(t->env->loop));
 }
 
-static void on_extension(void *ud, bt_peer *p, int ext, const uint8_t *d, size_t n)
+/* A ut_metadata message (BEP 9): a request served from the raw info dictionary, data
+ * and rejects for the fetch. */
+static void on_metadata_msg(bt_torrent *t, bt_peer *p, const uint8_t *d, size_t n)
 {
-    bt_torrent *t = ud;
-    if (ext != BT_EXT_UT_METADATA)
-        return;
     bt_utm u;
     const char *err;
     /* a message that is not one (no msg_type, bytes after a request...) is ignored, as
@@ -810,6 +809,31 @@ static void on_extension(void *ud, bt_peer *p, int ext, const uint8_t *d, size_t
         }
         break;
     }
+}
+
+/* A PEX message (BEP 11): checked and passed on (engine/exchange.h); private torrents
+ * offer none (BEP 27), so a PEX message for one is ignored. */
+static void on_pex_msg(bt_torrent *t, bt_peer *p, const uint8_t *payload, size_t len)
+{
+    if (t->pt.priv || !t->cb->pex)
+        return;
+    bt_pex_addr got[BT_PEX_MAX_TAKE];
+    const char *why = NULL;
+    int n = bt_pex_receive(p, payload, len, ev_now(p->env->loop), got, BT_PEX_MAX_TAKE, &why);
+    if (n < 0)
+        bt_peer_close(p, why);
+    else if (n > 0)
+        t->cb->pex(t->ud, t, p, got, (uint32_t)n);
+}
+
+/* A message of one of our BEP 10 extensions, by the id we gave it. */
+static void on_extension(void *ud, bt_peer *p, int ext, const uint8_t *payload, size_t len)
+{
+    bt_torrent *t = ud;
+    if (ext == BT_EXT_UT_METADATA)
+        on_metadata_msg(t, p, payload, len);
+    else if (ext == BT_EXT_UT_PEX)
+        on_pex_msg(t, p, payload, len);
 }
 
 static const bt_peer_cb TORRENT_PEER_CB = {
@@ -970,6 +994,7 @@ static void peer_reap(bt_torrent *t, bt_peer *p)
     t->cb->peer_gone(t->ud, t, p);
     peer_unlink(t, p);
     peer_bits_drop(p);
+    bt_pex_forget(p);
     bt_peer_free(p);
 }
 
@@ -1009,6 +1034,8 @@ void bt_torrent_tick(bt_torrent *t, double now, double dt)
         if (bt_torrent_slots(p) > 0)
             p->sw.needs_pick = true;
     }
+    if (!t->pt.priv && !t->stopped)
+        bt_pex_tick(t->peers, now);
 }
 
 /* ---- requests ---- */

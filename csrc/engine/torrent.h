@@ -30,6 +30,7 @@
 #include "core/ranges.h"
 #include "core/ratelimit.h"
 #include "engine/metadata.h"
+#include "engine/exchange.h"
 #include "engine/peer.h"
 #include "engine/picker.h"
 #include "engine/worker.h"
@@ -111,6 +112,9 @@ typedef struct bt_torrent_cb {
     /* a magnet's torrent: the metadata arrived and matched the info-hash (t->md.buf,
      * t->md.size); the owner validates it and calls bt_torrent_set_meta */
     void (*metadata)(void *ud, bt_torrent *t);
+    /* PEX (BEP 11): p told us of these peers (checked by engine/exchange.c; valid for
+     * the call). What to dial is the owner's decision. */
+    void (*pex)(void *ud, bt_torrent *t, bt_peer *p, const bt_pex_addr *added, uint32_t n);
 } bt_torrent_cb;
 
 typedef enum { BT_STORE_DISK, BT_STORE_MEMORY } bt_store_kind;

@@ -15,6 +15,9 @@
 
 #define BT_PEER_MT "bt.Peer"
 
+/* peer.source's names, indexed by bt_peer_source, NULL-terminated (luaL_checkoption). */
+BT_HIDDEN extern const char *const BT_PEER_SOURCES[BT_SRC_COUNT + 1];
+
 typedef struct lpeer {
     bt_peer *p;               /* NULL once the peer is gone */
     char address[64];

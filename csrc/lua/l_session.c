@@ -35,9 +35,12 @@ typedef struct lsess {
     int self_ref;          /* keeps the session (and its uservalue) alive while announces are pending */
     bool open;
     bool had_error;
+    bt_lchild *children;   /* bt_lsession_attach's: DHT nodes on our loop */
 } lsess;
 
 /* Stack: function and nargs arguments. An error stops the loop; run() raises it. */
+static lsess *check_sess(lua_State *L, int idx);
+
 static void call_fn(lsess *ls, int nargs)
 {
     lua_State *L = ls->L;
@@ -59,6 +62,34 @@ static void call_handler(lsess *ls, int nargs)
     lua_rawgeti(L, LUA_REGISTRYINDEX, ls->handler_ref);
     lua_insert(L, -nargs - 1);
     call_fn(ls, nargs);
+}
+
+/* ---- for objects on the session's loop (l_session.h) ---- */
+
+bt_session *bt_lsession_check(lua_State *L, int idx)
+{
+    return &check_sess(L, idx)->s;
+}
+
+void bt_lsession_call(bt_session *s, int nargs)
+{
+    call_fn((lsess *)s, nargs);   /* s is the first member of its lsess */
+}
+
+void bt_lsession_attach(bt_session *s, bt_lchild *c)
+{
+    lsess *ls = (lsess *)s;
+    c->next = ls->children;
+    ls->children = c;
+}
+
+void bt_lsession_detach(bt_session *s, bt_lchild *c)
+{
+    for (bt_lchild **pp = &((lsess *)s)->children; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            return;
+        }
 }
 
 /* ---- what the engine reports (bt_sess_cb) ---- */
@@ -109,6 +140,18 @@ static void on_event(void *ud, const bt_event *ev)
         bt_ltorrent_push(L, t);
         lua_pushstring(L, ev->address ? ev->address : "?");
         lua_pushstring(L, ev->text ? ev->text : "");
+        call_handler(ls, 4);
+        break;
+    case BT_EV_PEX:   /* (t, from address, { "ip:port" | "[ip]:port", ... }) */
+        lua_pushliteral(L, "pex");
+        bt_ltorrent_push(L, t);
+        lua_pushstring(L, ev->address ? ev->address : "?");
+        lua_createtable(L, (int)ev->naddrs, 0);
+        for (uint32_t i = 0; i < ev->naddrs; i++) {
+            const bt_pex_addr *a = &ev->addrs[i];
+            if (bt_push_hostport(L, a->family, a->addr, a->port))
+                lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+        }
         call_handler(ls, 4);
         break;
     }
@@ -394,6 +437,8 @@ static void sess_close(lua_State *L, lsess *ls)
     ls->open = false;
     ls->s.cb.event = NULL;   /* no more events: handles go stale as their objects go */
     ls->s.cb.tick = NULL;
+    while (ls->children)   /* DHT nodes: their sockets and timers are on our loop */
+        ls->children->close(ls->children);
     bt_sess_free(&ls->s);   /* pending announces are dropped without callbacks */
     bt_lpolicy_free(&ls->pol);
     if (ls->self_ref != LUA_NOREF) {

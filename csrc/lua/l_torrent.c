@@ -398,18 +398,23 @@ static int l_torrent_peers(lua_State *L)
     return 1;
 }
 
-/* t:connect(host, port) -> true | nil, message: dial a peer (numeric address); also
- * from inside a hook (the new peer joins at the next loop iteration).  [-0, +1|2, v] */
+/* t:connect(host, port [, source]) -> true | nil, message: dial a peer (numeric
+ * address); also from inside a hook (the new peer joins at the next loop iteration).
+ * source: where the address came from, peer.source ("manual" by default; "tracker",
+ * "dht", "pex"; "incoming" is the listener's alone).  [-0, +1|2, v] */
 static int l_torrent_connect(lua_State *L)
 {
     ltorrent *lt = luaL_checkudata(L, 1, BT_TORRENT_MT);
     bt_torrent *t = bt_ltorrent_check(L, 1);
     const char *host = luaL_checkstring(L, 2);
     lua_Integer port = luaL_checkinteger(L, 3);
+    int source = luaL_checkoption(L, 4, "manual", BT_PEER_SOURCES);
+    if (source == BT_SRC_INCOMING)
+        luaL_argerror(L, 4, "\"incoming\" is for peers that dialed us");
     const char *err = NULL;
     if (port < 1 || port > 65535)
         return bt_push_fail(L, "port out of range");
-    if (bt_sess_connect(lt->s, t, host, (int)port, &err) != 0)
+    if (bt_sess_connect(lt->s, t, host, (int)port, (bt_peer_source)source, &err) != 0)
         return bt_push_fail(L, "%s", err);
     lua_pushboolean(L, 1);
     return 1;

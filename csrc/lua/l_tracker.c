@@ -101,12 +101,13 @@ void bt_ltracker_push_result(lua_State *L, const bt_announce_result *r, int peer
     lua_createtable(L, (int)r->npeers, 0);
     for (uint32_t i = 0; i < r->npeers; i++) {
         const bt_peer_addr *p = &r->peers[i];
-        char ip[INET6_ADDRSTRLEN];
-        if (!inet_ntop(p->family == 4 ? AF_INET : AF_INET6, p->addr, ip, sizeof ip))
-            continue;
         if (peer_strings) {
-            lua_pushfstring(L, p->family == 4 ? "%s:%d" : "[%s]:%d", ip, (int)p->port);
+            if (!bt_push_hostport(L, p->family, p->addr, p->port))
+                continue;
         } else {
+            char ip[INET6_ADDRSTRLEN];
+            if (!inet_ntop(p->family == 4 ? AF_INET : AF_INET6, p->addr, ip, sizeof ip))
+                continue;
             lua_createtable(L, 0, 2);
             lua_pushstring(L, ip);
             lua_setfield(L, -2, "ip");

@@ -460,7 +460,7 @@ static int l_encode(lua_State *L)
 }
 
 /* bt.wire.parse_ext_handshake(payload) -> {p =, reqq =, metadata_size =, v =, yourip =,
- *   m = {name = id}} | nil  [-0, +1, m]
+ *   ipv6 =, m = {name = id}} | nil  [-0, +1, m]
  * What the engine reads from a peer's BEP 10 handshake (extended id 0): the
  * fields it found (absent or out of range: not set; m lists only our extensions
  * the peer named with an id in 1..255), or nil when the payload is not a
@@ -489,6 +489,10 @@ static int l_parse_ext_handshake(lua_State *L)
         lua_pushlstring(L, (const char *)h.yourip, h.yourip_len);
         lua_setfield(L, -2, "yourip");
     }
+    if (h.has_ipv6) {
+        lua_pushlstring(L, (const char *)h.ipv6, 16);
+        lua_setfield(L, -2, "ipv6");
+    }
     lua_createtable(L, 0, BT_EXT_COUNT);
     for (int i = 0; i < BT_EXT_COUNT; i++)
         if (h.m[i])
@@ -497,7 +501,7 @@ static int l_parse_ext_handshake(lua_State *L)
     return 1;
 }
 
-/* bt.wire.ext_handshake{ p =, reqq =, metadata_size =, v =, yourip =, m = {name = true} }
+/* bt.wire.ext_handshake{ p =, reqq =, metadata_size =, v =, yourip =, ipv6 =, m = {name = true} }
  *   -> string  [-0, +1, e]
  * The payload the engine sends as its BEP 10 handshake, for specs and test peers:
  * m names which of our extensions to offer (under our ids, bt.wire.EXTENSIONS). */
@@ -521,6 +525,13 @@ static int l_ext_handshake(lua_State *L)
         luaL_argcheck(L, n == 4 || n == 16, 1, "yourip must be 4 or 16 bytes");
         memcpy(h.yourip, ip, n);
         h.yourip_len = (uint8_t)n;
+    }
+    if (lua_getfield(L, 1, "ipv6") != LUA_TNIL) {
+        size_t n;
+        const char *ip = luaL_checklstring(L, -1, &n);
+        luaL_argcheck(L, n == 16, 1, "ipv6 must be 16 bytes");
+        memcpy(h.ipv6, ip, 16);
+        h.has_ipv6 = true;
     }
     if (lua_getfield(L, 1, "m") == LUA_TTABLE)
         for (int i = 0; i < BT_EXT_COUNT; i++) {

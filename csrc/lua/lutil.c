@@ -1,6 +1,7 @@
 /* lutil.c: see lutil.h. */
 #include "lua/lutil.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <string.h>
@@ -112,4 +113,13 @@ void bt_push_hex20(lua_State *L, const unsigned char *b)
         hex[2 * i + 1] = digits[b[i] & 15];
     }
     lua_pushlstring(L, hex, 40);
+}
+
+int bt_push_hostport(lua_State *L, int family, const void *addr, int port)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (!inet_ntop(family == 4 ? AF_INET : AF_INET6, addr, ip, sizeof ip))
+        return 0;
+    lua_pushfstring(L, family == 4 ? "%s:%d" : "[%s]:%d", ip, port);
+    return 1;
 }

@@ -20,6 +20,11 @@ BT_HIDDEN void bt_setfuncs_sub(lua_State *L, int mod, const char *name, const lu
  * formats), returns 2: `return bt_push_fail(L, "%s", err);`. */
 BT_HIDDEN int bt_push_fail(lua_State *L, const char *fmt, ...);
 
+/* An address as every Lua value shows one: "ip:port", or "[ip]:port" for IPv6 (family
+ * 4 or 6; addr in network order). Pushes it and returns 1, or pushes nothing and
+ * returns 0 when inet_ntop refuses it.  [-0, +0|1, m] */
+BT_HIDDEN int bt_push_hostport(lua_State *L, int family, const void *addr, int port);
+
 /* A class whose instances are userdata with metatable `mt`: `meta` holds the
  * metamethods, `methods` goes to the metatable's __methods (where more may be
  * added later), __name is mt. `fields` (NULL-terminated, may be NULL) names the

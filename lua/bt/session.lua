@@ -26,7 +26,8 @@ M.CONNECTS_PER_TICK = 8
 M.MAX_CANDIDATES = 1000
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
-             peer_disconnect = true, tracker = true, scrape = true, tick = true, metadata = true }
+             peer_disconnect = true, tracker = true, scrape = true, tick = true, metadata = true,
+             pex = true }
 -- What a magnet's torrent tells its trackers it has left before the size is known: not 0,
 -- which would make it a seed (a tracker gives a seed no other seeds).
 M.MAGNET_LEFT = 16384
@@ -83,6 +84,8 @@ local function parse_hostport(s)
 end
 M.parse_hostport = parse_hostport
 
+--- bt.session(opts): opts as bt.session_new's (docs/api.md), plus dht: true or a table of
+-- bt.dht.new's options (nodes, state, port, restrict_ips...) for a DHT node on this loop.
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({ handlers = {}, torrents = {}, by_handle = {} }, Session)
@@ -99,6 +102,14 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
+  if opts.dht then   -- the DHT node (bt.dht): on the listener's port number by default
+    local dopts = type(opts.dht) == "table" and opts.dht or {}
+    if dopts.port == nil then dopts.port = self.port end
+    if dopts.bind == nil then dopts.bind = opts.bind end
+    local node, derr = require("bt.dht").new(cs, dopts)
+    if not node then cs:close() error("bt.session: " .. tostring(derr), 2) end
+    self.dht = node
+  end
   -- every peer is a descriptor: the core raised the soft open-file limit to the hard
   -- one and clamps max_peers to what it allows; say so instead of failing later
   local want, fd = opts.max_peers or 50, cs:fd_budget()
@@ -111,7 +122,9 @@ function M.new(opts)
 end
 
 --- s:on(event, fn): events piece(t, i, ok), complete(t), error(t, msg),
--- peer_connect(t, peer), peer_disconnect(t, address, reason), tracker(t, info) (info:
+-- peer_connect(t, peer), peer_disconnect(t, address, reason), pex(t, from_address,
+-- {"ip:port", ...}) (peers a peer told us of by BEP 11; each becomes a candidate
+-- with source "pex"), tracker(t, info) (info:
 -- url, tier, ok, event, peers, interval, min_interval, complete, incomplete, warning,
 -- error, retry_in), scrape(t, info) (see s:scrape), tick(now).
 function Session:on(event, fn)
@@ -138,7 +151,8 @@ end
 -- memory and nothing touches the file system: dir is not needed, and resume data
 -- is neither read nor written), load (memory only: a folder whose files are read,
 -- never written, and whose verified pieces are copied into memory, e.g. to seed
--- from memory). t.storage says which storage a torrent has.
+-- from memory). t.storage says which storage a torrent has. dht (false: this torrent
+-- is not looked up in the session's DHT; private torrents never are).
 function Session:add(torrent, opts)
   opts = opts or {}
   if M.is_magnet(torrent) then return self:_add_magnet(torrent, opts, 3) end
@@ -190,6 +204,11 @@ function Session:add(torrent, opts)
   end
   for _, p in ipairs(opts.peers or {}) do self:add_peer(t, p) end
   if opts.trackers ~= false and not rec.ann then self:_setup_trackers(rec, M.tracker_tiers(m)) end
+  if self.dht and m.private then
+    self.dht:remove(m.info_hash)   -- BEP 27: a magnet's metadata said private: no more lookups
+  elseif self.dht and opts.dht ~= false then
+    self:_dht_add(t, m.info_hash)
+  end
   self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
   self:_tracker_tick(rec, self.core:now())
   return t
@@ -234,9 +253,18 @@ function Session:_add_magnet(uri, opts, level)
   self.by_handle[t] = rec
   for _, p in ipairs(peers) do self:add_peer(t, p) end
   if opts.trackers ~= false then self:_setup_trackers(rec, tiers) end
+  -- whether it is private is known with the metadata (BEP 27: add() stops the lookups then)
+  if self.dht and opts.dht ~= false then self:_dht_add(t, mg.info_hash) end
   self:_connect_some(rec, self.core:now())
   self:_tracker_tick(rec, self.core:now())
   return t
+end
+
+-- Look t up in the DHT and announce it there (BEP 5); peers found are dialed as "dht".
+function Session:_dht_add(t, info_hash)
+  self.dht:add(info_hash, self.port, function(peers)
+    for _, p in ipairs(peers) do pcall(self.add_peer, self, t, p, "dht") end
+  end, function() return t.complete end)
 end
 
 -- The metadata of a magnet's torrent arrived and matched its info-hash: the same checks
@@ -295,10 +323,20 @@ function Session:start_trackers(t)
   self:_tracker_tick(rec, self.core:now())
 end
 
---- s:add_peer(t, "host:port"): a candidate to dial (with back-off on failure).
-function Session:add_peer(t, hostport)
+-- Where a candidate's address came from (peer.source); "incoming" is the listener's.
+M.SOURCES = { manual = true, tracker = true, dht = true, pex = true }
+
+--- s:add_peer(t, "host:port" [, source]): a candidate to dial (with back-off on
+-- failure). source: where the address came from, "manual" (default), "tracker",
+-- "dht" or "pex"; the connected peer shows it as peer.source. An address already a
+-- candidate keeps its first source.
+function Session:add_peer(t, hostport, source)
   local rec = self.by_handle[t]
   if not rec then error("bt.session: unknown torrent", 2) end
+  source = source or "manual"
+  if not M.SOURCES[source] then
+    error("bt.session: peer source must be manual, tracker, dht or pex, not " .. tostring(source), 2)
+  end
   local host, port = parse_hostport(hostport)
   if not host then error("bt.session: bad peer address '" .. tostring(hostport) .. "'", 0) end
   if not host:match("^[%d.]+$") and not host:find(":", 1, true) then
@@ -311,7 +349,7 @@ function Session:add_peer(t, hostport)
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
   if #rec.order >= M.MAX_CANDIDATES then return end
-  local c = { host = host, port = port, key = key, fails = 0, next_try = 0, connected = false }
+  local c = { host = host, port = port, key = key, source = source, fails = 0, next_try = 0, connected = false }
   rec.candidates[key] = c
   rec.order[#rec.order + 1] = c
 end
@@ -325,7 +363,7 @@ function Session:_connect_some(rec, now)
   for _, c in ipairs(rec.order) do
     if started >= most then break end
     if not c.connected and not c.dialing and now >= c.next_try and not t:banned(c.key) then
-      local ok, err = t:connect(c.host, c.port)
+      local ok, err = t:connect(c.host, c.port, c.source)
       if not ok and err == "too many peers" then break end   -- not the candidate's fault
       c.next_try = now + 1
       if ok then
@@ -350,6 +388,7 @@ function Session:_dispatch(kind, ...)
         self:_save_resume(rec, false, now)
       end
     end
+    if self.dht then self.dht:tick(now) end
     self:_emit("tick", now)
     if self.until_fn and self.until_fn(self) then self.core:stop() end
   elseif kind == "peer_connect" then
@@ -389,6 +428,11 @@ function Session:_dispatch(kind, ...)
   elseif kind == "metadata" then
     local rec = self.by_handle[(...)]
     if rec and rec.magnet and not rec.meta then self:_on_metadata(rec) end
+  elseif kind == "pex" then
+    -- BEP 11: dialed like tracker peers, within the peer limit (_connect_some)
+    local t, from, added = ...
+    for _, addr in ipairs(added) do pcall(self.add_peer, self, t, addr, "pex") end
+    self:_emit("pex", t, from, added)
   end
 end
 
@@ -474,7 +518,13 @@ function Session:close()
     end
     pcall(self.core.run, self.core)
   end
+  if self.dht then self.dht:close() end
   self.core:close()
+end
+
+--- s:dht_stats() -> the DHT node's stats (docs/api.md "DHT"), nil without a node.
+function Session:dht_stats()
+  return self.dht and self.dht:stats()
 end
 
 function Session:torrents_list()
@@ -628,7 +678,7 @@ function Session:_announce(rec, tr, event, now, walk)
       ann.next_at = ann.urgent and at or at + interval
       ann.urgent = nil
     end
-    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr) end
+    for _, addr in ipairs(res.peers or {}) do pcall(self.add_peer, self, t, addr, "tracker") end
     self:_emit("tracker", t, { url = tr.url, tier = tr.tier, ok = true, event = event,
       peers = #(res.peers or {}), interval = interval, min_interval = res.min_interval,
       complete = res.complete, incomplete = res.incomplete, warning = res.warning_message })

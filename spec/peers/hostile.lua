@@ -458,6 +458,39 @@ S.ext_unknown_ids = simple(function()
   return table.concat(parts)
 end, { ext = true })
 
+-- PEX (BEP 11): ut_pex messages under the id bt-lua gave it in its BEP 10 handshake.
+local function pex(payload) return enc{ type = "extended", id = bt.wire.EXTENSIONS.ut_pex, payload = payload } end
+-- n IPv4 peers 1.x.y.z:6881 (not local: nothing is filtered), 6 bytes each.
+local function peers4(n)
+  local out = {}
+  for i = 1, n do out[i] = string.char(1, i >> 16 & 255, i >> 8 & 255, i & 255, 0x1a, 0xe1) end
+  return table.concat(out)
+end
+-- Ignored but for the first 100: 10,000 peers in one message of 60,000 bytes (under
+-- the 64 KiB cap); the candidates they become are bounded too.
+S.pex_10000_peers = simple(function() return pex(bt.bencode{ added = peers4(10000) }) end, { ext = true })
+-- Dropped: 10,000 peers with their flags, 70,000 bytes: over the 64 KiB cap.
+S.pex_over_64k = simple(function()
+  return pex(bt.bencode{ added = peers4(10000), ["added.f"] = string.rep("", 10000) })
+end, { ext = true })
+-- Ignored: odd lengths: a partial entry after whole ones, flags that do not match,
+-- an IPv6 list one byte short of an entry, a dropped list of 3 bytes, a wrong type.
+S.pex_odd_lengths = simple(function()
+  return pex(bt.bencode{ added = peers4(3) .. "", ["added.f"] = "", added6 = string.rep("", 17),
+                         dropped = "abc", dropped6 = bt.list{ 1 } })
+end, { ext = true })
+-- Dropped: not bencode at all.
+S.pex_garbage = simple(function() return pex("d5:added") end, { ext = true })
+-- Dropped: a second message one second after the first (more than one in 10 s).
+function S.pex_every_second(ctx)
+  local c = assert(M.dial(ctx))
+  c:ready{ ext = true }
+  c:raw(pex(bt.bencode{ added = peers4(2) }))
+  c:pump(1)
+  c:abuse(pex(bt.bencode{ added = peers4(2) }))
+  return c:verdict()
+end
+
 -- Handshakes.
 
 -- Dropped at once: a handshake for a torrent bt-lua does not serve.

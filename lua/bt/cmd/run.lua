@@ -29,9 +29,11 @@ function M.setup(cmd)
   cmd:option("--policy-memory", "Stop the policy (exit 3) when Lua holds more than this after one of its "
     .. "hooks, even after a full collection (K/M/G; 0: no limit).", "1G")
   cmd:option("--stats", "Write one JSON object per second to this file: the fields of t:stats() "
-    .. "(docs/policy.md) and time, seconds since the start.")
+    .. "(docs/policy.md), time, seconds since the start, trackers, and dht (the DHT node's "
+    .. "stats, docs/api.md, or false).")
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
+  seedcmd.dht_options(cmd)
   cmd:flag("--seed", "Keep seeding after the download completes (see --ratio, --seed-time).")
   seedcmd.seed_options(cmd)
   seedcmd.limit_options(cmd)
@@ -84,7 +86,7 @@ function M.run(args)
   if not pmem or (pmem > 0 and pmem < 1024 * 1024) then
     cli.fail("--policy-memory must be a size like 512M (at least 1M), or 0")
   end
-  local opts = seedcmd.listen_opts(args)
+  local opts = seedcmd.listen_opts(args, args.storage == "disk" and args.output or nil)
   opts.tick_ms, opts.signals, opts.max_down, opts.max_up = tick_ms, true, down, up
   opts.max_request, opts.policy_memory_limit = seedcmd.request_option(args), pmem
   local s = session.new(opts)
@@ -150,6 +152,7 @@ function M.run(args)
       -- either way: cjson writes an empty table as {})
       st.time, st.trackers = now - start, {}
       for _, tr in ipairs(s:trackers(t)) do st.trackers[tr.url], tr.url = tr, nil end
+      st.dht = s:dht_stats() or false
       statsf:write(cjson.encode(st), "\n")
       statsf:flush()
     end

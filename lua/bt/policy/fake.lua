@@ -72,7 +72,7 @@ function F.torrent(o)
     info_hash = o.info_hash or string.rep("0", 40), name = o.name or "fake", storage = "memory",
     stopped = false, error = nil, now = o.now or 0, tie_start = (o.tie_start or 0) % n,
     _have = bt.bitfield(n), _partial = {}, _seq = 0, _peers = {}, _limits = { down = 0, up = 0 },
-    downloaded = 0, uploaded = 0, dup_bytes = 0, connects = {},
+    downloaded = 0, uploaded = 0, dup_bytes = 0, connects = {}, connect_sources = {},
   }, T)
   t.total_length = o.total_length or t.pieces * t.piece_length
   if o.have == "all" then t._have:set_range(0, n) else
@@ -286,9 +286,18 @@ function T:stats()
   return st
 end
 
---- No network: the address is recorded in t.connects.
-function T:connect(host, port)
+local SOURCES = { manual = true, tracker = true, dht = true, pex = true }
+
+--- No network: the address is recorded in t.connects, its source (default
+-- "manual", as in the engine) in t.connect_sources.
+function T:connect(host, port, source)
+  source = source or "manual"
+  if not SOURCES[source] then
+    argerror(4, "connect", source == "incoming" and '"incoming" is for peers that dialed us'
+      or ("invalid option '%s'"):format(tostring(source)))
+  end
   self.connects[#self.connects + 1] = host .. ":" .. tostring(port)
+  self.connect_sources[#self.connect_sources + 1] = source
   return true
 end
 
@@ -321,8 +330,10 @@ function T:receive(peer, i)
 end
 
 --- fake.peer(t, { have = "all" | {indices}, slots =, choking =, rate_down =, rate_up =, rtt =,
---   address =, snubbed =, am_interested =, idle =, upload_idle =, connected_for =, reqq = })
--- slots sets the queue depth (the peer starts with nothing in flight).
+--   address =, snubbed =, am_interested =, idle =, upload_idle =, connected_for =, reqq =,
+--   incoming =, source = })
+-- slots sets the queue depth (the peer starts with nothing in flight); source defaults
+-- to "incoming" for an incoming peer, else "manual".
 function F.peer(t, o)
   o = o or {}
   local f = {
@@ -331,6 +342,7 @@ function F.peer(t, o)
     am_choking = true, am_interested = o.am_interested or false, rate_down = o.rate_down or 0,
     rate_up = o.rate_up or 0, rtt = o.rtt or 0.05, min_rtt = o.min_rtt or o.rtt or 0.05, inflight = 0,
     snubbed = o.snubbed or false, seed = o.have == "all", incoming = o.incoming or false,
+    source = o.source or (o.incoming and "incoming" or "manual"),
     downloaded = 0, uploaded = o.uploaded or 0, fails = 0, queue_depth = o.slots or 64,
     reqq = o.reqq or MAX_QUEUE, have_set = bt.bitfield(t.pieces), asked = {}, order = {},
     connected_at = t.now - (o.connected_for or 600), last_block = o.idle and t.now - o.idle or nil,
