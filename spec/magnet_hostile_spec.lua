@@ -7,18 +7,18 @@ local S = require "swarm_helpers"
 local bt = require "bt"
 local socket = require "socket"
 
--- A torrent whose info dictionary is over 16 KiB (two metadata pieces): 400 files.
-local function big_info_fixture(private)
+-- A torrent whose info dictionary is over 16 KiB (two metadata pieces): 400 files (nfiles).
+local function big_info_fixture(private, nfiles)
   local tmp = H.tmpdir()
   local files = {}
-  for i = 1, 400 do files[("content/file-with-a-rather-long-name-%04d.dat"):format(i)] = 100 + i end
+  for i = 1, nfiles or 400 do files[("content/file-with-a-rather-long-name-%04d.dat"):format(i)] = 100 + i end
   S.make_files(tmp .. "/seed", files, 61)
   local torrent = tmp .. "/c.torrent"
   local o, ok = H.sh(("mktorrent %s-l 15 -a http://127.0.0.1:1/announce -o %s %s"):format(private and "-p " or "",
     H.q(torrent), H.q(tmp .. "/seed/content")))
   assert(ok, o)
   local m = assert(bt.meta_parse(H.readfile(torrent)))
-  assert(#m:info_bytes() > 16384 and #m:info_bytes() < 32768, #m:info_bytes())
+  assert(#m:info_bytes() > 16384 and (nfiles or #m:info_bytes() < 32768), #m:info_bytes())
   return tmp, torrent, m
 end
 
@@ -26,7 +26,7 @@ end
 local BAD_HOST = "127.0.0.2"
 local function meta_peer(mode, torrent, tmp)
   local port = S.port()
-  local log = tmp .. "/meta-" .. mode .. ".log"
+  local log = tmp .. "/meta-" .. mode .. "-" .. port .. ".log"
   local pid = S.spawn(("%s lua5.4 %s %s %d %s 40 %s"):format(H.lua_env(), H.q(H.root .. "/spec/peers/meta_peer.lua"),
     mode, port, H.q(torrent), BAD_HOST), log, true)
   assert(S.wait_port(port, 10, BAD_HOST), "meta_peer did not listen")
@@ -115,6 +115,33 @@ describe("hostile metadata peers", function()
       local _, n = S.read_or_empty(log):gsub("request", "")
       assert.is_true(n >= 1 and n <= 2, n .. " requests")   -- one round (2 out at most), then a minute's wait
       same_tree(tmp .. "/seed/content", tmp .. "/out/content")
+    end)
+  end)
+end)
+
+describe("several peers", function()
+  it("are asked at once, 2 requests out each, every piece once", function()
+    local tmp, torrent, m = big_info_fixture(false, 1200)
+    local npieces = (#m:info_bytes() + 16383) // 16384
+    assert.is_true(npieces >= 4, npieces)
+    local pids = {}
+    S.guard(tmp, pids, function()
+      local a, b, la, lb
+      pids[1], a, la = meta_peer("slow", torrent, tmp)
+      pids[2], b, lb = meta_peer("slow", torrent, tmp)
+      local s = bt.session.new { port = 0, bind = "127.0.0.1", tick_ms = 50 }
+      local got
+      s:add("magnet:?xt=urn:btih:" .. m.info_hash_hex, { storage = "memory", fetch_only = true,
+        peers = { BAD_HOST .. ":" .. a, BAD_HOST .. ":" .. b } })
+      s:on("metadata", function(_, bytes) got = bytes; s:stop() end)
+      local t0 = s.core:now()
+      s:run(function() return s.core:now() - t0 > 20 end)
+      s:close()
+      assert.are.equal(m.info_hash_hex, assert(bt.meta_parse(assert(got))).info_hash_hex)
+      local _, na = S.read_or_empty(la):gsub("request", "")
+      local _, nb = S.read_or_empty(lb):gsub("request", "")
+      assert.is_true(na >= 1 and nb >= 1, na .. " and " .. nb .. " requests")   -- both were asked
+      assert.are.equal(npieces, na + nb)   -- each piece once: nobody was 10 s late
     end)
   end)
 end)

@@ -74,7 +74,7 @@ describe("magnet links: metadata from bt-lua", function()
       assert.is_true(st.complete, tostring(st.error))
       assert.is_false(fetching)
       same(data, tmp .. "/out/m.bin")
-      assert.are.same({ ut_metadata = 2 }, exts)   -- the seed's BEP 10 handshake, read
+      assert.are.equal(2, exts.ut_metadata)   -- the seed's BEP 10 handshake, read (ut_pex is there too)
       assert.are.equal(hex, assert(bt.meta_parse(got)).info_hash_hex)
       local saved = tmp .. "/out/.bt-lua/" .. hex .. ".torrent"
       assert.are.equal(got, H.readfile(saved))
@@ -87,6 +87,45 @@ describe("magnet links: metadata from bt-lua", function()
       assert.is_false(t2.fetching)
       assert.are.equal("m.bin", t2.name)
       s2:close()
+    end)
+  end)
+
+  it("resumes a magnet download stopped after its metadata: the restart fetches nothing, keeps the pieces", function()
+    local tmp, torrent, data = S.fixture("r.bin", 4 * 1024 * 1024 + 3, 67, 15)
+    local hex = S.info_hash_hex(torrent)
+    local pids = {}
+    S.guard(tmp, pids, function()
+      local port
+      pids[1], port = S.bt_seed(torrent, tmp .. "/seed", 60)
+      local uri = "magnet:?xt=urn:btih:" .. hex .. "&x.pe=127.0.0.1:" .. port
+      -- first run: stopped by hand once a few pieces are in (resume data is saved at close)
+      local s = bt.session.new { port = 0, bind = "127.0.0.1", tick_ms = 50 }
+      local t = s:add(uri, { dir = tmp .. "/out" })
+      local pieces = 0
+      s:on("piece", function(_, _, ok) if ok then pieces = pieces + 1 end; if pieces >= 8 then s:stop() end end)
+      local t0 = s.core:now()
+      s:run(function() return s.core:now() - t0 > 20 end)
+      assert.is_false(t.fetching)
+      assert.is_false(t.complete)
+      local had = t.have:count()
+      assert.is_true(had >= 8)
+      s:close()
+      -- second run: a torrent at once (the kept metadata), the pieces trusted, then the rest
+      local fetched = false
+      local s2 = bt.session.new { port = 0, bind = "127.0.0.1", tick_ms = 50 }
+      local t2 = s2:add(uri, { dir = tmp .. "/out" })
+      assert.is_false(t2.fetching)
+      assert.is_true(t2.have:count() >= had)   -- kept: trusted from resume data, or hashed again at add
+      local ri = s2:resume_info(t2)
+      print(("\nresume: trusted %d of %d verified; %s"):format(ri.trusted, had, tostring(ri.reason)))
+      s2:on("metadata", function() fetched = true end)
+      s2:on("complete", function() s2:stop() end)
+      t0 = s2.core:now()
+      s2:run(function() return s2.core:now() - t0 > 20 end)
+      assert.is_true(t2.complete)
+      assert.is_false(fetched)
+      s2:close()
+      same(data, tmp .. "/out/r.bin")
     end)
   end)
 

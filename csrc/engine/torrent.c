@@ -778,13 +778,11 @@ static void on_metadata_msg(bt_torrent *t, bt_peer *p, const uint8_t *d, size_t 
 {
     bt_utm u;
     const char *err;
-    int rc = bt_wire_parse_ut_metadata(d, n, &u, &err);
-    if (rc < 0) {
-        bt_peer_close(p, err);
-        return;
-    }
-    if (rc > 0)
-        return;   /* a msg_type we do not know: BEP 9 says ignore it */
+    /* a message that is not one (no msg_type, bytes after a request...) is ignored, as
+     * unknown extension ids are: nothing of it is kept. Data of the wrong size or for
+     * the wrong total is what drops a peer (md_data). */
+    if (bt_wire_parse_ut_metadata(d, n, &u, &err) != 0)
+        return;   /* malformed, or a msg_type we do not know (BEP 9: ignore it) */
     double now = ev_now(t->env->loop);
     switch (u.type) {
     case BT_UTM_REQUEST: {
@@ -1593,6 +1591,7 @@ uint64_t bt_torrent_memory(const bt_torrent *t)
              (p->sw.bits ? (uint64_t)(t->npieces + 63) / 64 * 8 : 0) +
              (uint64_t)p->qcap * sizeof(bt_req) + (p->uq ? BT_PEER_UPLOAD_QUEUE * sizeof *p->uq : 0);
     n += t->slab.bytes;   /* the records of the common size, in use or kept */
+    n += t->md.size + (uint64_t)t->md.npieces * sizeof(bt_mdpiece);   /* a magnet's metadata fetch */
     for (const bt_partial *pp = t->partials; pp; pp = pp->next)
         n += (pp->nblocks == t->slab_nblocks ? 0 : partial_size(pp->nblocks)) + (pp->buf ? t->piece_len : 0);
     return n;

@@ -4,9 +4,9 @@
 local argparse = require "argparse"
 
 local COMMANDS = {
-  { "info",   "Show what a .torrent file holds." },
+  { "info",   "Show what a .torrent file (or a magnet link's metadata) holds." },
   { "create", "Make a .torrent file from a file or a folder." },
-  { "run",    "Download a torrent with a Lua policy." },
+  { "run",    "Download a torrent (a .torrent file or a magnet link) with a Lua policy." },
   { "seed",   "Verify a torrent's data and seed it." },
   { "dht",    "Run a DHT node for a while and print its routing table's size and health." },
   { "lab",    "Compare policies on a reproducible local swarm (docs/lab.md)." },

@@ -11,6 +11,7 @@
 -- metadata_size the torrent's info dictionary's), and answers every ut_metadata request
 -- according to MODE:
 --   good     every piece as it should be
+--   slow     the same, each answer a second late (so that several peers get asked)
 --   short    every piece one byte short
 --   total    total_size one more than metadata_size
 --   corrupt  the right sizes, one byte of the info dictionary flipped (fails the info-hash)
@@ -69,6 +70,7 @@ local function serve(c, remote_id)
             if mode == "reject" then
               send(c, ext(remote_id, ("d8:msg_typei2e5:piecei%dee"):format(piece)))
             elseif mode ~= "huge" then
+              if mode == "slow" then socket.sleep(1) end
               local chunk = info:sub(piece * 16384 + 1, piece * 16384 + 16384)
               if mode == "short" then chunk = chunk:sub(1, -2) end
               local total = mode == "total" and size + 1 or size
