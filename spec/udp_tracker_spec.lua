@@ -208,6 +208,33 @@ describe("UDP announces against a fake tracker", function()
     assert.are.equal(connects0 + 1 + 1, assert(ann("/count")).incomplete)
   end)
 
+  it("a connection id older than udp_conn_ttl is not used: a new connect first", function()
+    local session = require "bt.session"
+    local s = session.new{ port = 0, bind = "127.0.0.1", tick_ms = 20, udp_conn_ttl = 0.3 }
+    local connects0 = assert(ann("/count")).incomplete
+    local got = {}
+    local function go()
+      assert(s.core:announce({ url = url("/ok"), info_hash = IH, connect_timeout = 0.25, timeout = 3 },
+        function(res, err) got[#got + 1] = res or err end))
+    end
+    go()
+    local t0, again_at = s.core:now(), nil
+    s:run(function()
+      local now = s.core:now()
+      if #got == 1 and not again_at then again_at = now + 0.5 end   -- past the 0.3 s lifetime
+      if again_at and now >= again_at and #got == 1 and not got.again then got.again = true; go() end
+      return #got >= 2 or now - t0 > 5
+    end)
+    s:close()
+    assert.are.equal(2, #got)
+    assert.is_table(got[1])
+    assert.is_table(got[2])
+    -- two connects for our two announces (the /count probe itself makes one more)
+    assert.are.equal(connects0 + 2 + 1, assert(ann("/count")).incomplete)
+    assert.has_error(function() session.new{ port = -1, udp_conn_ttl = 61 } end)
+    assert.has_error(function() session.new{ port = -1, udp_conn_ttl = 0 } end)
+  end)
+
   it("bad udp:// URLs and a port nothing listens on", function()
     for _, u in ipairs({ "udp://127.0.0.1/ann", "udp://127.0.0.1:0/ann", "udp://127.0.0.1:99999",
                          "udp://:80/", "udp://[::1/a", "udp://h:1/" .. string.rep("a", 1100), "udp://a b:1/" }) do

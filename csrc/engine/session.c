@@ -760,6 +760,7 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
     s->max_peers = o->max_peers ? o->max_peers : BT_TORRENT_MAX_PEERS;
     s->max_per_ip = o->max_per_ip >= 0 ? (uint32_t)o->max_per_ip : BT_SESS_MAX_PER_IP;
     s->evict_idle = o->evict_idle > 0 ? o->evict_idle : BT_TORRENT_EVICT_IDLE;
+    s->udp_conn_ttl = o->udp_conn_ttl;
     fd_budget(s);
     s->loop = ev_loop_new(EVFLAG_AUTO);
     if (!s->loop) {
@@ -834,8 +835,8 @@ void bt_sess_stop(bt_session *s)
 
 bt_tracker *bt_sess_tracker(bt_session *s)
 {
-    if (!s->tracker)
-        s->tracker = bt_tracker_new(s->loop);
+    if (!s->tracker && (s->tracker = bt_tracker_new(s->loop)) && s->udp_conn_ttl > 0)
+        bt_tracker_set_conn_ttl(s->tracker, s->udp_conn_ttl);
     return s->tracker;
 }
 

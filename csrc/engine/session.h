@@ -111,6 +111,7 @@ struct bt_session {
     uint32_t max_per_ip;      /* connections with one host (0: no cap) */
     struct bt_strike { uint8_t host[16]; uint8_t fam; double until; } *strikes;   /* BT_SESS_STRIKES */
     double evict_idle;        /* bt_torrent_make_room's idle (BT_TORRENT_EVICT_IDLE) */
+    double udp_conn_ttl;      /* the tracker client's UDP connection-id lifetime (0: BT_UDP_CONN_TTL) */
     bt_torrent *torrents;
     uint32_t next_tid;
     uint64_t next_uid;
@@ -137,6 +138,7 @@ typedef struct bt_sess_opts {
     int port;                 /* 0: ephemeral; -1: do not listen */
     double tick_s, connect_timeout, idle_timeout, keepalive, send_timeout;
     double evict_idle;        /* s without payload before a peer may make room for another (0: default) */
+    double udp_conn_ttl;      /* s a UDP tracker's connection id is used (0: BEP 15's minute; shorter for tests) */
     uint32_t max_peers;
     int max_per_ip;           /* connections with one host: -1 BT_SESS_MAX_PER_IP, 0 no cap */
     double max_down, max_up;  /* bytes/s, 0: unlimited */

@@ -65,7 +65,7 @@ typedef struct lookup {
     struct lookup *next;    /* in the orphan list */
 } lookup;
 
-/* Connection ids by tracker address, each used for at most BT_UDP_CONN_TTL. */
+/* Connection ids by tracker address, each used for at most conn_ttl (BT_UDP_CONN_TTL). */
 #define CONN_CACHE 32
 typedef struct conn_entry {
     struct sockaddr_storage addr;
@@ -112,6 +112,7 @@ struct bt_tracker {
     unsigned pending;
     int next_id;
     double timeout, connect_timeout;
+    double conn_ttl;        /* a UDP connection id is used this long (BT_UDP_CONN_TTL) */
     int depth;              /* > 0 while our libev callbacks run (user callbacks inside) */
     int dead;               /* bt_tracker_free was called from a user callback */
     char err[BT_TRACKER_ERRLEN];
@@ -330,6 +331,12 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+void bt_tracker_set_conn_ttl(bt_tracker *t, double seconds)
+{
+    if (seconds > 0 && seconds <= BT_UDP_CONN_TTL)
+        t->conn_ttl = seconds;
+}
+
 bt_tracker *bt_tracker_new(struct ev_loop *loop)
 {
     static int curl_ready;
@@ -343,6 +350,7 @@ bt_tracker *bt_tracker_new(struct ev_loop *loop)
         return NULL;
     t->loop = loop;
     t->next_id = 1;
+    t->conn_ttl = BT_UDP_CONN_TTL;
     t->timeout = BT_TRACKER_TIMEOUT;
     t->connect_timeout = BT_TRACKER_CONNECT_TIMEOUT;
     t->multi = curl_multi_init();
@@ -616,7 +624,7 @@ static void conn_store(bt_tracker *t, const udp_req *u, uint64_t id)
 static uint64_t conn_fresh(bt_tracker *t, const udp_req *u)
 {
     conn_entry *e = conn_find(t, u);
-    return e && ev_now(t->loop) - e->got < BT_UDP_CONN_TTL ? e->id : 0;
+    return e && ev_now(t->loop) - e->got < t->conn_ttl ? e->id : 0;
 }
 
 /* Unlink u and free everything it holds; no callback. */

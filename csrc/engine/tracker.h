@@ -22,6 +22,9 @@ typedef void (*bt_announce_cb)(void *ud, int id, const bt_announce_result *res);
 
 /* A client on `loop` (libev's default or another one). NULL if curl or memory fails. */
 bt_tracker *bt_tracker_new(struct ev_loop *loop);
+/* How long a UDP tracker's connection id is used (0 < seconds <= BT_UDP_CONN_TTL, BEP 15's
+ * minute; shorter only for tests of the expiry). */
+void bt_tracker_set_conn_ttl(bt_tracker *t, double seconds);
 /* Cancels every pending announce without calling back, frees t. NULL is fine. */
 void bt_tracker_free(bt_tracker *t);
 /* Defaults for announces that give no timeout (seconds, > 0). */

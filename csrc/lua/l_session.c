@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <string.h>
 
+#include "codec/udp_tracker.h"
 #include "engine/session.h"
 #include "lua/l_meta.h"
 #include "lua/l_peer.h"
@@ -197,6 +198,7 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
  * opts: port (0 ephemeral, -1 none), bind, tick_ms, connect_timeout, idle_timeout, keepalive, max_peers,
  * max_per_ip (connections with one host, half of them in their handshake; default 8, 0 no per-host rules),
  * evict_idle (s without payload after which a peer may be closed to make room when full; default 10),
+ * udp_conn_ttl (s a UDP tracker's connection id is used, at most and by default 60: BEP 15),
  * policy_time_limit (seconds one hook call may run, default 2), policy_memory_limit (bytes of Lua
  * memory after a hook call, default 1 GiB, 0 none), max_down, max_up (bytes/s, 0
  * unlimited), max_request (largest block served, 16 KiB to 128 KiB, default 16 KiB), signals (true: SIGINT/SIGTERM
@@ -220,6 +222,9 @@ static int l_session_new(lua_State *L)
     o.evict_idle = opt_num(L, 1, "evict_idle", BT_TORRENT_EVICT_IDLE);
     if (!(o.evict_idle > 0 && o.evict_idle <= 86400))
         luaL_argerror(L, 1, "evict_idle must be in (0, 86400] seconds");
+    o.udp_conn_ttl = opt_num(L, 1, "udp_conn_ttl", BT_UDP_CONN_TTL);
+    if (!(o.udp_conn_ttl > 0 && o.udp_conn_ttl <= BT_UDP_CONN_TTL))
+        luaL_argerror(L, 1, "udp_conn_ttl must be in (0, 60] seconds");
     double mp = opt_num(L, 1, "max_peers", BT_TORRENT_MAX_PEERS);
     if (mp < 1 || mp > 100000)
         luaL_argerror(L, 1, "max_peers must be in [1, 100000]");

@@ -94,7 +94,7 @@ function M.new(opts)
     connect_timeout = opts.connect_timeout, idle_timeout = opts.idle_timeout, keepalive = opts.keepalive,
     send_timeout = opts.send_timeout,
     max_peers = opts.max_peers or 50, max_per_ip = opts.max_per_ip or tonumber(os.getenv("BT_MAX_PER_IP") or ""),
-    evict_idle = opts.evict_idle, policy_time_limit = opts.policy_time_limit,
+    evict_idle = opts.evict_idle, udp_conn_ttl = opts.udp_conn_ttl, policy_time_limit = opts.policy_time_limit,
     policy_memory_limit = opts.policy_memory_limit,
     signals = opts.signals, max_down = opts.max_down, max_up = opts.max_up,
     max_request = opts.max_request,

@@ -13,8 +13,8 @@ function M.setup(cmd)
   cmd:argument("torrent", "The .torrent file, or a magnet link (its metadata is fetched from the peers).")
   cmd:option("--timeout", "Magnet: give up when the metadata has not arrived within this many seconds.", "60")
   cmd:option("--peer", "Magnet: also ask this peer (HOST:PORT); may be repeated."):count("*")
-  cmd:option("--bind", "Magnet: address to listen on (default: env BT_BIND, else every address).",
-    os.getenv("BT_BIND") or "0.0.0.0")
+  cmd:option("--bind", "Magnet: addresses to listen on, IPv4 or IPv6, comma-separated; default: env BT_BIND, "
+    .. "else every address of both stacks (0.0.0.0,::; IPv6 where the system has it).", os.getenv("BT_BIND"))
   cmd:flag("--all", "List every file (default: the first " .. M.DEFAULT_FILE_LIMIT .. ").")
   cmd:flag("--scrape", "Also ask each tracker (HTTP or UDP) for seeders, leechers and completed.")
   cmd:epilog("Prints the name, size, pieces, info-hash, privacy, trackers, web seeds,\n"
