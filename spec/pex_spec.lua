@@ -49,8 +49,8 @@ describe("PEX with libtorrent", function()
     lt("leech", "127.0.0.3", p1, "--connect 127.0.0.2:" .. sp, tmp .. "/l1")
     lt("leech", "127.0.0.4", p2, "--connect 127.0.0.2:" .. sp, tmp .. "/l2")
     -- the seed has both leechers before we come. Measured: libtorrent 2.0.8's first
-    -- message to us still came empty (nothing added, 1 s after we connected), the next
-    -- one, 60 s later, named both; so this waits up to 85 s
+    -- message to us (1 s after we connected) still came empty in most runs, and the
+    -- next one, 60 s later, named both; so this waits up to 85 s
     local deadline = socket.gettime() + 15
     while not (lt_peers(slog)["127.0.0.3"] and lt_peers(slog)["127.0.0.4"]) and socket.gettime() < deadline do
       socket.sleep(0.2)
