@@ -24,6 +24,10 @@ M.TRACKER_RETRY_BASE, M.TRACKER_RETRY_MAX = 5, 600
 M.CONNECTS_PER_TICK = 8
 -- Peer addresses remembered per torrent (trackers may hand out thousands over a day).
 M.MAX_CANDIDATES = 1000
+-- Of those, what one source other than "manual" may hold: a peer feeding us bogus
+-- addresses by PEX (100 every 10 s) or a DHT full of them cannot crowd out the
+-- tracker's peers, nor the other way round.
+M.MAX_PER_SOURCE = 500
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
              peer_disconnect = true, tracker = true, scrape = true, tick = true, pex = true }
@@ -142,7 +146,8 @@ function Session:add(torrent, opts)
   if opts.max_down or opts.max_up then t:set_limits{ down = opts.max_down, up = opts.max_up } end
   -- complete_at_add: the data was all there; "completed" is announced only for a
   -- download that completes in this run (BEP 3). seed: keep dialing peers once complete.
-  local rec = { t = t, meta = m, max_peers = opts.max_peers, candidates = {}, order = {}, trackers = {},
+  local rec = { t = t, meta = m, max_peers = opts.max_peers, candidates = {}, order = {}, by_source = {},
+                trackers = {},
                 started = self.core:now(),
                 resume_reason = rreason, trusted = trust and trust:count() or 0,
                 complete_at_add = t.complete, seed = opts.seed and true or false }
@@ -194,6 +199,9 @@ function Session:add_peer(t, hostport, source)
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
   if #rec.order >= M.MAX_CANDIDATES then return end
+  local held = rec.by_source[source] or 0
+  if source ~= "manual" and held >= M.MAX_PER_SOURCE then return end
+  rec.by_source[source] = held + 1
   local c = { host = host, port = port, key = key, source = source, fails = 0, next_try = 0, connected = false }
   rec.candidates[key] = c
   rec.order[#rec.order + 1] = c
