@@ -97,15 +97,16 @@ lint: deps
 
 # BT_BIND: every bt-lua a spec starts listens on 127.0.0.1 only (--bind's default).
 # BT_MAX_PER_IP=0: every peer of a spec is on 127.0.0.1, one host; lift the per-host cap.
+# BT_DHT_BOOTSTRAP empty: a DHT node of a spec never asks the public routers (docs/dht.md).
 unit:
-	BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 $(BUSTED) --lua=$(LUA) spec
+	BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 BT_DHT_BOOTSTRAP= $(BUSTED) --lua=$(LUA) spec
 
 # $(MODULE) too: a spec runs `make -s env` (which builds it when stale) with the sanitizer
 # preloaded, and cc1 under ASan crashes
 asan: deps $(MODULE) $(ASAN_MODULE)
 	BT_CPATH='$(CURDIR)/build/asan/?.so' LUA_CPATH_5_4='$(CURDIR)/build/asan/?.so;;' LD_PRELOAD='$(ASAN_PRELOAD)' \
 	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 $(BUSTED) --lua=$(LUA) spec
+	  BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 BT_DHT_BOOTSTRAP= $(BUSTED) --lua=$(LUA) spec
 
 # mse_fuzz compiles mse.c into itself (it calls its statics): rebuild it when it changes
 build/fuzz/mse_fuzz: csrc/codec/mse.c

@@ -16,11 +16,12 @@ local root = arg and arg[1] or "."
 
 local ORDER = {
   { "core", { "buf", "mem", "ranges", "bitset", "ratelimit", "sha1" } },
-  { "codec", { "bencode", "wire", "pex", "metainfo", "tracker_parse", "udp_tracker", "mse" } },
+  { "codec", { "bencode", "wire", "pex", "metainfo", "magnet", "tracker_parse", "udp_tracker", "mse", "krpc" } },
   { "storage", { "storage", "storage_mem" } },
-  { "engine", { "tracker", "picker", "throttle", "worker", "peer", "exchange", "torrent", "policy", "session" } },
+  { "engine", { "tracker", "dht", "picker", "throttle", "worker", "peer", "metadata", "exchange", "torrent", "policy",
+                "session" } },
   { "lua", { "lutil", "l_bencode", "l_ranges", "l_wire", "l_meta", "l_fs", "l_ratelimit", "l_storage",
-             "l_tracker", "l_peer", "l_torrent", "l_policy", "l_session", "lbt" } },
+             "l_tracker", "l_peer", "l_torrent", "l_policy", "l_session", "l_dht", "lbt" } },
 }
 
 local rank, layer_of = {}, {}

@@ -262,7 +262,7 @@ local function main()
   local seed_port = free_port(taken)
   local cap = math.max(MIN_PIECE, size // SEED_SECONDS)
   say("seed on 127.0.0.1:%d, upload capped at %s/s", seed_port, human(cap))
-  local seed = spawn("seed", ("seed %s -d %s --bind 127.0.0.1 --port %d --no-trackers --max-up %d"):format(
+  local seed = spawn("seed", ("seed %s -d %s --bind 127.0.0.1 --port %d --no-trackers --no-dht --max-up %d"):format(
     q(torrent), q(seed_dir), seed_port, cap), dir .. "/seed.log")
   if not wait_port(seed_port, SEED_LISTEN_WAIT) then
     error(("the seed did not listen within %d s:\n    %s"):format(SEED_LISTEN_WAIT,
@@ -294,7 +294,7 @@ local function main()
     l.statsfile = l.out .. ".stats"
     l.stats = stats_reader(l.statsfile)
     -- --seed: a finished leecher keeps serving the others until it is stopped
-    l.child = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --seed --max-up %d "
+    l.child = spawn(l.policy, ("run %s %s -o %s --bind 127.0.0.1 --port %d --no-trackers --no-dht --seed --max-up %d "
       .. "--stats %s %s"):format(
       q(root .. "/examples/" .. l.policy .. ".lua"), q(torrent), q(l.out), l.port, leech_cap, q(l.statsfile),
       table.concat(peers, " ")), l.out .. ".log")

@@ -906,7 +906,8 @@ describe("policy API v2 contract", function()
       assert.truthy(lines[5]:match("^OpenSSL %d+%.%d+%.%d+"), lines[5])
     end)
 
-    it("bt-lua run --stats FILE: every line decodes and has exactly t:stats()'s keys plus time and trackers", function()
+    it("bt-lua run --stats FILE: every line decodes and has exactly t:stats()'s keys plus time, trackers and dht",
+      function()
       local cjson = require "cjson"
       local d = subdir("stats")
       os.execute("mkdir -p " .. H.q(d))
@@ -918,7 +919,7 @@ describe("policy API v2 contract", function()
       local t = s:add(torrent, { storage = "memory", trackers = false })
       local want = t:stats()
       s:close()
-      want.time, want.trackers = 0, {}
+      want.time, want.trackers, want.dht = 0, {}, {}   -- dht: the DHT node's stats (a table), or false
       local keys = sorted_keys(want)
       local lines, last_time = 0, -1
       for line in io.lines(d .. "/stats.json") do
@@ -929,6 +930,7 @@ describe("policy API v2 contract", function()
         for k, val in pairs(obj) do
           assert.are.equal(type(want[k]), type(val), k)
         end
+        assert.is_true(obj.dht.nodes >= 0 and obj.dht.good >= 0 and #obj.dht.id == 40, "line " .. lines)
         assert.is_true(obj.time >= last_time)
         last_time = obj.time
       end

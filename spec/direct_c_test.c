@@ -3,7 +3,8 @@
  *     direct_c_test TORRENT_FILE STREAM_FILE DIR REQUIRE_DIRECT
  * The torrent has 256 KiB pieces over files whose boundaries are not 4 KiB-aligned.
  * Pieces are written whole from aligned buffers (bt_storage_write, then one
- * bt_storage_write_run of two pieces), one from an unaligned buffer, one block by
+ * bt_storage_write_run of two pieces from two buffers, the vectored path), one from
+ * an unaligned buffer, one block by
  * block; every piece must read back and verify and sync must succeed (the spec then
  * compares the files with the stream). With REQUIRE_DIRECT 1 (a file system with O_DIRECT) a
  * descriptor opened with O_DIRECT must exist after the writes: the aligned spans
@@ -78,8 +79,11 @@ int main(int argc, char **argv)
         size_t size = (size_t)bt_storage_piece_size(s, p);
         const char *src = stream + (size_t)p * (size_t)plen;
         if (p == 0) {   /* pieces 0 and 1 in one run */
-            memcpy(buf, src, 2 * (size_t)plen);
-            CHECK(bt_storage_write_run(s, 0, buf, 2 * (size_t)plen) == 0, "run 0-1: %s", bt_storage_error(s));
+            /* from two buffers, as the worker does: piece 1's is the second half of buf */
+            memcpy(buf + plen, src, (size_t)plen);
+            memcpy(buf, src + plen, (size_t)plen);
+            struct iovec run[2] = { { buf + plen, (size_t)plen }, { buf, (size_t)plen } };
+            CHECK(bt_storage_write_run(s, 0, run, 2) == 0, "run 0-1: %s", bt_storage_error(s));
         } else if (p == 1) {
             continue;
         } else if (p == 2) {   /* an unaligned buffer: buffered */

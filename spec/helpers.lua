@@ -14,7 +14,7 @@ H.cpath = os.getenv("BT_CPATH") or (H.root .. "/build/?.so")
 
 --- Environment assignments for a child `lua5.4` that must load this checkout's bt.
 function H.lua_env()
-  return ("BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
+  return ("BT_BIND=127.0.0.1 BT_MAX_PER_IP=0 BT_DHT_BOOTSTRAP= LUA_PATH_5_4=%s LUA_CPATH_5_4=%s"):format(
     H.q(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;;"), H.q(H.cpath .. ";;"))
 end
 

@@ -4,7 +4,9 @@
  * spec/storage_spec.lua:
  *     storage_c_test TORRENT_FILE STREAM_FILE
  * writes the stream in odd-sized blocks across file boundaries, reads it back,
- * verifies every piece and runs the check. Prints "all passed" or FAIL lines.
+ * verifies every piece and runs the check; then again in runs of three pieces, each
+ * piece from its own buffer (bt_storage_write_run: buffers cut at file boundaries).
+ * Prints "all passed" or FAIL lines.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,14 +30,17 @@ static int mem_read(bt_storage *s, uint32_t f, void *p, size_t n, int64_t off)
     return 0;
 }
 
-static int mem_write(bt_storage *s, uint32_t f, const void *p, size_t n, int64_t off)
+static int mem_writev(bt_storage *s, uint32_t f, const struct iovec *iov, int cnt, int64_t off)
 {
     mem *m = bt_storage_impl(s);
-    if (bt_storage_file_is_pad(s, f) || off < 0 || off + (int64_t)n > bt_storage_file_length(s, f)) {
-        bt_storage_seterr(s, "mapping broke its promise on file %u", f);
-        return -1;
+    for (int i = 0; i < cnt; off += (int64_t)iov[i].iov_len, i++) {
+        size_t n = iov[i].iov_len;
+        if (bt_storage_file_is_pad(s, f) || off < 0 || n == 0 || off + (int64_t)n > bt_storage_file_length(s, f)) {
+            bt_storage_seterr(s, "mapping broke its promise on file %u", f);
+            return -1;
+        }
+        memcpy(m->buf[f] + off, iov[i].iov_base, n);
     }
-    memcpy(m->buf[f] + off, p, n);
     m->writes++;
     return 0;
 }
@@ -57,7 +62,7 @@ static void mem_close(bt_storage *s)
     free(m);
 }
 
-static const bt_storage_ops mem_ops = {mem_read, mem_write, mem_present, NULL, mem_close};
+static const bt_storage_ops mem_ops = {mem_read, mem_writev, mem_present, NULL, mem_close};
 
 int main(int argc, char **argv)
 {
@@ -109,9 +114,34 @@ int main(int argc, char **argv)
         CHECK(memcmp(back, stream + p * plen, (size_t)size) == 0, "piece %u differs", p);
         CHECK(bt_storage_verify(s, p) == 1, "verify %u", p);
     }
-    free(back);
     CHECK(bt_storage_check(s, &have) == 0 && have.count == bt_storage_num_pieces(s), "full check: %u",
           have.count);
+
+    /* again in runs of three pieces, each from its own buffer, over zeroed files */
+    for (uint32_t i = 0; i < mb->n; i++)
+        memset(mb->buf[i], 0, (size_t)bt_storage_file_length(s, i));
+    uint32_t np = bt_storage_num_pieces(s);
+    for (uint32_t p = 0; p < np; p += 3) {
+        struct iovec iov[3];
+        int k = 0;
+        for (uint32_t q = p; q < np && k < 3; q++, k++) {
+            iov[k].iov_len = (size_t)bt_storage_piece_size(s, q);
+            iov[k].iov_base = malloc(iov[k].iov_len);
+            memcpy(iov[k].iov_base, stream + q * plen, iov[k].iov_len);
+        }
+        CHECK(bt_storage_write_run(s, p, iov, k) == 0, "run from %u: %s", p, bt_storage_error(s));
+        for (int j = 0; j < k; j++)
+            free(iov[j].iov_base);
+    }
+    for (uint32_t p = 0; p < np; p++) {
+        int64_t size = bt_storage_piece_size(s, p);
+        CHECK(bt_storage_read(s, p, 0, back, (size_t)size) == 0 && memcmp(back, stream + p * plen, (size_t)size) == 0,
+              "piece %u differs after the runs", p);
+    }
+    free(back);
+    struct iovec two[2] = { { stream, (size_t)plen }, { stream, (size_t)plen } };
+    CHECK(bt_storage_write_run(s, np - 1, two, 2) == -1, "a run past the end accepted");
+    CHECK(bt_storage_write_run(s, 0, two, BT_STORAGE_RUN_MAX + 1) == -1, "a run of too many buffers accepted");
     CHECK(bt_storage_write(s, bt_storage_num_pieces(s), 0, "x", 1) == -1, "piece out of range accepted");
     CHECK(bt_storage_write(s, 0, (uint32_t)plen, "x", 1) == -1, "block past the piece accepted");
     CHECK(strlen(bt_storage_error(s)) > 0, "no message");

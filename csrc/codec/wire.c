@@ -436,7 +436,8 @@ int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *o
         int64_t p = dict_int(&doc, 0, "p"), q = dict_int(&doc, 0, "reqq");
         out->port = p >= 0 && p <= 65535 ? p : -1;
         out->reqq = q >= 0 ? q : -1;
-        out->metadata_size = dict_int(&doc, 0, "metadata_size");
+        int64_t ms = dict_int(&doc, 0, "metadata_size");
+        out->metadata_size = ms >= 0 ? ms : -1;   /* a negative size is no size */
         uint32_t m = bt_bdict_get(&doc, 0, "m");
         for (int i = 0; m && i < BT_EXT_COUNT; i++) {
             int64_t id = dict_int(&doc, m, BT_EXT_NAMES[i].name);
@@ -475,4 +476,66 @@ int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *o
     }
     bt_bdoc_free(&doc);
     return rc;
+}
+
+int bt_wire_parse_ut_metadata(const uint8_t *p, size_t n, bt_utm *out, const char **err)
+{
+    memset(out, 0, sizeof *out);
+    out->total_size = -1;
+    bt_bdoc doc = { 0 };
+    bt_berr berr;
+    if (bt_bdecode(&doc, (const char *)p, n, BT_BDEC_ALLOW_UNSORTED | BT_BDEC_ALLOW_TRAILING, BT_UTM_MAX_TOKENS,
+                   &berr) != 0) {
+        *err = "ut_metadata: not a bencoded dictionary";
+        return -1;
+    }
+    int rc = -1;
+    *err = NULL;
+    if (bt_btype_of(&doc, 0) != BT_BDICT) {
+        *err = "ut_metadata: not a bencoded dictionary";
+        goto out;
+    }
+    int64_t type = dict_int(&doc, 0, "msg_type"), piece = dict_int(&doc, 0, "piece");
+    size_t end = doc.tok[0].end;
+    if (type < 0) {
+        *err = "ut_metadata: no msg_type";
+    } else if (type > BT_UTM_REJECT) {
+        rc = 1;
+    } else if (piece < 0 || piece > (int64_t)UINT32_MAX) {
+        *err = "ut_metadata: no piece, or one out of range";
+    } else if (type == BT_UTM_DATA && (out->total_size = dict_int(&doc, 0, "total_size")) < 0) {
+        *err = "ut_metadata: data without total_size";
+    } else if (type != BT_UTM_DATA && end != n) {
+        *err = "ut_metadata: bytes after a request or reject";
+    } else {
+        out->type = (int)type;
+        out->piece = (uint32_t)piece;
+        if (type == BT_UTM_DATA) {
+            out->data = p + end;
+            out->len = n - end;
+        }
+        rc = 0;
+    }
+out:
+    bt_bdoc_free(&doc);
+    return rc;
+}
+
+int bt_wire_ut_metadata(bt_buf *b, int type, uint32_t piece, int64_t total_size, const uint8_t *data,
+                        size_t len)
+{
+    /* keys in byte order: msg_type, piece, total_size */
+    int r = bt_buf_putc(b, 'd');
+    r |= bt_benc_str(b, "msg_type", 8);
+    r |= bt_benc_int(b, type);
+    r |= bt_benc_str(b, "piece", 5);
+    r |= bt_benc_int(b, piece);
+    if (type == BT_UTM_DATA) {
+        r |= bt_benc_str(b, "total_size", 10);
+        r |= bt_benc_int(b, total_size);
+    }
+    r |= bt_buf_putc(b, 'e');
+    if (type == BT_UTM_DATA && len)
+        r |= bt_buf_append(b, data, len);
+    return r ? -1 : 0;
 }

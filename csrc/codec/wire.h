@@ -170,4 +170,27 @@ int bt_wire_ext_handshake(bt_buf *b, const bt_ext_hs *h);
  * bencoded dictionary of at most BT_WIRE_EXT_MAX_TOKENS values (fields stay absent). */
 int bt_wire_parse_ext_handshake(const uint8_t *payload, size_t len, bt_ext_hs *out);
 
+/* BEP 9 ut_metadata messages: a bencoded dictionary {msg_type, piece[, total_size]},
+ * the piece's bytes right after it for data. */
+#define BT_UTM_PIECE       16384u   /* every metadata piece but the last is exactly this */
+#define BT_UTM_MAX_TOKENS  64       /* values in the dictionary: three keys and their values,
+                                       and room for a client's extra keys */
+enum { BT_UTM_REQUEST = 0, BT_UTM_DATA = 1, BT_UTM_REJECT = 2 };
+typedef struct bt_utm {
+    int type;                 /* BT_UTM_* */
+    uint32_t piece;
+    int64_t total_size;       /* data: the sender's metadata_size (>= 0); else -1 */
+    const uint8_t *data;      /* data: the bytes after the dictionary (points into the input) */
+    size_t len;
+} bt_utm;
+/* Parse one ut_metadata payload. Returns 0; 1 for a msg_type we do not know (BEP 9:
+ * ignore it); -1 with *err (static) when it is not a dictionary (of at most
+ * BT_UTM_MAX_TOKENS values), msg_type or piece is missing or out of range (piece
+ * 0..2^32-1), a data message lacks total_size (>= 0), or bytes follow a request or
+ * a reject. Sizes against the metadata are the caller's to check. */
+int bt_wire_parse_ut_metadata(const uint8_t *p, size_t n, bt_utm *out, const char **err);
+/* Append one (data: total_size and the piece's bytes). 0, or -1 out of memory. */
+int bt_wire_ut_metadata(bt_buf *b, int type, uint32_t piece, int64_t total_size, const uint8_t *data,
+                        size_t len);
+
 #endif

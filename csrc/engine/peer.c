@@ -607,6 +607,8 @@ static void on_extended_handshake(bt_peer *p, const uint8_t *d, size_t n)
         p->listen_port = (uint16_t)h.port;
     if (h.metadata_size >= 0)
         p->metadata_size = h.metadata_size;
+    if (h.port > 0)
+        p->listen_port = (uint16_t)h.port;
     if (h.client)
         memcpy(p->client, h.client_buf, sizeof p->client);
     p->ext_seen = true;
@@ -640,6 +642,11 @@ static int on_message(bt_peer *p, const bt_msg *m)
      * close (libtorrent does too). Kept, such a peer's have-all counted it as a seed. */
     if (!p->fast && m->type >= BT_MSG_SUGGEST && m->type <= BT_MSG_ALLOWED_FAST)
         return bt_peer_close(p, "fast extension message without the fast extension"), -1;
+    /* before the metadata, nothing about pieces can be checked or used: a bitfield's
+     * length, a have's index. Peers send them anyway; they are dropped, and the
+     * connections are made again once the metadata is in (torrent.c). */
+    if (p->tor->no_meta && m->type != BT_MSG_EXTENDED && m->type >= BT_MSG_HAVE)
+        return 0;
     switch (m->type) {
     case BT_MSG_KEEPALIVE:
         break;

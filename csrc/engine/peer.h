@@ -87,6 +87,8 @@ typedef struct bt_peer_torrent {
     const uint8_t *info;        /* the raw info dictionary (BEP 9 metadata); NULL: not known yet */
     size_t info_len;
     bool priv;                  /* BEP 27 private: no ut_metadata offered (nor PEX, DHT) */
+    bool no_meta;               /* a magnet's torrent before its metadata: npieces is not known, so
+                                   piece messages (have, bitfield, requests, blocks...) are ignored */
 } bt_peer_torrent;
 
 /* Events from a connection to its owner. All are called on the loop thread from
@@ -138,6 +140,8 @@ struct bt_peer {
         uint32_t fails;           /* failed pieces this peer sent blocks of */
         uint64_t uploaded;        /* bytes of blocks we sent it */
         uint64_t *bits;           /* its pieces as a bitmap, kept while its ranges are fragmented */
+        uint8_t md_out;           /* metadata fetch: ut_metadata requests out to it */
+        double md_wait;           /* ... not asked before this time (it rejected one) */
         struct bt_pex_book *pex;  /* PEX: what it was told, when (engine/exchange.h); NULL: nothing yet */
     } sw;
     int href;                     /* the Lua binding's handle (registry ref), or -1 */
@@ -177,7 +181,7 @@ struct bt_peer {
      * under (0: it has not got it), its metadata_size (-1: not told), its "v" */
     uint8_t ext_ids[BT_EXT_COUNT];
     bool ext_seen;                      /* its extension handshake arrived */
-    uint16_t listen_port;               /* its BEP 10 "p": where it accepts connections (0: not told) */
+    uint16_t listen_port;               /* its "p": where it accepts connections (0: not told) */
     int64_t metadata_size;
     char client[BT_WIRE_MAX_CLIENT + 1];
     /* the peer's requests of us: a ring of BT_PEER_UPLOAD_QUEUE, made on first use */

@@ -347,6 +347,8 @@ void bt_policy_on_piece(bt_torrent *t, uint32_t piece, bool ok, bt_peer *p)
 void bt_policy_on_connect(bt_torrent *t, bt_peer *p)
 {
     bt_sched *s = t->sched;
+    if (!s)
+        return;   /* a magnet's torrent before its metadata: no policy yet */
     /* the first pipeline depth comes from the policy too, before the first pick */
     if (s && !t->stopped && !t->complete && s->has[BT_HOOK_QUEUE_DEPTH] && !p->closing)
         queue_depth(t, p);

@@ -129,9 +129,14 @@ static void t_peer_gone(void *ud, bt_torrent *t, bt_peer *p)
         s->cb.peer_gone(s->cb.ud, p);
 }
 
+static void t_metadata(void *ud, bt_torrent *t)
+{
+    event_push(ud, BT_EV_METADATA, t, 0, true, 0, NULL, NULL);
+}
+
 static const bt_torrent_cb SESSION_TORRENT_CB = {
     .piece = t_piece, .complete = t_complete, .stopped = t_stopped, .peer_connect = t_peer_connect,
-    .peer_disconnect = t_peer_disconnect, .peer_gone = t_peer_gone, .pex = t_pex,
+    .peer_disconnect = t_peer_disconnect, .peer_gone = t_peer_gone, .metadata = t_metadata, .pex = t_pex,
 };
 
 /* ---- connections before their handshake names a torrent (peer.h) ---- */
@@ -245,7 +250,7 @@ static int p_handshake(void *ud, bt_peer *p, const bt_handshake *hs, const char 
 {
     bt_session *s = ud;
     bt_torrent *t = s->torrents;
-    while (t && (t->stopped || memcmp(t->meta->info_hash, hs->info_hash, 20) != 0))
+    while (t && (t->stopped || memcmp(t->info_hash, hs->info_hash, 20) != 0))
         t = t->next;
     if (!t) {
         *why = "handshake for a torrent we do not serve";
@@ -276,7 +281,7 @@ static int p_handshake(void *ud, bt_peer *p, const bt_handshake *hs, const char 
 static int p_mse_skey(void *ud, bt_mse *m)
 {
     for (bt_torrent *t = ((bt_session *)ud)->torrents; t; t = t->next)
-        if (!t->stopped && bt_mse_try_skey(m, t->meta->info_hash))
+        if (!t->stopped && bt_mse_try_skey(m, t->info_hash))
             return 1;
     return 0;
 }
@@ -834,37 +839,65 @@ bt_tracker *bt_sess_tracker(bt_session *s)
     return s->tracker;
 }
 
-bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, char *errbuf, size_t errlen)
+/* The torrent options of an add (or of a magnet's metadata arriving). */
+static bt_torrent_opts torrent_opts(bt_session *s, const bt_meta *m, const bt_add_opts *o, uint32_t id)
 {
     /* tie-breaks start from the random part of our peer id: they differ between
      * clients, and need no entropy of their own */
     uint32_t r = 2166136261u;
     for (int i = 8; i < 20; i++)
         r = (r ^ s->env.peer_id[i]) * 16777619u;
-    uint32_t id = ++s->next_tid;
     uint32_t want_peers = o->max_peers ? o->max_peers : s->max_peers;
-    bt_torrent_opts to = {
-        .meta = m, .storage = o->storage, .dir = o->dir, .load = o->load,
+    return (bt_torrent_opts){
+        .meta = m, .info_hash = o->info_hash, .storage = o->storage, .dir = o->dir, .load = o->load,
         .max_peers = want_peers < s->fd_peers ? want_peers : s->fd_peers, .trust = o->trust,
-        .rot = m->num_pieces ? (r ^ id) % m->num_pieces : 0, .id = id, .env = &s->env, .worker = s->worker,
-        .cb = &SESSION_TORRENT_CB, .ud = s,
+        .rot = m && m->num_pieces ? (r ^ id) % m->num_pieces : 0, .id = id, .env = &s->env,
+        .worker = s->worker, .cb = &SESSION_TORRENT_CB, .ud = s,
     };
+}
+
+static void forget_events(bt_session *s, const bt_torrent *t)
+{
+    for (uint32_t i = 0; i < s->nevents; i++)
+        if (s->events[i].t == t)
+            s->events[i].t = NULL;
+}
+
+bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, char *errbuf, size_t errlen)
+{
+    uint32_t id = ++s->next_tid;
+    bt_torrent_opts to = torrent_opts(s, m, o, id);
     bt_torrent *t = bt_torrent_new(&to, errbuf, errlen);
     if (!t)
         return NULL;
     t->upload_slots = o->upload_slots;
     t->lref = o->lref;
-    if (bt_policy_attach(t, s->policy, s->policy_ud, bt_sess_now(s)) != 0) {
+    /* a magnet's torrent has no policy until its metadata is in: nothing to pick */
+    if (m && bt_policy_attach(t, s->policy, s->policy_ud, bt_sess_now(s)) != 0) {
         snprintf(errbuf, errlen, "out of memory");
-        for (uint32_t i = 0; i < s->nevents; i++)
-            if (s->events[i].t == t)
-                s->events[i].t = NULL;
+        forget_events(s, t);
         bt_torrent_free(t);
         return NULL;
     }
     t->next = s->torrents;
     s->torrents = t;
     return t;
+}
+
+int bt_sess_set_meta(bt_session *s, bt_torrent *t, const bt_meta *m, const bt_add_opts *o, char *errbuf,
+                     size_t errlen)
+{
+    bt_torrent_opts to = torrent_opts(s, m, o, t->id);
+    if (bt_torrent_set_meta(t, &to, errbuf, errlen) != 0)
+        return -1;
+    if (o->max_peers)
+        t->max_peers = to.max_peers;
+    if (bt_policy_attach(t, s->policy, s->policy_ud, bt_sess_now(s)) != 0) {
+        snprintf(errbuf, errlen, "out of memory");
+        bt_torrent_stop(t, "out of memory");
+        return -1;
+    }
+    return 0;
 }
 
 static void torrent_remove(bt_session *s, bt_torrent *t)

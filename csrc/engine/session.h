@@ -64,7 +64,8 @@ typedef struct bt_session bt_session;
 /* Events for the owner, queued by the engine and delivered from the prepare watcher. */
 typedef enum {
     BT_EV_PIECE, BT_EV_COMPLETE, BT_EV_ERROR, BT_EV_PEER_CONNECT, BT_EV_PEER_DISCONNECT,
-    BT_EV_PEX                       /* a peer told us of others (addrs) */
+    BT_EV_METADATA,           /* a magnet's torrent has its metadata (t->md.buf), checked */
+    BT_EV_PEX                 /* a peer told us of others (addrs) */
 } bt_event_kind;
 
 typedef struct bt_event {
@@ -163,11 +164,17 @@ typedef struct bt_add_opts {
     const bt_ranges *trust;
     uint32_t upload_slots;    /* how many peers the policy's choke hook unchokes */
     void *lref;               /* the owner's handle, set before the policy scheduler looks at t */
+    const uint8_t *info_hash; /* a magnet's (bt_sess_add with m NULL) */
 } bt_add_opts;
 
 /* A torrent (torrent.h: storage opened, data checked), scheduled by the policy.
  * NULL with a message in errbuf. */
 bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, char *errbuf, size_t errlen);
+/* m NULL: a magnet's torrent (o->info_hash): it fetches its metadata from its peers
+ * (BT_EV_METADATA when it has it), with no storage and no policy until the owner gives
+ * it the validated metadata with bt_sess_set_meta (the same options as an add). */
+int bt_sess_set_meta(bt_session *s, bt_torrent *t, const bt_meta *m, const bt_add_opts *o, char *errbuf,
+                     size_t errlen);
 /* Dial host:port (numeric IPv4/IPv6) for t; source (bt_peer_source) says where the
  * address came from. Returns 0 or -1 with *err. */
 int bt_sess_connect(bt_session *s, bt_torrent *t, const char *host, int port, bt_peer_source source,

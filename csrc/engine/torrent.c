@@ -237,7 +237,7 @@ static size_t host_len(const char *address)
     return colon ? (size_t)(colon - address) : strlen(address);
 }
 
-static void ban(bt_torrent *t, bt_peer *p)
+static void ban(bt_torrent *t, bt_peer *p, const char *why)
 {
     if (t->nbans < BT_TORRENT_MAX_BANS) {
         char **nb = realloc(t->bans, (t->nbans + 1) * sizeof *nb);
@@ -248,7 +248,7 @@ static void ban(bt_torrent *t, bt_peer *p)
                 t->bans[t->nbans++] = a;
         }
     }
-    bt_peer_close(p, "banned: sent data for two pieces that failed the hash check");
+    bt_peer_close(p, why);
 }
 
 /* FNV-1a over 8-byte words: only run on failed pieces, so simple beats fast. */
@@ -278,7 +278,7 @@ static void blame(bt_torrent *t, uint64_t who)
 {
     bt_peer *q = bt_torrent_peer_by_uid(t, who);
     if (q && ++q->sw.fails >= BT_TORRENT_BAN_FAILS)
-        ban(t, q);
+        ban(t, q, "banned: sent data for two pieces that failed the hash check");
 }
 
 /* Every distinct sender of blocks [0, n) named in from[] takes one failure. */
@@ -638,6 +638,8 @@ static void on_closing(void *ud, bt_peer *p, const char *why)
     bt_torrent *t = ud;
     t->nclosing++;
     p->sw.needs_pick = false;
+    if (t->fetching)
+        bt_md_release(&t->md, p->uid);
     /* a closing peer no longer counts: availability agrees with t:peers(). A stopped
      * torrent picks nothing more, so its counts are left as they are: taking back 200
      * peers' sets of a million pieces one by one costs seconds at a stop or a close. */
@@ -649,12 +651,173 @@ static void on_closing(void *ud, bt_peer *p, const char *why)
     t->cb->peer_disconnect(t->ud, t, p, why);
 }
 
-/* A message of one of our BEP 10 extensions. PEX: checked and passed on (engine/exchange.h);
- * private torrents offer none (BEP 27), so a PEX message for one is ignored. */
-static void on_extension(void *ud, bt_peer *p, int ext, const uint8_t *payload, size_t len)
+/* ---- BEP 9: metadata, served from the raw info dictionary or fetched ---- */
+
+static void send_utm(bt_peer *p, int type, uint32_t piece, int64_t total, const uint8_t *data, size_t len)
+{
+    bt_buf b = { 0 };
+    if (bt_wire_ut_metadata(&b, type, piece, total, data, len) != 0)
+        bt_peer_close(p, "out of memory");
+    else
+        bt_peer_send_extended(p, BT_EXT_UT_METADATA, b.data, b.len);
+    bt_buf_free(&b);
+}
+
+/* The size to fetch, when none is chosen yet: the metadata_size most connected peers
+ * announce (a lone liar does not decide it), within BT_MD_MAX_SIZE. */
+static uint32_t md_choose_size(const bt_torrent *t)
+{
+    uint32_t best = 0, votes = 0;
+    for (const bt_peer *p = t->peers; p; p = p->next) {
+        if (p->closing || !p->ext_ids[BT_EXT_UT_METADATA] || p->metadata_size < 1 ||
+            p->metadata_size > BT_MD_MAX_SIZE)
+            continue;
+        uint32_t n = 0;
+        for (const bt_peer *q = t->peers; q; q = q->next)
+            n += !q->closing && q->ext_ids[BT_EXT_UT_METADATA] && q->metadata_size == p->metadata_size;
+        if (n > votes) {
+            votes = n;
+            best = (uint32_t)p->metadata_size;
+        }
+    }
+    return best;
+}
+
+/* Ask p for metadata pieces while it has fewer than BT_MD_PER_PEER out. */
+static void md_ask(bt_torrent *t, bt_peer *p, double now)
+{
+    bt_mdfetch *f = &t->md;
+    if (!t->fetching || t->stopped || f->done || p->closing || p->state != BT_PS_ACTIVE ||
+        !p->ext_ids[BT_EXT_UT_METADATA] || now < p->sw.md_wait)
+        return;
+    if (f->size == 0) {
+        uint32_t size = md_choose_size(t);
+        if (size == 0 || bt_md_start(f, size, now) != 0)
+            return;
+    }
+    if (p->metadata_size >= 0 && p->metadata_size != f->size)
+        return;   /* it has another size in mind: what it would send cannot fit */
+    while (p->sw.md_out < BT_MD_PER_PEER && !p->closing) {
+        uint64_t was;
+        int64_t piece = bt_md_pick(f, now, &was);
+        if (piece < 0)
+            return;
+        if (was == p->uid)
+            return;   /* its own late piece: somebody else should get it */
+        bt_peer *late = was ? bt_torrent_peer_by_uid(t, was) : NULL;
+        if (late && late->sw.md_out > 0)
+            late->sw.md_out--;
+        bt_md_asked(f, (uint32_t)piece, p->uid, now);
+        p->sw.md_out++;
+        send_utm(p, BT_UTM_REQUEST, (uint32_t)piece, 0, NULL, 0);
+    }
+}
+
+static void md_data(bt_torrent *t, bt_peer *p, const bt_utm *u, double now)
+{
+    bt_mdfetch *f = &t->md;
+    if (!t->fetching || f->size == 0 || f->done)
+        return;   /* nothing asked, or all had: a late answer */
+    if (u->total_size != f->size)
+        {
+        bt_peer_close(p, "ut_metadata: total_size is not the metadata_size being fetched");
+        return;
+    }
+    if (u->piece >= f->npieces)
+        {
+        bt_peer_close(p, "ut_metadata: piece past the end of the metadata");
+        return;
+    }
+    if (u->len != bt_md_piece_len(f, u->piece))
+        {
+        bt_peer_close(p, "ut_metadata: piece of the wrong size");
+        return;
+    }
+    if (f->pc[u->piece].state == BT_MD_ASKED && f->pc[u->piece].from == p->uid && p->sw.md_out > 0)
+        p->sw.md_out--;
+    int r = bt_md_got(f, u->piece, u->data, p->uid, now);
+    if (r == 2) {
+        t->cb->metadata(t->ud, t);
+        return;
+    }
+    if (r == -1) {
+        /* the whole failed the info-hash: whoever sent any of it is not asked again */
+        uint64_t who[64];
+        uint32_t n = bt_md_senders(f, who, 64);
+        bt_md_reset(f);
+        for (uint32_t i = 0; i < n; i++) {
+            bt_peer *q = bt_torrent_peer_by_uid(t, who[i]);
+            if (q && !q->closing)
+                ban(t, q, "banned: sent metadata that failed the info-hash");
+        }
+        for (bt_peer *q = t->peers; q; q = q->next)
+            q->sw.md_out = 0;
+        return;
+    }
+    md_ask(t, p, now);
+}
+
+static void on_ext_handshake(void *ud, bt_peer *p)
 {
     bt_torrent *t = ud;
-    if (ext != BT_EXT_UT_PEX || t->pt.priv || !t->cb->pex)
+    if (!t->fetching)
+        return;
+    if (p->metadata_size > BT_MD_MAX_SIZE)
+        {
+        bt_peer_close(p, "metadata_size above 8 MiB (the limit, aria2's)");
+        return;
+    }
+    md_ask(t, p, ev_now(t->env->loop));
+}
+
+/* A ut_metadata message (BEP 9): a request served from the raw info dictionary, data
+ * and rejects for the fetch. */
+static void on_metadata_msg(bt_torrent *t, bt_peer *p, const uint8_t *d, size_t n)
+{
+    bt_utm u;
+    const char *err;
+    int rc = bt_wire_parse_ut_metadata(d, n, &u, &err);
+    if (rc < 0) {
+        bt_peer_close(p, err);
+        return;
+    }
+    if (rc > 0)
+        return;   /* a msg_type we do not know: BEP 9 says ignore it */
+    double now = ev_now(t->env->loop);
+    switch (u.type) {
+    case BT_UTM_REQUEST: {
+        /* BEP 27: a private torrent's metadata is not served (nor offered: peer.c) */
+        const bt_peer_torrent *g = &t->pt;
+        if (g->info && !g->priv && (uint64_t)u.piece * BT_UTM_PIECE < g->info_len) {
+            size_t off = (size_t)u.piece * BT_UTM_PIECE, len = g->info_len - off;
+            send_utm(p, BT_UTM_DATA, u.piece, (int64_t)g->info_len, g->info + off,
+                     len > BT_UTM_PIECE ? BT_UTM_PIECE : len);
+        } else {
+            send_utm(p, BT_UTM_REJECT, u.piece, 0, NULL, 0);
+        }
+        break;
+    }
+    case BT_UTM_DATA:
+        md_data(t, p, &u, now);
+        break;
+    case BT_UTM_REJECT:
+        if (t->fetching) {
+            /* libtorrent waits a minute before asking a peer that rejected again */
+            p->sw.md_wait = now + BT_MD_REJECT_WAIT;
+            p->sw.md_out = 0;
+            bt_md_release(&t->md, p->uid);
+            for (bt_peer *q = t->peers; q; q = q->next)
+                md_ask(t, q, now);
+        }
+        break;
+    }
+}
+
+/* A PEX message (BEP 11): checked and passed on (engine/exchange.h); private torrents
+ * offer none (BEP 27), so a PEX message for one is ignored. */
+static void on_pex_msg(bt_torrent *t, bt_peer *p, const uint8_t *payload, size_t len)
+{
+    if (t->pt.priv || !t->cb->pex)
         return;
     bt_pex_addr got[BT_PEX_MAX_TAKE];
     const char *why = NULL;
@@ -663,6 +826,16 @@ static void on_extension(void *ud, bt_peer *p, int ext, const uint8_t *payload, 
         bt_peer_close(p, why);
     else if (n > 0)
         t->cb->pex(t->ud, t, p, got, (uint32_t)n);
+}
+
+/* A message of one of our BEP 10 extensions, by the id we gave it. */
+static void on_extension(void *ud, bt_peer *p, int ext, const uint8_t *payload, size_t len)
+{
+    bt_torrent *t = ud;
+    if (ext == BT_EXT_UT_METADATA)
+        on_metadata_msg(t, p, payload, len);
+    else if (ext == BT_EXT_UT_PEX)
+        on_pex_msg(t, p, payload, len);
 }
 
 static const bt_peer_cb TORRENT_PEER_CB = {
@@ -676,6 +849,7 @@ static const bt_peer_cb TORRENT_PEER_CB = {
     .interest = on_interest,
     .uploaded = on_uploaded,
     .read_done = on_read_done,
+    .ext_handshake = on_ext_handshake,
     .extension = on_extension,
     .closing = on_closing,
 };
@@ -699,7 +873,7 @@ int bt_torrent_attach(bt_torrent *t, bt_peer *p, const char **why)
         bt_peer_pause(p, true);
     p->sw.t = t;
     p->sw.queue_depth = INITIAL_QUEUE_DEPTH;
-    p->sw.counted = true;   /* an empty set: have messages may come without a bitfield */
+    p->sw.counted = !t->fetching;   /* an empty set: have messages may come without a bitfield */
     p->prev = NULL;
     p->next = t->peers;
     if (t->peers)
@@ -842,6 +1016,19 @@ void bt_torrent_reap(bt_torrent *t)
 
 void bt_torrent_tick(bt_torrent *t, double now, double dt)
 {
+    if (t->fetching) {
+        /* a size nobody delivers pieces of (a liar's, or peers gone): choose again */
+        if (t->md.size && !t->md.done && now - t->md.progress_at > BT_MD_STALL) {
+            bt_md_reset(&t->md);
+            for (bt_peer *p = t->peers; p; p = p->next)
+                p->sw.md_out = 0;
+        }
+        for (bt_peer *p = t->peers; p; p = p->next) {
+            bt_peer_tick(p, now, dt);
+            md_ask(t, p, now);
+        }
+        return;
+    }
     for (bt_peer *p = t->peers; p; p = p->next) {
         p->sw.pick_dry = false;
         bt_peer_tick(p, now, dt);
@@ -1200,36 +1387,25 @@ static void torrent_release(bt_torrent *t)
     free(t->pmap);
     free(t->dir);
     free(t->error);
+    bt_md_free(&t->md);
     free(t);
 }
 
-bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen)
+/* What a torrent has once its metadata is known: geometry, piece sets, picker,
+ * storage, the start-up check. Used by bt_torrent_new and, for a magnet's torrent,
+ * bt_torrent_set_meta. -1 with a message; what was made is freed by torrent_release
+ * (or undone by the caller). */
+static int load_meta(bt_torrent *t, const bt_torrent_opts *o, char *errbuf, size_t errlen)
 {
     const bt_meta *m = o->meta;
     bool mem = o->storage == BT_STORE_MEMORY;
-    if (!mem && !o->dir) {
-        snprintf(errbuf, errlen, "disk storage needs a folder");
-        return NULL;
-    }
-    bt_torrent *t = calloc(1, sizeof *t);
-    if (!t) {
-        snprintf(errbuf, errlen, "out of memory");
-        return NULL;
-    }
-    t->id = o->id;
-    t->cb = o->cb;
-    t->ud = o->ud;
-    t->env = o->env;
-    t->worker = o->worker;
     t->meta = m;
+    memcpy(t->info_hash, m->info_hash, 20);
     t->npieces = m->num_pieces;
     t->piece_len = (uint32_t)m->piece_length;
     t->total = m->total_length;
-    t->max_peers = o->max_peers ? o->max_peers : BT_TORRENT_MAX_PEERS;
-    t->upload_slots = 5;
     t->in_memory = mem;
-    bt_bucket_init(&t->down, 0, 0);   /* unlimited until set_limits */
-    bt_bucket_init(&t->up, 0, 0);
+    bt_ranges_free(&t->have);
     bt_ranges_init(&t->have, t->npieces);
     int pk = bt_picker_init(&t->pk, t->npieces, o->rot);
     if (pk == 0)
@@ -1241,18 +1417,15 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
         bt_mem_huge(t->pmap, (size_t)t->npieces * sizeof *t->pmap);
     if (pk != 0 || (!mem && !t->dir)) {
         snprintf(errbuf, errlen, "out of memory");
-        torrent_release(t);
-        return NULL;
+        return -1;
     }
     t->st = mem ? bt_storage_open_memory(m, errbuf, errlen) : bt_storage_open(m, o->dir, errbuf, errlen);
-    if (!t->st) {
-        torrent_release(t);
-        return NULL;
-    }
+    if (!t->st)
+        return -1;
     t->slab_nblocks = t->npieces ? bt_piece_blocks(&(bt_peer_torrent){ .npieces = t->npieces,
         .piece_len = t->piece_len, .total = t->total }, 0) : 0;
     bt_slab_init(&t->slab, partial_size(t->slab_nblocks));
-    t->pt = (bt_peer_torrent){ .info_hash = m->info_hash, .npieces = t->npieces, .piece_len = t->piece_len,
+    t->pt = (bt_peer_torrent){ .info_hash = t->info_hash, .npieces = t->npieces, .piece_len = t->piece_len,
                                .total = t->total, .have = &t->have, .st = t->st, .down = &t->down,
                                .up = &t->up,
                                .info = (const uint8_t *)m->doc.buf + m->doc.tok[m->info_tok].start,
@@ -1264,8 +1437,7 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
             for (uint32_t k = trust->r[r].start; k < trust->r[r].end; k++)
                 if (had_at_start(t, k) != 0) {
                     snprintf(errbuf, errlen, "out of memory");
-                    torrent_release(t);
-                    return NULL;
+                    return -1;
                 }
     }
     int rc = 0;
@@ -1278,16 +1450,99 @@ bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen
             snprintf(errbuf, errlen, "out of memory");
             rc = -1;
         }
-    if (rc != 0) {
-        torrent_release(t);
-        return NULL;
-    }
+    if (rc != 0)
+        return -1;
     t->checked = true;
     if (bt_ranges_full(&t->have)) {
         t->complete = true;
         t->cb->complete(t->ud, t);
     }
+    return 0;
+}
+
+bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen)
+{
+    bool mem = o->storage == BT_STORE_MEMORY;
+    if (!mem && !o->dir) {
+        snprintf(errbuf, errlen, "disk storage needs a folder");
+        return NULL;
+    }
+    if (!o->meta && !o->info_hash) {
+        snprintf(errbuf, errlen, "a torrent needs its metadata or an info-hash");
+        return NULL;
+    }
+    bt_torrent *t = calloc(1, sizeof *t);
+    if (!t) {
+        snprintf(errbuf, errlen, "out of memory");
+        return NULL;
+    }
+    t->id = o->id;
+    t->cb = o->cb;
+    t->ud = o->ud;
+    t->env = o->env;
+    t->worker = o->worker;
+    t->max_peers = o->max_peers ? o->max_peers : BT_TORRENT_MAX_PEERS;
+    t->upload_slots = 5;
+    bt_bucket_init(&t->down, 0, 0);   /* unlimited until set_limits */
+    bt_bucket_init(&t->up, 0, 0);
+    if (!o->meta) {
+        /* a magnet's: peers come and give the metadata; everything else waits for it */
+        t->fetching = true;
+        memcpy(t->info_hash, o->info_hash, 20);
+        bt_md_init(&t->md, o->info_hash);
+        bt_ranges_init(&t->have, 0);
+        t->pt = (bt_peer_torrent){ .info_hash = t->info_hash, .have = &t->have, .down = &t->down,
+                                   .up = &t->up, .no_meta = true };
+        return t;
+    }
+    if (load_meta(t, o, errbuf, errlen) != 0) {
+        torrent_release(t);
+        return NULL;
+    }
     return t;
+}
+
+int bt_torrent_set_meta(bt_torrent *t, const bt_torrent_opts *o, char *errbuf, size_t errlen)
+{
+    if (!t->fetching || t->stopped) {
+        snprintf(errbuf, errlen, t->stopped ? "the torrent is stopped" : "the torrent has its metadata");
+        return -1;
+    }
+    if (memcmp(o->meta->info_hash, t->info_hash, 20) != 0) {
+        snprintf(errbuf, errlen, "the metadata is another torrent's (its info-hash differs)");
+        return -1;
+    }
+    if (o->storage != BT_STORE_MEMORY && !o->dir) {
+        snprintf(errbuf, errlen, "disk storage needs a folder");
+        return -1;
+    }
+    for (bt_peer *p = t->peers; p; p = p->next)
+        bt_peer_close(p, "metadata received: reconnecting");
+    t->fetching = false;
+    if (load_meta(t, o, errbuf, errlen) != 0) {
+        /* back to fetching, with nothing of the failed attempt left */
+        bt_storage_close(t->st);
+        t->st = NULL;
+        bt_picker_free(&t->pk);
+        memset(&t->pk, 0, sizeof t->pk);
+        bt_bitset_free(&t->open);
+        memset(&t->open, 0, sizeof t->open);
+        free(t->pmap);
+        t->pmap = NULL;
+        free(t->dir);
+        t->dir = NULL;
+        bt_ranges_free(&t->have);
+        bt_ranges_init(&t->have, 0);
+        t->meta = NULL;
+        t->npieces = t->piece_len = 0;
+        t->total = 0;
+        t->fetching = true;
+        t->pt = (bt_peer_torrent){ .info_hash = t->info_hash, .have = &t->have, .down = &t->down,
+                                   .up = &t->up, .no_meta = true };
+        return -1;
+    }
+    bt_md_free(&t->md);
+    return 0;
 }
 
 void bt_torrent_stop(bt_torrent *t, const char *why)
@@ -1314,6 +1569,8 @@ void bt_torrent_free(bt_torrent *t)
 
 int bt_torrent_sync(bt_torrent *t, char *errbuf, size_t errlen)
 {
+    if (!t->st)
+        return 0;   /* a magnet's torrent before its metadata: no storage yet */
     if (bt_storage_sync(t->st) != 0) {   /* memory: nothing to do */
         snprintf(errbuf, errlen, "%s", bt_storage_error(t->st));
         return -1;

@@ -29,6 +29,7 @@
 #include "core/mem.h"
 #include "core/ranges.h"
 #include "core/ratelimit.h"
+#include "engine/metadata.h"
 #include "engine/exchange.h"
 #include "engine/peer.h"
 #include "engine/picker.h"
@@ -108,6 +109,9 @@ typedef struct bt_torrent_cb {
     void (*peer_connect)(void *ud, bt_torrent *t, bt_peer *p);     /* active: handshakes done */
     void (*peer_disconnect)(void *ud, bt_torrent *t, bt_peer *p, const char *why);
     void (*peer_gone)(void *ud, bt_torrent *t, bt_peer *p);        /* about to be freed */
+    /* a magnet's torrent: the metadata arrived and matched the info-hash (t->md.buf,
+     * t->md.size); the owner validates it and calls bt_torrent_set_meta */
+    void (*metadata)(void *ud, bt_torrent *t);
     /* PEX (BEP 11): p told us of these peers (checked by engine/exchange.c; valid for
      * the call). What to dial is the owner's decision. */
     void (*pex)(void *ud, bt_torrent *t, bt_peer *p, const bt_pex_addr *added, uint32_t n);
@@ -116,7 +120,9 @@ typedef struct bt_torrent_cb {
 typedef enum { BT_STORE_DISK, BT_STORE_MEMORY } bt_store_kind;
 
 typedef struct bt_torrent_opts {
-    const bt_meta *meta;      /* must outlive the torrent */
+    const bt_meta *meta;      /* must outlive the torrent; NULL: a magnet's torrent, which fetches
+                                 its metadata (BEP 9) first: no pieces, no storage until then */
+    const uint8_t *info_hash; /* meta NULL: the magnet's info-hash */
     bt_store_kind storage;
     const char *dir;          /* disk: files opened (created) under it; memory: unused */
     const char *load;         /* memory: fill from the files under this folder (opened read-only,
@@ -142,7 +148,10 @@ struct bt_torrent {
     void *ud;
     const bt_peer_env *env;
     bt_worker *worker;
-    const bt_meta *meta;
+    const bt_meta *meta;      /* NULL while fetching */
+    uint8_t info_hash[20];
+    bool fetching;            /* a magnet's torrent without its metadata yet (md below) */
+    bt_mdfetch md;
     uint32_t npieces, piece_len;
     int64_t total;
     bt_peer_torrent pt;       /* what its connections see: geometry, have, storage, limits */
@@ -184,6 +193,11 @@ struct bt_torrent {
 /* A torrent: storage opened, existing data hash-checked (disk: what is in the files
  * and not trusted; memory: what `load` holds). NULL with a message in errbuf. */
 bt_torrent *bt_torrent_new(const bt_torrent_opts *o, char *errbuf, size_t errlen);
+/* A magnet's torrent gets its metadata: o->meta (its info-hash must be t's) and the
+ * storage options, as for bt_torrent_new. Every connection is closed first (their
+ * piece sets were not kept: "metadata received: reconnecting"), then storage is opened
+ * and checked as for a new torrent. -1 with a message: t is unchanged (still fetching). */
+int  bt_torrent_set_meta(bt_torrent *t, const bt_torrent_opts *o, char *errbuf, size_t errlen);
 /* Drops every peer (peer_gone for each) and frees; the worker must have forgotten it. */
 void bt_torrent_free(bt_torrent *t);
 void bt_torrent_stop(bt_torrent *t, const char *why);   /* drops peers, keeps data; why NULL: no error */

@@ -19,6 +19,7 @@
  * still go one by one, so their verdicts are not held back. */
 #define BATCH_BYTES (1u << 20)
 #define BATCH_JOBS  256
+_Static_assert(BATCH_JOBS <= BT_STORAGE_RUN_MAX, "a batch's run fits one storage call");
 
 struct bt_worker {
     pthread_t th;
@@ -29,7 +30,7 @@ struct bt_worker {
     bool busy, quit;
     ev_async as;
     struct ev_loop *loop;
-    uint8_t *chunk;           /* read-back buffer and the staging buffer of a run, the thread's own */
+    uint8_t *chunk;           /* read-back buffer, the thread's own */
 };
 
 static void hash_from_storage(bt_job *j, uint8_t *chunk, uint8_t md[BT_SHA1_LEN])
@@ -76,33 +77,26 @@ static bool to_write(const bt_job *j)
 }
 
 /* Verify jobs[0..n) and write the verified ones; a run of consecutive pieces of one
- * storage that fits in `stage` (BATCH_BYTES) is copied there and written in one call. */
-static void run_batch(bt_job **jobs, uint32_t n, uint8_t *stage)
+ * storage goes to it in one call, from the pieces' own buffers. `chunk` is for pieces
+ * read back from storage. */
+static void run_batch(bt_job **jobs, uint32_t n, uint8_t *chunk)
 {
     for (uint32_t i = 0; i < n; i++)
-        verify(jobs[i], stage);
+        verify(jobs[i], chunk);
     for (uint32_t i = 0; i < n;) {
         bt_job *a = jobs[i];
         if (!to_write(a)) {
             i++;
             continue;
         }
-        uint32_t k = i + 1;
-        uint64_t bytes = a->size;
-        while (stage && k < n && to_write(jobs[k]) && jobs[k]->st == a->st && jobs[k]->piece == a->piece + (k - i) &&
-               jobs[k - 1]->size == jobs[i]->size && bytes + jobs[k]->size <= BATCH_BYTES)
-            bytes += jobs[k++]->size;
-        int rc;
-        if (k == i + 1) {
-            rc = bt_storage_write(a->st, a->piece, 0, a->buf, (size_t)a->size);
-        } else {
-            uint64_t off = 0;
-            for (uint32_t q = i; q < k; q++) {
-                memcpy(stage + off, jobs[q]->buf, (size_t)jobs[q]->size);
-                off += jobs[q]->size;
-            }
-            rc = bt_storage_write_run(a->st, a->piece, stage, (size_t)bytes);
-        }
+        struct iovec iov[BATCH_JOBS];
+        uint32_t k = i;
+        do {
+            iov[k - i] = (struct iovec){ .iov_base = jobs[k]->buf, .iov_len = (size_t)jobs[k]->size };
+            k++;
+        } while (k < n && to_write(jobs[k]) && jobs[k]->st == a->st && jobs[k]->piece == a->piece + (k - i) &&
+                 jobs[k - 1]->size == a->size);
+        int rc = bt_storage_write_run(a->st, a->piece, iov, (int)(k - i));
         int err = rc != 0 ? (errno ? errno : EIO) : 0;
         for (uint32_t q = i; q < k; q++)
             jobs[q]->err = err;
@@ -186,7 +180,7 @@ bt_worker *bt_worker_start(struct ev_loop *loop)
     bt_worker *w = calloc(1, sizeof *w);
     if (!w)
         return NULL;
-    w->chunk = aligned_alloc(BT_STORAGE_DIRECT_ALIGN, READ_BACK_CHUNK);   /* runs are written direct */
+    w->chunk = malloc(READ_BACK_CHUNK);
     if (!w->chunk) {
         free(w);
         return NULL;

@@ -11,9 +11,12 @@
 #include <limits.h>
 #include <string.h>
 
+#include "codec/magnet.h"
+
 #include "core/sha1.h"
 
 #define BT_SHA1_MT "bt.Sha1"
+#define BT_MAGNET_BOX_MT "bt.MagnetBox"   /* holds a parse while its table is built */
 
 /* ---- SHA-1 ------------------------------------------------------------------ */
 
@@ -534,11 +537,75 @@ static void push_meta_limits(lua_State *L)
     }
 }
 
+/* ---- magnet URIs ------------------------------------------------------------ */
+
+static void push_mstrs(lua_State *L, const bt_mstr *v, uint32_t n, const char *field)
+{
+    lua_createtable(L, (int)n, 0);
+    for (uint32_t i = 0; i < n; i++) {
+        lua_pushlstring(L, v[i].p, v[i].n);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, field);
+}
+
+/* bt.magnet_parse(uri) -> { info_hash (20 bytes), info_hash_hex, name (dn or nil),
+ *   trackers = {url...}, peers = {"host:port"...}, trackers_dropped, peers_dropped }
+ *   | nil, message, offset   [-0, +1|3, m]  (codec/magnet.h has the rules) */
+static int l_magnet_parse(lua_State *L)
+{
+    size_t n;
+    const char *uri = luaL_checklstring(L, 1, &n);
+    /* the parse result lives in a userdata whose __gc frees its arena: a Lua error
+     * while the table is built (out of memory) leaks nothing */
+    bt_magnet *mp = lua_newuserdatauv(L, sizeof *mp, 0);
+    memset(mp, 0, sizeof *mp);
+    luaL_setmetatable(L, BT_MAGNET_BOX_MT);
+    const char *err;
+    size_t off;
+    if (bt_magnet_parse(mp, uri, n, &err, &off) != 0) {
+        bt_magnet_free(mp);
+        lua_pushnil(L);
+        lua_pushstring(L, err);
+        lua_pushinteger(L, (lua_Integer)off);
+        return 3;
+    }
+    const bt_magnet m = *mp;
+    lua_createtable(L, 0, 7);
+    lua_pushlstring(L, (const char *)m.info_hash, 20);
+    lua_setfield(L, -2, "info_hash");
+    bt_push_hex20(L, m.info_hash);
+    lua_setfield(L, -2, "info_hash_hex");
+    if (m.dn.p) {
+        lua_pushlstring(L, m.dn.p, m.dn.n);
+        lua_setfield(L, -2, "name");
+    }
+    push_mstrs(L, m.tr, m.ntr, "trackers");
+    push_mstrs(L, m.pe, m.npe, "peers");
+    lua_pushinteger(L, m.tr_dropped);
+    lua_setfield(L, -2, "trackers_dropped");
+    lua_pushinteger(L, m.pe_dropped);
+    lua_setfield(L, -2, "peers_dropped");
+    bt_magnet_free(mp);
+    return 1;
+}
+
+static int l_magnet_box_gc(lua_State *L)
+{
+    bt_magnet_free(luaL_checkudata(L, 1, BT_MAGNET_BOX_MT));
+    return 0;
+}
+
 void bt_open_meta(lua_State *L, int mod)
 {
     mod = lua_absindex(L, mod);
     push_meta_limits(L);
     lua_setfield(L, mod, "meta_limits");
+
+    luaL_newmetatable(L, BT_MAGNET_BOX_MT);
+    lua_pushcfunction(L, l_magnet_box_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
 
     luaL_newmetatable(L, BT_SHA1_MT);
     luaL_newlib(L, hasher_methods);
@@ -563,6 +630,7 @@ void bt_open_meta(lua_State *L, int mod)
         { "sha1_hex", l_sha1_hex },
         { "sha1_hasher", l_sha1_hasher },
         { "meta_parse", l_meta_parse },
+        { "magnet_parse", l_magnet_parse },
         { NULL, NULL },
     };
     lua_pushvalue(L, mod);

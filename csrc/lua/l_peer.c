@@ -89,13 +89,14 @@ static double now_of(const bt_peer *p)
 enum {
     F_ADDRESS = 1, F_ALIVE, F_HAVE, F_ID, F_CHOKING, F_INTERESTED, F_AM_CHOKING, F_AM_INTERESTED, F_RATE_DOWN,
     F_RATE_UP, F_RTT, F_MIN_RTT, F_INFLIGHT, F_SLOTS, F_QUEUE_DEPTH, F_REQQ, F_SNUBBED, F_SEED, F_INCOMING,
-    F_DOWNLOADED, F_UPLOADED, F_FAILS, F_CONNECTED_FOR, F_IDLE, F_UPLOAD_IDLE, F_CLIENT, F_EXTENSIONS, F_SOURCE,
+    F_DOWNLOADED, F_UPLOADED, F_FAILS, F_CONNECTED_FOR, F_IDLE, F_UPLOAD_IDLE, F_CLIENT, F_EXTENSIONS, F_LISTEN_PORT,
+    F_SOURCE,
 };
 static const char *const FIELDS[] = {
     "address", "alive", "have", "id", "choking", "interested", "am_choking", "am_interested", "rate_down",
     "rate_up", "rtt", "min_rtt", "inflight", "slots", "queue_depth", "reqq", "snubbed", "seed", "incoming",
-    "downloaded", "uploaded", "fails", "connected_for", "idle", "upload_idle", "client", "extensions", "source",
-    NULL,
+    "downloaded", "uploaded", "fails", "connected_for", "idle", "upload_idle", "client", "extensions", "listen_port",
+    "source", NULL,
 };
 
 static int l_peer_index(lua_State *L)
@@ -149,6 +150,7 @@ static int l_peer_index(lua_State *L)
     case F_CONNECTED_FOR: lua_pushnumber(L, now_of(p) - p->connected_at); break;
     case F_IDLE: lua_pushnumber(L, now_of(p) - (p->last_block > 0 ? p->last_block : p->connected_at)); break;
     case F_UPLOAD_IDLE: lua_pushnumber(L, bt_peer_upload_idle(p, now_of(p))); break;
+    case F_LISTEN_PORT: if (p->listen_port) lua_pushinteger(L, p->listen_port); else lua_pushnil(L); break;
     case F_SOURCE: lua_pushstring(L, p->source < BT_SRC_COUNT ? BT_PEER_SOURCES[p->source] : "?"); break;
     case F_CLIENT: if (p->client[0]) lua_pushstring(L, p->client); else lua_pushnil(L); break;
     case F_EXTENSIONS:   /* BEP 10: our extensions it has, with the ids it gave them */

@@ -35,9 +35,12 @@ typedef struct lsess {
     int self_ref;          /* keeps the session (and its uservalue) alive while announces are pending */
     bool open;
     bool had_error;
+    bt_lchild *children;   /* bt_lsession_attach's: DHT nodes on our loop */
 } lsess;
 
 /* Stack: function and nargs arguments. An error stops the loop; run() raises it. */
+static lsess *check_sess(lua_State *L, int idx);
+
 static void call_fn(lsess *ls, int nargs)
 {
     lua_State *L = ls->L;
@@ -59,6 +62,34 @@ static void call_handler(lsess *ls, int nargs)
     lua_rawgeti(L, LUA_REGISTRYINDEX, ls->handler_ref);
     lua_insert(L, -nargs - 1);
     call_fn(ls, nargs);
+}
+
+/* ---- for objects on the session's loop (l_session.h) ---- */
+
+bt_session *bt_lsession_check(lua_State *L, int idx)
+{
+    return &check_sess(L, idx)->s;
+}
+
+void bt_lsession_call(bt_session *s, int nargs)
+{
+    call_fn((lsess *)s, nargs);   /* s is the first member of its lsess */
+}
+
+void bt_lsession_attach(bt_session *s, bt_lchild *c)
+{
+    lsess *ls = (lsess *)s;
+    c->next = ls->children;
+    ls->children = c;
+}
+
+void bt_lsession_detach(bt_session *s, bt_lchild *c)
+{
+    for (bt_lchild **pp = &((lsess *)s)->children; *pp; pp = &(*pp)->next)
+        if (*pp == c) {
+            *pp = c->next;
+            return;
+        }
 }
 
 /* ---- what the engine reports (bt_sess_cb) ---- */
@@ -99,6 +130,11 @@ static void on_event(void *ud, const bt_event *ev)
         call_handler(ls, 3);
         break;
     }
+    case BT_EV_METADATA:
+        lua_pushliteral(L, "metadata");
+        bt_ltorrent_push(L, t);
+        call_handler(ls, 2);
+        break;
     case BT_EV_PEER_DISCONNECT:
         lua_pushliteral(L, "peer_disconnect");
         bt_ltorrent_push(L, t);
@@ -306,18 +342,25 @@ static int l_sess_peer_id(lua_State *L)
     return 1;
 }
 
-/* cs:add(meta, dir, policy, max_peers [, trust [, storage [, load]]])
+/* cs:add(meta | info_hash, dir, policy, max_peers [, trust [, storage [, load]]])
  *   -> bt.Torrent | nil, message  [-0, +1|2, e]
  * policy: a complete policy table (bt.policy.load). storage "disk" (default):
  * opens (creates) the files under dir and hash-checks what is already there,
  * except the pieces in `trust` (a bt.Ranges from resume data), taken as had.
  * storage "memory": dir must be nil, trust too; nothing touches the file system,
  * except that `load` (a folder) is read (never written) and every piece that
- * verifies there is copied into memory and had. */
+ * verifies there is copied into memory and had. A 20-byte info-hash instead of meta:
+ * a magnet's torrent, which fetches its metadata (the "metadata" event, then
+ * t:set_meta). */
 static int l_sess_add(lua_State *L)
 {
     lsess *ls = check_sess(L, 1);
-    const bt_meta *m = bt_lmeta_check(L, 2);
+    /* a 20-byte string: a magnet's info-hash (the torrent fetches its metadata first) */
+    size_t hlen = 0;
+    const char *ih = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &hlen) : NULL;
+    if (ih && hlen != 20)
+        luaL_argerror(L, 2, "an info-hash is 20 bytes");
+    const bt_meta *m = ih ? NULL : bt_lmeta_check(L, 2);
     static const char *const kinds[] = { "disk", "memory", NULL };
     int kind = luaL_checkoption(L, 7, "disk", kinds);
     const char *dir = kind == 0 ? luaL_checkstring(L, 3) : NULL;
@@ -333,7 +376,7 @@ static int l_sess_add(lua_State *L)
         if (kind == 1)
             luaL_argerror(L, 6, "memory storage has no resume data to trust");
         trust = bt_lranges_read(L, 6);
-        if (trust->size != m->num_pieces)
+        if (!m || trust->size != m->num_pieces)
             luaL_argerror(L, 6, "trusted set has the wrong number of pieces");
     }
     const char *load = luaL_optstring(L, 8, NULL);
@@ -342,7 +385,8 @@ static int l_sess_add(lua_State *L)
     /* the handle first: the policy scheduler looks hooks up through it while adding */
     ltorrent *lt = bt_ltorrent_new(L, &ls->s, 2, 4);
     bt_add_opts o = { .storage = kind == 1 ? BT_STORE_MEMORY : BT_STORE_DISK, .dir = dir, .load = load,
-                      .max_peers = (uint32_t)mp, .trust = trust, .upload_slots = slots, .lref = lt };
+                      .max_peers = (uint32_t)mp, .trust = trust, .upload_slots = slots, .lref = lt,
+                      .info_hash = (const uint8_t *)ih };
     char err[512];
     bt_torrent *t = bt_sess_add(&ls->s, m, &o, err, sizeof err);
     if (!t) {
@@ -393,6 +437,8 @@ static void sess_close(lua_State *L, lsess *ls)
     ls->open = false;
     ls->s.cb.event = NULL;   /* no more events: handles go stale as their objects go */
     ls->s.cb.tick = NULL;
+    while (ls->children)   /* DHT nodes: their sockets and timers are on our loop */
+        ls->children->close(ls->children);
     bt_sess_free(&ls->s);   /* pending announces are dropped without callbacks */
     bt_lpolicy_free(&ls->pol);
     if (ls->self_ref != LUA_NOREF) {

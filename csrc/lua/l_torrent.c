@@ -3,6 +3,7 @@
 
 #include <string.h>
 
+#include "lua/l_meta.h"
 #include "lua/l_peer.h"
 #include "lua/l_ranges.h"
 
@@ -98,12 +99,12 @@ static const bt_ranges *have_of(lua_State *L, int owner)
 enum {
     F_STATE = 1, F_POLICY, F_META, F_PIECES, F_HAVE, F_MISSING, F_UNREQUESTED, F_PARTIALS, F_ENDGAME, F_INFO_HASH,
     F_PIECE_LENGTH, F_TOTAL_LENGTH, F_NAME, F_COMPLETE, F_STOPPED, F_ERROR, F_NPEERS, F_DIR, F_STORAGE, F_ID,
-    F_TIE_START,
+    F_TIE_START, F_FETCHING,
 };
 static const char *const FIELDS[] = {
     "state", "policy", "meta", "pieces", "have", "missing", "unrequested", "partials", "endgame", "info_hash",
     "piece_length", "total_length", "name", "complete", "stopped", "error", "npeers", "dir", "storage", "id",
-    "tie_start", NULL,
+    "tie_start", "fetching", NULL,
 };
 
 static int l_torrent_index(lua_State *L)
@@ -139,10 +140,16 @@ static int l_torrent_index(lua_State *L)
     case F_UNREQUESTED: lua_pushinteger(L, bt_torrent_unrequested(t)); break;
     case F_PARTIALS: lua_pushinteger(L, t->npartials); break;
     case F_ENDGAME: lua_pushboolean(L, t->endgame); break;
-    case F_INFO_HASH: bt_push_hex20(L, t->meta->info_hash); break;
+    case F_INFO_HASH: bt_push_hex20(L, t->info_hash); break;
     case F_PIECE_LENGTH: lua_pushinteger(L, t->piece_len); break;
     case F_TOTAL_LENGTH: lua_pushinteger(L, t->total); break;
-    case F_NAME: lua_pushlstring(L, t->meta->name.p, t->meta->name.n); break;
+    case F_NAME:
+        if (t->meta)
+            lua_pushlstring(L, t->meta->name.p, t->meta->name.n);
+        else
+            lua_pushnil(L);   /* a magnet's, before its metadata */
+        break;
+    case F_FETCHING: lua_pushboolean(L, t->fetching); break;
     case F_COMPLETE: lua_pushboolean(L, t->complete); break;
     case F_STOPPED: lua_pushboolean(L, t->stopped); break;
     case F_ERROR:
@@ -471,6 +478,56 @@ static int l_torrent_sync(lua_State *L)
     return 1;
 }
 
+/* t:metadata() -> info dictionary bytes | nil  [-0, +1, m]
+ * A magnet's torrent: the fetched metadata once it matched the info-hash (before and
+ * after t:set_meta); any torrent with metadata: its raw info dictionary. */
+static int l_torrent_metadata(lua_State *L)
+{
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    if (t->fetching && t->md.done)
+        lua_pushlstring(L, (const char *)t->md.buf, t->md.size);
+    else if (t->pt.info)
+        lua_pushlstring(L, (const char *)t->pt.info, t->pt.info_len);
+    else
+        lua_pushnil(L);
+    return 1;
+}
+
+/* t:set_meta(meta, dir, max_peers [, trust [, storage [, load]]]) -> true | nil, message
+ *   [-0, +1|2, e]
+ * A magnet's torrent becomes a torrent like any other: meta (a bt.Metainfo of the same
+ * info-hash) and the storage arguments as for cs:add. Its peers are closed and dialed
+ * again by the session (their piece sets were not kept). */
+static int l_torrent_set_meta(lua_State *L)
+{
+    ltorrent *lt = check_handle(L, 1);
+    bt_torrent *t = bt_ltorrent_check(L, 1);
+    const bt_meta *m = bt_lmeta_check(L, 2);
+    static const char *const kinds[] = { "disk", "memory", NULL };
+    int kind = luaL_checkoption(L, 6, "disk", kinds);
+    const char *dir = kind == 0 ? luaL_checkstring(L, 3) : NULL;
+    lua_Integer mp = luaL_optinteger(L, 4, 0);
+    if (mp < 0 || mp > 100000)
+        luaL_argerror(L, 4, "max_peers must be in [0, 100000]");
+    const bt_ranges *trust = NULL;
+    if (!lua_isnoneornil(L, 5)) {
+        trust = bt_lranges_read(L, 5);
+        if (kind == 1 || trust->size != m->num_pieces)
+            luaL_argerror(L, 5, "trusted set has the wrong number of pieces, or storage is memory");
+    }
+    const char *load = luaL_optstring(L, 7, NULL);
+    bt_add_opts o = { .storage = kind == 1 ? BT_STORE_MEMORY : BT_STORE_DISK, .dir = dir, .load = load,
+                      .max_peers = (uint32_t)mp, .trust = trust };
+    char err[512];
+    if (bt_sess_set_meta(lt->s, t, m, &o, err, sizeof err) != 0)
+        return bt_push_fail(L, "%s", err);
+    lua_getiuservalue(L, 1, 1);   /* the handle keeps the metainfo alive */
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "meta");
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* t:banned(address) -> boolean  [-0, +1, v] */
 static int l_torrent_banned(lua_State *L)
 {
@@ -559,7 +616,8 @@ void bt_open_torrent(lua_State *L, int mod)
         { "connect", l_torrent_connect }, { "stop", l_torrent_stop },
         { "banned", l_torrent_banned }, { "stats", l_torrent_stats }, { "sync", l_torrent_sync },
         { "set_limits", l_torrent_set_limits }, { "limits", l_torrent_limits },
-        { "memory", l_torrent_memory }, { NULL, NULL },
+        { "memory", l_torrent_memory }, { "metadata", l_torrent_metadata },
+        { "set_meta", l_torrent_set_meta }, { NULL, NULL },
     };
     bt_new_class(L, BT_TORRENT_MT, meta, methods, FIELDS);
     bt_class_key(L, BT_TORRENT_MT, &TORRENT_KEY);

@@ -6,6 +6,7 @@
 #include <openssl/crypto.h>
 
 #include "lua/l_bencode.h"
+#include "lua/l_dht.h"
 #include "lua/l_fs.h"
 #include "lua/l_meta.h"
 #include "lua/l_peer.h"
@@ -54,6 +55,7 @@ __attribute__((visibility("default"))) int luaopen_bt_core(lua_State *L)
     bt_open_peer(L, mod);
     bt_open_torrent(L, mod);
     bt_open_session(L, mod);
+    bt_open_dht(L, mod);
     lua_pushliteral(L, BT_VERSION);
     lua_setfield(L, mod, "version");
     lua_pushcfunction(L, l_versions);

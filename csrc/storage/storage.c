@@ -476,6 +476,58 @@ static int disk_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int6
     return rc;
 }
 
+/* iov[0..cnt) from off on. A run whose buffers, lengths and offset are all aligned and
+ * that is long enough goes to the O_DIRECT descriptor in one pwritev (no copy, no page
+ * cache); the rest (or what a refusal or a short write left) buffer by buffer through
+ * disk_write. */
+static int disk_writev(bt_storage *s, uint32_t f, const struct iovec *iov, int cnt, int64_t off)
+{
+    disk *d = s->impl;
+    const size_t mask = BT_STORAGE_DIRECT_ALIGN - 1;
+    size_t total = 0;
+    int aligned = cnt > 1 && !d->ro && ((uint64_t)off & mask) == 0;
+    for (int i = 0; i < cnt; i++) {
+        total += iov[i].iov_len;
+        aligned = aligned && ((((uintptr_t)iov[i].iov_base) | iov[i].iov_len) & mask) == 0;
+    }
+    int i = 0;
+    size_t done = 0;   /* bytes of iov[i] already written */
+    if (aligned && total >= BT_STORAGE_DIRECT_MIN) {
+        int slot;
+        int fd = disk_fd_get(s, f, &slot);
+        if (fd < 0)
+            return -1;
+        int dfd = disk_direct_fd(d, slot, fd);
+        ssize_t w = 0;
+        if (dfd >= 0) {
+            do
+                w = pwritev(dfd, iov, cnt, (off_t)off);
+            while (w < 0 && errno == EINTR);
+        }
+        if (w < 0 && errno != EINVAL) {
+            bt_storage_seterr(s, "%s: write: %s", d->f[f].path, strerror(errno));
+            disk_fd_put(d, slot, 1, off + (int64_t)total);
+            return -1;
+        }
+        if (w < 0) {   /* the file system's refusal: buffered from now on */
+            pthread_mutex_lock(&d->mu);
+            d->no_direct = 1;
+            pthread_mutex_unlock(&d->mu);
+            w = 0;
+        }
+        disk_fd_put(d, slot, w > 0, off + w);
+        for (done = (size_t)w; i < cnt && done >= iov[i].iov_len; i++) {
+            done -= iov[i].iov_len;
+            off += (int64_t)iov[i].iov_len;
+        }
+    }
+    for (; i < cnt; off += (int64_t)iov[i].iov_len, i++, done = 0)
+        if (disk_write(s, f, (const uint8_t *)iov[i].iov_base + done, iov[i].iov_len - done,
+                       off + (int64_t)done) != 0)
+            return -1;
+    return 0;
+}
+
 static int disk_present(bt_storage *s, uint32_t f, int64_t off, int64_t n)
 {
     disk *d = s->impl;
@@ -579,7 +631,7 @@ static void disk_close(bt_storage *s)
 }
 
 static const bt_storage_ops disk_ops = {
-    disk_read, disk_write, disk_present, disk_sync, disk_close,
+    disk_read, disk_writev, disk_present, disk_sync, disk_close,
 };
 
 /* mkdir -p of the download folder itself (`-o a/b/c` with a/b missing). The folder
@@ -877,7 +929,6 @@ static uint32_t file_at(const bt_storage *s, int64_t pos)
     return lo;
 }
 
-enum { OP_READ, OP_WRITE };
 
 /* Check (piece, begin, len) and turn it into a stream position. */
 static int locate(bt_storage *s, uint32_t piece, uint32_t begin, size_t len, int64_t *pos)
@@ -898,7 +949,8 @@ static int locate(bt_storage *s, uint32_t piece, uint32_t begin, size_t len, int
     return 0;
 }
 
-static int span_io(bt_storage *s, int op, int64_t pos, uint8_t *buf, size_t len)
+/* Read len bytes from stream position pos, file by file (pad files read as zeros). */
+static int span_read(bt_storage *s, int64_t pos, uint8_t *buf, size_t len)
 {
     if (len == 0)
         return 0;
@@ -917,19 +969,60 @@ static int span_io(bt_storage *s, int op, int64_t pos, uint8_t *buf, size_t len)
         size_t n = len;
         if ((int64_t)n > f->length - within)
             n = (size_t)(f->length - within);
-        if (f->pad) {
-            if (op == OP_READ)
-                memset(buf, 0, n);
-        } else if (op == OP_READ) {
-            if (s->ops->read(s, i, buf, n, within) < 0)
-                return -1;
-        } else if (s->ops->write(s, i, buf, n, within) < 0) {
+        if (f->pad)
+            memset(buf, 0, n);
+        else if (s->ops->read(s, i, buf, n, within) < 0)
             return -1;
-        }
         buf += n;
         pos += (int64_t)n;
         len -= n;
         i++;
+    }
+    return 0;
+}
+
+/* Write iov[0..cnt) (cnt <= BT_STORAGE_RUN_MAX) one after the other from stream position
+ * pos, file by file: each file gets the slices of the buffers that fall in it, in one
+ * writev call (a buffer may straddle files); pad files get nothing. */
+static int span_writev(bt_storage *s, int64_t pos, const struct iovec *iov, int cnt)
+{
+    struct iovec seg[BT_STORAGE_RUN_MAX];
+    int i = 0;
+    size_t o = 0;   /* bytes of iov[i] already placed */
+    uint32_t fi = file_at(s, pos);
+    while (i < cnt) {
+        if (iov[i].iov_len == 0) {
+            i++;
+            continue;
+        }
+        if (fi >= s->nfiles) {   /* cannot happen after the callers' checks: lengths add up */
+            bt_storage_seterr(s, "internal: past the last file");
+            return -1;
+        }
+        const st_file *f = &s->files[fi];
+        int64_t within = pos - f->offset;
+        if (within >= f->length) {
+            fi++;
+            continue;
+        }
+        int64_t room = f->length - within, n = 0;
+        int k = 0;
+        while (i < cnt && n < room) {
+            size_t take = iov[i].iov_len - o;
+            if ((int64_t)take > room - n)
+                take = (size_t)(room - n);
+            seg[k++] = (struct iovec){ .iov_base = (uint8_t *)iov[i].iov_base + o, .iov_len = take };
+            n += (int64_t)take;
+            o += take;
+            if (o == iov[i].iov_len) {
+                i++;
+                o = 0;
+            }
+        }
+        if (!f->pad && s->ops->writev(s, fi, seg, k, within) < 0)
+            return -1;
+        pos += n;
+        fi++;
     }
     return 0;
 }
@@ -939,20 +1032,30 @@ int bt_storage_write(bt_storage *s, uint32_t piece, uint32_t begin, const void *
     int64_t pos;
     if (locate(s, piece, begin, len, &pos) < 0)
         return -1;
-    return span_io(s, OP_WRITE, pos, (uint8_t *)(uintptr_t)buf, len);
+    struct iovec one = { .iov_base = (void *)(uintptr_t)buf, .iov_len = len };
+    return span_writev(s, pos, &one, 1);
 }
 
-int bt_storage_write_run(bt_storage *s, uint32_t piece, const void *buf, size_t len)
+int bt_storage_write_run(bt_storage *s, uint32_t piece, const struct iovec *iov, int cnt)
 {
     int64_t pos;
     if (locate(s, piece, 0, 0, &pos) < 0)
         return -1;
-    if ((uint64_t)len > (uint64_t)(s->total_length - pos)) {
-        bt_storage_seterr(s, "run of %zu bytes from piece %u past the end of the torrent", len, piece);
+    if (cnt < 0 || cnt > BT_STORAGE_RUN_MAX) {
+        bt_storage_seterr(s, "run of %d buffers from piece %u: at most %d", cnt, piece, BT_STORAGE_RUN_MAX);
         errno = EINVAL;
         return -1;
     }
-    return span_io(s, OP_WRITE, pos, (uint8_t *)(uintptr_t)buf, len);
+    uint64_t len = 0;
+    for (int i = 0; i < cnt; i++)
+        len += iov[i].iov_len;
+    if (len > (uint64_t)(s->total_length - pos)) {
+        bt_storage_seterr(s, "run of %llu bytes from piece %u past the end of the torrent", (unsigned long long)len,
+                          piece);
+        errno = EINVAL;
+        return -1;
+    }
+    return span_writev(s, pos, iov, cnt);
 }
 
 int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, size_t len)
@@ -960,7 +1063,7 @@ int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, si
     int64_t pos;
     if (locate(s, piece, begin, len, &pos) < 0)
         return -1;
-    return span_io(s, OP_READ, pos, buf, len);
+    return span_read(s, pos, buf, len);
 }
 
 static int hash_ready(bt_storage *s)
@@ -991,7 +1094,7 @@ int bt_storage_hash_piece(bt_storage *s, uint32_t piece, uint8_t out[20])
         size_t n = BT_STORAGE_HASH_CHUNK;
         if ((int64_t)n > size - done)
             n = (size_t)(size - done);
-        if (span_io(s, OP_READ, pos + done, s->chunk, n) < 0)
+        if (span_read(s, pos + done, s->chunk, n) < 0)
             return -1;
         bt_sha1_update(&s->md, s->chunk, n);
         done += (int64_t)n;

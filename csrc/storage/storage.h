@@ -42,6 +42,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "codec/metainfo.h"
 #include "core/ranges.h"
@@ -67,7 +68,7 @@
  * the cache, no dirty pages to write back. Measured, 1 GiB in 1 MiB pieces: system time
  * 0.44 -> 0.24 s. Smaller writes wait for the device once each, so they stay buffered;
  * so do file systems without O_DIRECT. Callers that want it allocate their buffers
- * aligned (the engine's piece buffers and the worker's run buffer are). */
+ * aligned (the engine's piece buffers are; a run of them goes in one pwritev). */
 #define BT_STORAGE_DIRECT_ALIGN   ((size_t)4096)
 #define BT_STORAGE_DIRECT_MIN     ((size_t)256 * 1024)
 /* Error message buffer (a path and an strerror text). */
@@ -82,7 +83,9 @@ enum { BT_SPAN_MISSING = 0, BT_SPAN_DATA = 1, BT_SPAN_HOLE = 2 };
  * never calls these for pad files. Return 0, or -1 after bt_storage_seterr(). */
 typedef struct bt_storage_ops {
     int  (*read)(bt_storage *s, uint32_t f, void *buf, size_t n, int64_t off);
-    int  (*write)(bt_storage *s, uint32_t f, const void *buf, size_t n, int64_t off);
+    /* iov[0..cnt) written one after the other from off on (a run of pieces from their
+     * own buffers: the disk backend gives an aligned run to the device in one call) */
+    int  (*writev)(bt_storage *s, uint32_t f, const struct iovec *iov, int cnt, int64_t off);
     /* What [off, off + n) holds, for the start-up check (no data is read):
      * BT_SPAN_DATA, BT_SPAN_MISSING (file missing or too short when opened),
      * BT_SPAN_HOLE (wholly a hole: reads as zeros), or -1 on error. */
@@ -118,10 +121,12 @@ int      bt_storage_file_is_pad(const bt_storage *s, uint32_t f);
  * short writes and EINTR. Return 0, or -1 with bt_storage_error() set. */
 int bt_storage_write(bt_storage *s, uint32_t piece, uint32_t begin, const void *buf, size_t len);
 int bt_storage_read(bt_storage *s, uint32_t piece, uint32_t begin, void *buf, size_t len);
-/* Write whole consecutive pieces from `piece` on in one go: len bytes from the piece's
- * start, ending inside the torrent (the worker writes a run of small verified pieces
- * so, one call instead of one per piece). 0, or -1 with bt_storage_error() set. */
-int bt_storage_write_run(bt_storage *s, uint32_t piece, const void *buf, size_t len);
+/* Write whole consecutive pieces from `piece` on in one go, from cnt buffers (at most
+ * BT_STORAGE_RUN_MAX) one after the other, ending inside the torrent: the worker writes
+ * a run of small verified pieces so, from the pieces' own buffers, one call instead of
+ * one per piece and no copy. 0, or -1 with bt_storage_error() set. */
+#define BT_STORAGE_RUN_MAX 256
+int bt_storage_write_run(bt_storage *s, uint32_t piece, const struct iovec *iov, int cnt);
 
 /* SHA-1 of the piece as stored (read back in BT_STORAGE_HASH_CHUNK chunks). 0 / -1. */
 int bt_storage_hash_piece(bt_storage *s, uint32_t piece, uint8_t out[20]);

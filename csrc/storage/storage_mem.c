@@ -89,9 +89,12 @@ static int mem_read(bt_storage *s, uint32_t f, void *buf, size_t n, int64_t off)
     return mem_rw(s, f, buf, NULL, n, off);
 }
 
-static int mem_write(bt_storage *s, uint32_t f, const void *buf, size_t n, int64_t off)
+static int mem_writev(bt_storage *s, uint32_t f, const struct iovec *iov, int cnt, int64_t off)
 {
-    return mem_rw(s, f, NULL, buf, n, off);
+    for (int i = 0; i < cnt; off += (int64_t)iov[i].iov_len, i++)
+        if (mem_rw(s, f, NULL, iov[i].iov_base, iov[i].iov_len, off) < 0)
+            return -1;
+    return 0;
 }
 
 /* Never written chunks are "missing" (a fresh storage holds nothing, as a disk
@@ -122,7 +125,7 @@ static void mem_close(bt_storage *s)
     free(m);
 }
 
-static const bt_storage_ops mem_ops = {mem_read, mem_write, mem_present, NULL, mem_close};
+static const bt_storage_ops mem_ops = {mem_read, mem_writev, mem_present, NULL, mem_close};
 
 bt_storage *bt_storage_open_memory(const bt_meta *meta, char *err, size_t errlen)
 {

@@ -8,6 +8,7 @@ local COMMANDS = {
   { "create", "Make a .torrent file from a file or a folder." },
   { "run",    "Download a torrent with a Lua policy." },
   { "seed",   "Verify a torrent's data and seed it." },
+  { "dht",    "Run a DHT node for a while and print its routing table's size and health." },
 }
 
 local M = {}

@@ -30,7 +30,37 @@ M.MAX_CANDIDATES = 1000
 M.MAX_PER_SOURCE = 500
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
-             peer_disconnect = true, tracker = true, scrape = true, tick = true, pex = true }
+             peer_disconnect = true, tracker = true, scrape = true, tick = true, metadata = true,
+             pex = true }
+-- What a magnet's torrent tells its trackers it has left before the size is known: not 0,
+-- which would make it a seed (a tracker gives a seed no other seeds).
+M.MAGNET_LEFT = 16384
+
+--- bt.session.is_magnet(x): x is a magnet URI (a string starting "magnet:", any case).
+function M.is_magnet(x)
+  return type(x) == "string" and x:sub(1, 7):lower() == "magnet:"
+end
+
+--- bt.session.metadata_path(dir, info_hash_hex): where a magnet download keeps the
+-- metadata it fetched, beside its resume data, so that a restart does not fetch it again.
+function M.metadata_path(dir, hex)
+  return dir .. "/.bt-lua/" .. hex:lower() .. ".torrent"
+end
+
+--- bt.session.torrent_bytes(info, trackers) -> the bytes of a .torrent: the raw info
+-- dictionary (hashed as it is: never re-encoded) and the trackers (one tier each, in order).
+function M.torrent_bytes(info, trackers)
+  local out = { "d" }
+  local function str(x) return #x .. ":" .. x end
+  if trackers and #trackers > 0 then
+    out[#out + 1] = "8:announce" .. str(trackers[1])
+    out[#out + 1] = "13:announce-listl"
+    for _, u in ipairs(trackers) do out[#out + 1] = "l" .. str(u) .. "e" end
+    out[#out + 1] = "e"
+  end
+  out[#out + 1] = "4:info" .. info .. "e"
+  return table.concat(out)
+end
 
 local Session = {}
 Session.__index = Session
@@ -58,6 +88,8 @@ local function parse_hostport(s)
 end
 M.parse_hostport = parse_hostport
 
+--- bt.session(opts): opts as bt.session_new's (docs/api.md), plus dht: true or a table of
+-- bt.dht.new's options (nodes, state, port, restrict_ips...) for a DHT node on this loop.
 function M.new(opts)
   opts = opts or {}
   local self = setmetatable({ handlers = {}, torrents = {}, by_handle = {} }, Session)
@@ -74,6 +106,14 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
+  if opts.dht then   -- the DHT node (bt.dht): on the listener's port number by default
+    local dopts = type(opts.dht) == "table" and opts.dht or {}
+    if dopts.port == nil then dopts.port = self.port end
+    if dopts.bind == nil then dopts.bind = opts.bind end
+    local node, derr = require("bt.dht").new(cs, dopts)
+    if not node then cs:close() error("bt.session: " .. tostring(derr), 2) end
+    self.dht = node
+  end
   -- every peer is a descriptor: the core raised the soft open-file limit to the hard
   -- one and clamps max_peers to what it allows; say so instead of failing later
   local want, fd = opts.max_peers or 50, cs:fd_budget()
@@ -115,9 +155,11 @@ end
 -- memory and nothing touches the file system: dir is not needed, and resume data
 -- is neither read nor written), load (memory only: a folder whose files are read,
 -- never written, and whose verified pieces are copied into memory, e.g. to seed
--- from memory). t.storage says which storage a torrent has.
+-- from memory). t.storage says which storage a torrent has. dht (false: this torrent
+-- is not looked up in the session's DHT; private torrents never are).
 function Session:add(torrent, opts)
   opts = opts or {}
+  if M.is_magnet(torrent) then return self:_add_magnet(torrent, opts, 3) end
   local m, err = M.metainfo(torrent)
   if not m then error(err, 2) end
   local kind = opts.storage or "disk"
@@ -141,26 +183,138 @@ function Session:add(torrent, opts)
       if okl and r then trust, rreason = r.have, r.reason else rreason = tostring(r) end
     end
   end
-  local t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust, kind, opts.load)
-  if not t then error("bt.session: " .. tostring(aerr), 2) end
+  local t, aerr
+  if opts._magnet_rec then
+    t = opts._magnet_rec.t
+    local okm, merr = t:set_meta(m, dir, opts.max_peers or self.max_peers, trust, kind, opts.load)
+    if not okm then error("bt.session: " .. tostring(merr), 2) end
+  else
+    t, aerr = self.core:add(m, dir, pol, opts.max_peers or self.max_peers, trust, kind, opts.load)
+    if not t then error("bt.session: " .. tostring(aerr), 2) end
+  end
   if opts.max_down or opts.max_up then t:set_limits{ down = opts.max_down, up = opts.max_up } end
   -- complete_at_add: the data was all there; "completed" is announced only for a
   -- download that completes in this run (BEP 3). seed: keep dialing peers once complete.
-  local rec = { t = t, meta = m, max_peers = opts.max_peers, candidates = {}, order = {}, by_source = {},
-                trackers = {},
-                started = self.core:now(),
-                resume_reason = rreason, trusted = trust and trust:count() or 0,
-                complete_at_add = t.complete, seed = opts.seed and true or false }
+  local rec = opts._magnet_rec or { t = t, candidates = {}, order = {}, by_source = {}, trackers = {} }
+  rec.meta, rec.info_hash, rec.max_peers, rec.started = m, m.info_hash, opts.max_peers, self.core:now()
+  rec.resume_reason, rec.trusted = rreason, trust and trust:count() or 0
+  rec.complete_at_add, rec.seed = t.complete, opts.seed and true or false
   if resume then
     rec.saver = resume.saver{ path = rpath, torrent = m, dir = dir, sync = function() return t:sync() end }
   end
-  self.torrents[#self.torrents + 1] = rec
-  self.by_handle[t] = rec
+  if not opts._magnet_rec then
+    self.torrents[#self.torrents + 1] = rec
+    self.by_handle[t] = rec
+  end
   for _, p in ipairs(opts.peers or {}) do self:add_peer(t, p) end
-  if opts.trackers ~= false then self:_setup_trackers(rec, m) end
+  if opts.trackers ~= false and not rec.ann then self:_setup_trackers(rec, M.tracker_tiers(m)) end
+  if self.dht and m.private then
+    self.dht:remove(m.info_hash)   -- BEP 27: a magnet's metadata said private: no more lookups
+  elseif self.dht and opts.dht ~= false then
+    self:_dht_add(t, m.info_hash)
+  end
   self:_connect_some(rec, self.core:now())   -- dial and announce now, not a tick later
   self:_tracker_tick(rec, self.core:now())
   return t
+end
+
+-- A magnet link (BEP 9): parsed (a malformed one raises before the network is touched),
+-- then, when an earlier run fetched the metadata (M.metadata_path), added as that
+-- torrent; else a torrent that fetches its metadata from its peers (x.pe, opts.peers, the
+-- trackers of tr) and becomes an ordinary torrent when it arrives (Session:_on_metadata).
+function Session:_add_magnet(uri, opts, level)
+  local mg, merr = core.magnet_parse(uri)
+  if not mg then error("bt.session: bad magnet link: " .. merr, level) end
+  local peers = {}
+  for _, p in ipairs(mg.peers) do peers[#peers + 1] = p end
+  for _, p in ipairs(opts.peers or {}) do peers[#peers + 1] = p end
+  local kind = opts.storage or "disk"
+  local memory = kind == "memory"
+  local dir = not memory and (opts.dir or ".") or nil
+  local tiers = {}
+  for _, u in ipairs(mg.trackers) do tiers[#tiers + 1] = u end
+  tiers = #tiers > 0 and { tiers } or {}
+  local saved = not memory and opts.resume ~= false and not opts.fetch_only
+    and torrentmod.read(M.metadata_path(dir, mg.info_hash_hex))
+  if saved and saved.info_hash == mg.info_hash then
+    local o = setmetatable({ peers = peers }, { __index = opts })
+    local t = self:add(saved, o)
+    local rec = self.by_handle[t]
+    rec.magnet, rec.metadata_saved = mg, true
+    if opts.trackers ~= false and #tiers > 0 and #rec.trackers == 0 then
+      self:_setup_trackers(rec, tiers)
+      self:_tracker_tick(rec, self.core:now())
+    end
+    return t
+  end
+  local pol = policy.load(opts.policy)
+  local t, aerr = self.core:add(mg.info_hash, dir, pol, opts.max_peers or self.max_peers, nil, kind, nil)
+  if not t then error("bt.session: " .. tostring(aerr), level) end
+  local rec = { t = t, magnet = mg, info_hash = mg.info_hash, opts = opts, max_peers = opts.max_peers,
+                candidates = {}, order = {}, by_source = {}, trackers = {}, started = self.core:now(), trusted = 0,
+                seed = opts.seed and true or false }
+  self.torrents[#self.torrents + 1] = rec
+  self.by_handle[t] = rec
+  for _, p in ipairs(peers) do self:add_peer(t, p) end
+  if opts.trackers ~= false then self:_setup_trackers(rec, tiers) end
+  -- whether it is private is known with the metadata (BEP 27: add() stops the lookups then)
+  if self.dht and opts.dht ~= false then self:_dht_add(t, mg.info_hash) end
+  self:_connect_some(rec, self.core:now())
+  self:_tracker_tick(rec, self.core:now())
+  return t
+end
+
+-- Look t up in the DHT and announce it there (BEP 5); peers found are dialed as "dht".
+function Session:_dht_add(t, info_hash)
+  self.dht:add(info_hash, self.port, function(peers)
+    for _, p in ipairs(peers) do pcall(self.add_peer, self, t, p, "dht") end
+  end, function() return t.complete end)
+end
+
+-- The metadata of a magnet's torrent arrived and matched its info-hash: the same checks
+-- as a .torrent file (bt.torrent.parse: paths, sizes), then resume data, storage and the
+-- policy as for any torrent; the metadata is kept beside the resume data. A refusal
+-- stops the torrent with the reason (an "error" event).
+function Session:_on_metadata(rec)
+  local t = rec.t
+  local bytes = M.torrent_bytes(assert(t:metadata()), rec.magnet.trackers)
+  local m, err = torrentmod.parse(bytes)
+  if m and m.info_hash ~= rec.info_hash then m, err = nil, "the metadata names another info-hash" end
+  if not m then
+    t:stop("metadata refused: " .. err)
+    return
+  end
+  local opts = rec.opts
+  if opts.fetch_only then
+    rec.meta = m
+    self:_emit("metadata", t, bytes, m)
+    t:stop()
+    return
+  end
+  -- its connections are closed by set_meta; peers that dialed us are dialed back at the
+  -- port their BEP 10 handshake named (they would come back only at their own pace)
+  local back = {}
+  for _, peer in ipairs(t:peers()) do
+    local host = peer.incoming and peer.listen_port and peer.address:match("^(.*):%d+$")
+    if host then back[#back + 1] = host .. ":" .. peer.listen_port end
+  end
+  local o = setmetatable({ _magnet_rec = rec, peers = back }, { __index = opts })
+  local ok, aerr = pcall(self.add, self, m, o)
+  if not ok then
+    t:stop("metadata refused: " .. tostring(aerr):gsub("^bt%.session: ", ""))
+    return
+  end
+  rec.opts = nil
+  if (opts.storage or "disk") == "disk" and opts.resume ~= false then
+    local path = M.metadata_path(opts.dir or ".", m.info_hash_hex)
+    local parent = path:match("^(.*)/[^/]+$")
+    if not core.fs.stat(parent) then core.fs.mkdir(parent) end
+    local wok, werr = core.fs.write_atomic(path, bytes)
+    if wok then rec.metadata_saved = true else rec.resume_error = werr end
+  end
+  -- the peers were closed to be dialed again with the torrent's geometry: at once
+  for _, c in ipairs(rec.order) do c.fails, c.next_try = 0, 0 end
+  self:_emit("metadata", t, bytes, m)
 end
 
 --- s:start_trackers(t): announce to t's trackers (for a torrent added with
@@ -169,7 +323,7 @@ function Session:start_trackers(t)
   local rec = self.by_handle[t]
   if not rec then error("bt.session: unknown torrent", 2) end
   if rec.ann then return end
-  self:_setup_trackers(rec, rec.meta)
+  self:_setup_trackers(rec, rec.meta and M.tracker_tiers(rec.meta) or {})
   self:_tracker_tick(rec, self.core:now())
 end
 
@@ -241,6 +395,7 @@ function Session:_dispatch(kind, ...)
         self:_save_resume(rec, false, now)
       end
     end
+    if self.dht then self.dht:tick(now) end
     self:_emit("tick", now)
     if self.until_fn and self.until_fn(self) then self.core:stop() end
   elseif kind == "peer_connect" then
@@ -259,6 +414,7 @@ function Session:_dispatch(kind, ...)
       c.connected, c.dialing = false, false
       c.next_try = now + math.min(M.RETRY_MAX, M.RETRY_BASE * 2 ^ (c.fails - 1))
       if reason == "connected to ourselves" then c.next_try = math.huge end   -- never again
+      if reason == "metadata received: reconnecting" then c.fails, c.next_try = 0, now end
     end
     self:_emit("peer_disconnect", t, address, reason)
   elseif kind == "complete" then
@@ -276,6 +432,9 @@ function Session:_dispatch(kind, ...)
     self:_emit("error", ...)
   elseif kind == "piece" then
     self:_emit("piece", ...)
+  elseif kind == "metadata" then
+    local rec = self.by_handle[(...)]
+    if rec and rec.magnet and not rec.meta then self:_on_metadata(rec) end
   elseif kind == "pex" then
     -- BEP 11: dialed like tracker peers, within the peer limit (_connect_some)
     local t, from, added = ...
@@ -366,7 +525,13 @@ function Session:close()
     end
     pcall(self.core.run, self.core)
   end
+  if self.dht then self.dht:close() end
   self.core:close()
+end
+
+--- s:dht_stats() -> the DHT node's stats (docs/api.md "DHT"), nil without a node.
+function Session:dht_stats()
+  return self.dht and self.dht:stats()
 end
 
 function Session:torrents_list()
@@ -441,9 +606,9 @@ end
 
 -- rec.tiers: { {tr, ...}, ... } in announce order; rec.trackers: every tr, flat (for
 -- close and s:trackers); rec.ann: the walk (tier, pos, next_at, pending, rounds).
-function Session:_setup_trackers(rec, m)   -- luacheck: ignore 212/self
+function Session:_setup_trackers(rec, tiers)   -- luacheck: ignore 212/self
   rec.tiers, rec.trackers = {}, {}
-  for ti, urls in ipairs(tracker_tiers(m)) do
+  for ti, urls in ipairs(tiers) do
     local tier = {}
     for _, url in ipairs(shuffle(urls)) do
       local tr = { url = url, tier = ti, fails = 0, event = "started", pending = false }
@@ -489,9 +654,9 @@ function Session:_announce(rec, tr, event, now, walk)
       retry_in = retry_in })
   end
   local id, err = self.core:announce({
-    url = tr.url, info_hash = rec.meta.info_hash, port = self.port,
+    url = tr.url, info_hash = rec.info_hash, port = self.port,
     uploaded = st.uploaded, downloaded = st.downloaded,
-    left = st.total_bytes - st.have_bytes, event = event,
+    left = t.fetching and M.MAGNET_LEFT or st.total_bytes - st.have_bytes, event = event,
     numwant = event == "stopped" and 0 or self:_numwant(rec),
     tracker_id = tr.tracker_id,
   }, function(res, aerr)
@@ -596,7 +761,7 @@ function Session:scrape(t, fn)
   local trackers = rec.trackers
   if #trackers == 0 then
     trackers = {}
-    for ti, tier in ipairs(tracker_tiers(rec.meta)) do
+    for ti, tier in ipairs(rec.meta and tracker_tiers(rec.meta) or {}) do
       for _, url in ipairs(tier) do trackers[#trackers + 1] = { url = url, tier = ti } end
     end
   end
@@ -607,7 +772,7 @@ function Session:scrape(t, fn)
       self:_emit("scrape", t, info)
       if fn then fn(info) end
     end
-    local id, err = self.core:scrape({ url = tr.url, info_hash = rec.meta.info_hash }, function(res, serr)
+    local id, err = self.core:scrape({ url = tr.url, info_hash = rec.info_hash }, function(res, serr)
       if not res or res.failure_reason then
         report({ ok = false, error = serr or res.failure_reason })
       else

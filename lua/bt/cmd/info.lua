@@ -1,4 +1,4 @@
---- bt-lua info FILE.torrent: what a torrent holds.
+--- bt-lua info FILE.torrent|MAGNET: what a torrent holds (a magnet's metadata is fetched first).
 local torrent = require "bt.torrent"
 local cli = require "bt.cli"
 
@@ -10,7 +10,11 @@ M.DEFAULT_FILE_LIMIT = 25
 M.SCRAPE_TIMEOUT, M.SCRAPE_UDP_FIRST = 5, 1
 
 function M.setup(cmd)
-  cmd:argument("torrent", "The .torrent file.")
+  cmd:argument("torrent", "The .torrent file, or a magnet link (its metadata is fetched from the peers).")
+  cmd:option("--timeout", "Magnet: give up when the metadata has not arrived within this many seconds.", "60")
+  cmd:option("--peer", "Magnet: also ask this peer (HOST:PORT); may be repeated."):count("*")
+  cmd:option("--bind", "Magnet: address to listen on (default: env BT_BIND, else every address).",
+    os.getenv("BT_BIND") or "0.0.0.0")
   cmd:flag("--all", "List every file (default: the first " .. M.DEFAULT_FILE_LIMIT .. ").")
   cmd:flag("--scrape", "Also ask each tracker (HTTP or UDP) for seeders, leechers and completed.")
   cmd:epilog("Prints the name, size, pieces, info-hash, privacy, trackers, web seeds,\n"
@@ -19,7 +23,11 @@ function M.setup(cmd)
     .. "duplicate, \"skipped: symlink ...\" and \"ignored: ...\" lines. Exits 2 (bt.cli\n"
     .. "EXIT_TORRENT) when the file cannot be read or is not a valid torrent: one line on\n"
     .. "stderr, \"PATH: invalid torrent: WHY (at byte N)\". --scrape asks each tracker in\n"
-    .. "turn (at most " .. M.SCRAPE_TIMEOUT .. " s each); a tracker's failure is printed, not fatal.")
+    .. "turn (at most " .. M.SCRAPE_TIMEOUT .. " s each); a tracker's failure is printed, not fatal.\n"
+    .. "A magnet link is checked first (a malformed one exits 2 at once); its metadata is then\n"
+    .. "fetched (BEP 9) from its x.pe peers, --peer and the peers of its trackers, checked against\n"
+    .. "the info-hash and printed as a .torrent would be; nothing is downloaded or written. Exits\n"
+    .. "4 (EXIT_NOPEERS) when it has not arrived within --timeout.")
 end
 
 --- Human size with binary units: "1.50 MiB".
@@ -31,8 +39,32 @@ function M.printable(s)
   return (s:gsub("[%c\127]", function(c) return string.format("\\x%02x", c:byte()) end))
 end
 
+-- A magnet's metadata, as the bytes of a .torrent (with the magnet's trackers).
+local function fetch(uri, args)
+  local bt = require "bt"
+  local mg, merr = bt.magnet_parse(uri)
+  if not mg then cli.fail("bad magnet link: " .. merr, cli.EXIT_TORRENT) end
+  local timeout = tonumber(args.timeout)
+  if not timeout or timeout <= 0 then cli.fail("--timeout must be a number > 0") end
+  local s = bt.session.new{ port = 0, bind = args.bind,
+                            max_per_ip = tonumber(os.getenv("BT_MAX_PER_IP") or "") }
+  local got, failure
+  s:on("metadata", function(_, bytes) got = bytes; s:stop() end)
+  s:on("error", function(_, msg) failure = msg; s:stop() end)
+  local ok, aerr = pcall(s.add, s, uri, { storage = "memory", fetch_only = true, peers = args.peer })
+  if not ok then s:close(); cli.fail((tostring(aerr):gsub("^[^:\n]+:%d+: ", "")), cli.EXIT_TORRENT) end
+  local t0 = s.core:now()
+  s:run(function() return s.core:now() - t0 > timeout end)
+  s:close()
+  if failure then cli.fail(failure, cli.EXIT_TORRENT) end
+  if not got then cli.fail(("no metadata within %g s"):format(timeout), cli.EXIT_NOPEERS) end
+  return got
+end
+
 function M.run(args)
-  local t, err = torrent.load(args.torrent)
+  local src = args.torrent
+  if src:sub(1, 7):lower() == "magnet:" then src = fetch(src, args) end
+  local t, err = torrent.load(src)
   if not t then cli.fail(err, cli.EXIT_TORRENT) end
   local P = M.printable
   local out = {}

@@ -1,4 +1,4 @@
---- bt-lua run POLICY TORRENT: download a torrent with a Lua policy.
+--- bt-lua run POLICY TORRENT|MAGNET: download a torrent with a Lua policy.
 -- Exit 0 when every piece is downloaded and verified; otherwise one clear message
 -- and a non-zero code: 2 bad torrent, 3 policy failed to load, threw or broke the
 -- contract, 4 no peer reachable within --timeout, 6 no progress within
@@ -13,7 +13,9 @@ M.EXIT_TORRENT, M.EXIT_POLICY, M.EXIT_NOPEERS, M.EXIT_STALLED =
 
 function M.setup(cmd)
   cmd:argument("policy", "Policy script (.lua file) or module name (bt.policy.default).")
-  cmd:argument("torrent", ".torrent file to download.")
+  cmd:argument("torrent", ".torrent file or magnet link (magnet:?xt=urn:btih:...) to download.")
+  cmd:option("--save-torrent", "Write the .torrent to this file: for a magnet link, once its metadata "
+    .. "has arrived from the peers and matched the info-hash (with the magnet's trackers).")
   cmd:option("-o --output", "Download folder.", ".")
   cmd:option("--storage", "disk: write the download under --output (with resume data). memory: "
     .. "hold the data in memory only (for experiments): nothing is created under --output, no resume "
@@ -27,9 +29,11 @@ function M.setup(cmd)
   cmd:option("--policy-memory", "Stop the policy (exit 3) when Lua holds more than this after one of its "
     .. "hooks, even after a full collection (K/M/G; 0: no limit).", "1G")
   cmd:option("--stats", "Write one JSON object per second to this file: the fields of t:stats() "
-    .. "(docs/policy.md) and time, seconds since the start.")
+    .. "(docs/policy.md), time, seconds since the start, trackers, and dht (the DHT node's "
+    .. "stats, docs/api.md, or false).")
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
+  seedcmd.dht_options(cmd)
   cmd:flag("--seed", "Keep seeding after the download completes (see --ratio, --seed-time).")
   seedcmd.seed_options(cmd)
   seedcmd.limit_options(cmd)
@@ -54,8 +58,21 @@ end
 function M.run(args)
   local session = require "bt.session"
   local policy = require "bt.policy"
-  local m, terr = session.metainfo(args.torrent)
-  if not m then cli.fail(terr, M.EXIT_TORRENT) end
+  local m, terr
+  if session.is_magnet(args.torrent) then
+    -- a malformed link is refused here, before any socket exists
+    local mg, merr = require("bt").magnet_parse(args.torrent)
+    if not mg then cli.fail("bad magnet link: " .. merr, M.EXIT_TORRENT) end
+    m = args.torrent
+  else
+    m, terr = session.metainfo(args.torrent)
+    if not m then cli.fail(terr, M.EXIT_TORRENT) end
+  end
+  local function save_torrent(bytes)
+    local f = io.open(args.save_torrent, "wb")
+    if not (f and f:write(bytes) and f:close()) then cli.fail("cannot write " .. args.save_torrent) end
+  end
+  if args.save_torrent and type(m) ~= "string" then save_torrent(m:bytes()) end
   local ok, pol = pcall(policy.load, args.policy)
   if not ok then cli.fail("policy failed to load: " .. tostring(pol), M.EXIT_POLICY) end
   local tick_ms, timeout = num(args, "tick_ms"), num(args, "timeout")
@@ -69,7 +86,7 @@ function M.run(args)
   if not pmem or (pmem > 0 and pmem < 1024 * 1024) then
     cli.fail("--policy-memory must be a size like 512M (at least 1M), or 0")
   end
-  local opts = seedcmd.listen_opts(args)
+  local opts = seedcmd.listen_opts(args, args.storage == "disk" and args.output or nil)
   opts.tick_ms, opts.signals, opts.max_down, opts.max_up = tick_ms, true, down, up
   opts.max_request, opts.policy_memory_limit = seedcmd.request_option(args), pmem
   local s = session.new(opts)
@@ -78,12 +95,20 @@ function M.run(args)
   local aok, t = pcall(s.add, s, m, { dir = storage == "disk" and args.output or nil, storage = storage,
     policy = pol, peers = args.peer, trackers = not args.no_trackers, seed = args.seed })
   if not aok then cli.fail((tostring(t):gsub("^[^:\n]+:%d+: ", ""))) end
+  -- a magnet whose metadata an earlier run kept: a torrent at once, no metadata event
+  if args.save_torrent and type(m) == "string" and not t.fetching then save_torrent(s.by_handle[t].meta:bytes()) end
 
   local failure, code
   s:on("error", function(_, msg)
     failure = msg
-    code = msg:find("^policy") and M.EXIT_POLICY or 1
+    code = msg:find("^policy") and M.EXIT_POLICY or msg:find("^metadata refused") and M.EXIT_TORRENT or 1
     s:stop()
+  end)
+  s:on("metadata", function(_, bytes)
+    if args.save_torrent then save_torrent(bytes) end
+    if not args.quiet then
+      io.stderr:write(("metadata: %s (%d bytes) from the peers\n"):format(t.name or "?", #bytes))
+    end
   end)
   local seeding = false   -- once seeding, a late "complete" event must not stop the loop
   s:on("complete", function() if not seeding then s:stop() end end)
@@ -127,6 +152,7 @@ function M.run(args)
       -- either way: cjson writes an empty table as {})
       st.time, st.trackers = now - start, {}
       for _, tr in ipairs(s:trackers(t)) do st.trackers[tr.url], tr.url = tr, nil end
+      st.dht = s:dht_stats() or false
       statsf:write(cjson.encode(st), "\n")
       statsf:flush()
     end

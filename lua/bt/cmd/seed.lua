@@ -51,10 +51,32 @@ function M.listen_options(cmd)
     .. "0 turns the per-host rules off (default: env BT_MAX_PER_IP, else 8).", os.getenv("BT_MAX_PER_IP") or "8")
 end
 
---- The listen options as bt.session options.
-function M.listen_opts(args)
-  return { port = num(args, "port", 0), bind = args.bind, max_peers = num(args, "max_peers", 1),
+--- The listen options as bt.session options; dir: where the DHT's state file goes by default.
+function M.listen_opts(args, dir)
+  local o = { port = num(args, "port", 0), bind = args.bind, max_peers = num(args, "max_peers", 1),
     max_per_ip = num(args, "max_per_ip", 0) }
+  o.dht = M.dht_opts(args, dir, o.max_per_ip)
+  return o
+end
+
+--- DHT options shared by run, seed and dht.
+function M.dht_options(cmd, no_flag)
+  if not no_flag then
+    cmd:flag("--no-dht", "No DHT node (BEP 5). Private torrents never use the DHT.")
+  end
+  cmd:option("--dht-node", "Bootstrap the DHT from this node (HOST:PORT); may be repeated. Without "
+    .. "one and without a state file: env BT_DHT_BOOTSTRAP (comma-separated) or the public routers."):count("*")
+  cmd:option("--dht-state", "The DHT's state file (node id and good nodes), read at start and written "
+    .. "atomically every 5 min and at exit (default: FOLDER/.bt-lua/dht.state).")
+end
+
+--- The DHT options as bt.session's `dht` (false: none). --max-per-ip 0 turns the DHT's
+-- per-host rules off too: one routing-table entry per IP, the per-IP answer rate.
+function M.dht_opts(args, dir, max_per_ip)
+  if args.no_dht then return false end
+  local loopback = max_per_ip == 0
+  return { nodes = args.dht_node, state = args.dht_state or (dir and (dir .. "/.bt-lua/dht.state")),
+           restrict_ips = not loopback, answer_rate_ip = loopback and -1 or nil }
 end
 
 --- The session's warning (max_peers lowered to the open-file limit), for run and seed.
@@ -142,6 +164,7 @@ function M.setup(cmd)
   M.listen_options(cmd)
   cmd:option("--peer", "Dial this peer (HOST:PORT); may be repeated."):count("*")
   cmd:flag("--no-trackers", "Do not announce to the torrent's trackers.")
+  M.dht_options(cmd)
   M.seed_options(cmd)
   M.limit_options(cmd)
   cmd:flag("-q --quiet", "No progress output.")
@@ -156,7 +179,7 @@ function M.run(args)
   local ratio, stime = num(args, "ratio", 0), num(args, "seed_time", 0)
   local down, up = M.rate_option(args, "max_down"), M.rate_option(args, "max_up")
   local storage = args.storage   -- "disk" or "memory": argparse's choices
-  local opts = M.listen_opts(args)
+  local opts = M.listen_opts(args, storage == "disk" and args.dir or nil)
   opts.signals, opts.max_down, opts.max_up, opts.max_request = true, down, up, M.request_option(args)
   local s = session.new(opts)
   M.warn(s)
