@@ -106,10 +106,20 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
-  if opts.dht then   -- the DHT node (bt.dht): on the listener's port number by default
+  local dht_bind, dht_skip = opts.bind, nil
+  if opts.dht and dht_bind and dht_bind ~= "" then
+    -- the DHT is IPv4 only (BEP 5; BEP 32 is not done): the bind list's first IPv4
+    -- address, and none when the list has none (e.g. "::1": IPv6 only was asked for)
+    dht_bind = nil
+    for a in opts.bind:gmatch("[^,%s]+") do
+      if a:match("^%d+%.%d+%.%d+%.%d+$") then dht_bind = a break end
+    end
+    if not dht_bind then dht_skip = "no DHT node: it is IPv4 only, and bind " .. opts.bind .. " has no IPv4 address" end
+  end
+  if opts.dht and not dht_skip then   -- the DHT node (bt.dht): on the listener's port number by default
     local dopts = type(opts.dht) == "table" and opts.dht or {}
     if dopts.port == nil then dopts.port = self.port end
-    if dopts.bind == nil then dopts.bind = opts.bind end
+    if dopts.bind == nil then dopts.bind = dht_bind end
     local node, derr = require("bt.dht").new(cs, dopts)
     if not node then cs:close() error("bt.session: " .. tostring(derr), 2) end
     self.dht = node
@@ -122,6 +132,7 @@ function M.new(opts)
     self.warning = ("max_peers %d lowered to %d: the open-file limit is %d (ulimit -n)")
       :format(want, fd.fd_peers, fd.fd_limit)
   end
+  if dht_skip then self.warning = self.warning and (self.warning .. "; " .. dht_skip) or dht_skip end
   return self
 end
 
