@@ -16,11 +16,13 @@ FUZZ_CPU_SECONDS ?=
 # `make fuzz FUZZ_TARGETS="ranges wire"`: only these targets (with or without _fuzz).
 FUZZ_TARGETS ?=
 
-# Debian packages the build, the tests, the benchmarks and the demo use.
+# Debian packages the build, the tests, the benchmarks and the demo use (gnuplot-nox: the lab's
+# plots, docs/lab.md).
 DEB_PKGS := make gcc g++ pkg-config lua5.4 liblua5.4-dev libev-dev libcurl4-openssl-dev libssl-dev \
             lua-busted lua-argparse lua-cjson lua-socket lua-term luarocks lua-check \
             clang libclang-rt-14-dev opentracker aria2 transmission-cli transmission-daemon \
-            mktorrent python3-libtorrent libtorrent-rasterbar-dev hyperfine time strace iproute2 ca-certificates
+            mktorrent python3-libtorrent libtorrent-rasterbar-dev hyperfine time strace iproute2 ca-certificates \
+            gnuplot-nox
 
 # Evaluated when a recipe runs (after deps), not when the Makefile is read.
 PKG_CFLAGS = $(shell pkg-config --cflags $(LUA_PC) libcurl libcrypto)
@@ -49,7 +51,7 @@ ASAN_PRELOAD = $(shell $(CC) -print-file-name=libasan.so) $(shell $(CC) -print-f
 export LUA_PATH_5_4  := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;
 export LUA_CPATH_5_4 := $(CURDIR)/build/?.so;;
 
-.PHONY: all help deps test lint unit fuzz-smoke asan fuzz bench demo env clean
+.PHONY: all help deps test lint unit fuzz-smoke asan fuzz bench demo demo-swarm lab env clean
 
 all: deps $(MODULE)
 
@@ -60,7 +62,9 @@ help:
 	@echo "make asan     the specs again with the module built under ASan+UBSan; fails on any report"
 	@echo "make fuzz     run each libFuzzer target (or FUZZ_TARGETS=\"a b\") for FUZZ_SECONDS (default 60), with a summary"
 	@echo "make bench    benchmarks, each against a reference measured in the same run"
-	@echo "make demo     the main job: a local swarm of bt-lua alone, one leecher per example policy, with a results table"
+	@echo "make demo     the main job: a one-minute lab run, rarest first against random with a seed that leaves early"
+	@echo "make demo-swarm  a local swarm of bt-lua alone, one leecher per example policy, checked byte for byte"
+	@echo "make lab SCENARIO=examples/lab/X.lua [RUNS=3] [SEED=1] [OUT=dir]  the strategy lab (docs/lab.md)"
 	@echo "make deps     install missing Debian packages (apt-get; sudo when not root)"
 	@echo "make env      print the exports that let lua5.4 find this checkout's bt: eval \"\$$(make -s env)\""
 	@echo "make clean    remove build products"
@@ -135,8 +139,19 @@ build/bench/%: bench/%.c $(PURE) $(HDRS)
 bench: all $(BENCH_BINS)
 	@for f in bench/*_bench.lua; do BT_BENCH_BIN=$(CURDIR)/build/bench $(LUA) $$f || exit 1; done
 
+# The lab's outputs (runs.jsonl, summary.md, plots) go under build/lab/NAME unless OUT is given.
+DEMO_RUNS ?= 1
 demo: all
+	$(LUA) scripts/bt-lua lab examples/lab/demo.lua --runs $(DEMO_RUNS) --out build/lab/demo
+
+demo-swarm: all
 	$(LUA) scripts/demo.lua
+
+RUNS ?= 3
+SEED ?= 1
+lab: all
+	@test -n "$(SCENARIO)" || { echo "make lab SCENARIO=examples/lab/NAME.lua [RUNS=3] [SEED=1] [OUT=dir]"; exit 2; }
+	$(LUA) scripts/bt-lua lab $(SCENARIO) --runs $(RUNS) --seed $(SEED) --out $(or $(OUT),build/lab/$(basename $(notdir $(SCENARIO))))
 
 # For running Lua programs against the checkout (examples/library.lua): eval "$(make -s env)"
 env: all

@@ -1,4 +1,4 @@
---- make demo: a local swarm made of bt-lua alone, on 127.0.0.1.
+--- make demo-swarm: a local swarm made of bt-lua alone, on 127.0.0.1 (`make demo` is now a lab run).
 -- One `bt-lua seed` with a capped upload and one `bt-lua run --seed` leecher per
 -- example policy; each leecher is handed (--peer) the seed and the leechers started before
 -- it, so every pair is connected and, the seed's upload being capped, they must trade pieces
@@ -15,8 +15,8 @@ local root = arg[0]:match("^(.*)/scripts/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("BT_CPATH") or (root .. "/build/?.so")) .. ";" .. package.cpath
 local socket = require "socket"
-local cjson = require "cjson"
 local okterm, term = pcall(require, "term")
+local proc = require "bt.lab.proc"
 
 -- The leechers, one per example policy (examples/<name>.lua).
 local POLICIES = { "rarest_first", "sequential", "random", "endgame_tuned" }
@@ -40,10 +40,6 @@ local MIN_PIECE, MAX_PIECE = 16 * 1024, 4 * 1024 * 1024
 local SEED_LISTEN_WAIT = 60
 local LEECHER_LISTEN_WAIT = 10
 local SWARM_DEADLINE = 60 + 4 * SEED_SECONDS
--- timeout(1) turns our SIGTERM into a SIGKILL for bt-lua after KILL_AFTER; we SIGKILL
--- timeout itself only if it still runs STOP_WAIT after the SIGTERM.
-local KILL_AFTER = 5
-local STOP_WAIT = KILL_AFTER + 3
 -- Each child also runs under timeout(1), which ends it by itself should this script die
 -- without cleaning up (SIGKILL): the deadline plus the time to verify and stop.
 local CHILD_LIFETIME = SEED_LISTEN_WAIT + SWARM_DEADLINE + 60
@@ -60,48 +56,26 @@ end
 local size = math.floor(mib * 1024 * 1024)
 local tty = okterm and term.isatty and term.isatty(io.stdout)
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local q, sh = proc.q, proc.sh
 local function say(fmt, ...) io.stdout:write("demo: ", fmt:format(...), "\n"); io.stdout:flush() end
 
 local human = require("bt.cli").human
+local tail, free_port, alive = proc.tail, proc.free_port, proc.alive
 
--- Foreign programs (sha256sum, head, rm) never get the sanitizer runtime that `make asan`
--- preloads for our module; `ours` keeps it, for a child that loads the module (bt-lua).
-local function sh(cmd, ours)
-  local p = io.popen((ours and "" or "env -u LD_PRELOAD ") .. "sh -c " .. q(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok = p:close()
-  return out, ok == true
+-- Every child, stopped by PID at the end (bt.lab.proc); c.code is its exit code then.
+local procs = proc.group()
+local children = procs.list
+--- Start lua5.4 scripts/bt-lua ARGS in the background (bt.lab.proc: under timeout(1)).
+local function spawn(name, args, log)
+  return procs:spawn(name, ("lua5.4 %s %s"):format(q(root .. "/scripts/bt-lua"), args), log,
+    { lifetime = CHILD_LIFETIME })
 end
+local function finish(c) return procs:finish(c) end
+local function stop_all() procs:stop_all() end
 
-local function readfile(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
 
-local function tail(path, n)
-  local lines = {}
-  for line in (readfile(path) or ""):gmatch("[^\n]*") do
-    if line ~= "" then lines[#lines + 1] = line end
-  end
-  return table.concat(lines, "\n    ", math.max(1, #lines - n + 1))
-end
 
---- A free TCP port on 127.0.0.1: bind port 0, read it back, release it. `taken` avoids
--- handing out one port twice before the children bind them.
-local function free_port(taken)
-  for _ = 1, 50 do
-    local srv = assert(socket.bind("127.0.0.1", 0))
-    local _, port = srv:getsockname()
-    srv:close()
-    port = tonumber(port)
-    if not taken[port] then taken[port] = true; return port end
-  end
-  error("no free port on 127.0.0.1", 0)
-end
+
 
 local function wait_port(port, seconds)
   local deadline = socket.gettime() + seconds
@@ -116,80 +90,22 @@ local function wait_port(port, seconds)
   return false
 end
 
-local function alive(pid)
-  return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true
-end
 
-local children = {}   -- {pid=, name=, log=, pipe=, code=} of everything started, in order
-
---- Start lua5.4 scripts/bt-lua ARGS in the background under timeout(1); returns its record.
--- pid is timeout's, which passes SIGTERM on to bt-lua and exits with its code. A small shell
--- stays behind on a pipe to report that code once the process has ended (see finish).
-local function spawn(name, args, log)
-  -- the shell's own stderr is muted: it would report a killed job ("Killed") on the terminal
-  local cmd = ("exec 2>/dev/null; timeout -k %d %d lua5.4 %s %s >%s 2>&1 </dev/null & "
-    .. "echo $!; wait $!; echo \"exit=$?\""):format(
-    KILL_AFTER, CHILD_LIFETIME, q(root .. "/scripts/bt-lua"), args, q(log))
-  local p = io.popen(cmd)
-  local pid = tonumber(p:read("l"))
-  if not pid then p:close(); error("could not start " .. name, 0) end
-  local c = { pid = pid, name = name, log = log, pipe = p }
-  children[#children + 1] = c
-  return c
-end
-
---- The exit code of a child that has ended (nil if its reporting shell was interrupted).
-local function finish(c)
-  if c.pipe then
-    local line = c.pipe:read("l")
-    c.pipe:close()
-    c.pipe = nil
-    c.code = line and tonumber(line:match("^exit=(%d+)"))
-  end
-  c.stopped = true
-  return c.code
-end
-
---- SIGTERM every child still running (bt-lua saves and exits 0), wait for all of them
--- (bounded), then SIGKILL whatever is left; collect every exit code.
-local function stop_all()
-  for _, c in ipairs(children) do
-    if not c.stopped then os.execute("kill -TERM " .. c.pid .. " 2>/dev/null") end
-  end
-  local deadline = socket.gettime() + STOP_WAIT
-  for _, c in ipairs(children) do
-    while not c.stopped and alive(c.pid) and socket.gettime() < deadline do socket.sleep(0.05) end
-    if not c.stopped and alive(c.pid) then os.execute("kill -KILL " .. c.pid .. " 2>/dev/null") end
-    finish(c)
-  end
-end
 
 --- A leecher's --stats file, read incrementally: complete lines only (a line being
 -- written is kept for the next read).
 local function stats_reader(path)
-  local r = { path = path, pos = 0, partial = "", last = nil, done_at = nil }
+  local r = { lines = proc.jsonl_reader(path), last = nil, done_at = nil }
   function r:poll()
-    local f = io.open(self.path, "rb")
-    if not f then return end
-    f:seek("set", self.pos)
-    local chunk = f:read("a") or ""
-    f:close()
-    self.pos = self.pos + #chunk
-    local data = self.partial .. chunk
-    local consumed = 0
-    for line, stop in data:gmatch("([^\n]*)\n()") do
-      consumed = stop - 1
-      local ok, obj = pcall(cjson.decode, line)
-      if ok and type(obj) == "table" and tonumber(obj.total_bytes) then
-        self.last = obj
-        -- the first line with every byte verified: the time it completed (run.lua writes one
-        -- at the moment of completion, from the leecher's own start)
-        if not self.done_at and obj.total_bytes > 0 and obj.have_bytes >= obj.total_bytes then
-          self.done_at = obj.time
-        end
+    self.lines:poll(function(obj)
+      if not tonumber(obj.total_bytes) then return end
+      self.last = obj
+      -- the first line with every byte verified: the time it completed (run.lua writes one
+      -- at the moment of completion, from the leecher's own start)
+      if not self.done_at and obj.total_bytes > 0 and obj.have_bytes >= obj.total_bytes then
+        self.done_at = obj.time
       end
-    end
-    self.partial = data:sub(consumed + 1)
+    end)
   end
   return r
 end

@@ -52,7 +52,7 @@ describe("IPv6", function()
     s:close()
     s = session.new{ port = 0, bind = "::1", dht = { bootstrap = {} } }
     assert.is_nil(s.dht)
-    assert.are.equal("no DHT node: it is IPv4 only, and bind ::1 has no IPv4 address", s.warning)
+    assert.are.equal("DHT off: it is IPv4 only, and bind ::1 has none", s.warning)
     s:close()
   end)
 

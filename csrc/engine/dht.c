@@ -851,7 +851,7 @@ static void on_reply(bt_dht *d, const uint8_t ip[4], uint16_t port, const bt_krp
         cand_add(d, l, m->nodes + i, m->nodes + i + 20, (uint16_t)(m->nodes[i + 24] << 8 | m->nodes[i + 25]));
     if (l->kind != BT_DHT_FIND_NODE)
         for (uint32_t i = 0; i < m->nvalues; i++)
-            if (m->value_len[i] == 6)   /* IPv6 peers are not used: the engine dials IPv4 */
+            if (m->value_len[i] == 6)   /* IPv6 values are dropped: the node is IPv4 (docs/dht.md) */
                 found_peer(l, m->values[i]);
     lookup_step(d, l);
 }

@@ -491,8 +491,10 @@ static void cancel_dups(bt_torrent *t, bt_peer *from, bt_partial *pp, uint32_t b
     for (bt_peer *q = t->peers; q && pp->req[block] > 0; q = q->next) {
         if (q == from || q->closing)
             continue;
-        if (bt_peer_cancel(q, pp->piece, block))
+        if (bt_peer_cancel(q, pp->piece, block)) {
             pp->req[block]--;
+            t->cancels++;
+        }
     }
     pp->req[block] = 0;
 }
@@ -1190,12 +1192,14 @@ bool bt_torrent_cancel(bt_torrent *t, bt_peer *p, uint32_t piece, uint32_t block
 {
     if (!bt_peer_cancel(p, piece, block))
         return false;
+    t->cancels++;
     release_block(t, piece, block);
     return true;
 }
 
 void bt_torrent_cancel_all(bt_torrent *t, bt_peer *p)
 {
+    t->cancels += p->inflight;
     bt_peer_release_all(p, true);   /* each comes back through on_release */
     all_undry(t);
 }

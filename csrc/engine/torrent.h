@@ -176,6 +176,7 @@ struct bt_torrent {
     bool endgame, stopped, complete, checked;
     char *error;              /* why the torrent stopped (policy traceback...) */
     uint64_t downloaded, uploaded, dup_bytes, failed_bytes, have_bytes;
+    uint64_t cancels;         /* cancel messages sent: endgame copies, timeouts, snubs */
     bt_bucket down, up;       /* this torrent's limits (rate 0: none), chained with the session's */
     uint32_t serve_rot;       /* which peer is served first (turns each iteration) */
     uint64_t bufmem;          /* bytes held by partial piece buffers */

@@ -552,7 +552,7 @@ static int l_torrent_stats(lua_State *L)
         ru += p->rate_up;
         inflight += p->inflight;
     }
-    lua_createtable(L, 0, 18);
+    lua_createtable(L, 0, 19);
     SETI("pieces", t->npieces);
     SETI("pieces_done", bt_ranges_count(&t->have));
     SETI("total_bytes", t->total);
@@ -561,6 +561,7 @@ static int l_torrent_stats(lua_State *L)
     SETI("uploaded", t->uploaded);
     SETI("dup_bytes", t->dup_bytes);
     SETI("failed_bytes", t->failed_bytes);
+    SETI("cancels", t->cancels);
     SETN("rate_down", rd);
     SETN("rate_up", ru);
     SETI("peers", npeers);

@@ -9,6 +9,7 @@ local COMMANDS = {
   { "run",    "Download a torrent with a Lua policy." },
   { "seed",   "Verify a torrent's data and seed it." },
   { "dht",    "Run a DHT node for a while and print its routing table's size and health." },
+  { "lab",    "Compare policies on a reproducible local swarm (docs/lab.md)." },
 }
 
 local M = {}

@@ -106,22 +106,23 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
-  local dht_bind, dht_skip = opts.bind, nil
+  local dht_bind = opts.bind
   if opts.dht and dht_bind and dht_bind ~= "" then
     -- the DHT is IPv4 only (BEP 5; BEP 32 is not done): the bind list's first IPv4
     -- address, and none when the list has none (e.g. "::1": IPv6 only was asked for)
     dht_bind = nil
-    for a in opts.bind:gmatch("[^,%s]+") do
-      if a:match("^%d+%.%d+%.%d+%.%d+$") then dht_bind = a break end
+    for x in opts.bind:gmatch("[^,%s]+") do
+      if x:match("^%d+%.%d+%.%d+%.%d+$") then dht_bind = x break end
     end
-    if not dht_bind then dht_skip = "no DHT node: it is IPv4 only, and bind " .. opts.bind .. " has no IPv4 address" end
+    if not dht_bind then self.dht_warning = "DHT off: it is IPv4 only, and bind " .. opts.bind .. " has none" end
   end
-  if opts.dht and not dht_skip then   -- the DHT node (bt.dht): on the listener's port number by default
+  if opts.dht and not self.dht_warning then   -- the DHT node (bt.dht): on the listener's port number by default
     local dopts = type(opts.dht) == "table" and opts.dht or {}
     if dopts.port == nil then dopts.port = self.port end
     if dopts.bind == nil then dopts.bind = dht_bind end
     local node, derr = require("bt.dht").new(cs, dopts)
-    if not node then cs:close() error("bt.session: " .. tostring(derr), 2) end
+    -- a DHT that cannot start (no socket) is no reason to stop: said once
+    if not node then self.dht_warning = "DHT off: " .. tostring(derr):gsub("^DHT: ", "") end
     self.dht = node
   end
   -- every peer is a descriptor: the core raised the soft open-file limit to the hard
@@ -132,7 +133,7 @@ function M.new(opts)
     self.warning = ("max_peers %d lowered to %d: the open-file limit is %d (ulimit -n)")
       :format(want, fd.fd_peers, fd.fd_limit)
   end
-  if dht_skip then self.warning = self.warning and (self.warning .. "; " .. dht_skip) or dht_skip end
+  if self.dht_warning then self.warning = (self.warning and (self.warning .. "; ") or "") .. self.dht_warning end
   return self
 end
 

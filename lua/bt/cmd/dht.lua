@@ -33,6 +33,10 @@ function M.run(args)
   dopts.port = port
   local ok, s = pcall(session.new, { port = -1, bind = args.bind, dht = dopts, signals = true })
   if not ok then cli.fail((tostring(s):gsub("^[^:\n]+:%d+: ", ""))) end
+  if not s.dht then
+    s:close()
+    cli.fail(s.warning or "DHT off")
+  end
   local found, looked
   local t0 = s.core:now()
   s:run(function()

@@ -72,7 +72,7 @@ function F.torrent(o)
     info_hash = o.info_hash or string.rep("0", 40), name = o.name or "fake", storage = "memory",
     stopped = false, error = nil, now = o.now or 0, tie_start = (o.tie_start or 0) % n,
     _have = bt.bitfield(n), _partial = {}, _seq = 0, _peers = {}, _limits = { down = 0, up = 0 },
-    downloaded = 0, uploaded = 0, dup_bytes = 0, connects = {}, connect_sources = {},
+    downloaded = 0, uploaded = 0, dup_bytes = 0, cancels = 0, connects = {}, connect_sources = {},
   }, T)
   t.total_length = o.total_length or t.pieces * t.piece_length
   if o.have == "all" then t._have:set_range(0, n) else
@@ -269,7 +269,7 @@ end
 function T:stats()
   local st = { pieces = self.pieces, pieces_done = self._have:count(), total_bytes = self.total_length,
                downloaded = self.downloaded, uploaded = self.uploaded, dup_bytes = self.dup_bytes,
-               failed_bytes = 0, rate_down = 0, rate_up = 0, peers = 0, peers_unchoking = 0,
+               cancels = self.cancels, failed_bytes = 0, rate_down = 0, rate_up = 0, peers = 0, peers_unchoking = 0,
                peers_unchoked = 0, inflight = 0, partials = self.partials, bans = 0,
                endgame = self.endgame, complete = self.complete }
   local have = 0
@@ -508,12 +508,13 @@ function P:cancel(i, b)
   if not f.asked[key] then return false end
   f.asked[key] = nil
   f.inflight = f.inflight - 1
+  self.t.cancels = self.t.cancels + 1
   release(self.t, i, b)
   return true
 end
 
-function P:cancel_all()
-  P.check_alive(self)
+-- every request back to the pool; a disconnect sends no cancel, cancel_all does
+local function release_all(self)
   local f = self._f
   for _, r in ipairs(f.order) do
     local key = r[1] .. ":" .. r[2]
@@ -527,6 +528,12 @@ function P:cancel_all()
   f.order = {}
 end
 
+function P:cancel_all()
+  P.check_alive(self)
+  self.t.cancels = self.t.cancels + self._f.inflight
+  release_all(self)
+end
+
 function P:snub()
   self:cancel_all()
   self._f.snubbed = true
@@ -536,7 +543,7 @@ function P:has(i) P.check_alive(self); check_piece(self.t, i, 2, "has"); return 
 
 function P:disconnect()
   P.check_alive(self)
-  self:cancel_all()
+  release_all(self)
   rawset(self, "_alive", false)
 end
 
