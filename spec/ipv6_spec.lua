@@ -45,6 +45,17 @@ describe("IPv6", function()
       "bt.session: bind address is not a numeric IP address")
   end)
 
+  it("the DHT (IPv4 only) takes the bind list's IPv4 address, and is left out, saying so, without one", function()
+    local s = session.new{ port = 0, bind = "::1,127.0.0.1", dht = { bootstrap = {} } }
+    assert.is_truthy(s.dht)
+    assert.is_nil(s.warning)
+    s:close()
+    s = session.new{ port = 0, bind = "::1", dht = { bootstrap = {} } }
+    assert.is_nil(s.dht)
+    assert.are.equal("DHT off: it is IPv4 only, and bind ::1 has none", s.warning)
+    s:close()
+  end)
+
   -- 16 bytes of a textual IPv6 address
   local function pton6(a)
     local head, tail = a:match("^(.-)::(.*)$")
@@ -131,7 +142,8 @@ describe("IPv6", function()
         H.q(torrent), H.q(tmp .. "/seed"), sport, aport), 50)
       pids[2] = h.pid
       assert.is_true(S.wait_exit(pids[1], 45), "aria2c did not finish: " .. S.read_or_empty(out .. ".log"))
-      assert.are.equal(S.sha256(data), S.sha256(out .. "/v6.bin"))
+      assert.are.equal(S.sha256(data), S.sha256(out .. "/v6.bin"),
+        S.read_or_empty(out .. ".log"):sub(-1500) .. S.read_or_empty(h.log))
       assert.is_falsy(S.wait_port(sport, 0.3, "127.0.0.1"))   -- the seed never listened on IPv4
     end)
   end)

@@ -83,6 +83,21 @@ describe("peer.source", function()
     assert.are.equal("incoming", got)
   end)
 
+  it("no source but manual holds more than MAX_PER_SOURCE of the candidates", function()
+    local s = session.new{ port = 0, bind = "127.0.0.1" }
+    local t = s:add(torrent, { dir = tmp .. "/seed", trackers = false })   -- complete: dials nobody
+    local rec = s.by_handle[t]
+    local function add(n, src, b)
+      for i = 1, n do s:add_peer(t, ("127.%d.%d.%d:1"):format(b, i >> 8, i & 255), src) end
+    end
+    add(600, "pex", 10)
+    add(300, "tracker", 20)
+    add(300, "manual", 30)
+    s:close()
+    assert.are.same({ pex = session.MAX_PER_SOURCE, tracker = 300, manual = 200 }, rec.by_source)
+    assert.are.equal(session.MAX_CANDIDATES, #rec.order)
+  end)
+
   it("refuses an unknown source", function()
     local s = session.new{ port = 0, bind = "127.0.0.1" }
     local t = s:add(torrent, { dir = tmp .. "/seed", trackers = false })

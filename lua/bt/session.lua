@@ -24,6 +24,10 @@ M.TRACKER_RETRY_BASE, M.TRACKER_RETRY_MAX = 5, 600
 M.CONNECTS_PER_TICK = 8
 -- Peer addresses remembered per torrent (trackers may hand out thousands over a day).
 M.MAX_CANDIDATES = 1000
+-- Of those, what one source other than "manual" may hold: a peer feeding us bogus
+-- addresses by PEX (100 every 10 s) or a DHT full of them cannot crowd out the
+-- tracker's peers, nor the other way round.
+M.MAX_PER_SOURCE = 500
 
 M.EVENTS = { piece = true, complete = true, error = true, peer_connect = true,
              peer_disconnect = true, tracker = true, scrape = true, tick = true, metadata = true,
@@ -102,13 +106,22 @@ function M.new(opts)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs
   self.port = cs:port()
-  if opts.dht then   -- the DHT node (bt.dht): on the listener's port number by default
+  local dht_bind = opts.bind
+  if opts.dht and dht_bind and dht_bind ~= "" then
+    -- the DHT is IPv4 only (BEP 5; BEP 32 is not done): the bind list's first IPv4
+    -- address, and none when the list has none (e.g. "::1": IPv6 only was asked for)
+    dht_bind = nil
+    for x in opts.bind:gmatch("[^,%s]+") do
+      if x:match("^%d+%.%d+%.%d+%.%d+$") then dht_bind = x break end
+    end
+    if not dht_bind then self.dht_warning = "DHT off: it is IPv4 only, and bind " .. opts.bind .. " has none" end
+  end
+  if opts.dht and not self.dht_warning then   -- the DHT node (bt.dht): on the listener's port number by default
     local dopts = type(opts.dht) == "table" and opts.dht or {}
     if dopts.port == nil then dopts.port = self.port end
-    if dopts.bind == nil then dopts.bind = opts.bind end
-    if dopts.bind == "::" then dopts.bind = nil end   -- every address: the IPv4 DHT on 0.0.0.0
+    if dopts.bind == nil then dopts.bind = dht_bind end
     local node, derr = require("bt.dht").new(cs, dopts)
-    -- a DHT that cannot start (an IPv6 bind address, no socket) is no reason to stop: said once
+    -- a DHT that cannot start (no socket) is no reason to stop: said once
     if not node then self.dht_warning = "DHT off: " .. tostring(derr):gsub("^DHT: ", "") end
     self.dht = node
   end
@@ -194,7 +207,7 @@ function Session:add(torrent, opts)
   if opts.max_down or opts.max_up then t:set_limits{ down = opts.max_down, up = opts.max_up } end
   -- complete_at_add: the data was all there; "completed" is announced only for a
   -- download that completes in this run (BEP 3). seed: keep dialing peers once complete.
-  local rec = opts._magnet_rec or { t = t, candidates = {}, order = {}, trackers = {} }
+  local rec = opts._magnet_rec or { t = t, candidates = {}, order = {}, by_source = {}, trackers = {} }
   rec.meta, rec.info_hash, rec.max_peers, rec.started = m, m.info_hash, opts.max_peers, self.core:now()
   rec.resume_reason, rec.trusted = rreason, trust and trust:count() or 0
   rec.complete_at_add, rec.seed = t.complete, opts.seed and true or false
@@ -250,7 +263,7 @@ function Session:_add_magnet(uri, opts, level)
   local t, aerr = self.core:add(mg.info_hash, dir, pol, opts.max_peers or self.max_peers, nil, kind, nil)
   if not t then error("bt.session: " .. tostring(aerr), level) end
   local rec = { t = t, magnet = mg, info_hash = mg.info_hash, opts = opts, max_peers = opts.max_peers,
-                candidates = {}, order = {}, trackers = {}, started = self.core:now(), trusted = 0,
+                candidates = {}, order = {}, by_source = {}, trackers = {}, started = self.core:now(), trusted = 0,
                 seed = opts.seed and true or false }
   self.torrents[#self.torrents + 1] = rec
   self.by_handle[t] = rec
@@ -352,6 +365,9 @@ function Session:add_peer(t, hostport, source)
   local key = (host:find(":", 1, true) and ("[" .. host .. "]") or host) .. ":" .. port
   if rec.candidates[key] then return end
   if #rec.order >= M.MAX_CANDIDATES then return end
+  local held = rec.by_source[source] or 0
+  if source ~= "manual" and held >= M.MAX_PER_SOURCE then return end
+  rec.by_source[source] = held + 1
   local c = { host = host, port = port, key = key, source = source, fails = 0, next_try = 0, connected = false }
   rec.candidates[key] = c
   rec.order[#rec.order + 1] = c

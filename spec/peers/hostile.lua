@@ -451,11 +451,11 @@ S.ext_bomb_tokens = simple(function()
   local n = (1024 * 1024 - 16) // 3
   return enc{ type = "extended", id = 0, payload = "d1:l" .. "l" .. string.rep("i0e", n) .. "ee" }
 end, { ext = true })
--- Ignored: extended messages with ids we never announced (1..255 but ours).
+-- Ignored: extended messages with ids we never announced (1..255 but ours: ut_pex's
+-- and ut_metadata's messages have their own scenarios).
 S.ext_unknown_ids = simple(function()
-  local ours = {}   -- the ids bt-lua gave its own extensions are not unknown to it
+  local parts, ours = {}, {}
   for _, id in pairs(bt.wire.EXTENSIONS) do ours[id] = true end
-  local parts = {}
   for id = 1, 255 do
     if not ours[id] then parts[#parts + 1] = enc{ type = "extended", id = id, payload = "d1:xi" .. id .. "ee" } end
   end
