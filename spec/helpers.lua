@@ -152,4 +152,18 @@ function H.seeded_c_test(name, sources, seeds, rounds)
   H.rmtree(dir)
 end
 
+--- H.base32(bytes): RFC 4648 base32 without padding (magnet links' 32-character btih).
+function H.base32(s)
+  local alpha, bits, acc, out = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 0, 0, {}
+  for i = 1, #s do
+    acc, bits = ((acc << 8) | s:byte(i)) & 0xffff, bits + 8
+    while bits >= 5 do
+      bits = bits - 5
+      local d = (acc >> bits) & 31
+      out[#out + 1] = alpha:sub(d + 1, d + 1)
+    end
+  end
+  return table.concat(out)
+end
+
 return H

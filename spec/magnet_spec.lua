@@ -2,21 +2,9 @@
 local bt = require "bt"
 
 local HEX = "0123456789abcdef0123456789abcdef01234567"
--- the same 20 bytes in base32 (RFC 4648), computed here rather than copied
-local function base32(s)
-  local alpha, bits, acc, out = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 0, 0, {}
-  for i = 1, #s do
-    acc, bits = (acc << 8) | s:byte(i), bits + 8
-    while bits >= 5 do
-      bits = bits - 5
-      local d = (acc >> bits) & 31
-      out[#out + 1] = alpha:sub(d + 1, d + 1)
-    end
-  end
-  return table.concat(out)
-end
+local H = require "helpers"
 local RAW = (HEX:gsub("..", function(h) return string.char(tonumber(h, 16)) end))
-local B32 = base32(RAW)
+local B32 = H.base32(RAW)   -- the same 20 bytes in base32, computed here rather than copied
 
 local function refused(uri, pattern)
   local r, err, off = bt.magnet_parse(uri)

@@ -9,18 +9,6 @@ local bt = require "bt"
 local PY = "/usr/bin/python3"
 local have_lt = os.execute("env -u LD_PRELOAD " .. PY .. " -c 'import libtorrent' 2>/dev/null") == true
 
-local function base32(s)
-  local alpha, bits, acc, out = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 0, 0, {}
-  for i = 1, #s do
-    acc, bits = ((acc << 8) | s:byte(i)) & 0xffff, bits + 8
-    while bits >= 5 do
-      bits = bits - 5
-      local d = (acc >> bits) & 31
-      out[#out + 1] = alpha:sub(d + 1, d + 1)
-    end
-  end
-  return table.concat(out)
-end
 
 local function unhex(h) return (h:gsub("..", function(x) return string.char(tonumber(x, 16)) end)) end
 
@@ -136,7 +124,7 @@ describe("magnet links: metadata from bt-lua", function()
     S.guard(tmp, pids, function()
       local port
       pids[1], port = S.bt_seed(torrent, tmp .. "/seed", 30)
-      local out, code = S.btlua(("info %s --timeout 15"):format(H.q("magnet:?xt=urn:btih:" .. base32(unhex(hex))
+      local out, code = S.btlua(("info %s --timeout 15"):format(H.q("magnet:?xt=urn:btih:" .. H.base32(unhex(hex))
         .. "&x.pe=127.0.0.1:" .. port)))
       assert.are.equal(0, code, out)
       assert.matches("Name:%s+i%.bin", out)
@@ -175,7 +163,7 @@ describe("magnet links: real seeds", function()
       H.q(tmp .. "/seed"), port, H.q(torrent)), tmp .. "/tr.log")
     S.guard(tmp, pids, function()
       assert.is_true(S.wait_port(port, 15))
-      local uri = "magnet:?xt=urn:btih:" .. base32(unhex(hex)) .. "&tr=" .. urlencode(tr.url)
+      local uri = "magnet:?xt=urn:btih:" .. H.base32(unhex(hex)) .. "&tr=" .. urlencode(tr.url)
         .. "&x.pe=127.0.0.1:" .. port
       local out, code = run_magnet(uri, tmp .. "/out", "--save-torrent " .. H.q(tmp .. "/saved.torrent"))
       assert.are.equal(0, code, out)
@@ -196,7 +184,7 @@ describe("magnet links: real seeds", function()
       while not S.read_or_empty(tmp .. "/lt.log"):find("ready") and os.time() < deadline do S.sleep(0.1) end
       assert.truthy(S.read_or_empty(tmp .. "/lt.log"):find("ready"), S.read_or_empty(tmp .. "/lt.log"))
       wait_listed(tr, hex)
-      local uri = "magnet:?xt=urn:btih:" .. base32(unhex(hex)) .. "&tr=" .. urlencode(tr.url)
+      local uri = "magnet:?xt=urn:btih:" .. H.base32(unhex(hex)) .. "&tr=" .. urlencode(tr.url)
       local out, code = run_magnet(uri, tmp .. "/out", "--save-torrent " .. H.q(tmp .. "/saved.torrent"))
       assert.are.equal(0, code, out)
       same(data, tmp .. "/out/lt.bin")
