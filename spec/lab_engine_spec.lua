@@ -1,26 +1,27 @@
---- The lab's output delay and loss (session options delay, loss, loss_seed; docs/lab.md
--- "Network"): a bt-lua seed in a process of its own and a bt-lua leecher in this one, both on
--- 127.0.0.1, with and without the delay. Every process is killed by PID, every wait bounded.
+--- What the engine gives the lab: the output delay and loss (session options delay, loss,
+-- loss_seed; docs/lab.md "Network") and a per-peer upload rate (peer:set_upload_rate,
+-- docs/policy.md). A bt-lua seed in a process of its own and a bt-lua leecher in this one,
+-- both on 127.0.0.1. Every process is killed by PID, every wait bounded.
 local H = require "helpers"
 local S = require "swarm_helpers"
 local session = require "bt.session"
 
--- A seed process: bt.session with the given delay and loss, seeding `dir` for at most 60 s.
+-- A seed process: bt.session with the given delay and loss (and policy), seeding `dir` for at most 60 s.
 local SEED = [[
 local session = require "bt.session"
 local port, torrent, dir, delay, loss = tonumber(arg[1]), arg[2], arg[3], tonumber(arg[4]), tonumber(arg[5])
 local s = session.new{ port = port, bind = "127.0.0.1", max_per_ip = 0, delay = delay, loss = loss, loss_seed = 7 }
-s:add(torrent, { dir = dir, trackers = false })
+s:add(torrent, { dir = dir, trackers = false, policy = arg[6] })
 local t0 = os.time()
 s:run(function() return os.time() - t0 > 60 end)
 ]]
 
-local function start_seed(tmp, torrent, delay, loss)
+local function start_seed(tmp, torrent, delay, loss, policy)
   local script = tmp .. "/seed.lua"
   H.writefile(script, SEED)
   local port = S.port()
-  local pid = S.spawn(("env %s lua5.4 %s %d %s %s %s %s"):format(H.lua_env(), H.q(script), port, H.q(torrent),
-    H.q(tmp .. "/seed"), delay, loss), tmp .. "/seed-" .. port .. ".log", true)
+  local pid = S.spawn(("env %s lua5.4 %s %d %s %s %s %s %s"):format(H.lua_env(), H.q(script), port, H.q(torrent),
+    H.q(tmp .. "/seed"), delay, loss, policy and H.q(policy) or ""), tmp .. "/seed-" .. port .. ".log", true)
   assert(S.wait_port(port, 15), "the seed did not listen")
   return pid, port
 end
@@ -95,5 +96,98 @@ describe("lab delay and loss", function()
     end
     local s = session.new{ port = -1, delay = 2, loss = 0.5 }   -- the bounds themselves are allowed
     s:close()
+  end)
+end)
+
+-- A seed's choker that unchokes everyone, each at its own rate: CAP bytes/s (0: none).
+local CAPPED = [[
+local default = require "bt.policy.default"
+return {
+  name = "capped", pick = default.pick,
+  choke = function(t, peers)
+    for _, p in ipairs(peers) do p:set_upload_rate(CAP) end
+    return peers
+  end,
+}
+]]
+
+describe("peer:set_upload_rate", function()
+  it("limits what a seed sends one peer to that rate, and 0 lifts it", function()
+    local size = 768 * 1024
+    local tmp, torrent = S.fixture("r.bin", size, 8, 15)
+    local pids = {}
+    S.guard(tmp, pids, function()
+      local function policy(cap)
+        local path = ("%s/capped-%d.lua"):format(tmp, cap)
+        H.writefile(path, (CAPPED:gsub("CAP", tostring(cap))))
+        return path
+      end
+      local capped_pid, capped = start_seed(tmp, torrent, 0, 0, policy(128 * 1024))
+      pids[#pids + 1] = capped_pid
+      local free_pid, free = start_seed(tmp, torrent, 0, 0, policy(0))
+      pids[#pids + 1] = free_pid
+      local slow = leech(tmp, torrent, capped, 0, 0)
+      local fast = leech(tmp, torrent, free, 0, 0)
+      if os.getenv("BT_SPEC_VERBOSE") then
+        print(("768 KiB: %.2f s at 128 KiB/s, %.2f s unlimited"):format(slow, fast))
+      end
+      -- the peer's bucket starts empty when the rate is set: 768 / 128 = 6 s, and the start-up
+      assert.is_true(slow >= 5.5 and slow < 9, ("at 128 KiB/s: %.2f s"):format(slow))
+      assert.is_true(fast < 2, ("unlimited: %.2f s"):format(fast))
+    end)
+  end)
+
+  it("is checked the same way by the fake engine", function()
+    local fake = require "bt.policy.fake"
+    local t = fake.torrent{ pieces = 4, piece_length = 16384 }
+    local p = fake.peer(t)
+    assert.are.equal(0, p.upload_rate)
+    p:set_upload_rate(65536)
+    assert.are.equal(65536, p.upload_rate)
+    assert.has_error(function() p:set_upload_rate(-1) end)
+    assert.has_error(function() p:set_upload_rate(0 / 0) end)
+    assert.has_error(function() p:set_upload_rate("fast") end)
+  end)
+end)
+
+describe("examples/lab/bittyrant.lua (bt.policy.fake)", function()
+  local policy = require "bt.policy"
+  local fake = require "bt.policy.fake"
+  local bittyrant = policy.load(H.root .. "/examples/lab/bittyrant.lua")
+
+  it("unchokes the best return per byte first, pays each its price, within the upload capacity", function()
+    local t = fake.torrent{ pieces = 64, piece_length = 65536, now = 100 }
+    t:set_limits{ up = 5000 }
+    -- a: sends us 64 KiB/s; b: 16 KiB/s; c, d: choke us, no piece rate seen yet. Every price
+    -- starts at the floor estimate, 2048 bytes/s: two fit in 5000
+    local a = fake.peer(t, { rate_down = 65536 })
+    local b = fake.peer(t, { rate_down = 16384 })
+    local c = fake.peer(t, { choking = true })
+    local d = fake.peer(t, { choking = true })
+    local peers = { d, c, b, a }
+    assert.are.same({ a, b }, bittyrant.choke(t, peers, 1, t.now))
+    assert.are.same({ 2048, 2048, 0, 0 }, { a.upload_rate, b.upload_rate, c.upload_rate, d.upload_rate })
+    -- b stops reciprocating: its price goes up 20 %, its return falls to the estimate, and a
+    -- peer not yet tried (c or d, at the floor price) takes its place
+    b.choking = true
+    t:advance(10)
+    local out = bittyrant.choke(t, peers, 2, t.now)
+    assert.are.equal(2, #out)
+    assert.are.equal(a, out[1])
+    assert.is_true(out[2] == c or out[2] == d)
+    assert.are.equal(2048, out[2].upload_rate)
+    -- every interested peer fits: the capacity is shared in proportion to the prices
+    t:set_limits{ up = 100000 }
+    t:advance(10)
+    out = bittyrant.choke(t, peers, 3, t.now)
+    assert.are.equal(4, #out)
+    local sum = 0
+    for _, p in ipairs(out) do sum = sum + p.upload_rate end
+    assert.is_true(math.abs(sum - 100000) < 1, "paid " .. sum)
+    assert.is_true(b.upload_rate > a.upload_rate, "b's price is higher: it did not reciprocate")
+    -- complete: the caps are lifted, the default choker decides
+    t.complete = true
+    bittyrant.choke(t, peers, 4, t.now)
+    for _, p in ipairs(peers) do assert.are.equal(0, p.upload_rate) end
   end)
 end)

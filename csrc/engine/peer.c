@@ -575,10 +575,10 @@ static void upload_quickack(bt_peer *p)
 static void serve_batch(bt_peer *p)
 {
     const bt_peer_torrent *tor = p->tor;
-    bt_bucket *bs[2] = { p->env->up, tor->up };
+    bt_bucket *bs[3] = { p->env->up, tor->up, &p->up_cap };
     double now = now_of(p);
-    bt_bucket_refill(bs[0], now);
-    bt_bucket_refill(bs[1], now);
+    for (int i = 0; i < 3; i++)
+        bt_bucket_refill(bs[i], now);
     /* while choking, a fast peer's queue holds only allowed-fast requests (set_choke and
      * on_request filter them), which BEP 6 lets us serve */
     while (p->uqcount > 0 && !p->closing && (!p->am_choking || p->fast) && p->wbuf.len < BT_PEER_UPLOAD_WATER) {
@@ -592,13 +592,13 @@ static void serve_batch(bt_peer *p)
         size_t head = bt_wire_encoded_len(&m);
         int64_t n = (int64_t)head + r.length;
         bool ok = true;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             int64_t need = (double)n < bs[i]->burst ? n : (int64_t)bs[i]->burst;
             if (bt_bucket_available(bs[i]) < need)
                 ok = false;
         }
         if (!ok) {
-            bt_throttle_wait(p->env->throttle, bt_bucket_wait_chain(bs, 2, n));
+            bt_throttle_wait(p->env->throttle, bt_bucket_wait_chain(bs, 3, n));
             break;
         }
         if (out_full(p, (size_t)n) || p->unsent_count == BT_PEER_UNSENT)
@@ -613,7 +613,7 @@ static void serve_batch(bt_peer *p)
             bt_peer_close(p, "cannot read a piece we have from disk");
             break;
         }
-        bt_bucket_spend_chain(bs, 2, n);
+        bt_bucket_spend_chain(bs, 3, n);
         p->wbuf.len += (size_t)n;
         p->last_send = now;
         p->uqhead = (p->uqhead + 1) % BT_PEER_UPLOAD_QUEUE;
@@ -622,6 +622,15 @@ static void serve_batch(bt_peer *p)
             (struct bt_unsent){ .end = p->out_sent + p->wbuf.len, .len = r.length };
         p->unsent_count++;
     }
+}
+
+void bt_peer_set_upload_rate(bt_peer *p, double rate)
+{
+    if (rate == p->up_cap.rate)
+        return;
+    bt_bucket_set(&p->up_cap, rate, 0);
+    if (p->up_cap.tokens < 0)
+        p->up_cap.tokens = 0;   /* a debt at the old rate is not carried into the new one */
 }
 
 /* Serve one batch (up to BT_PEER_UPLOAD_WATER) and send it at once. If the socket
@@ -1035,6 +1044,7 @@ bt_peer *bt_peer_new(const bt_peer_env *env, int fd, bool incoming, const struct
     p->choking = p->am_choking = true;
     p->reqq = BT_PEER_MAX_QUEUE;
     p->metadata_size = -1;
+    bt_bucket_init(&p->up_cap, 0, 0);
     double now = ev_now(env->loop);
     p->connected_at = p->last_recv = p->last_send = p->last_drain = now;
     memcpy(&p->addr, sa, salen < sizeof p->addr ? salen : sizeof p->addr);

@@ -215,6 +215,7 @@ struct bt_peer {
     double unchoked_at;                 /* we last unchoked it */
     uint64_t down_total, up_total, down_tick, up_tick;   /* bytes; *_tick since the last tick */
     double rate_down, rate_up;          /* bytes/s, smoothed over about 2 s */
+    bt_bucket up_cap;                   /* the owner's limit on what we send this peer (rate 0: none) */
     double rtt, min_rtt;                /* request to block: smoothed (queueing included), lowest */
 };
 
@@ -257,6 +258,10 @@ void bt_peer_set_interested(bt_peer *p, bool interested);
 /* Choke or unchoke it; returns true if that changed anything. A choke rejects the
  * queued requests (BEP 6; allowed-fast ones stay) or drops them. */
 bool bt_peer_set_choke(bt_peer *p, bool choke);
+
+/* Limit the blocks we send this peer to rate bytes/s (0: no limit of its own; the
+ * session's and the torrent's limits apply either way). */
+void bt_peer_set_upload_rate(bt_peer *p, double rate);
 
 /* Our requests. */
 int  bt_peer_request(bt_peer *p, uint32_t piece, uint32_t block);   /* 0, or -1 out of memory */
