@@ -51,17 +51,25 @@ local function leech(tmp, torrent, port, delay, loss)
   return secs, min_rtt
 end
 
+--- For each of two settings ({delay =, loss =, policy =}), a seed with it and a download
+-- from that seed with the same delay and loss; returns {seconds, min_rtt} for each.
+local function both(tmp, torrent, pids, first, second)
+  local out = {}
+  for i, c in ipairs{ first, second } do
+    local pid, port = start_seed(tmp, torrent, c.delay or 0, c.loss or 0, c.policy)
+    pids[#pids + 1] = pid
+    out[i] = { leech(tmp, torrent, port, c.delay or 0, c.loss or 0) }
+  end
+  return out[1], out[2]
+end
+
 describe("lab delay and loss", function()
   it("holds every byte sent for the delay: a request's round trip grows by twice the delay", function()
     local tmp, torrent = S.fixture("d.bin", 512 * 1024, 5, 15)
     local pids = {}
     S.guard(tmp, pids, function()
-      local plain_pid, plain = start_seed(tmp, torrent, 0, 0)
-      pids[#pids + 1] = plain_pid
-      local slow_pid, slow = start_seed(tmp, torrent, 0.1, 0)
-      pids[#pids + 1] = slow_pid
-      local _, rtt0 = leech(tmp, torrent, plain, 0, 0)
-      local _, rtt1 = leech(tmp, torrent, slow, 0.1, 0)
+      local plain, slow = both(tmp, torrent, pids, {}, { delay = 0.1 })
+      local rtt0, rtt1 = plain[2], slow[2]
       assert.is_truthy(rtt0 and rtt1, "no round trip measured")
       if os.getenv("BT_SPEC_VERBOSE") then print(("min rtt %.4f s, with delay %.4f s"):format(rtt0, rtt1)) end
       -- nothing is released early (>= 2 x 0.1 s), and not much later (a loaded machine)
@@ -75,12 +83,8 @@ describe("lab delay and loss", function()
     local tmp, torrent = S.fixture("l.bin", 2 * 1024 * 1024, 6, 16)
     local pids = {}
     S.guard(tmp, pids, function()
-      local a_pid, a = start_seed(tmp, torrent, 0.01, 0)
-      pids[#pids + 1] = a_pid
-      local b_pid, b = start_seed(tmp, torrent, 0.01, 0.05)
-      pids[#pids + 1] = b_pid
-      local clean = leech(tmp, torrent, a, 0.01, 0)
-      local lossy = leech(tmp, torrent, b, 0.01, 0.05)
+      local a, b = both(tmp, torrent, pids, { delay = 0.01 }, { delay = 0.01, loss = 0.05 })
+      local clean, lossy = a[1], b[1]
       if os.getenv("BT_SPEC_VERBOSE") then print(("2 MiB: %.2f s, with loss %.2f s"):format(clean, lossy)) end
       assert.is_true(lossy > clean + 0.5, ("2 MiB: %.2f s without loss, %.2f s with 5 %% loss"):format(clean, lossy))
     end)
@@ -122,12 +126,8 @@ describe("peer:set_upload_rate", function()
         H.writefile(path, (CAPPED:gsub("CAP", tostring(cap))))
         return path
       end
-      local capped_pid, capped = start_seed(tmp, torrent, 0, 0, policy(128 * 1024))
-      pids[#pids + 1] = capped_pid
-      local free_pid, free = start_seed(tmp, torrent, 0, 0, policy(0))
-      pids[#pids + 1] = free_pid
-      local slow = leech(tmp, torrent, capped, 0, 0)
-      local fast = leech(tmp, torrent, free, 0, 0)
+      local a, b = both(tmp, torrent, pids, { policy = policy(128 * 1024) }, { policy = policy(0) })
+      local slow, fast = a[1], b[1]
       if os.getenv("BT_SPEC_VERBOSE") then
         print(("768 KiB: %.2f s at 128 KiB/s, %.2f s unlimited"):format(slow, fast))
       end
