@@ -69,7 +69,9 @@ describe("lab scenario loader", function()
     { "s.groups[1].policy = nil", "groups[1].policy: missing (and no mixes set one)" },
     { "s.groups[2] = s.groups[1]", "groups[2].name: 'g' names two groups" },
     { "s.groups[1].count = 300", "groups[1].count: must be between 1 and 200" },
-    { "s.groups[1].network = { latency = 50 }", "latency and loss are not implemented" },
+    { "s.groups[1].network = { latency = 2500 }", "groups[1].network.latency: must be between 0 and 2000" },
+    { "s.network = { loss = 0.7 }", "network.loss: must be between 0 and 0.5" },
+    { "s.groups[1].network = { delay = 5 }", "unknown field 'delay'" },
     { "s.hosts = { 'a', 'b' }", "several machines is not implemented" },
     { "s.mixes = { { name = 'x', policies = { h = 'y.lua' } } }", "no group named h (groups: g)" },
     { "s.mixes = { { name = 'a b' } }", "mixes[1].name: must be a name" },
@@ -125,6 +127,21 @@ describe("lab scenario loader", function()
       if p.group == "g" then assert.is_true(p.up >= 100 * 1024 and p.up <= 300 * 1024) end
       if p.group == "h" then assert.is_true(p.join >= 3 and p.join < 13) end
     end
+  end)
+
+  it("gives every peer its group's network, the scenario's where the group sets none", function()
+    local sc = assert(scenario.load(write_scenario(dir, variant(
+      "s.network = { latency = 20, loss = 0.01 }; s.groups[2] = { name = 'far', count = 2, "
+      .. "policy = s.groups[1].policy, network = { latency = 150 } }"))))
+    local plan = scenario.plan(sc, sc.mixes[1], 3)
+    assert.are.same({ 0.02, 0.01 }, { plan.seeds[1].latency, plan.seeds[1].loss })
+    local seen = {}
+    for _, p in ipairs(plan.leechers) do
+      seen[p.group] = true
+      if p.group == "far" then assert.are.same({ 0.15, 0.01 }, { p.latency, p.loss })
+      else assert.are.same({ 0.02, 0.01 }, { p.latency, p.loss }) end
+    end
+    assert.is_true(seen.far and seen.g)
   end)
 end)
 

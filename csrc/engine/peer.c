@@ -257,12 +257,88 @@ static void credit_acked(bt_peer *p)
         p->cb->uploaded(p->ud, p, up);
 }
 
+/* ---- lab mode's output delay and loss (env->delay or env->loss > 0) ---- */
+
+/* A draw in [0, 1) from the session's loss state (xorshift64). */
+static double loss_draw(const bt_peer_env *env)
+{
+    uint64_t x = *env->loss_rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *env->loss_rng = x;
+    return (double)(x >> 11) / 9007199254740992.0;
+}
+
+/* The bytes queued since the last flush may go at now + delay, and one RTO later when a
+ * segment of them is lost: what retransmitting it costs a TCP stream, everything after
+ * it waiting in order (marks are released oldest first). Full ring: the newest mark
+ * takes the new bytes and the later time, so no byte is released early. */
+static int mark_output(bt_peer *p, uint64_t end, double now)
+{
+    const bt_peer_env *env = p->env;
+    if (!p->marks && !(p->marks = malloc(BT_PEER_MARKS * sizeof *p->marks)))
+        return -1;
+    double at = now + env->delay;
+    if (env->loss > 0) {
+        double segs = ceil((double)(end - p->marked) / BT_PEER_MSS);
+        if (loss_draw(env) >= pow(1 - env->loss, segs))
+            at += BT_PEER_RTO;
+    }
+    if (p->mark_count == BT_PEER_MARKS) {
+        struct bt_mark *last = &p->marks[(p->mark_head + p->mark_count - 1) % BT_PEER_MARKS];
+        last->end = end;
+        if (at > last->at)
+            last->at = at;
+    } else {
+        p->marks[(p->mark_head + p->mark_count++) % BT_PEER_MARKS] = (struct bt_mark){ end, at };
+    }
+    p->marked = end;
+    return 0;
+}
+
+/* Bytes at the front of wbuf that may be sent now; arms the hold timer for the rest. */
+static size_t releasable(bt_peer *p)
+{
+    if (!(p->env->delay > 0 || p->env->loss > 0))
+        return p->wbuf.len;
+    double now = now_of(p);
+    uint64_t end = p->out_sent + p->wbuf.len;
+    if (end > p->marked && mark_output(p, end, now) != 0) {
+        bt_peer_close(p, "out of memory");
+        return 0;
+    }
+    while (p->mark_count > 0 && p->marks[p->mark_head].at <= now) {
+        p->released = p->marks[p->mark_head].end;
+        p->mark_head = (p->mark_head + 1) % BT_PEER_MARKS;
+        p->mark_count--;
+    }
+    ev_timer_stop(p->env->loop, &p->hold);
+    if (p->mark_count > 0) {
+        ev_timer_set(&p->hold, p->marks[p->mark_head].at - now, 0);
+        ev_timer_start(p->env->loop, &p->hold);
+    }
+    if (p->released <= p->out_sent) {
+        p->last_drain = now;   /* held, not waiting on the peer: no send timeout */
+        return 0;
+    }
+    return (size_t)(p->released - p->out_sent);
+}
+
+static void on_hold(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    bt_peer_flush(w->data);
+}
+
 void bt_peer_flush(bt_peer *p)
 {
     if (p->fd < 0 || p->closing || p->state == BT_PS_CONNECTING)
         return;
-    while (p->wbuf.len > 0) {
-        ssize_t r = send(p->fd, p->wbuf.data, p->wbuf.len, MSG_NOSIGNAL);
+    size_t go = releasable(p);
+    while (go > 0) {
+        ssize_t r = send(p->fd, p->wbuf.data, go, MSG_NOSIGNAL);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -273,9 +349,10 @@ void bt_peer_flush(bt_peer *p)
         }
         bt_buf_consume(&p->wbuf, (size_t)r);
         sent(p, (size_t)r);
+        go -= (size_t)r;
     }
     credit_acked(p);
-    if (p->wbuf.len > 0)
+    if (go > 0)
         ev_io_start(p->env->loop, &p->ww);
     else
         ev_io_stop(p->env->loop, &p->ww);
@@ -498,10 +575,10 @@ static void upload_quickack(bt_peer *p)
 static void serve_batch(bt_peer *p)
 {
     const bt_peer_torrent *tor = p->tor;
-    bt_bucket *bs[2] = { p->env->up, tor->up };
+    bt_bucket *bs[3] = { p->env->up, tor->up, &p->up_cap };
     double now = now_of(p);
-    bt_bucket_refill(bs[0], now);
-    bt_bucket_refill(bs[1], now);
+    for (int i = 0; i < 3; i++)
+        bt_bucket_refill(bs[i], now);
     /* while choking, a fast peer's queue holds only allowed-fast requests (set_choke and
      * on_request filter them), which BEP 6 lets us serve */
     while (p->uqcount > 0 && !p->closing && (!p->am_choking || p->fast) && p->wbuf.len < BT_PEER_UPLOAD_WATER) {
@@ -515,13 +592,13 @@ static void serve_batch(bt_peer *p)
         size_t head = bt_wire_encoded_len(&m);
         int64_t n = (int64_t)head + r.length;
         bool ok = true;
-        for (int i = 0; i < 2; i++) {
+        for (int i = 0; i < 3; i++) {
             int64_t need = (double)n < bs[i]->burst ? n : (int64_t)bs[i]->burst;
             if (bt_bucket_available(bs[i]) < need)
                 ok = false;
         }
         if (!ok) {
-            bt_throttle_wait(p->env->throttle, bt_bucket_wait_chain(bs, 2, n));
+            bt_throttle_wait(p->env->throttle, bt_bucket_wait_chain(bs, 3, n));
             break;
         }
         if (out_full(p, (size_t)n) || p->unsent_count == BT_PEER_UNSENT)
@@ -536,7 +613,7 @@ static void serve_batch(bt_peer *p)
             bt_peer_close(p, "cannot read a piece we have from disk");
             break;
         }
-        bt_bucket_spend_chain(bs, 2, n);
+        bt_bucket_spend_chain(bs, 3, n);
         p->wbuf.len += (size_t)n;
         p->last_send = now;
         p->uqhead = (p->uqhead + 1) % BT_PEER_UPLOAD_QUEUE;
@@ -545,6 +622,15 @@ static void serve_batch(bt_peer *p)
             (struct bt_unsent){ .end = p->out_sent + p->wbuf.len, .len = r.length };
         p->unsent_count++;
     }
+}
+
+void bt_peer_set_upload_rate(bt_peer *p, double rate)
+{
+    if (rate == p->up_cap.rate)
+        return;
+    bt_bucket_set(&p->up_cap, rate, 0);
+    if (p->up_cap.tokens < 0)
+        p->up_cap.tokens = 0;   /* a debt at the old rate is not carried into the new one */
 }
 
 /* Serve one batch (up to BT_PEER_UPLOAD_WATER) and send it at once. If the socket
@@ -958,6 +1044,7 @@ bt_peer *bt_peer_new(const bt_peer_env *env, int fd, bool incoming, const struct
     p->choking = p->am_choking = true;
     p->reqq = BT_PEER_MAX_QUEUE;
     p->metadata_size = -1;
+    bt_bucket_init(&p->up_cap, 0, 0);
     double now = ev_now(env->loop);
     p->connected_at = p->last_recv = p->last_send = p->last_drain = now;
     memcpy(&p->addr, sa, salen < sizeof p->addr ? salen : sizeof p->addr);
@@ -973,7 +1060,8 @@ bt_peer *bt_peer_new(const bt_peer_env *env, int fd, bool incoming, const struct
     }
     ev_io_init(&p->rw, on_read, fd, EV_READ);
     ev_io_init(&p->ww, on_write, fd, EV_WRITE);
-    p->rw.data = p->ww.data = p;
+    ev_timer_init(&p->hold, on_hold, 0, 0);
+    p->rw.data = p->ww.data = p->hold.data = p;
     /* incoming: wait for its handshake; outgoing: the connect completes when writable */
     ev_io_start(env->loop, incoming ? &p->rw : &p->ww);
     return p;
@@ -996,6 +1084,7 @@ void bt_peer_close(bt_peer *p, const char *why)
     p->closing = true;
     ev_io_stop(p->env->loop, &p->rw);
     ev_io_stop(p->env->loop, &p->ww);
+    ev_timer_stop(p->env->loop, &p->hold);
     if (p->cb->closing)
         p->cb->closing(p->ud, p, why);
     bt_peer_release_all(p, false);
@@ -1005,6 +1094,7 @@ void bt_peer_free(bt_peer *p)
 {
     ev_io_stop(p->env->loop, &p->rw);
     ev_io_stop(p->env->loop, &p->ww);
+    ev_timer_stop(p->env->loop, &p->hold);
     if (p->fd >= 0)
         close(p->fd);
     bt_ranges_free(&p->have);
@@ -1013,6 +1103,7 @@ void bt_peer_free(bt_peer *p)
     free(p->rbuf);
     free(p->q);
     free(p->uq);
+    free(p->marks);
     free(p);
 }
 

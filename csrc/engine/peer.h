@@ -40,6 +40,10 @@
                                          250, against libtorrent's seed 5.4-6.0 s) */
 #define BT_PEER_UPLOAD_WATER  (256u * 1024)  /* serve more blocks only below this much queued output */
 #define BT_PEER_UNSENT        512            /* blocks queued or sent and not yet acknowledged */
+#define BT_PEER_MARKS         128     /* output delay: release marks per connection (2 KiB); when full
+                                         the newest coalesce, so bytes are never released early */
+#define BT_PEER_MSS           1448    /* output delay: bytes per TCP segment, for the loss draws */
+#define BT_PEER_RTO           0.2     /* output delay: what a lost segment costs, Linux's minimum RTO */
 #define BT_FAST_SET           4       /* BEP 6 allowed-fast pieces offered per IPv4 peer (libtorrent: 10;
                                          a few let a new peer start without an unchoke) */
 
@@ -74,6 +78,11 @@ typedef struct bt_peer_env {
     double send_timeout;      /* output waiting this long with nothing taken: the peer does not read */
     bt_throttle *throttle;
     bt_bucket *down, *up;       /* the session's limits */
+    /* Lab mode (docs/lab.md "Network"): every byte sent is held `delay` seconds before
+     * send(), and with probability `loss` per segment a batch waits BT_PEER_RTO more.
+     * Both 0: off (no marks, no timer). */
+    double delay, loss;
+    uint64_t *loss_rng;         /* the loss draws' state (xorshift64), the owner's */
 } bt_peer_env;
 
 /* What a connection knows of its torrent once attached; owned by the torrent. */
@@ -192,6 +201,13 @@ struct bt_peer {
     struct bt_unsent { uint64_t end; uint32_t len; } unsent[BT_PEER_UNSENT];
     uint32_t unsent_head, unsent_count;
     uint64_t out_sent;                  /* bytes send() took, since the connection began */
+    /* output delay (env->delay or env->loss > 0): stream offsets and when the bytes before them may be
+     * sent, oldest at head (made on first use); released: bytes up to it may be sent;
+     * marked: bytes up to it have a mark. The hold timer wakes the flush. */
+    struct bt_mark { uint64_t end; double at; } *marks;
+    uint32_t mark_head, mark_count;
+    uint64_t released, marked;
+    ev_timer hold;
     double last_drain;                  /* wbuf was empty or send() took something */
     /* time and meters */
     double connected_at, last_recv, last_send, last_block;
@@ -199,6 +215,7 @@ struct bt_peer {
     double unchoked_at;                 /* we last unchoked it */
     uint64_t down_total, up_total, down_tick, up_tick;   /* bytes; *_tick since the last tick */
     double rate_down, rate_up;          /* bytes/s, smoothed over about 2 s */
+    bt_bucket up_cap;                   /* the owner's limit on what we send this peer (rate 0: none) */
     double rtt, min_rtt;                /* request to block: smoothed (queueing included), lowest */
 };
 
@@ -241,6 +258,10 @@ void bt_peer_set_interested(bt_peer *p, bool interested);
 /* Choke or unchoke it; returns true if that changed anything. A choke rejects the
  * queued requests (BEP 6; allowed-fast ones stay) or drops them. */
 bool bt_peer_set_choke(bt_peer *p, bool choke);
+
+/* Limit the blocks we send this peer to rate bytes/s (0: no limit of its own; the
+ * session's and the torrent's limits apply either way). */
+void bt_peer_set_upload_rate(bt_peer *p, double rate);
 
 /* Our requests. */
 int  bt_peer_request(bt_peer *p, uint32_t piece, uint32_t block);   /* 0, or -1 out of memory */

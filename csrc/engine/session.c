@@ -786,6 +786,12 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
     env->throttle = &s->throttle;
     env->down = &s->down;
     env->up = &s->up;
+    env->delay = o->delay > 0 && o->delay <= BT_SESS_MAX_DELAY ? o->delay : 0;
+    env->loss = o->loss > 0 && o->loss <= BT_SESS_MAX_LOSS ? o->loss : 0;
+    s->loss_rng = o->loss_seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+    if (s->loss_rng == 0)
+        s->loss_rng = 1;   /* xorshift's one stuck state */
+    env->loss_rng = &s->loss_rng;
     if (o->port >= 0 && listen_on(s, o->bind, o->port, err) != 0) {
         bt_sess_free(s);
         return -1;

@@ -49,6 +49,9 @@
 #define BT_SESS_STRIKES        4096    /* hosts remembered (a power of two) */
 #define BT_SESS_STRIKE_TIME    120.0   /* s a strike lasts */
 #define BT_SESS_SEND_TIMEOUT   60.0    /* s of output not taken before the peer is dropped */
+#define BT_SESS_MAX_DELAY      2.0     /* lab delay: 2 s one way, far beyond any path; held output
+                                          stays far below the send and idle timeouts */
+#define BT_SESS_MAX_LOSS       0.5     /* lab loss: past half of the segments nothing flows anyway */
 #define BT_SESS_MAX_LISTEN     4       /* listening sockets: "0.0.0.0,::" by default, a few addresses given */
 #define BT_SESS_ACCEPT_PAUSE   0.1     /* s the listener rests when accept4 finds no descriptor */
 #define BT_SESS_MAX_REQUEST    (16u * 1024)  /* largest block served by default: what every client
@@ -97,6 +100,7 @@ struct bt_session {
     bt_peer_env env;          /* what every connection shares */
     bt_throttle throttle;
     bt_bucket down, up;       /* session-wide limits (rate 0: none) */
+    uint64_t loss_rng;        /* env.loss's draws */
     struct bt_listener { int fd; ev_io w; } listen[BT_SESS_MAX_LISTEN];   /* fd -1: unused */
     uint32_t nlisten;
     ev_timer lpause;          /* the listeners rest after accept4 ran out of descriptors */
@@ -144,6 +148,9 @@ typedef struct bt_sess_opts {
     double max_down, max_up;  /* bytes/s, 0: unlimited */
     uint32_t max_request;     /* largest block we serve (0: BT_SESS_MAX_REQUEST) */
     bool signals;             /* catch SIGINT/SIGTERM: stop the loop, note the signal (one session per process) */
+    double delay, loss;       /* lab mode: output held delay s (0: off, at most BT_SESS_MAX_DELAY); loss per
+                                 segment in [0, BT_SESS_MAX_LOSS] costs BT_PEER_RTO (peer.h) */
+    uint64_t loss_seed;       /* the loss draws' seed */
 } bt_sess_opts;
 
 /* Session. Returns 0, or -1 with *err (static or errno text). `policy` is how the

@@ -90,13 +90,13 @@ enum {
     F_ADDRESS = 1, F_ALIVE, F_HAVE, F_ID, F_CHOKING, F_INTERESTED, F_AM_CHOKING, F_AM_INTERESTED, F_RATE_DOWN,
     F_RATE_UP, F_RTT, F_MIN_RTT, F_INFLIGHT, F_SLOTS, F_QUEUE_DEPTH, F_REQQ, F_SNUBBED, F_SEED, F_INCOMING,
     F_DOWNLOADED, F_UPLOADED, F_FAILS, F_CONNECTED_FOR, F_IDLE, F_UPLOAD_IDLE, F_CLIENT, F_EXTENSIONS, F_LISTEN_PORT,
-    F_SOURCE,
+    F_SOURCE, F_UPLOAD_RATE,
 };
 static const char *const FIELDS[] = {
     "address", "alive", "have", "id", "choking", "interested", "am_choking", "am_interested", "rate_down",
     "rate_up", "rtt", "min_rtt", "inflight", "slots", "queue_depth", "reqq", "snubbed", "seed", "incoming",
     "downloaded", "uploaded", "fails", "connected_for", "idle", "upload_idle", "client", "extensions", "listen_port",
-    "source", NULL,
+    "source", "upload_rate", NULL,
 };
 
 static int l_peer_index(lua_State *L)
@@ -151,6 +151,7 @@ static int l_peer_index(lua_State *L)
     case F_IDLE: lua_pushnumber(L, now_of(p) - (p->last_block > 0 ? p->last_block : p->connected_at)); break;
     case F_UPLOAD_IDLE: lua_pushnumber(L, bt_peer_upload_idle(p, now_of(p))); break;
     case F_LISTEN_PORT: if (p->listen_port) lua_pushinteger(L, p->listen_port); else lua_pushnil(L); break;
+    case F_UPLOAD_RATE: lua_pushnumber(L, p->up_cap.rate); break;
     case F_SOURCE: lua_pushstring(L, p->source < BT_SRC_COUNT ? BT_PEER_SOURCES[p->source] : "?"); break;
     case F_CLIENT: if (p->client[0]) lua_pushstring(L, p->client); else lua_pushnil(L); break;
     case F_EXTENSIONS:   /* BEP 10: our extensions it has, with the ids it gave them */
@@ -287,6 +288,18 @@ static int l_peer_disconnect(lua_State *L)
     return 0;
 }
 
+/* peer:set_upload_rate(bytes_per_s): what we send this peer is limited to that rate (0: no
+ * limit of its own), within the session's and the torrent's limits.  [-0, +0, v] */
+static int l_peer_set_upload_rate(lua_State *L)
+{
+    bt_peer *p = bt_lpeer_check(L, 1);
+    lua_Number r = luaL_checknumber(L, 2);
+    if (!(r >= 0 && r <= 1099511627776.0))
+        luaL_argerror(L, 2, "rate must be in [0, 2^40] bytes/s (0: no limit)");
+    bt_peer_set_upload_rate(p, r);
+    return 0;
+}
+
 /* peer:has(i) -> boolean  [-0, +1, v] */
 static int l_peer_has(lua_State *L)
 {
@@ -312,6 +325,7 @@ void bt_open_peer(lua_State *L, int mod)
         { "request_blocks", l_peer_request_blocks }, { "duplicate_blocks", l_peer_duplicate_blocks },
         { "request", l_peer_request }, { "cancel", l_peer_cancel }, { "cancel_all", l_peer_cancel_all },
         { "requests", l_peer_requests }, { "disconnect", l_peer_disconnect }, { "has", l_peer_has },
+        { "set_upload_rate", l_peer_set_upload_rate },
         { NULL, NULL },
     };
     bt_new_class(L, BT_PEER_MT, meta, methods, FIELDS);

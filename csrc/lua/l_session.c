@@ -201,7 +201,9 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
  * udp_conn_ttl (s a UDP tracker's connection id is used, at most and by default 60: BEP 15),
  * policy_time_limit (seconds one hook call may run, default 2), policy_memory_limit (bytes of Lua
  * memory after a hook call, default 1 GiB, 0 none), max_down, max_up (bytes/s, 0
- * unlimited), max_request (largest block served, 16 KiB to 128 KiB, default 16 KiB), signals (true: SIGINT/SIGTERM
+ * unlimited), max_request (largest block served, 16 KiB to 128 KiB, default 16 KiB), delay (lab mode: s every
+ * byte sent is held, 0 to 2, default 0), loss (lab mode: per segment, 0 to 0.5: a batch with a lost
+ * segment waits one more RTO, 0.2 s), loss_seed (its draws), signals (true: SIGINT/SIGTERM
  * stop run() and are reported by cs:signal(); one such session per process) */
 static int l_session_new(lua_State *L)
 {
@@ -247,6 +249,16 @@ static int l_session_new(lua_State *L)
     if (!(mr >= BT_SESS_MAX_REQUEST && mr <= BT_WIRE_MAX_BLOCK))
         luaL_argerror(L, 1, "max_request must be in [16384, 131072] bytes");
     o.max_request = (uint32_t)mr;
+    o.delay = opt_num(L, 1, "delay", 0);
+    if (!(o.delay >= 0 && o.delay <= BT_SESS_MAX_DELAY))
+        luaL_argerror(L, 1, "delay must be in [0, 2] seconds");
+    o.loss = opt_num(L, 1, "loss", 0);
+    if (!(o.loss >= 0 && o.loss <= BT_SESS_MAX_LOSS))
+        luaL_argerror(L, 1, "loss must be in [0, 0.5]");
+    double ls_seed = opt_num(L, 1, "loss_seed", 0);
+    if (!(ls_seed >= 0 && ls_seed <= 9007199254740992.0))
+        luaL_argerror(L, 1, "loss_seed must be in [0, 2^53]");
+    o.loss_seed = (uint64_t)ls_seed;
     lua_getfield(L, 1, "signals");
     o.signals = lua_toboolean(L, -1);
     lua_pop(L, 1);

@@ -100,7 +100,8 @@ local function run_one(sc, mix, seed, index, ctx)
   local function start(pr, dial)
     local cfg = { role = pr.plan.role, torrent = ctx.torrent, data = ctx.data, policy = pr.plan.policy,
                   port = pr.port, peers = dial, seeds = seed_addrs, up = pr.plan.up, down = pr.plan.down,
-                  rand = pr.plan.rand, max_peers = sc.max_peers, leave = pr.plan.leave, stay = pr.plan.stay,
+                  rand = pr.plan.rand, delay = pr.plan.latency, loss = pr.plan.loss, max_peers = sc.max_peers,
+                  leave = pr.plan.leave, stay = pr.plan.stay,
                   deadline = (pr.plan.role == "seed" and socket.gettime() + M.SEED_WAIT or t0) + sc.time_limit + 1,
                   events = pr.events }
     local cfgpath = ("%s/%s.json"):format(rdir, pr.plan.id)
@@ -292,6 +293,7 @@ local function run_one(sc, mix, seed, index, ctx)
       local join = pr.join_t or p.join
       local rec = { kind = "leecher", run = index, seed = seed, mix = mix.name, group = p.group,
         policy = basename(p.policy), id = p.id, up_cap = p.up, down_cap = p.down, planned_join = p.join,
+        latency = p.latency, loss = p.loss,
         join = pr.join_t or cjson.null, started = pr.started or false,
         done = pr.done_t or cjson.null, completion = pr.done_t and (pr.done_t - join) or cjson.null,
         unfinished = not pr.done_t, pieces = pr.npieces,

@@ -97,15 +97,19 @@ local function rate_spec(path, v)
   return { r, r }
 end
 
-local function network(path, v)
-  if v == nil then return end
+-- A network table: latency (ms, one way, on what the peer sends) and loss (per segment),
+-- the engine's lab delay (session options delay and loss; docs/lab.md "Network"). Fields
+-- absent stay as `base` has them (a group inherits the scenario's network).
+M.MAX_LATENCY = 2000   -- ms: the engine's BT_SESS_MAX_DELAY
+M.MAX_LOSS = 0.5       -- the engine's BT_SESS_MAX_LOSS
+local function network(path, v, base)
+  base = base or { latency = 0, loss = 0 }
+  if v == nil then return base end
   tbl(path, v)
   known(path, v, { "latency", "loss" })
-  -- no netem on this kernel and no engine delay yet: refuse rather than ignore
-  if v.latency ~= nil or v.loss ~= nil then
-    fail(path, "latency and loss are not implemented: this machine's kernel has no netem and the engine "
-      .. "has no per-peer delay yet (docs/lab.md, \"Network\")")
-  end
+  local ms = v.latency ~= nil and number(path .. ".latency", v.latency, 0, M.MAX_LATENCY)
+  return { latency = ms and ms / 1000 or base.latency,
+           loss = v.loss ~= nil and number(path .. ".loss", v.loss, 0, M.MAX_LOSS) or base.loss }
 end
 
 local function join(path, v)
@@ -159,7 +163,7 @@ function M.check(sc, src, base)
     fail(src, "hosts: running one scenario's peers on several machines is not implemented (docs/lab.md, "
       .. "\"Past one machine\")")
   end
-  network(src .. ": network", sc.network)
+  out.network = network(src .. ": network", sc.network)
 
   local p = tbl(src .. ": payload", sc.payload)
   known(src .. ": payload", p, { "size", "piece" })
@@ -203,14 +207,14 @@ function M.check(sc, src, base)
     known(gp, g, GROUP_FIELDS)
     local gname = g.name ~= nil and name(gp .. ".name", g.name) or ("group" .. i)
     if out.by_name[gname] then fail(gp .. ".name", "'%s' names two groups", gname) end
-    network(gp .. ".network", g.network)
     local stay = g.stay
     if stay == nil then stay = 0 end
     if stay ~= true then stay = number(gp .. ".stay", stay, 0, M.MAX_TIME) end
     local og = { name = gname, count = integer(gp .. ".count", g.count, 1, M.MAX_PEERS),
                  policy = g.policy ~= nil and policy_path(gp .. ".policy", g.policy, base) or nil,
                  up = rate_spec(gp .. ".up", g.up), down = rate_spec(gp .. ".down", g.down),
-                 join = join(gp .. ".join", g.join), stay = stay }
+                 join = join(gp .. ".join", g.join), stay = stay,
+                 network = network(gp .. ".network", g.network, out.network) }
     total = total + og.count
     out.groups[i] = og
     out.by_name[gname] = og
@@ -305,7 +309,7 @@ function M.plan(sc, mix, seed)
   for i = 1, sc.seeds.count do
     peers[#peers + 1] = { id = "seed" .. i, role = "seed", group = "seeds", policy = sc.seeds.policy,
                           up = draw(r, sc.seeds.up), down = 0, join = 0, leave = sc.seeds.leave,
-                          rand = r:derive(#peers + 1) }
+                          latency = sc.network.latency, loss = sc.network.loss, rand = r:derive(#peers + 1) }
   end
   for _, g in ipairs(sc.groups) do
     local at = g.join.at or g.join.from
@@ -317,7 +321,7 @@ function M.plan(sc, mix, seed)
       peers[#peers + 1] = { id = ("%s%d"):format(g.name, i), role = "leecher", group = g.name,
                             policy = mix.policies[g.name] or g.policy,
                             up = draw(r, g.up), down = draw(r, g.down), join = j, stay = g.stay,
-                            rand = r:derive(#peers + 1) }
+                            latency = g.network.latency, loss = g.network.loss, rand = r:derive(#peers + 1) }
     end
   end
   -- leechers start in join order (a stable sort: ties keep the scenario's order)

@@ -31,8 +31,8 @@ end
 
 --- cfg: role ("seed"|"leecher"), torrent (path), data (a seed's folder), policy (path or nil),
 -- port, peers ({"127.0.0.1:P", ...} to dial), seeds (the seeds' addresses), up, down (bytes/s),
--- rand (math.randomseed), max_peers, leave ({after=}|{copies=}, seeds), stay (s of seeding
--- after completion, or true), deadline (wall clock), events (the file to write).
+-- rand (math.randomseed, the loss draws' seed), delay (s), loss, max_peers, leave ({after=}|{copies=},
+-- seeds), stay (s of seeding after completion, or true), deadline (wall clock), events (the file to write).
 local function run_peer(cfg)
   math.randomseed(math.tointeger(cfg.rand) or 0)
   local out = assert(io.open(cfg.events, "w"))
@@ -41,8 +41,11 @@ local function run_peer(cfg)
     out:write(cjson.encode(rec), "\n")
     out:flush()
   end
+  -- the lab's network: everything this peer sends is held `delay` s (its one-way latency),
+  -- a lost segment costs a retransmission timeout; the loss draws from the peer's seed
   local s = session{ port = math.tointeger(cfg.port), bind = "127.0.0.1", max_peers = math.tointeger(cfg.max_peers),
-                     max_per_ip = 0, signals = true }
+                     max_per_ip = 0, signals = true, delay = tonumber(cfg.delay) or 0, loss = tonumber(cfg.loss) or 0,
+                     loss_seed = (math.tointeger(cfg.rand) or 0) & 0xFFFFFFFFFFFFF }
   local seed = cfg.role == "seed"
   local add = { storage = "memory", trackers = false, seed = seed or cfg.stay == true or (cfg.stay or 0) > 0,
                 peers = cfg.peers, max_up = math.tointeger(cfg.up), max_down = math.tointeger(cfg.down),

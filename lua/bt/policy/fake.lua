@@ -343,7 +343,7 @@ function F.peer(t, o)
     rate_up = o.rate_up or 0, rtt = o.rtt or 0.05, min_rtt = o.min_rtt or o.rtt or 0.05, inflight = 0,
     snubbed = o.snubbed or false, seed = o.have == "all", incoming = o.incoming or false,
     source = o.source or (o.incoming and "incoming" or "manual"),
-    downloaded = 0, uploaded = o.uploaded or 0, fails = 0, queue_depth = o.slots or 64,
+    downloaded = 0, uploaded = o.uploaded or 0, fails = 0, queue_depth = o.slots or 64, upload_rate = 0,
     reqq = o.reqq or MAX_QUEUE, have_set = bt.bitfield(t.pieces), asked = {}, order = {},
     connected_at = t.now - (o.connected_for or 600), last_block = o.idle and t.now - o.idle or nil,
     last_upload = o.upload_idle and t.now - o.upload_idle or nil,
@@ -540,6 +540,16 @@ function P:snub()
 end
 
 function P:has(i) P.check_alive(self); check_piece(self.t, i, 2, "has"); return self._f.have_set:has(i) end
+
+--- peer:set_upload_rate(bytes_per_s): as the engine's, checked the same way; the fake
+-- records it in peer.upload_rate (it moves no data).
+function P:set_upload_rate(rate)
+  P.check_alive(self)
+  if type(rate) ~= "number" or not (rate >= 0 and rate <= 2 ^ 40) then
+    error("bad argument #1 to 'set_upload_rate' (rate must be in [0, 2^40] bytes/s (0: no limit))", 2)
+  end
+  self._f.upload_rate = rate
+end
 
 function P:disconnect()
   P.check_alive(self)
