@@ -693,8 +693,6 @@ static void on_extended_handshake(bt_peer *p, const uint8_t *d, size_t n)
         p->listen_port = (uint16_t)h.port;
     if (h.metadata_size >= 0)
         p->metadata_size = h.metadata_size;
-    if (h.port > 0)
-        p->listen_port = (uint16_t)h.port;
     if (h.client)
         memcpy(p->client, h.client_buf, sizeof p->client);
     p->ext_seen = true;
