@@ -16,6 +16,7 @@
 
 #define TICK_S        0.2     /* query timeouts, lookup steps */
 #define MAINT_S       1.0     /* table upkeep, token rotation, peer expiry */
+#define REFRESH_MAX   24      /* ranges refreshed after the self lookup (2^24 nodes' worth) */
 #define SELF_LOOKUP_S 10.0    /* s between lookups of our own id while the table is thin */
 #define PING_AGAIN_S  60.0    /* s before a questionable node is pinged again */
 #define PINGS_PER_S   8       /* questionable nodes pinged per upkeep round */
@@ -108,6 +109,7 @@ struct bt_dht {
     int next_id;
     double last_self;
     bool want_self;           /* a lookup of our own id at the next tick */
+    bool want_refresh;        /* the self lookup ended: refresh the ranges farther than our neighbour */
     uint8_t secret[16], prev_secret[16];
     double rotated, token_rotate, peer_ttl;
     sentry *store[STORE_SLOTS];
@@ -481,6 +483,8 @@ static void deliver(bt_dht *d, int id, const bt_dht_result *r)
 static void lookup_finish(bt_dht *d, lookup *l, const char *error)
 {
     l->finished = true;
+    if (l->id == 0 && l->kind == BT_DHT_FIND_NODE && memcmp(l->target, d->id, 20) == 0 && l->replied)
+        d->want_refresh = true;
     for (uint32_t i = 0; i < BT_DHT_MAX_TXN; i++)
         if (d->tx[i].used && d->tx[i].lk == l)
             d->tx[i].lk = NULL;   /* a late answer still feeds the table */
@@ -574,6 +578,37 @@ static lookup *lookup_start(bt_dht *d, bt_dht_kind kind, const uint8_t target[20
     d->lookups = l;
     lookup_step(d, l);
     return l;
+}
+
+/* A find_node lookup of a random id that shares `bits` leading bits with ours; `flip`: and
+ * differs in the next one (one bucket's range), else anything past them (our own bucket). */
+static void refresh_range(bt_dht *d, int bits, bool flip)
+{
+    uint8_t t[20];
+    rnd(t, 20);
+    for (int k = 0; k < bits / 8; k++)
+        t[k] = d->id[k];
+    if (bits % 8) {
+        uint8_t mask = (uint8_t)(0xff << (8 - bits % 8));
+        t[bits / 8] = (uint8_t)((d->id[bits / 8] & mask) | (t[bits / 8] & ~mask));
+    }
+    if (flip)
+        t[bits / 8] = (uint8_t)((t[bits / 8] & ~(0x80 >> (bits % 8))) | (~d->id[bits / 8] & (0x80 >> (bits % 8))));
+    lookup_start(d, BT_DHT_FIND_NODE, t, 0, 0);
+}
+
+/* Kademlia's join: once the lookup of our own id has found our neighbours, one lookup in
+ * each range farther than the closest of them, so that every bucket learns its nodes (else
+ * a node that joined through its own half of the id space may know nobody in the other,
+ * and its lookups end there). */
+static void refresh_far(bt_dht *d)
+{
+    const rnode *near[1];
+    if (closest(d, d->id, NULL, 1, near) == 0)
+        return;
+    int p = cpl(near[0]->id, d->id);
+    for (int bits = 0; bits < p && bits < REFRESH_MAX; bits++)
+        refresh_range(d, bits, true);
 }
 
 /* Free finished lookups (after their callback returned). */
@@ -946,6 +981,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         d->last_self = now;
         lookup_start(d, BT_DHT_FIND_NODE, d->id, 0, 0);
     }
+    if (d->want_refresh) {
+        d->want_refresh = false;
+        refresh_far(d);
+    }
     for (lookup *l = d->lookups; l && !d->dead; l = l->next) {
         if (l->finished)
             continue;
@@ -995,21 +1034,9 @@ static void on_maint(struct ev_loop *loop, ev_timer *w, int revents)
                     pings++;
             }
         }
-        if (b->count && now - b->changed >= BT_DHT_GOOD_TIME) {   /* refresh: a random id in its range */
-            uint8_t t[20];
-            rnd(t, 20);
-            int bits = i;   /* the bucket's ids share i bits with ours, then differ (but the last) */
-            for (int k = 0; k < bits / 8; k++)
-                t[k] = d->id[k];
-            if (bits % 8) {
-                uint8_t mask = (uint8_t)(0xff << (8 - bits % 8));
-                t[bits / 8] = (uint8_t)((d->id[bits / 8] & mask) | (t[bits / 8] & ~mask));
-            }
-            if (i < d->nb - 1)   /* flip the bit after the shared prefix */
-                t[bits / 8] = (uint8_t)((t[bits / 8] & ~(0x80 >> (bits % 8))) |
-                                        (~d->id[bits / 8] & (0x80 >> (bits % 8))));
+        if (b->count && now - b->changed >= BT_DHT_GOOD_TIME) {
             b->changed = now;
-            lookup_start(d, BT_DHT_FIND_NODE, t, 0, 0);
+            refresh_range(d, i, i < d->nb - 1);
         }
     }
 }
