@@ -11,12 +11,12 @@ local D = require "dht_helpers"
 
 local function lt_node(tmp, pids, extra) return D.lt_node(tmp, pids, extra, 80) end
 
--- Three libtorrent DHT nodes that know each other; returns their ports.
+-- Three libtorrent DHT nodes that know each other; returns their ports and their logs.
 local function lt_dht(tmp, pids, last_extra)
-  local a = lt_node(tmp, pids)
-  local b = lt_node(tmp, pids, "--node 127.0.0.1:" .. a)
+  local a, alog = lt_node(tmp, pids)
+  local b, blog = lt_node(tmp, pids, "--node 127.0.0.1:" .. a)
   local c, clog = lt_node(tmp, pids, ("--node 127.0.0.1:%d --node 127.0.0.1:%d %s"):format(a, b, last_extra or ""))
-  return { a, b, c }, clog
+  return { a, b, c }, { alog, blog, clog }
 end
 
 -- A bt-lua seed announcing itself in a 3-node libtorrent DHT, and a libtorrent leecher with
@@ -27,12 +27,24 @@ local function lt_leeches_from_btlua(how, size, seedn)
   S.guard(tmp, pids, function()
     S.make_files(tmp .. "/seed", { ["payload.bin"] = size }, seedn)
     local torrent = S.mktorrent(tmp .. "/seed/payload.bin", tmp .. "/p.torrent", 16)
-    local ports = lt_dht(tmp, pids)
+    local ports, logs = lt_dht(tmp, pids)
     local port = S.port()
     local seed = S.start_btlua(tmp, ("seed %s -d %s --port %d --dht-node 127.0.0.1:%d -q"):format(
       H.q(torrent), H.q(tmp .. "/seed"), port, ports[1]), 80)
     pids[#pids + 1] = seed.pid
     assert(S.wait_port(port, 10), "bt-lua seed did not listen")
+    -- the seed's announce reaches the libtorrent nodes first: a libtorrent torrent looks its
+    -- peers up in the DHT when it starts and then only every 15 minutes, so a leecher started
+    -- before the announce landed (a loaded machine) would wait past the test
+    local line = "announced " .. S.info_hash_hex(torrent) .. " 127.0.0.1:" .. port
+    local function landed()
+      for _, l in ipairs(logs) do
+        if S.read_or_empty(l):find(line, 1, true) then return true end
+      end
+    end
+    local until_t = socket.gettime() + 20
+    while socket.gettime() < until_t and not landed() do S.sleep(0.1) end
+    assert.is_true(landed(), "no libtorrent node got the seed's announce:\n" .. S.read_or_empty(seed.log))
     os.execute("mkdir -p " .. H.q(tmp .. "/lt"))
     local what = how == "magnet" and ("--magnet " .. H.q("magnet:?xt=urn:btih:" .. S.info_hash_hex(torrent)))
       or ("--leech " .. H.q(torrent))

@@ -14,7 +14,9 @@ local M = {}
 -- A torrent's lookup (get_peers + announce_peer) is repeated every INTERVAL_WANT s while
 -- it downloads and every INTERVAL_SEED s once complete (libtorrent announces every 15
 -- min); RETRY s after a lookup could not start (empty table) or nobody answered;
--- RETRY_EMPTY s while a download's lookups find no peer (a swarm just starting).
+-- RETRY_EMPTY s while a download's lookups find no peer (a swarm just starting), or
+-- while no node took the announce (else a seed that announced into a table still
+-- filling would stay unknown for 15 minutes).
 M.INTERVAL_WANT, M.INTERVAL_SEED, M.RETRY, M.RETRY_EMPTY = 120, 900, 2, 10
 -- The state file (id and good nodes) is saved every SAVE_INTERVAL s and at close.
 M.SAVE_INTERVAL = 300
@@ -145,7 +147,11 @@ function Node:_lookup(rec, now)
     rec.lookups, rec.last = rec.lookups + 1, res
     local complete = rec.complete and rec.complete()
     local wait = complete and M.INTERVAL_SEED or M.INTERVAL_WANT
-    if res.error then wait = M.RETRY elseif #res.peers == 0 and not complete then wait = M.RETRY_EMPTY end
+    if res.error then
+      wait = M.RETRY
+    elseif (#res.peers == 0 and not complete) or res.announced == 0 then
+      wait = M.RETRY_EMPTY
+    end
     rec.next_at = self.cs:now() + wait
     if #res.peers > 0 then
       rec.found = rec.found + #res.peers
