@@ -829,6 +829,10 @@ void bt_sess_run(bt_session *s)
     s->running = true;
     ev_now_update(s->loop);
     ev_run(s->loop, 0);
+    /* a stop from a tick or a handler leaves the loop before the next prepare: deliver what
+     * is queued (a batch of pieces verified with the last one), so that no on_piece or event
+     * is lost between t.complete becoming true and run returning */
+    deliver_events(s);
     s->running = false;
 }
 
