@@ -267,7 +267,8 @@ describe("bt-lua lab", function()
       scratch = f and f:read("a"):match("scratch (/tmp/bt%-lab%.%w+)")
       if f then f:close() end
       if scratch then
-        pids = H.sh("cat " .. scratch .. "/run2-*/*.pid 2>/dev/null")
+        -- "; true": H.sh appends 2>&1, which would put cat's complaint (digits and all) in pids
+        pids = H.sh("cat " .. scratch .. "/run2-*/*.pid 2>/dev/null; true")
         if select(2, pids:gsub("%d+", "")) >= 3 then break end
       end
       require("socket").sleep(0.1)
@@ -282,12 +283,14 @@ describe("bt-lua lab", function()
       .. dir .. "/int-out/runs.jsonl", 1, true), text)
     -- runs.jsonl was written as the first run ended: its records, whole, and no other run's
     local kinds, runs_seen = {}, {}
-    for line in H.readfile(dir .. "/int-out/runs.jsonl"):gmatch("[^\n]+") do
+    local jsonl = H.readfile(dir .. "/int-out/runs.jsonl")
+    for line in jsonl:gmatch("[^\n]+") do
       local r = cjson.decode(line)
       kinds[r.kind] = (kinds[r.kind] or 0) + 1
       runs_seen[r.run] = true
     end
-    assert.are.same({ [1] = true }, runs_seen)
+    assert.are.same({ [1] = true }, runs_seen, ("runs.jsonl (%d bytes); pids %s; log:\n%s"):format(#jsonl,
+      tostring(pids), text))
     assert.are.equal(1, kinds.run)
     assert.are.equal(3, kinds.leecher)
     assert.is_true((kinds.sample or 0) >= 2, "no samples")
