@@ -191,6 +191,21 @@ describe("policy API v2 contract", function()
       assert.truthy(has(e, "upload_slots") and has(e, "integer"), e)
       e = load_err({ upload_slots = -1 })
       assert.truthy(has(e, "upload_slots") and has(e, ">= 0"), e)
+      for _, bad in ipairs{ 0.5, 0, -2, 601, 0 / 0 } do
+        e = load_err({ choke_interval = bad })
+        assert.truthy(has(e, "field 'choke_interval' must be from 1 to 600 seconds"), e)
+      end
+      assert.truthy(has(load_err({ choke_interval = "2" }), "field 'choke_interval' must be a number"))
+      assert.truthy(has(load_err({ choke_intreval = 2 }), "did you mean 'choke_interval'?"))
+      -- the engine checks a table that bypassed bt.policy.load (bt.core directly) too
+      local s0 = session.new{ port = 0, bind = "127.0.0.1" }
+      local full = policy.complete({})
+      full.choke_interval = 0.1
+      local okc, ec = pcall(s0.core.add, s0.core, session.metainfo(torrent), nil, full, 0, nil, "memory")
+      s0:close()
+      assert.is_false(okc)
+      assert.truthy(has(tostring(ec), "choke_interval must be a number of seconds from 1 to 600, not 0.1"),
+        tostring(ec))
       -- through the engine: the session refuses it at s:add
       local s = session.new{ port = 0, bind = "127.0.0.1" }
       local ok, e2 = pcall(s.add, s, torrent, { storage = "memory", trackers = false, policy = { pik = print } })
@@ -301,6 +316,26 @@ describe("policy API v2 contract", function()
         assert_stopped_with(r, case[2])
       end)
     end
+
+    it("choke rounds come every choke_interval seconds (default 10)", function()
+      local function rounds_in(seconds, interval)
+        local times = {}
+        drive{ peers = {}, limit = seconds, done = function() return false end, policy = {
+          choke_interval = interval, choke = function(_, _, _, now) times[#times + 1] = now end } }
+        return times
+      end
+      local fast = rounds_in(3.5, 1)   -- at the first tick, then every second: 4 rounds
+      assert.are.equal(4, #fast, table.concat(fast, ", "))
+      for i = 2, #fast do
+        local gap = fast[i] - fast[i - 1]
+        assert.truthy(gap >= 1 and gap < 1.2, "gap " .. gap)
+      end
+      assert.are.equal(1, #rounds_in(3.5))   -- the default's 10 s: only the first round
+      assert.are.equal(10, default.choke_interval)
+      assert.are.equal(2, default.with{ CHOKE_INTERVAL = 2 }.choke_interval)
+      assert.has_error(function() default.with{ CHOKE_INTERVAL = 0.5 } end,
+        "bt.policy.default.with: CHOKE_INTERVAL must be from 1 to 600 seconds")
+    end)
 
     it("choke returning something else than a table stops the torrent", function()
       -- the first choke round comes at the first tick, with no peer interested yet

@@ -160,37 +160,54 @@ describe("examples/lab/bittyrant.lua (bt.policy.fake)", function()
 
   it("unchokes the best return per byte first, pays each its price, within the upload capacity", function()
     local t = fake.torrent{ pieces = 64, piece_length = 65536, now = 100 }
-    t:set_limits{ up = 5000 }
-    -- a: sends us 64 KiB/s; b: 16 KiB/s; c, d: choke us, no piece rate seen yet. Every price
-    -- starts at the floor estimate, 2048 bytes/s: two fit in 5000
+    t:set_limits{ up = 40000 }
+    -- a: sends us 64 KiB/s; b: 16 KiB/s; c, d: choke us. No `have` seen yet: every peer
+    -- costs our equal split (40000 / 5) and is worth it unless it sends us more; all four
+    -- fit, and the capacity left is shared in proportion (10000 each)
     local a = fake.peer(t, { rate_down = 65536 })
     local b = fake.peer(t, { rate_down = 16384 })
     local c = fake.peer(t, { choking = true })
     local d = fake.peer(t, { choking = true })
     local peers = { d, c, b, a }
-    assert.are.same({ a, b }, bittyrant.choke(t, peers, 1, t.now))
-    assert.are.same({ 2048, 2048, 0, 0 }, { a.upload_rate, b.upload_rate, c.upload_rate, d.upload_rate })
-    -- b stops reciprocating: its price goes up 20 %, its return falls to the estimate, and a
-    -- peer not yet tried (c or d, at the floor price) takes its place
-    b.choking = true
-    t:advance(10)
-    local out = bittyrant.choke(t, peers, 2, t.now)
-    assert.are.equal(2, #out)
-    assert.are.equal(a, out[1])
-    assert.is_true(out[2] == c or out[2] == d)
-    assert.are.equal(2048, out[2].upload_rate)
-    -- every interested peer fits: the capacity is shared in proportion to the prices
-    t:set_limits{ up = 100000 }
-    t:advance(10)
-    out = bittyrant.choke(t, peers, 3, t.now)
+    local out = bittyrant.choke(t, peers, 1, t.now)
     assert.are.equal(4, #out)
-    local sum = 0
-    for _, p in ipairs(out) do sum = sum + p.upload_rate end
-    assert.is_true(math.abs(sum - 100000) < 1, "paid " .. sum)
-    assert.is_true(b.upload_rate > a.upload_rate, "b's price is higher: it did not reciprocate")
+    assert.are.same({ a, b }, { out[1], out[2] })
+    for _, p in ipairs(peers) do assert.are.equal(10000, p.upload_rate) end
+    -- 4 s later: c announced 8 pieces (8 * 64 KiB / 4 s over 5 slots: 26214.4 bytes/s), d 4
+    -- (13107.2), a and b none (the floor, 2048). Prices start at those estimates; c now
+    -- unchokes us (30000 bytes/s, more than its price: it ranks above d); a, b and c fit
+    -- in 40000, d does not
+    for i = 0, 7 do c._f.have_set:set(i) end
+    for i = 8, 11 do d._f.have_set:set(i) end
+    c.choking, c.rate_down = false, 30000
+    t:advance(4)
+    out = bittyrant.choke(t, peers, 2, t.now)
+    assert.are.same({ a, b, c }, out)
+    assert.are.same({ 2048, 2048 }, { a.upload_rate, b.upload_rate })
+    assert.is_true(math.abs(c.upload_rate - 26214.4) < 1e-6, c.upload_rate)
+    -- c took its price and chokes us again: it costs 20 % more and is worth its estimate
+    -- (17476: 8 pieces in 6 s); d, which now sends us 8 KiB/s for 13107, takes its place
+    c.choking = true
+    d.choking, d.rate_down = false, 8192
+    t:advance(2)
+    out = bittyrant.choke(t, peers, 3, t.now)
+    assert.are.same({ a, b, d }, out)
+    assert.is_true(math.abs(d.upload_rate - 13107.2) < 1e-6, d.upload_rate)
+    -- d reciprocates three rounds in a row: its price falls by 10 %
+    for r = 4, 6 do
+      t:advance(2)
+      out = bittyrant.choke(t, peers, r, t.now)
+      assert.are.same({ a, b, d }, out)
+    end
+    assert.is_true(math.abs(d.upload_rate - 13107.2 * 0.9) < 1e-6, d.upload_rate)
+    -- between rounds (an extra call 0.5 s later) nothing moves
+    t:advance(0.5)
+    bittyrant.choke(t, peers, 7, t.now)
+    assert.is_true(math.abs(d.upload_rate - 13107.2 * 0.9) < 1e-6, d.upload_rate)
+    assert.are.equal(2, bittyrant.choke_interval)
     -- complete: the caps are lifted, the default choker decides
     t.complete = true
-    bittyrant.choke(t, peers, 4, t.now)
+    bittyrant.choke(t, peers, 8, t.now)
     for _, p in ipairs(peers) do assert.are.equal(0, p.upload_rate) end
   end)
 end)

@@ -253,20 +253,22 @@ describe("bt-lua lab", function()
     assert.truthy(out:find("plot: " .. out_dir .. "/cdf.svg", 1, true), out)
   end)
 
-  it("stops every peer it started on Ctrl-C and removes its scratch folder", function()
+  it("stops every peer it started on Ctrl-C, removes its scratch folder and keeps the runs finished", function()
     local log = dir .. "/int.log"
     local p = io.popen(("cd %s && (%s lua5.4 scripts/bt-lua lab %s --runs 5 --out %s >%s 2>&1 & echo $!; wait $!; "
       .. "echo \"__exit=$?\" >>%s)"):format(H.q(H.root), H.lua_env(), H.q(SMALL), H.q(dir .. "/int-out"), H.q(log),
       H.q(log)))
     local pid = tonumber(p:read("l"))
-    -- wait until peers run (a .pid file in the scratch folder), then interrupt
+    -- wait until the second run's peers run (its .pid files in the scratch folder: the first
+    -- run has ended), then interrupt
     local scratch, pids
-    for _ = 1, 150 do
+    for _ = 1, 600 do
       local f = io.open(log, "rb")
       scratch = f and f:read("a"):match("scratch (/tmp/bt%-lab%.%w+)")
       if f then f:close() end
       if scratch then
-        pids = H.sh("cat " .. scratch .. "/run1-*/*.pid 2>/dev/null")
+        -- "; true": H.sh appends 2>&1, which would put cat's complaint (digits and all) in pids
+        pids = H.sh("cat " .. scratch .. "/run2-*/*.pid 2>/dev/null; true")
         if select(2, pids:gsub("%d+", "")) >= 3 then break end
       end
       require("socket").sleep(0.1)
@@ -277,7 +279,21 @@ describe("bt-lua lab", function()
     p:close()
     local text = H.readfile(log)
     assert.truthy(text:find("__exit=130", 1, true), text)
-    assert.truthy(text:find("interrupted; stopped every peer it started", 1, true), text)
+    assert.truthy(text:find("interrupted; stopped every peer it started; the runs finished are in "
+      .. dir .. "/int-out/runs.jsonl", 1, true), text)
+    -- runs.jsonl was written as the first run ended: its records, whole, and no other run's
+    local kinds, runs_seen = {}, {}
+    local jsonl = H.readfile(dir .. "/int-out/runs.jsonl")
+    for line in jsonl:gmatch("[^\n]+") do
+      local r = cjson.decode(line)
+      kinds[r.kind] = (kinds[r.kind] or 0) + 1
+      runs_seen[r.run] = true
+    end
+    assert.are.same({ [1] = true }, runs_seen, ("runs.jsonl (%d bytes); pids %s; log:\n%s"):format(#jsonl,
+      tostring(pids), text))
+    assert.are.equal(1, kinds.run)
+    assert.are.equal(3, kinds.leecher)
+    assert.is_true((kinds.sample or 0) >= 2, "no samples")
     for child in pids:gmatch("%d+") do
       assert.is_false(os.execute("kill -0 " .. child .. " 2>/dev/null") == true, "peer " .. child .. " still runs")
     end

@@ -222,7 +222,7 @@ static void endgame(bt_torrent *t)
 static void choke_round(bt_torrent *t, double now)
 {
     bt_sched *s = t->sched;
-    s->next_choke = now + BT_CHOKE_INTERVAL;
+    s->next_choke = now + (t->choke_interval > 0 ? t->choke_interval : BT_CHOKE_INTERVAL);
     s->last_round = now;
     t->choke_wanted = false;
     s->round++;

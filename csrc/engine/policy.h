@@ -25,7 +25,8 @@
 #include "engine/peer.h"
 #include "engine/torrent.h"
 
-#define BT_CHOKE_INTERVAL     10.0   /* seconds between choke rounds (BitTorrent's classic value) */
+#define BT_CHOKE_INTERVAL     10.0   /* seconds between choke rounds (BitTorrent's classic value), unless
+                                       * the policy sets choke_interval (t->choke_interval) */
 #define BT_CHOKE_EXTRA_GAP    1.0    /* an extra round for a newly interested peer, at most this often */
 #define BT_TIMEOUT_MIN_STALL  1.0    /* a request must stall this long before timeout() is asked */
 #define BT_QUEUE_DEPTH_MAX    BT_PEER_MAX_QUEUE   /* largest queue_depth a policy may ask */

@@ -882,6 +882,7 @@ bt_torrent *bt_sess_add(bt_session *s, const bt_meta *m, const bt_add_opts *o, c
     if (!t)
         return NULL;
     t->upload_slots = o->upload_slots;
+    t->choke_interval = o->choke_interval;
     t->lref = o->lref;
     /* a magnet's torrent has no policy until its metadata is in: nothing to pick */
     if (m && bt_policy_attach(t, s->policy, s->policy_ud, bt_sess_now(s)) != 0) {

@@ -172,6 +172,7 @@ typedef struct bt_add_opts {
     uint32_t max_peers;       /* 0: the session's */
     const bt_ranges *trust;
     uint32_t upload_slots;    /* how many peers the policy's choke hook unchokes */
+    double choke_interval;    /* s between choke rounds (0: the engine's BT_CHOKE_INTERVAL) */
     void *lref;               /* the owner's handle, set before the policy scheduler looks at t */
     const uint8_t *info_hash; /* a magnet's (bt_sess_add with m NULL) */
 } bt_add_opts;

@@ -172,6 +172,7 @@ struct bt_torrent {
     uint32_t nclosing;        /* of those, closing */
     uint32_t unchoked;        /* peers we unchoke (upload slots in use) */
     uint32_t upload_slots;    /* how many the choke policy unchokes (extra rounds while fewer are) */
+    double choke_interval;    /* s between choke rounds; 0: BT_CHOKE_INTERVAL (the policy's choke_interval) */
     bool choke_wanted;        /* an interested peer waits while slots are free: the scheduler runs a round soon */
     bool endgame, stopped, complete, checked;
     char *error;              /* why the torrent stopped (policy traceback...) */

@@ -292,7 +292,7 @@ static int call_hook(void *ud, bt_torrent *t, bt_hook h, const bt_hook_args *a, 
 
 const bt_policy_ops bt_lpolicy_ops = { .has = has_hook, .call = call_hook };
 
-void bt_lpolicy_check(lua_State *L, int idx, uint32_t *slots)
+void bt_lpolicy_check(lua_State *L, int idx, uint32_t *slots, double *interval)
 {
     idx = lua_absindex(L, idx);
     luaL_checktype(L, idx, LUA_TTABLE);
@@ -310,4 +310,12 @@ void bt_lpolicy_check(lua_State *L, int idx, uint32_t *slots)
                    luaL_typename(L, -1));
     lua_pop(L, 1);
     *slots = (uint32_t)n;
+    lua_getfield(L, idx, "choke_interval");
+    double s = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
+    if (!(s >= BT_LPOLICY_MIN_INTERVAL && s <= BT_LPOLICY_MAX_INTERVAL))
+        luaL_error(L, "policy: choke_interval must be a number of seconds from %d to %d, not %s",
+                   (int)BT_LPOLICY_MIN_INTERVAL, (int)BT_LPOLICY_MAX_INTERVAL,
+                   lua_type(L, -1) == LUA_TNUMBER ? lua_tolstring(L, -1, NULL) : luaL_typename(L, -1));
+    lua_pop(L, 1);
+    *interval = s;
 }

@@ -27,7 +27,11 @@ BT_HIDDEN extern const bt_policy_ops bt_lpolicy_ops;   /* ud: an lpolicy */
 BT_HIDDEN void bt_lpolicy_init(lpolicy *lp, lua_State *L, double time_limit, uint64_t mem_limit);
 BT_HIDDEN void bt_lpolicy_free(lpolicy *lp);
 /* A complete policy table at idx (bt.policy.load makes one): every hook a function,
- * upload_slots an integer >= 0 (into *slots). Raises naming what is wrong. [-0, +0, v] */
-BT_HIDDEN void bt_lpolicy_check(lua_State *L, int idx, uint32_t *slots);
+ * upload_slots an integer >= 0 (into *slots), choke_interval a number of seconds from
+ * BT_LPOLICY_MIN_INTERVAL to BT_LPOLICY_MAX_INTERVAL (into *interval).
+ * Raises naming what is wrong. [-0, +0, v] */
+#define BT_LPOLICY_MIN_INTERVAL 1.0
+#define BT_LPOLICY_MAX_INTERVAL 600.0
+BT_HIDDEN void bt_lpolicy_check(lua_State *L, int idx, uint32_t *slots, double *interval);
 
 #endif

@@ -384,7 +384,8 @@ static int l_sess_add(lua_State *L)
     if (kind == 1 && !lua_isnoneornil(L, 3))
         luaL_argerror(L, 3, "memory storage takes no folder (dir must be nil)");
     uint32_t slots;
-    bt_lpolicy_check(L, 4, &slots);
+    double interval;
+    bt_lpolicy_check(L, 4, &slots, &interval);
     lua_Integer mp = luaL_optinteger(L, 5, 0);
     if (mp < 0 || mp > 100000)
         luaL_argerror(L, 5, "max_peers must be in [0, 100000]");
@@ -402,7 +403,8 @@ static int l_sess_add(lua_State *L)
     /* the handle first: the policy scheduler looks hooks up through it while adding */
     ltorrent *lt = bt_ltorrent_new(L, &ls->s, 2, 4);
     bt_add_opts o = { .storage = kind == 1 ? BT_STORE_MEMORY : BT_STORE_DISK, .dir = dir, .load = load,
-                      .max_peers = (uint32_t)mp, .trust = trust, .upload_slots = slots, .lref = lt,
+                      .max_peers = (uint32_t)mp, .trust = trust, .upload_slots = slots,
+                      .choke_interval = interval, .lref = lt,
                       .info_hash = (const uint8_t *)ih };
     char err[512];
     bt_torrent *t = bt_sess_add(&ls->s, m, &o, err, sizeof err);

@@ -2,8 +2,9 @@
 -- scenario's swarm on 127.0.0.1 once per mix of policies and repetition (bt.lab.runner),
 -- then writes runs.jsonl, summary.md and the plots into DIR (bt.lab.report) and prints the
 -- summary table and the plots' paths. docs/lab.md describes the scenario format and
--- every figure. Exit 0; 1 on a failure; 2 for a bad scenario; 130 after Ctrl-C (everything
--- it started is stopped and its scratch folder removed).
+-- every figure. runs.jsonl gets each run's records as the run ends. Exit 0; 1 on a failure;
+-- 2 for a bad scenario; 130 after Ctrl-C (everything it started is stopped and its scratch
+-- folder removed; runs.jsonl keeps the runs finished).
 local cli = require "bt.cli"
 
 local M = {}
@@ -55,7 +56,14 @@ function M.run(args)
   if not tmp then cli.fail("mktemp failed") end
   io.stderr:write(("lab: %s, %d mix(es) x %d run(s), %d peers each, scratch %s\n"):format(sc.name, #sc.mixes, runs,
     sc.npeers, tmp))
-  local ok, res = pcall(runner.run, sc, { runs = runs, seed = seed, dir = tmp, progress = progress })
+  -- every run's records go to runs.jsonl as the run ends: Ctrl-C or a crash keeps them
+  local okr, append, close_runs, runs_path = pcall(report.open_runs, out)
+  if not okr then
+    proc.sh("rm -rf " .. proc.q(tmp))
+    cli.fail(("cannot write into %s: %s"):format(out, tostring(append)))
+  end
+  local ok, res = pcall(runner.run, sc, { runs = runs, seed = seed, dir = tmp, progress = progress, on_run = append })
+  close_runs()
   if tty then io.stderr:write("\n") end
   local function cleanup()
     if args.keep then io.stderr:write("lab: kept ", tmp, "\n") else proc.sh("rm -rf " .. proc.q(tmp)) end
@@ -63,11 +71,12 @@ function M.run(args)
   if not ok then
     cleanup()
     if tostring(res):match("interrupted!$") then
-      cli.fail("interrupted; stopped every peer it started", M.EXIT_INTERRUPTED)
+      cli.fail("interrupted; stopped every peer it started; the runs finished are in " .. runs_path,
+        M.EXIT_INTERRUPTED)
     end
-    cli.fail(tostring(res))
+    cli.fail(("%s (the runs finished before are in %s)"):format(tostring(res), runs_path))
   end
-  local wok, w = pcall(report.write, sc, res, { out = out, runs = runs, seed = seed })
+  local wok, w = pcall(report.write, sc, res, { out = out, runs = runs, seed = seed, appended = true })
   cleanup()
   if not wok then cli.fail(("%s (what was written is in %s)"):format(tostring(w), out)) end
   io.stdout:write(w.summary, "\n")

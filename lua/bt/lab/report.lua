@@ -245,12 +245,29 @@ function M.plots(sc, records, rows, out)
   return plots
 end
 
---- Write runs.jsonl, summary.md and the plots into opts.out. Returns {summary=text, plots=, rows=}.
+--- runs.jsonl in folder `out`, opened for appending run by run (emptied first): returns
+-- append(records), which writes them one JSON line each and flushes, so the runs finished
+-- before a Ctrl-C or a crash are kept, and close().
+function M.open_runs(out)
+  assert(os.execute("mkdir -p " .. proc.q(out)))
+  local path = out .. "/runs.jsonl"
+  local f = assert(io.open(path, "wb"))
+  local function append(records)
+    for _, r in ipairs(records) do assert(f:write(cjson.encode(r), "\n")) end
+    assert(f:flush())
+  end
+  return append, function() f:close() end, path
+end
+
+--- Write runs.jsonl (unless opts.appended: M.open_runs wrote it run by run), summary.md and
+-- the plots into opts.out. Returns {summary=text, plots=, rows=}.
 function M.write(sc, records, opts)
   assert(os.execute("mkdir -p " .. proc.q(opts.out)))
-  local lines = {}
-  for _, r in ipairs(records) do lines[#lines + 1] = cjson.encode(r) end
-  writefile(opts.out .. "/runs.jsonl", table.concat(lines, "\n") .. "\n")
+  if not opts.appended then
+    local append, close = M.open_runs(opts.out)
+    append(records)
+    close()
+  end
   local rows = M.rows(sc, records)
   local text = M.summary(sc, rows, opts)
   -- the table first: a failing gnuplot must not cost the runs' figures

@@ -25,13 +25,14 @@ local DEFAULTS = {
   NEW_PEER_WEIGHT = 3,     -- it is this many times as likely to get the optimistic slot
   SNUB_TIME = 60,          -- s without a block from a peer whose pieces we want: it snubs us
   TRIAL = 5,               -- s an unchoked peer may take nothing before untried peers rank above it
+  CHOKE_INTERVAL = 10,     -- s between choke rounds (the policy's choke_interval; BitTorrent's classic 10)
 }
 
 local make
 
 --- The default policy with the constants of `cfg` (a complete table of them).
 make = function(cfg)
-  local P = { name = "default", upload_slots = cfg.REGULAR + 1 }
+  local P = { name = "default", upload_slots = cfg.REGULAR + 1, choke_interval = cfg.CHOKE_INTERVAL }
 
   --- Pipeline depth for this peer: about QUEUE_SECONDS of its download rate.
   -- The core also caps it by the peer's own limit (reqq from its BEP 10 handshake).
@@ -75,7 +76,7 @@ make = function(cfg)
     return "keep"
   end
 
-  --- Choking, every round (10 s) and when a new peer gets interested: tit-for-tat.
+  --- Choking, every round (CHOKE_INTERVAL, 10 s) and when a new peer gets interested: tit-for-tat.
   -- `peers` are the interested peers; those returned are unchoked, the rest choked.
   -- REGULAR slots: while downloading, the peers that give us most; once complete,
   -- those we send most to (they take it fastest). Anti-snubbing: while downloading, a
@@ -154,11 +155,16 @@ make = function(cfg)
     if math.type(new.REGULAR) ~= "integer" then
       error("bt.policy.default.with: REGULAR must be an integer", 2)
     end
+    local policy = require "bt.policy"
+    if new.CHOKE_INTERVAL < policy.CHOKE_INTERVAL_MIN or new.CHOKE_INTERVAL > policy.CHOKE_INTERVAL_MAX then
+      error(("bt.policy.default.with: CHOKE_INTERVAL must be from %d to %d seconds"):format(
+        policy.CHOKE_INTERVAL_MIN, policy.CHOKE_INTERVAL_MAX), 2)
+    end
     return make(new)
   end
 
   -- The constants and `with` are read through the metatable, so pairs(P) lists only
-  -- what a policy table holds (hooks, name, upload_slots) and bt.policy.check accepts it.
+  -- what a policy table holds (hooks, name, upload_slots, choke_interval) and bt.policy.check accepts it.
   return setmetatable(P, {
     __index = function(_, k)
       if k == "with" then return with end

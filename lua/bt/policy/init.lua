@@ -1,7 +1,7 @@
 --- bt.policy: loading policies, checking them and completing them from bt.policy.default.
 --
 -- A policy is a table of optional hooks (tick, pick, endgame, timeout, on_piece,
--- queue_depth, choke) and two optional fields (name, upload_slots); whatever it
+-- queue_depth, choke) and three optional fields (name, upload_slots, choke_interval); whatever it
 -- leaves out comes from bt.policy.default. Keys starting with "_" are the policy's
 -- own (helpers, constants). Anything else is a mistake and an error at load, with
 -- the nearest name suggested: a misspelled hook must not silently run the default.
@@ -14,7 +14,9 @@ local M = {}
 
 M.HOOKS = { "tick", "pick", "endgame", "timeout", "on_piece", "queue_depth", "choke" }
 --- Non-hook fields a policy may set, and the type each must have.
-M.FIELDS = { name = "string", upload_slots = "integer" }
+M.FIELDS = { name = "string", upload_slots = "integer", choke_interval = "number" }
+--- choke_interval: seconds between choke rounds, within these bounds (the engine checks them too).
+M.CHOKE_INTERVAL_MIN, M.CHOKE_INTERVAL_MAX = 1, 600
 
 local IS_HOOK = {}
 for _, h in ipairs(M.HOOKS) do IS_HOOK[h] = true end
@@ -96,18 +98,24 @@ function M.check(p, where)
         error(("policy %s: hook '%s' must be a function, got %s"):format(where, k, type(v)), 0)
       end
     elseif M.FIELDS[k] then
-      if field_type(v) ~= M.FIELDS[k] then
+      local ft = field_type(v)
+      if ft ~= M.FIELDS[k] and not (M.FIELDS[k] == "number" and ft == "integer") then
         error(("policy %s: field '%s' must be %s %s, got %s"):format(where, k,
           M.FIELDS[k] == "integer" and "an" or "a", M.FIELDS[k], field_type(v)), 0)
       end
       if k == "upload_slots" and v < 0 then
         error(("policy %s: field 'upload_slots' must be >= 0, got %d"):format(where, v), 0)
       end
+      if k == "choke_interval" and not (v >= M.CHOKE_INTERVAL_MIN and v <= M.CHOKE_INTERVAL_MAX) then
+        error(("policy %s: field 'choke_interval' must be from %d to %d seconds, got %s"):format(where,
+          M.CHOKE_INTERVAL_MIN, M.CHOKE_INTERVAL_MAX, tostring(v)), 0)
+      end
     elseif k:sub(1, 1) ~= "_" then
       local near = M.suggest(k, all)
       local what = type(v) == "function" and "hook" or "field"
-      error(("policy %s: unknown %s '%s'%s (hooks: %s; fields: name, upload_slots; keys starting with _ are yours)")
-        :format(where, what, k, near and (" (did you mean '" .. near .. "'?)") or "", table.concat(M.HOOKS, ", ")), 0)
+      error(("policy %s: unknown %s '%s'%s (hooks: %s; fields: name, upload_slots, choke_interval; "
+        .. "keys starting with _ are yours)"):format(where, what, k,
+        near and (" (did you mean '" .. near .. "'?)") or "", table.concat(M.HOOKS, ", ")), 0)
     end
   end
   return p
@@ -119,7 +127,7 @@ function M.complete(p)
   local default = require "bt.policy.default"
   local out = {}
   for _, h in ipairs(M.HOOKS) do out[h] = default[h] end
-  out.name, out.upload_slots = default.name, default.upload_slots
+  out.name, out.upload_slots, out.choke_interval = default.name, default.upload_slots, default.choke_interval
   for k, v in pairs(p) do out[k] = v end
   return out
 end
