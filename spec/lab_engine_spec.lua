@@ -104,6 +104,23 @@ describe("lab delay and loss", function()
     local s = session.new{ port = -1, delay = 2, loss = 0.5 }   -- the bounds themselves are allowed
     s:close()
   end)
+
+  it("takes a peer id of 20 bytes (the lab's, from its seed) and refuses any other", function()
+    local s = session.new{ port = -1, peer_id = "-BL0100-00000000002a" }
+    assert.are.equal("-BL0100-00000000002a", s.core:peer_id())
+    s:close()
+    -- (-9223372036854775807 would be 20 bytes as a string: a number is refused as such)
+    for _, id in ipairs{ "-BL0100-0000000000", ("x"):rep(21), -9223372036854775807, true } do
+      local ok, err = pcall(session.new, { port = -1, peer_id = id })
+      assert.is_false(ok, tostring(id))
+      assert.matches("peer_id must be a string of 20 bytes", tostring(err))
+    end
+    local a, b = session.new{ port = -1 }, session.new{ port = -1 }   -- without: random, and distinct
+    assert.are_not.equal(a.core:peer_id(), b.core:peer_id())
+    assert.matches("^%-BL0100%-", a.core:peer_id())
+    a:close()
+    b:close()
+  end)
 end)
 
 -- A seed's choker that unchokes everyone, each at its own rate: CAP bytes/s (0: none).

@@ -777,7 +777,10 @@ int bt_sess_init(bt_session *s, const bt_sess_opts *o, const bt_sess_cb *cb, con
     bucket_limit(&s->up, o->max_up);
     bt_peer_env *env = &s->env;
     env->loop = s->loop;
-    make_peer_id(env->peer_id);
+    if (o->peer_id)
+        memcpy(env->peer_id, o->peer_id, 20);   /* the lab's, from its seed: tie-breaks follow it */
+    else
+        make_peer_id(env->peer_id);
     env->max_request = o->max_request ? o->max_request : BT_SESS_MAX_REQUEST;
     env->connect_timeout = o->connect_timeout > 0 ? o->connect_timeout : BT_SESS_CONNECT_TIMEOUT;
     env->idle_timeout = o->idle_timeout > 0 ? o->idle_timeout : BT_SESS_IDLE_TIMEOUT;

@@ -151,6 +151,7 @@ typedef struct bt_sess_opts {
     double delay, loss;       /* lab mode: output held delay s (0: off, at most BT_SESS_MAX_DELAY); loss per
                                  segment in [0, BT_SESS_MAX_LOSS] costs BT_PEER_RTO (peer.h) */
     uint64_t loss_seed;       /* the loss draws' seed */
+    const uint8_t *peer_id;   /* 20 bytes, or NULL: -BL0100- and 12 random characters */
 } bt_sess_opts;
 
 /* Session. Returns 0, or -1 with *err (static or errno text). `policy` is how the

@@ -203,7 +203,8 @@ static double opt_num(lua_State *L, int idx, const char *k, double def)
  * memory after a hook call, default 1 GiB, 0 none), max_down, max_up (bytes/s, 0
  * unlimited), max_request (largest block served, 16 KiB to 128 KiB, default 16 KiB), delay (lab mode: s every
  * byte sent is held, 0 to 2, default 0), loss (lab mode: per segment, 0 to 0.5: a batch with a lost
- * segment waits one more RTO, 0.2 s), loss_seed (its draws), signals (true: SIGINT/SIGTERM
+ * segment waits one more RTO, 0.2 s), loss_seed (its draws), peer_id (20 bytes; default -BL0100- and
+ * 12 random characters; the engine's tie-breaks start from it), signals (true: SIGINT/SIGTERM
  * stop run() and are reported by cs:signal(); one such session per process) */
 static int l_session_new(lua_State *L)
 {
@@ -262,6 +263,14 @@ static int l_session_new(lua_State *L)
     lua_getfield(L, 1, "signals");
     o.signals = lua_toboolean(L, -1);
     lua_pop(L, 1);
+    lua_getfield(L, 1, "peer_id");
+    if (!lua_isnil(L, -1)) {   /* stays on the stack while used */
+        size_t idlen = 0;
+        const char *id = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &idlen) : NULL;
+        if (!id || idlen != 20)
+            luaL_argerror(L, 1, "peer_id must be a string of 20 bytes");
+        o.peer_id = (const uint8_t *)id;
+    }
     lua_getfield(L, 1, "bind");
     o.bind = luaL_optstring(L, -1, NULL);   /* stays on the stack while used */
     lsess *ls = lua_newuserdatauv(L, sizeof *ls, 1);

@@ -102,6 +102,7 @@ function M.new(opts)
     policy_memory_limit = opts.policy_memory_limit,
     signals = opts.signals, max_down = opts.max_down, max_up = opts.max_up,
     max_request = opts.max_request, delay = opts.delay, loss = opts.loss, loss_seed = opts.loss_seed,
+    peer_id = opts.peer_id,
   }, function(kind, ...) return self:_dispatch(kind, ...) end)
   if not cs then error("bt.session: " .. tostring(err), 2) end
   self.core = cs

@@ -42,10 +42,12 @@ local function run_peer(cfg)
     out:flush()
   end
   -- the lab's network: everything this peer sends is held `delay` s (its one-way latency),
-  -- a lost segment costs a retransmission timeout; the loss draws from the peer's seed
+  -- a lost segment costs a retransmission timeout; the loss draws from the peer's seed, and
+  -- so does the peer id (where the engine's tie-breaks between pieces start)
+  local rand = (math.tointeger(cfg.rand) or 0) & 0xFFFFFFFFFFFFF
   local s = session{ port = math.tointeger(cfg.port), bind = "127.0.0.1", max_peers = math.tointeger(cfg.max_peers),
                      max_per_ip = 0, signals = true, delay = tonumber(cfg.delay) or 0, loss = tonumber(cfg.loss) or 0,
-                     loss_seed = (math.tointeger(cfg.rand) or 0) & 0xFFFFFFFFFFFFF }
+                     loss_seed = rand, peer_id = ("-BL0100-%012x"):format(rand & 0xFFFFFFFFFFFF) }
   local seed = cfg.role == "seed"
   local add = { storage = "memory", trackers = false, seed = seed or cfg.stay == true or (cfg.stay or 0) > 0,
                 peers = cfg.peers, max_up = math.tointeger(cfg.up), max_down = math.tointeger(cfg.down),
