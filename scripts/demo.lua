@@ -10,7 +10,8 @@
 -- Exit 0 when every leecher completed with identical data; 130 after Ctrl-C; 1 otherwise.
 -- Everything it starts is stopped by PID (SIGTERM, then SIGKILL after a bounded wait)
 -- and its temporary folder removed, also after a failure or Ctrl-C.
--- Env: DEMO_MB, the payload size in MiB (default 64).
+-- Env: DEMO_MB, the payload size in MiB (default 64); DEMO_SECONDS, the seconds the seed takes
+-- to send one copy (default 15, 2 to 60; the demo lasts about twice that).
 local root = arg[0]:match("^(.*)/scripts/[^/]*$") or "."
 package.path = root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. package.path
 package.cpath = (os.getenv("BT_CPATH") or (root .. "/build/?.so")) .. ";" .. package.cpath
@@ -26,7 +27,11 @@ local MAX_MB = 4096
 -- The seed's upload is capped so that sending ONE copy takes this long: four leechers fed by the
 -- seed alone would need four times as long, so most bytes must come from trading between
 -- leechers, and the demo lasts about this long whatever DEMO_MB is.
-local SEED_SECONDS = 15
+local SEED_SECONDS = tonumber(os.getenv("DEMO_SECONDS") or 15)
+if not SEED_SECONDS or SEED_SECONDS < 2 or SEED_SECONDS > 60 then
+  io.stderr:write("demo: DEMO_SECONDS must be a number of seconds in [2, 60]\n")
+  os.exit(2)
+end
 -- Each leecher's upload is capped at this fraction of the seed's: trading is then a scarce
 -- resource too, so what a leecher holds (the order its policy fetches pieces in) can matter.
 -- Without a cap every leecher finishes the moment the seed has sent the last piece once.

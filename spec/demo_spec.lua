@@ -12,8 +12,10 @@ local scenario = require "bt.lab.scenario"
 
 -- Small, so the spec spends its time on the swarm's dynamics, not on moving bytes.
 local DEMO_MB = 4
--- The demo lasts about its SEED_SECONDS (15 s) times two whatever the size; this bound
--- only stops a hung run. SIGINT lets the demo stop its children and remove its folder.
+-- The demo lasts about twice the seconds its seed takes for one copy (DEMO_SECONDS, 15 by
+-- default; 6 here: long enough that the leechers must trade) whatever the size; LIMIT only
+-- stops a hung run. SIGINT lets the demo stop its children and remove its folder.
+local DEMO_SECONDS = 6
 local LIMIT = 150
 local POLICIES = { "rarest_first", "sequential", "random", "endgame_tuned" }
 
@@ -31,8 +33,8 @@ end)
 
 describe("make demo-swarm", function()
   it("runs a bt-lua swarm, checks every copy and prints a table of real stats", function()
-    local p = io.popen(("DEMO_MB=%d timeout -s INT -k 20 %d lua5.4 %s 2>&1; echo \"__exit=$?\""):format(
-      DEMO_MB, LIMIT, H.q(H.root .. "/scripts/demo.lua")))
+    local p = io.popen(("DEMO_MB=%d DEMO_SECONDS=%d timeout -s INT -k 20 %d lua5.4 %s 2>&1; echo \"__exit=$?\""):format(
+      DEMO_MB, DEMO_SECONDS, LIMIT, H.q(H.root .. "/scripts/demo.lua")))
     local out = p:read("a")
     p:close()
     local code = tonumber(out:match("__exit=(%d+)%s*$"))
