@@ -23,6 +23,7 @@ M.POLL = 0.1              -- seconds between reads of the events files
 M.SEED_WAIT = 60          -- seconds for the seeds to verify their data and listen
 M.ALIVE_EVERY = 2         -- seconds between checks that every worker still runs
 M.LOG_TAIL = 12           -- lines of a failed worker's log in the error
+M.LEAVE_WAIT = 5          -- seconds the run waits, once all are done, for leechers leaving by themselves
 -- Seconds past the time limit a worker may live before timeout(1) ends it by itself.
 M.LIFETIME_SLACK = 30
 
@@ -265,13 +266,23 @@ local function run_one(sc, mix, seed, index, ctx)
   end
   local duration = socket.gettime() - t0
   sample(duration)
+  -- a leecher that just finished and does not stay is on its way out: let it go by itself
+  -- (bounded), since a SIGTERM that lands after its session has closed kills it (143)
+  local leave_by = socket.gettime() + M.LEAVE_WAIT
+  local function leaving()
+    for _, pr in ipairs(peers) do
+      if pr.started and not pr.left and pr.done_t and pr.plan.stay ~= true and (pr.plan.stay or 0) == 0
+        and procs:alive(pr.child) then return true end
+    end
+  end
+  while leaving() and socket.gettime() < leave_by do socket.sleep(M.POLL); poll() end
   procs:stop_all()
   poll()
   ctx.procs = nil
   for _, pr in ipairs(peers) do
     if pr.started and pr.child.code ~= 0 then
-      error(("%s: peer %s exited with code %s:\n    %s"):format(ctx.label, pr.plan.id, tostring(pr.child.code),
-        proc.tail(pr.child.log, M.LOG_TAIL)), 0)
+      error(("%s: peer %s exited with code %s (the run ended at %.1f s: %s):\n    %s"):format(ctx.label, pr.plan.id,
+        tostring(pr.child.code), duration, ended_by, proc.tail(pr.child.log, M.LOG_TAIL)), 0)
     end
     if pr.why == "error" then
       error(("%s: peer %s stopped: %s"):format(ctx.label, pr.plan.id, tostring(pr.error)), 0)
