@@ -103,6 +103,41 @@ describe("lab scenario loader", function()
     assert.truthy(err:find("cannot read scenario", 1, true), err)
   end)
 
+  it("builds a scenario on another of its folder with include(), the base unchanged", function()
+    H.writefile(dir .. "/base.lua", variant())
+    local path = dir .. "/more.lua"
+    H.writefile(path, 'local s = include("base.lua"); s.groups[1].count = 5; s.name = "more"; return s')
+    local sc = assert(scenario.load(path))
+    assert.are.equal("more", sc.name)
+    assert.are.equal(6, sc.npeers)
+    assert.are.equal(H.root .. "/examples/rarest_first.lua", sc.groups[1].policy)
+    assert.are.equal(3, assert(scenario.load(dir .. "/base.lua")).npeers)
+  end)
+
+  local include_cases = {
+    { 'include("../base.lua")',
+      'include: needs the file name of a scenario in the same folder (name.lua), got "../base.lua"' },
+    { "include(7)", "include: needs the file name of a scenario in the same folder (name.lua), got number" },
+    { 'include("absent.lua")', "cannot read scenario: " },
+    { 'include("sc.lua")', "include: sc.lua -> sc.lua is a circle" },
+    { 'include("loop.lua")', "include: sc.lua -> loop.lua -> sc.lua is a circle" },
+    { 'include("broken.lua")', "scenario " .. "DIR/broken.lua: DIR/broken.lua:1: boom" },
+    { 'for i = 1, 100 do include("base.lua") end', "include: more than 16 included files" },
+    { 'include("spin.lua")', "DIR/spin.lua: ran past 10000000 instructions" },
+  }
+  for _, c in ipairs(include_cases) do
+    it("refuses " .. c[1], function()
+      H.writefile(dir .. "/base.lua", variant())
+      H.writefile(dir .. "/loop.lua", 'return include("sc.lua")')
+      H.writefile(dir .. "/broken.lua", 'error("boom")')
+      H.writefile(dir .. "/spin.lua", "while true do end")
+      local sc, err = scenario.load(write_scenario(dir, variant(c[1])))
+      assert.is_nil(sc)
+      local want = c[2]:gsub("DIR", dir)
+      assert.truthy(err:find(want, 1, true), err)
+    end)
+  end
+
   it("gives the same schedule for the same seed, whatever the mix, and another for another seed", function()
     local sc = assert(scenario.load(write_scenario(dir, variant(
       "s.groups[1].count = 20; s.groups[1].join = { poisson = 2 }; s.groups[1].up = { '100K', '300K' }"

@@ -25,6 +25,8 @@ M.MAX_GROUPS, M.MAX_MIXES = 16, 16
 M.MAX_TIME = 3600                        -- seconds a run may last
 M.MAX_POISSON = 100                      -- joins per second: a worker takes ~0.1 s to start
 M.MAX_NAME = 64
+M.MAX_INCLUDE = 4                        -- levels of include(): a base and a variant or two
+M.MAX_INCLUDES = 16                      -- files include() runs for one scenario: each may run MAX_INSTRUCTIONS
 
 local function fail(path, fmt, ...)
   error({ message = ("%s: " .. fmt):format(path, ...) }, 0)
@@ -261,31 +263,65 @@ function M.check(sc, src, base)
   return out
 end
 
---- Load a scenario file. Returns the checked scenario, or nil and a message.
-function M.load(path)
+-- copies, so that a scenario cannot change the lab's own libraries; no math.random: a
+-- scenario draws nothing of its own (the run's seed does, in plan)
+local function copy(lib, except)
+  local c = {}
+  for k, v in pairs(lib) do if not (except and except[k]) then c[k] = v end end
+  return c
+end
+
+-- Run a scenario file in its sandbox and return the table it returns, unchecked.
+-- `stack` lists the files being run (the includers first); `state.files` counts the files
+-- run for one load, so that include() in a loop stays bounded. Raises a message.
+local run
+run = function(path, stack, state)
+  state.files = state.files + 1
+  if state.files > M.MAX_INCLUDES + 1 then
+    error(("include: more than %d included files"):format(M.MAX_INCLUDES), 0)
+  end
   local f, err = io.open(path, "rb")
-  if not f then return nil, "cannot read scenario: " .. tostring(err) end
+  if not f then error("cannot read scenario: " .. tostring(err), 0) end
   local text = f:read(M.MAX_FILE + 1)
   f:close()
-  if text and #text > M.MAX_FILE then return nil, ("%s: larger than %d bytes"):format(path, M.MAX_FILE) end
-  -- copies, so that a scenario cannot change the lab's own libraries; no math.random: a
-  -- scenario draws nothing of its own (the run's seed does, in plan)
-  local function copy(lib, except)
-    local c = {}
-    for k, v in pairs(lib) do if not (except and except[k]) then c[k] = v end end
-    return c
-  end
+  if text and #text > M.MAX_FILE then error(("%s: larger than %d bytes"):format(path, M.MAX_FILE), 0) end
+  local folder = path:match("^(.*)/[^/]*$") or "."
   local env = { math = copy(math, { random = true, randomseed = true }), string = copy(string),
                 table = copy(table), ipairs = ipairs, pairs = pairs, tonumber = tonumber,
                 tostring = tostring, type = type, select = select, error = error }
+  -- include("other.lua"): the table another scenario of the same folder returns (its
+  -- relative policy paths mean the same here), to change and return as this one
+  function env.include(file)
+    if type(file) ~= "string" or not file:match("^[%w_.-]+%.lua$") or file:match("^%.") then
+      error("include: needs the file name of a scenario in the same folder (name.lua), got "
+        .. (type(file) == "string" and ("%q"):format(file) or type(file)), 0)
+    end
+    for _, seen in ipairs(stack) do   -- one folder: names say which file
+      if seen == file then error("include: " .. table.concat(stack, " -> ") .. " -> " .. file .. " is a circle", 0) end
+    end
+    if #stack > M.MAX_INCLUDE then error(("include: more than %d levels"):format(M.MAX_INCLUDE), 0) end
+    local inner_stack = { table.unpack(stack) }
+    inner_stack[#inner_stack + 1] = file
+    return run(folder .. "/" .. file, inner_stack, state)
+  end
   local chunk, lerr = load(text or "", "@" .. path, "t", env)
-  if not chunk then return nil, "scenario " .. tostring(lerr) end
+  if not chunk then error("scenario " .. tostring(lerr), 0) end
   local co = coroutine.create(chunk)
   debug.sethook(co, function() error("ran past " .. M.MAX_INSTRUCTIONS .. " instructions", 0) end,
     "", M.MAX_INSTRUCTIONS)
   local ok, res = coroutine.resume(co)
-  if not ok then return nil, ("scenario %s: %s"):format(path, tostring(res)) end
-  if coroutine.status(co) ~= "dead" then return nil, ("scenario %s: yielded instead of returning"):format(path) end
+  if not ok then
+    -- an error from an included file already names it
+    error(tostring(res):match("^scenario ") and res or ("scenario %s: %s"):format(path, tostring(res)), 0)
+  end
+  if coroutine.status(co) ~= "dead" then error(("scenario %s: yielded instead of returning"):format(path), 0) end
+  return res
+end
+
+--- Load a scenario file. Returns the checked scenario, or nil and a message.
+function M.load(path)
+  local rok, res = pcall(run, path, { path:match("[^/]*$") }, { files = 0 })
+  if not rok then return nil, tostring(res) end
   local base = path:match("^(.*)/[^/]*$") or "."
   local cok, sc = pcall(M.check, res, path, base)
   if not cok then
