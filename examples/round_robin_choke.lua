@@ -2,6 +2,8 @@
 -- whoever is fastest), every choke round hands the upload slots to the next interested
 -- peers in a fixed order, so each one gets its turn whatever its speed. Fair for a seed
 -- with many slow leechers; downloading uses the default hooks (policy.load fills them in).
+-- The first window starts at a random place in the order (math.random): several seeds
+-- running this policy serve different peers at a time instead of the same four in step.
 local SLOTS = 4   -- peers unchoked at once: the usual client default
 
 -- A stable order: peers come and go between rounds, so index positions are useless;
@@ -21,12 +23,15 @@ return {
     if st.rr_round ~= round then
       st.rr_round, st.rr_from = round, st.rr_next
     end
+    -- The very first window starts at a random peer ("" sorts before every address).
+    if not st.rr_from then
+      local k = math.random(#peers)
+      st.rr_from = k > 1 and peers[k - 1].address or ""
+    end
     -- the first peer whose address sorts after the window's start (wrapping to the first)
     local start = 1
-    if st.rr_from then
-      for i, p in ipairs(peers) do
-        if p.address > st.rr_from then start = i; break end
-      end
+    for i, p in ipairs(peers) do
+      if p.address > st.rr_from then start = i; break end
     end
     local out = {}
     for k = 0, SLOTS - 1 do out[#out + 1] = peers[(start - 1 + k) % #peers + 1] end

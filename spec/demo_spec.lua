@@ -22,7 +22,8 @@ local POLICIES = { "rarest_first", "sequential", "random", "endgame_tuned" }
 describe("make demo", function()
   it("is a lab run of examples/lab/demo.lua: rarest first against random, the seed leaving early", function()
     local out = H.sh("make -s -n demo")
-    assert.truthy(out:find("scripts/bt-lua lab examples/lab/demo.lua --runs 1 --out build/lab/demo", 1, true), out)
+    local want = "scripts/bt-lua lab examples/lab/demo.lua --runs 1 --seed 2 --out build/lab/demo"
+    assert.truthy(out:find(want, 1, true), out)
     local sc = assert(scenario.load(H.root .. "/examples/lab/demo.lua"))
     local names = {}
     for _, m in ipairs(sc.mixes) do names[#names + 1] = m.name end

@@ -21,13 +21,34 @@ describe("examples/round_robin_choke.lua", function()
     for i = 1, 6 do peers[i] = fake.peer(t, { address = ("10.0.0.%d:6881"):format(i), rate_up = i * 1000 }) end
   end)
 
+  -- the window of four starting at peer k (1-based, wrapping), sorted
+  local function window(k)
+    local out = {}
+    for j = 0, 3 do out[#out + 1] = ("10.0.0.%d:6881"):format((k - 1 + j) % 6 + 1) end
+    table.sort(out)
+    return out
+  end
+
   it("rotates the four slots through six interested peers, wrapping around", function()
-    local r1 = p.choke(t, { table.unpack(peers) }, 1)
-    assert.are.same({ "10.0.0.1:6881", "10.0.0.2:6881", "10.0.0.3:6881", "10.0.0.4:6881" }, addrs(r1))
-    local r2 = p.choke(t, { table.unpack(peers) }, 2)
-    assert.are.same({ "10.0.0.1:6881", "10.0.0.2:6881", "10.0.0.5:6881", "10.0.0.6:6881" }, addrs(r2))
-    local r3 = p.choke(t, { table.unpack(peers) }, 3)
-    assert.are.same({ "10.0.0.3:6881", "10.0.0.4:6881", "10.0.0.5:6881", "10.0.0.6:6881" }, addrs(r3))
+    local r1 = addrs(p.choke(t, { table.unpack(peers) }, 1))
+    local k                              -- the first window starts at a random peer
+    for i = 1, 6 do if table.concat(window(i), " ") == table.concat(r1, " ") then k = i end end
+    assert.is_not_nil(k, table.concat(r1, " "))
+    assert.are.same(window(k + 4), addrs(p.choke(t, { table.unpack(peers) }, 2)))
+    assert.are.same(window(k + 8), addrs(p.choke(t, { table.unpack(peers) }, 3)))
+  end)
+
+  it("starts its first window at a random peer, so that seeds are not in step", function()
+    local starts = {}
+    for s = 1, 40 do
+      math.randomseed(s)
+      local ft = fake.torrent{ pieces = 4, have = "all" }
+      local first = addrs(p.choke(ft, { table.unpack(peers) }, 1))
+      starts[table.concat(first, " ")] = true
+    end
+    local n = 0
+    for _ in pairs(starts) do n = n + 1 end
+    assert.are.equal(6, n)   -- all six windows, 40 draws
   end)
 
   it("every peer is unchoked at least once in two rounds", function()
@@ -45,7 +66,13 @@ describe("examples/round_robin_choke.lua", function()
   end)
 
   it("a peer that left is skipped; the rotation goes on from the next address", function()
-    p.choke(t, { table.unpack(peers) }, 1)                          -- served 1..4
+    -- a first window of 1..4: the random start is drawn again until it is
+    for s = 1, 100 do
+      math.randomseed(s)
+      t = fake.torrent{ pieces = 4, have = "all" }
+      if table.concat(addrs(p.choke(t, { table.unpack(peers) }, 1)), " ") == table.concat(window(1), " ") then break end
+    end
+    assert.are.same(window(1), addrs(p.choke(t, { table.unpack(peers) }, 1)))   -- served 1..4
     local rest = { peers[1], peers[2], peers[3], peers[6] }        -- 4 and 5 left
     table.insert(rest, fake.peer(t, { address = "10.0.0.7:6881" }))
     local r2 = p.choke(t, rest, 2)

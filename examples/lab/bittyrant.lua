@@ -18,7 +18,8 @@
 -- tit-for-tat. After each round (ROUND seconds, the choke_interval below): a peer we
 -- unchoked that did not unchoke us costs u_p * (1 + DELTA); one that has unchoked us
 -- RECIP rounds in a row costs u_p * (1 - GAMMA) (the paper's 0.2, 0.1 and 3). Once
--- complete it lifts the caps and chokes like the default.
+-- complete it lifts the caps and chokes like the default. Its pipeline starts short
+-- (below); pieces are picked as by the default.
 local default = require "bt.policy.default"
 
 local ROUND = 2         -- s: the choke round, the same as the tit-for-tat clients' in choking.lua
@@ -28,6 +29,12 @@ local SPLIT = 5         -- a tit-for-tat client's slots (4 + 1 optimistic)
 local WINDOW = 10       -- s of `have`s the download estimate looks back over
 local SEEN = 3          -- s of `have`s before a peer's rate is estimated
 local MIN_RATE = 2048   -- bytes/s: no price or estimate below this (a block every 8 s)
+-- The default asks 64 blocks (1 MiB) of a peer before its rate is measured, which is
+-- every time the peer unchokes us after a pause. Unchoked by 15-20 slow peers at once, as
+-- this client is, that put the whole payload in flight at peers sending a block every few
+-- seconds (docs/lab.md, "Arrivals over time"). It asks 4, then the default's 3 s of
+-- the measured rate.
+local pipeline = default.with{ QUEUE_START = 4 }
 
 local function entry(book, p, now)
   local e = book[p.address]
@@ -55,6 +62,7 @@ return {
   choke_interval = ROUND,
   upload_slots = 8,     -- the engine's hint for extra rounds; the active set is sized by capacity below
   pick = default.pick,
+  queue_depth = pipeline.queue_depth,
   choke = function(t, peers, round, now)
     local st = t.state
     st.book = st.book or {}

@@ -5,10 +5,12 @@
 -- a high capacity (1 MiB/s: where the paper's gain is largest) joins at 14 s, after about
 -- a third of the arrivals. Pilot runs on seeds 100-101 shaped it (docs/lab.md, "Choking",
 -- "Arrivals over time": the shapes tried, whether download follows upload in them, and
--- the figures).
+-- the figures). one_high_start4: the candidate runs tit-for-tat with bittyrant.lua's
+-- pipeline (the control); all_strategic: every leecher strategic.
 local tft, tyrant = "tft.lua", "bittyrant.lua"
-local function mix(name, cand)
-  return { name = name, policies = { cand_high = cand, slow = tft, mid = tft, fast = tft } }
+local function mix(name, cand, others)
+  others = others or tft
+  return { name = name, policies = { cand_high = cand, slow = others, mid = others, fast = others } }
 end
 local arrivals = { spread = 40 }
 return {
@@ -27,5 +29,7 @@ return {
   mixes = {
     mix("none", tft),
     mix("one_high", tyrant),
+    mix("one_high_start4", "tft_start4.lua"),
+    mix("all_strategic", tyrant, tyrant),
   },
 }
