@@ -271,6 +271,10 @@ local function copy(lib, except)
   return c
 end
 
+-- The folder a path is in, and its file name.
+local function folder_of(path) return path:match("^(.*)/[^/]*$") or "." end
+local function file_of(path) return path:match("[^/]*$") end
+
 -- Run a scenario file in its sandbox and return the table it returns, unchecked.
 -- `stack` lists the files being run (the includers first); `state.files` counts the files
 -- run for one load, so that include() in a loop stays bounded. Raises a message.
@@ -285,7 +289,7 @@ run = function(path, stack, state)
   local text = f:read(M.MAX_FILE + 1)
   f:close()
   if text and #text > M.MAX_FILE then error(("%s: larger than %d bytes"):format(path, M.MAX_FILE), 0) end
-  local folder = path:match("^(.*)/[^/]*$") or "."
+  local folder = folder_of(path)
   local env = { math = copy(math, { random = true, randomseed = true }), string = copy(string),
                 table = copy(table), ipairs = ipairs, pairs = pairs, tonumber = tonumber,
                 tostring = tostring, type = type, select = select, error = error }
@@ -320,10 +324,9 @@ end
 
 --- Load a scenario file. Returns the checked scenario, or nil and a message.
 function M.load(path)
-  local rok, res = pcall(run, path, { path:match("[^/]*$") }, { files = 0 })
+  local rok, res = pcall(run, path, { file_of(path) }, { files = 0 })
   if not rok then return nil, tostring(res) end
-  local base = path:match("^(.*)/[^/]*$") or "."
-  local cok, sc = pcall(M.check, res, path, base)
+  local cok, sc = pcall(M.check, res, path, folder_of(path))
   if not cok then
     if type(sc) == "table" then return nil, sc.message end
     return nil, tostring(sc)
